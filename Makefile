@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: Apache-2.0
+# kbackend: one binary, BPF objects embedded as skeletons. `make V=1` shows commands.
+
+OUT      := build
+CC       ?= clang
+ifeq ($(origin CC),default)
+CC       := clang
+endif
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+STRIP    ?= llvm-strip
+ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+PKGS     := libbpf yaml-0.1 json-c libcares
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS   += $(WARN) -std=gnu11 -D_GNU_SOURCE -MMD -MP -I$(OUT) -Iinclude -Iuser $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lelf -lz -lm
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -MMD -MP -Ivmlinux -Iinclude
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+.PHONY: all deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick clean
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
+SKELS     := $(patsubst bpf/%.bpf.c,$(OUT)/%.skel.h,$(BPF_SRCS))
+USER_SRCS := $(wildcard user/*.c)
+CORE_SRCS := $(filter-out user/main.c,$(USER_SRCS))
+USER_OBJS := $(patsubst user/%.c,$(OUT)/obj/%.o,$(USER_SRCS))
+CORE_OBJS := $(patsubst user/%.c,$(OUT)/obj/%.o,$(CORE_SRCS))
+SAN_OBJS  := $(patsubst user/%.c,$(OUT)/san/%.o,$(CORE_SRCS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRCS))
+E2E_SRCS  := $(wildcard tests/e2e/*.c)
+E2E_BINS  := $(patsubst tests/e2e/%.c,$(OUT)/e2e/%,$(E2E_SRCS))
+
+all: $(OUT)/kbackend $(UNIT_BINS) $(E2E_BINS)
+
+deps:
+	$(Q)./scripts/deps.sh
+
+$(OUT)/bpf/%.bpf.o: bpf/%.bpf.c Makefile | $(OUT)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
+	$(Q)$(STRIP) -g $@.tmp -o $@ && rm -f $@.tmp
+
+$(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o | $(OUT)
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf > $@
+
+$(OUT)/obj/%.o: user/%.c Makefile $(SKELS) | $(OUT)/obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(OUT)/san/%.o: user/%.c Makefile $(SKELS) | $(OUT)/san
+	$(call msg,CC-SAN,$@)
+	$(Q)$(CC) $(CFLAGS) -O1 $(SANFLAGS) -c $< -o $@
+
+$(OUT)/kbackend: $(USER_OBJS) | $(OUT)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+# Unit tests run under ASan and UBSan, against the same sources as the binary.
+$(OUT)/tests/%: tests/unit/%.c $(SAN_OBJS) tests/unit/testutil.h Makefile | $(OUT)/tests
+	$(call msg,TEST-CC,$@)
+	$(Q)$(CC) $(CFLAGS) -O1 $(SANFLAGS) -Itests/unit $< $(SAN_OBJS) $(LDLIBS) -lcmocka -o $@
+
+$(OUT)/e2e/%: tests/e2e/%.c $(CORE_OBJS) Makefile | $(OUT)/e2e
+	$(call msg,E2E-CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests/e2e $< $(CORE_OBJS) $(LDLIBS) -lcmocka -o $@
+
+# libFuzzer target for the parser and validator.
+$(OUT)/fuzz_manifest: fuzz/fuzz_manifest.c $(CORE_SRCS) Makefile $(SKELS) | $(OUT)
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) $(filter-out -MMD -MP,$(CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined $< $(CORE_SRCS) $(LDLIBS) -o $@
+
+FUZZ_SECONDS ?= 60
+fuzz: $(OUT)/fuzz_manifest
+	$(Q)./scripts/run-fuzz.sh $(OUT)/fuzz_manifest $(FUZZ_SECONDS)
+
+fuzz-quick: $(OUT)/fuzz_manifest
+	$(Q)./scripts/run-fuzz.sh $(OUT)/fuzz_manifest 15
+
+test: all $(OUT)/fuzz_manifest
+	$(Q)./tests/run.sh
+
+test-unit: $(UNIT_BINS)
+	$(Q)KB_ONLY=unit ./tests/run.sh
+
+demo: all
+	$(Q)./scripts/demo.sh
+
+$(OUT) $(OUT)/bpf $(OUT)/obj $(OUT)/san $(OUT)/tests $(OUT)/e2e:
+	$(Q)mkdir -p $@
+
+clean:
+	$(call msg,CLEAN,$(OUT))
+	$(Q)rm -rf $(OUT)
+
+-include $(wildcard $(OUT)/*/*.d)

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Structs shared by the BPF programs and user space: the contents of every map. */
+#ifndef KBACKEND_H
+#define KBACKEND_H
+
+/*
+ * Include after vmlinux.h (BPF side) or after <linux/types.h> (user side).
+ * Fixed-width types only, explicit padding, no implicit holes, so that the
+ * BTF the BPF object carries describes exactly what user space writes.
+ *
+ * Byte order: addresses are stored the way the sock_addr context holds them,
+ * as network-order 32-bit words (ip[0] is the IPv4 address; ip[1..3] are zero
+ * for IPv4). Ports are network order (__be16) everywhere in maps.
+ */
+
+#define KB_PIN_DIR_DEFAULT "/sys/fs/bpf/kbackend"
+
+/* Load-balancer types, as BackendTrafficPolicy loadBalancer.type names them. */
+enum kb_lb {
+	KB_LB_RANDOM = 0,
+	KB_LB_ROUND_ROBIN = 1,
+	KB_LB_LEAST_REQUEST = 2,
+	KB_LB_CONSISTENT_HASH = 3,
+};
+
+/* What a slot steers to. */
+enum kb_slot_kind {
+	KB_SLOT_IP = 0,		/* rewrite the connect to ip:port */
+	KB_SLOT_BRIDGE = 1,	/* unix sidecar: rewrite to the bridge listener */
+};
+
+enum kb_proto {
+	KB_PROTO_TCP = 6,
+	KB_PROTO_UDP = 17,
+};
+
+/* frontends: key. One per Gateway address x listener port x transport. */
+struct kb_frontend_key {
+	__u32 ip[4];		/* network order words; IPv4 in ip[0] */
+	__be16 port;		/* network order */
+	__u8 family;		/* AF_INET (2) or AF_INET6 (10) */
+	__u8 proto;		/* enum kb_proto */
+};
+
+/*
+ * frontends: value. A frontend points at a run of slots in the slots array.
+ * User space publishes a new selection by writing a fresh run of slots and then
+ * replacing this value in one hash update, so a connect sees the old run or the
+ * new run, never a mix (invariant 1). Old runs are reused only after a grace
+ * period.
+ */
+struct kb_frontend {
+	__u32 slot_base;	/* first index in the slots array */
+	__u32 nslots;		/* 0: no usable endpoint, refuse with ECONNREFUSED */
+	__u32 frontend_id;	/* index into per-frontend per-CPU maps */
+	__u8 lb;		/* enum kb_lb */
+	__u8 flags;
+	__u16 pad;
+};
+
+/* slots: value. The weighted selection table, already spilled over priorities. */
+struct kb_slot {
+	__u32 ip[4];		/* endpoint address, network order words */
+	__be16 port;		/* endpoint port, network order */
+	__u8 family;		/* AF_INET or AF_INET6 */
+	__u8 kind;		/* enum kb_slot_kind */
+	__u32 endpoint_id;	/* index into per-endpoint per-CPU maps */
+};
+
+/* endpoint_stats / frontend_stats: per-CPU value. */
+struct kb_conn_stats {
+	__u64 connects;		/* connects steered */
+	__u64 refused;		/* connects refused: no usable endpoint */
+	__u64 established;	/* sockops: handshake completed */
+	__u64 failed;		/* sockops: refused or timed out */
+};
+
+#endif /* KBACKEND_H */

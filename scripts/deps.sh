@@ -1,0 +1,22 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# Install every Debian package that the build, the tests, the demo and the
+# benchmarks need. Idempotent, and quiet when nothing is missing.
+set -eu
+PKGS="clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make
+libyaml-dev libc-ares-dev libjson-c-dev libcmocka-dev libclang-rt-14-dev
+iproute2 dnsmasq-base socat nftables haproxy perl procps"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "kbackend: missing packages:$missing (run 'make deps' as root)" >&2
+	exit 1
+fi
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

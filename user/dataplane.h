@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Stage 4: the kernel side. Loads or adopts the BPF programs and writes compiled frontends into maps. */
+#ifndef KB_DATAPLANE_H
+#define KB_DATAPLANE_H
+
+#include <stdbool.h>
+
+#include "compile.h"
+
+struct kb_dataplane_opts {
+	const char *bpffs;	/* pin directory, default KB_PIN_DIR_DEFAULT */
+	const char *cgroup;	/* cgroup v2 directory to attach sock_addr/sockops programs to */
+	__u32 max_frontends;	/* map sizes; 0: defaults */
+	__u32 max_slots;
+};
+
+struct kb_dataplane;
+
+/*
+ * The one interface the daemon writes through. The real implementation
+ * (kb_dataplane_bpf) talks to the kernel; unit tests inject a fake.
+ */
+struct kb_dataplane_ops {
+	/* Program every frontend of c, atomically per frontend, and remove frontends not in c. */
+	int (*apply)(struct kb_dataplane *dp, const struct kb_compiled *c);
+	/* Per-frontend / per-endpoint counters summed over CPUs; id is frontend_id / endpoint_id. */
+	int (*frontend_stats)(struct kb_dataplane *dp, __u32 id, struct kb_conn_stats *out);
+	int (*endpoint_stats)(struct kb_dataplane *dp, __u32 id, struct kb_conn_stats *out);
+	/* Release user-space handles; pins and links stay, so steering survives the process. */
+	void (*close)(struct kb_dataplane *dp);
+};
+
+struct kb_dataplane {
+	const struct kb_dataplane_ops *ops;
+};
+
+/*
+ * Load the BPF objects, or adopt the pinned ones that already serve, attach
+ * them to opts->cgroup, and pin maps, programs and links under opts->bpffs
+ * (mounting bpffs there if needed). Returns 0 or a negative errno, with one
+ * error line already logged.
+ */
+int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_dataplane **out);
+
+/* Detach everything pinned under bpffs and remove the pins. Safe when nothing is pinned. */
+int kb_dataplane_unload(const char *bpffs);
+
+#endif /* KB_DATAPLANE_H */

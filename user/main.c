@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Entry point: hands argv to the command table in ctl.c. */
+#include "ctl.h"
+
+int main(int argc, char **argv)
+{
+	return kb_ctl_main(argc, argv);
+}

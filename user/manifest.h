@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Stage 1: YAML manifests (files, directories, stdin) into the model, with located errors. */
+#ifndef KB_MANIFEST_H
+#define KB_MANIFEST_H
+
+#include <stddef.h>
+
+#include "model.h"
+
+/*
+ * Parse a file, a directory (its *.yaml and *.yml files, sorted by name,
+ * not recursive) or "-" (stdin) into m. Problems become diagnostics in
+ * m->diags; an object with an error in its document is still added when its
+ * kind is known, so later stages can report on it, but m->nerrors > 0 means
+ * the input must not be applied. Returns 0, or -1 when a path can't be read
+ * (that is also recorded as a diagnostic).
+ */
+int kb_manifest_load_path(struct kb_model *m, const char *path);
+
+/* Parse one in-memory YAML stream; `name` is the file name used in messages. */
+int kb_manifest_load_buffer(struct kb_model *m, const char *name, const char *buf, size_t len);
+
+#endif /* KB_MANIFEST_H */

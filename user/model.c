@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The model's bookkeeping: kinds, field locations, diagnostics and conditions. */
+#include <stdio.h>
+#include <string.h>
+
+#include "model.h"
+
+static const char *const kind_names[KB_KIND__COUNT] = {
+	[KB_KIND_UNKNOWN] = "Unknown",
+	[KB_KIND_ENVOY_GATEWAY] = "EnvoyGateway",
+	[KB_KIND_GATEWAY] = "Gateway",
+	[KB_KIND_HTTPROUTE] = "HTTPRoute",
+	[KB_KIND_GRPCROUTE] = "GRPCRoute",
+	[KB_KIND_TLSROUTE] = "TLSRoute",
+	[KB_KIND_TCPROUTE] = "TCPRoute",
+	[KB_KIND_UDPROUTE] = "UDPRoute",
+	[KB_KIND_BACKEND] = "Backend",
+	[KB_KIND_BACKEND_TRAFFIC_POLICY] = "BackendTrafficPolicy",
+	[KB_KIND_REFERENCE_GRANT] = "ReferenceGrant",
+	[KB_KIND_BACKEND_TLS_POLICY] = "BackendTLSPolicy",
+	[KB_KIND_ENVOY_EXTENSION_POLICY] = "EnvoyExtensionPolicy",
+	[KB_KIND_SECURITY_POLICY] = "SecurityPolicy",
+	[KB_KIND_ENVOY_PROXY] = "EnvoyProxy",
+	[KB_KIND_GATEWAY_CLASS] = "GatewayClass",
+};
+
+const char *kb_kind_name(enum kb_kind k)
+{
+	return (k > 0 && k < KB_KIND__COUNT) ? kind_names[k] : "Unknown";
+}
+
+enum kb_kind kb_kind_from_name(const char *name)
+{
+	for (int k = 1; k < KB_KIND__COUNT; k++)
+		if (name && strcmp(kind_names[k], name) == 0)
+			return (enum kb_kind)k;
+	return KB_KIND_UNKNOWN;
+}
+
+bool kb_kind_is_route(enum kb_kind k)
+{
+	return k == KB_KIND_HTTPROUTE || k == KB_KIND_GRPCROUTE || k == KB_KIND_TLSROUTE ||
+	       k == KB_KIND_TCPROUTE || k == KB_KIND_UDPROUTE;
+}
+
+void kb_model_init(struct kb_model *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void kb_model_free(struct kb_model *m)
+{
+	kb_arena_free(&m->arena);
+	memset(m, 0, sizeof(*m));
+}
+
+void kb_meta_add_field(struct kb_model *m, struct kb_meta *obj, const char *path, struct kb_loc loc)
+{
+	struct kb_field_loc *f = KB_PUSH(&m->arena, obj->fields, obj->nfields);
+
+	f->path = kb_strdup(&m->arena, path);
+	f->loc = loc;
+}
+
+struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path)
+{
+	size_t best_len = 0;
+	struct kb_loc best = obj->loc;
+
+	if (!path)
+		return best;
+	/* Exact match first, else the longest recorded ancestor ("a.b[1]" of "a.b[1].c"). */
+	for (size_t i = 0; i < obj->nfields; i++) {
+		const char *p = obj->fields[i].path;
+		size_t l = strlen(p);
+
+		if (strcmp(p, path) == 0)
+			return obj->fields[i].loc;
+		if (l > best_len && strncmp(p, path, l) == 0 && (path[l] == '.' || path[l] == '[')) {
+			best_len = l;
+			best = obj->fields[i].loc;
+		}
+	}
+	return best;
+}
+
+char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj)
+{
+	return kb_sprintf(&m->arena, "%s %s/%s", kb_kind_name(obj->kind), obj->namespace ? obj->namespace : "default",
+			  obj->name ? obj->name : "<unnamed>");
+}
+
+static struct kb_diag *diag_new(struct kb_model *m, enum kb_severity sev)
+{
+	struct kb_diag *d = KB_PUSH(&m->arena, m->diags, m->ndiags);
+
+	d->sev = sev;
+	if (sev == KB_SEV_ERROR)
+		m->nerrors++;
+	return d;
+}
+
+void kb_diag_add(struct kb_model *m, enum kb_severity sev, const struct kb_meta *obj, const char *path,
+		 const char *fmt, ...)
+{
+	struct kb_diag *d = diag_new(m, sev);
+	va_list ap;
+
+	if (obj) {
+		d->loc = kb_meta_loc(obj, path);
+		d->object = kb_meta_label(m, obj);
+	}
+	d->path = kb_strdup(&m->arena, path);
+	va_start(ap, fmt);
+	d->msg = kb_vsprintf(&m->arena, fmt, ap);
+	va_end(ap);
+}
+
+void kb_diag_add_at(struct kb_model *m, enum kb_severity sev, struct kb_loc loc, const char *fmt, ...)
+{
+	struct kb_diag *d = diag_new(m, sev);
+	va_list ap;
+
+	d->loc = loc;
+	va_start(ap, fmt);
+	d->msg = kb_vsprintf(&m->arena, fmt, ap);
+	va_end(ap);
+}
+
+int kb_diag_format(const struct kb_diag *d, char *buf, size_t len)
+{
+	int n = 0;
+
+	/* Render a location as file:line:col, dropping the parts that are unknown. */
+	if (d->loc.file && d->loc.line)
+		n = snprintf(buf, len, "%s:%d:%d: ", d->loc.file, d->loc.line, d->loc.col);
+	else if (d->loc.file)
+		n = snprintf(buf, len, "%s: ", d->loc.file);
+	if (n < 0 || (size_t)n >= len)
+		return n;
+	if (d->sev == KB_SEV_WARNING)
+		n += snprintf(buf + n, len - n, "warning: ");
+	if ((size_t)n < len && d->object)
+		n += snprintf(buf + n, len - n, "%s: ", d->object);
+	if ((size_t)n < len && d->path)
+		n += snprintf(buf + n, len - n, "%s: ", d->path);
+	if ((size_t)n < len)
+		n += snprintf(buf + n, len - n, "%s", d->msg ? d->msg : "");
+	return n;
+}
+
+static void cond_set(struct kb_model *m, struct kb_condition **conds, size_t *nconds, const char *type,
+		     enum kb_cond_status st, const char *reason, const char *fmt, va_list ap)
+{
+	struct kb_condition *c = NULL;
+
+	for (size_t i = 0; i < *nconds; i++)
+		if (strcmp((*conds)[i].type, type) == 0)
+			c = &(*conds)[i];
+	if (!c) {
+		c = KB_PUSH(&m->arena, *conds, *nconds);
+		c->type = kb_strdup(&m->arena, type);
+	}
+	c->status = st;
+	c->reason = kb_strdup(&m->arena, reason);
+	c->message = kb_vsprintf(&m->arena, fmt, ap);
+}
+
+void kb_set_condition(struct kb_model *m, struct kb_meta *obj, const char *type, enum kb_cond_status st,
+		      const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cond_set(m, &obj->conds, &obj->nconds, type, st, reason, fmt, ap);
+	va_end(ap);
+}
+
+struct kb_parent_status *kb_parent_status(struct kb_model *m, struct kb_meta *route, const char *parent)
+{
+	struct kb_parent_status *ps;
+
+	for (size_t i = 0; i < route->nparents; i++)
+		if (strcmp(route->parents[i].parent, parent) == 0)
+			return &route->parents[i];
+	ps = KB_PUSH(&m->arena, route->parents, route->nparents);
+	ps->parent = kb_strdup(&m->arena, parent);
+	return ps;
+}
+
+void kb_set_parent_condition(struct kb_model *m, struct kb_parent_status *ps, const char *type,
+			     enum kb_cond_status st, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cond_set(m, &ps->conds, &ps->nconds, type, st, reason, fmt, ap);
+	va_end(ap);
+}
+
+const struct kb_condition *kb_get_condition(const struct kb_meta *obj, const char *type)
+{
+	for (size_t i = 0; i < obj->nconds; i++)
+		if (strcmp(obj->conds[i].type, type) == 0)
+			return &obj->conds[i];
+	return NULL;
+}
+
+const char *kb_cond_status_name(enum kb_cond_status st)
+{
+	return st == KB_COND_TRUE ? "True" : st == KB_COND_FALSE ? "False" : "Unknown";
+}
+
+void kb_model_add_object(struct kb_model *m, struct kb_meta *obj)
+{
+	*KB_PUSH(&m->arena, m->objects, m->nobjects) = obj;
+	switch (obj->kind) {
+	case KB_KIND_BACKEND:
+		*KB_PUSH(&m->arena, m->backends, m->nbackends) = (struct kb_backend *)obj;
+		break;
+	case KB_KIND_GATEWAY:
+		*KB_PUSH(&m->arena, m->gateways, m->ngateways) = (struct kb_gateway *)obj;
+		break;
+	case KB_KIND_HTTPROUTE:
+	case KB_KIND_GRPCROUTE:
+	case KB_KIND_TLSROUTE:
+	case KB_KIND_TCPROUTE:
+	case KB_KIND_UDPROUTE:
+		*KB_PUSH(&m->arena, m->routes, m->nroutes) = (struct kb_route *)obj;
+		break;
+	case KB_KIND_BACKEND_TRAFFIC_POLICY:
+		*KB_PUSH(&m->arena, m->btps, m->nbtps) = (struct kb_btp *)obj;
+		break;
+	case KB_KIND_REFERENCE_GRANT:
+		*KB_PUSH(&m->arena, m->grants, m->ngrants) = (struct kb_reference_grant *)obj;
+		break;
+	case KB_KIND_ENVOY_GATEWAY:
+		*KB_PUSH(&m->arena, m->envoy_gateways, m->nenvoy_gateways) = (struct kb_envoy_gateway *)obj;
+		break;
+	default:
+		*KB_PUSH(&m->arena, m->others, m->nothers) = (struct kb_other *)obj;
+		break;
+	}
+}
+
+static bool meta_is(const struct kb_meta *o, const char *ns, const char *name)
+{
+	return o->name && strcmp(o->name, name) == 0 && strcmp(o->namespace ? o->namespace : "default", ns) == 0;
+}
+
+struct kb_backend *kb_model_find_backend(const struct kb_model *m, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < m->nbackends; i++)
+		if (meta_is(&m->backends[i]->meta, ns, name))
+			return m->backends[i];
+	return NULL;
+}
+
+struct kb_gateway *kb_model_find_gateway(const struct kb_model *m, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < m->ngateways; i++)
+		if (meta_is(&m->gateways[i]->meta, ns, name))
+			return m->gateways[i];
+	return NULL;
+}

@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The in-memory model of the applied manifests: what manifest fills, validate judges and compile reads. */
+#ifndef KB_MODEL_H
+#define KB_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* Where something came from, for diagnostics. line and col are 1-based; 0 = unknown. */
+struct kb_loc {
+	const char *file;	/* owned by the model's arena */
+	int line;
+	int col;
+};
+
+enum kb_kind {
+	KB_KIND_UNKNOWN = 0,
+	KB_KIND_ENVOY_GATEWAY,
+	KB_KIND_GATEWAY,
+	KB_KIND_HTTPROUTE,
+	KB_KIND_GRPCROUTE,
+	KB_KIND_TLSROUTE,
+	KB_KIND_TCPROUTE,
+	KB_KIND_UDPROUTE,
+	KB_KIND_BACKEND,
+	KB_KIND_BACKEND_TRAFFIC_POLICY,
+	KB_KIND_REFERENCE_GRANT,
+	/* Known kinds that kbackend stores but does not act on (status says so). */
+	KB_KIND_BACKEND_TLS_POLICY,
+	KB_KIND_ENVOY_EXTENSION_POLICY,
+	KB_KIND_SECURITY_POLICY,
+	KB_KIND_ENVOY_PROXY,
+	KB_KIND_GATEWAY_CLASS,
+	KB_KIND__COUNT,
+};
+
+const char *kb_kind_name(enum kb_kind k);
+enum kb_kind kb_kind_from_name(const char *name);
+bool kb_kind_is_route(enum kb_kind k);
+
+/* ---- diagnostics ---------------------------------------------------------- */
+
+enum kb_severity { KB_SEV_ERROR = 0, KB_SEV_WARNING = 1 };
+
+/*
+ * One message: "file:line:col: Kind ns/name: field.path: message".
+ * object and path may be NULL (e.g. a YAML syntax error has no object).
+ */
+struct kb_diag {
+	enum kb_severity sev;
+	struct kb_loc loc;
+	char *object;		/* "Backend default/api" */
+	char *path;		/* "spec.endpoints[1].ip.address" */
+	char *msg;
+};
+
+/* ---- status ---------------------------------------------------------------- */
+
+enum kb_cond_status { KB_COND_TRUE, KB_COND_FALSE, KB_COND_UNKNOWN };
+
+struct kb_condition {
+	char *type;		/* Accepted, ResolvedRefs, ... */
+	enum kb_cond_status status;
+	char *reason;		/* Accepted, Invalid, InvalidAddress, ... */
+	char *message;
+};
+
+/* Route status is per parent, as in Gateway API's RouteParentStatus. */
+struct kb_parent_status {
+	char *parent;		/* "namespace/name" of the Gateway, plus "/section" when set */
+	struct kb_condition *conds;
+	size_t nconds;
+};
+
+/* Field locations, recorded by manifest for every mapping, sequence and scalar. */
+struct kb_field_loc {
+	char *path;		/* "spec.endpoints[0].ip.address" */
+	struct kb_loc loc;
+};
+
+struct kb_meta {
+	enum kb_kind kind;
+	char *api_version;
+	char *name;
+	char *namespace;	/* "default" when absent */
+	struct kb_loc loc;	/* the document's root mapping */
+	int doc_index;		/* 0-based document number within its file */
+	struct kb_field_loc *fields;
+	size_t nfields;
+	/* Status, written by validate. */
+	struct kb_condition *conds;
+	size_t nconds;
+	struct kb_parent_status *parents;	/* routes only */
+	size_t nparents;
+};
+
+/* ---- Backend ---------------------------------------------------------------- */
+
+enum kb_ep_type { KB_EP_NONE = 0, KB_EP_IP, KB_EP_FQDN, KB_EP_UNIX };
+
+/* Bits of struct kb_endpoint.present: which address fields the document set. */
+#define KB_EP_HAS_IP	(1u << 0)
+#define KB_EP_HAS_FQDN	(1u << 1)
+#define KB_EP_HAS_UNIX	(1u << 2)
+
+struct kb_endpoint {
+	unsigned present;	/* KB_EP_HAS_* bits actually written in YAML */
+	enum kb_ep_type type;	/* the first of ip/fqdn/unix that is present; NONE if none */
+	char *address;		/* ip literal as written / fqdn hostname / unix path */
+	int64_t port;		/* raw value, range-checked by validate */
+	bool has_port;
+	char *hostname;		/* endpoint-level hostname (for autoSNI) */
+	char *zone;
+	bool seed_shape;	/* written as `ip: 1.2.3.4` + sibling `port:` */
+	char *path;		/* field path of this endpoint, e.g. "spec.endpoints[1]" */
+};
+
+/* Backend spec.tls; kbackend refuses TLS, but checks Envoy Gateway's CEL rules first. */
+struct kb_backend_tls {
+	bool present;
+	int insecure_skip_verify;	/* -1 unset, 0 false, 1 true */
+	char *well_known_ca;		/* "System" or NULL */
+	size_t n_ca_refs;
+	char *sni;
+	bool auto_sni;
+	char *min_version;
+	char *max_version;
+	size_t n_ciphers;
+	bool has_client_cert;
+};
+
+struct kb_backend {
+	struct kb_meta meta;
+	char *type;			/* NULL means Endpoints */
+	bool has_endpoints;		/* `endpoints:` key present (even if empty) */
+	struct kb_endpoint *endpoints;
+	size_t nendpoints;
+	char **app_protocols;
+	size_t napp_protocols;
+	bool fallback;			/* real API: `fallback: true` */
+	/* seed shape: fallback: {backendRef: {name, namespace, port}} */
+	bool has_fallback_ref;
+	char *fallback_ref_name;
+	char *fallback_ref_namespace;	/* NULL: the Backend's own */
+	int64_t fallback_ref_port;
+	bool has_fallback_ref_port;
+	struct kb_backend_tls tls;
+};
+
+/* ---- Gateway ---------------------------------------------------------------- */
+
+struct kb_gw_address {
+	char *type;		/* "IPAddress" (default) or "Hostname" / "NamedAddress" */
+	char *value;
+};
+
+struct kb_listener {
+	char *name;
+	int64_t port;
+	char *protocol;		/* HTTP HTTPS TLS TCP UDP GRPC ... */
+	char *hostname;
+	char *path;		/* "spec.listeners[0]" */
+};
+
+struct kb_gateway {
+	struct kb_meta meta;
+	char *gateway_class;
+	struct kb_gw_address *addresses;
+	size_t naddresses;
+	struct kb_listener *listeners;
+	size_t nlisteners;
+};
+
+/* ---- Routes ----------------------------------------------------------------- */
+
+struct kb_parent_ref {
+	char *group;		/* NULL: gateway.networking.k8s.io */
+	char *kind;		/* NULL: Gateway */
+	char *name;
+	char *namespace;	/* NULL: the route's own */
+	char *section_name;
+	int64_t port;
+	bool has_port;
+	char *path;
+};
+
+struct kb_backend_ref {
+	char *group;		/* NULL or "": core */
+	char *kind;		/* NULL: Service */
+	char *name;
+	char *namespace;	/* NULL: the route's own */
+	int64_t port;
+	bool has_port;
+	int64_t weight;		/* default 1 */
+	bool has_weight;
+	bool fallback;		/* policy-style `fallback: true` on the ref itself */
+	size_t nfilters;	/* backendRef filters: refused at L4 */
+	char *path;		/* "spec.rules[0].backendRefs[1]" */
+};
+
+struct kb_route_rule {
+	size_t nmatches;	/* not enforced at L4; reported */
+	size_t nfilters;	/* rule filters: not enforced at L4; reported */
+	struct kb_backend_ref *refs;
+	size_t nrefs;
+	char *path;
+};
+
+struct kb_route {
+	struct kb_meta meta;
+	struct kb_parent_ref *parents;
+	size_t nparents;
+	char **hostnames;
+	size_t nhostnames;
+	struct kb_route_rule *rules;
+	size_t nrules;
+};
+
+/* ---- BackendTrafficPolicy ----------------------------------------------------- */
+
+struct kb_target_ref {
+	char *group;
+	char *kind;
+	char *name;
+	char *section_name;
+	char *path;
+};
+
+/* Durations are parsed to milliseconds; -1 means unset (use the default). */
+struct kb_active_hc {
+	bool present;
+	char *type;		/* "TCP" or "HTTP" */
+	int64_t timeout_ms, interval_ms;
+	int64_t unhealthy_threshold, healthy_threshold;	/* -1 unset */
+	char *http_path;
+	char *http_method;
+	int64_t *expected_statuses;
+	size_t nexpected_statuses;
+};
+
+struct kb_passive_hc {
+	bool present;
+	int64_t base_ejection_ms, interval_ms;
+	int64_t max_ejection_percent;			/* -1 unset */
+	int64_t consecutive_local_origin_failures;	/* -1 unset */
+	int64_t consecutive_5xx, consecutive_gateway_errors;	/* -1 unset */
+	int split_external_local_origin_errors;		/* -1 unset */
+};
+
+struct kb_btp {
+	struct kb_meta meta;
+	struct kb_target_ref *targets;
+	size_t ntargets;
+	struct kb_active_hc active;
+	struct kb_passive_hc passive;
+	bool has_dns;
+	int64_t dns_refresh_ms;		/* -1 unset (30 s) */
+	int respect_dns_ttl;		/* -1 unset (true) */
+	char *lookup_family;		/* NULL: IPv4Preferred */
+	char *lb_type;			/* NULL: Random */
+	char *consistent_hash_type;	/* "SourceIP" ... */
+	int64_t panic_threshold;	/* -1 unset (50) */
+};
+
+/* ---- ReferenceGrant ---------------------------------------------------------- */
+
+struct kb_grant_from {
+	char *group, *kind, *namespace;
+};
+
+struct kb_grant_to {
+	char *group, *kind, *name;	/* name NULL: any */
+};
+
+struct kb_reference_grant {
+	struct kb_meta meta;
+	struct kb_grant_from *from;
+	size_t nfrom;
+	struct kb_grant_to *to;
+	size_t nto;
+};
+
+/* ---- EnvoyGateway and kinds kbackend only records ---------------------------- */
+
+struct kb_envoy_gateway {
+	struct kb_meta meta;
+	int enable_backend;	/* -1 unset, 0, 1 */
+};
+
+struct kb_other {
+	struct kb_meta meta;	/* BackendTLSPolicy, EnvoyExtensionPolicy, ... */
+};
+
+/* ---- the model ------------------------------------------------------------------- */
+
+/* Daemon/validation policy flags (DESIGN.md section 2). */
+struct kb_policy {
+	int enable_backend;		/* -1: take it from an EnvoyGateway object, else false */
+	char **unix_dirs;
+	size_t nunix_dirs;
+	char **allow_cidrs;		/* --allow-endpoint CIDR */
+	size_t nallow_cidrs;
+	char **node_addrs;		/* the node's own addresses, refused unless allowed */
+	size_t nnode_addrs;
+	char *cluster_domain;		/* "cluster.local" */
+};
+
+struct kb_model {
+	struct kb_arena arena;
+	/* All objects, in input order (files sorted, then documents). */
+	struct kb_meta **objects;
+	size_t nobjects;
+	/* Typed views; the pointers alias entries of objects[]. */
+	struct kb_backend **backends;
+	size_t nbackends;
+	struct kb_gateway **gateways;
+	size_t ngateways;
+	struct kb_route **routes;
+	size_t nroutes;
+	struct kb_btp **btps;
+	size_t nbtps;
+	struct kb_reference_grant **grants;
+	size_t ngrants;
+	struct kb_envoy_gateway **envoy_gateways;
+	size_t nenvoy_gateways;
+	struct kb_other **others;
+	size_t nothers;
+	/* Diagnostics from every stage, in order. */
+	struct kb_diag *diags;
+	size_t ndiags;
+	size_t nerrors;
+};
+
+void kb_model_init(struct kb_model *m);
+void kb_model_free(struct kb_model *m);
+
+/* Location of the field at `path` in obj, or of its nearest recorded ancestor. */
+struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path);
+void kb_meta_add_field(struct kb_model *m, struct kb_meta *obj, const char *path, struct kb_loc loc);
+
+/* "Kind ns/name" into the arena. */
+char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj);
+
+/* Add a diagnostic; obj may be NULL. path may be NULL. The location is looked up from obj+path when obj is set. */
+void kb_diag_add(struct kb_model *m, enum kb_severity sev, const struct kb_meta *obj, const char *path,
+		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Same, with an explicit location (for syntax errors, before an object exists). */
+void kb_diag_add_at(struct kb_model *m, enum kb_severity sev, struct kb_loc loc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* "file:line:col: Kind ns/name: path: msg" into buf. */
+int kb_diag_format(const struct kb_diag *d, char *buf, size_t len);
+
+/* Set (replace by type) a condition on an object, or on one of a route's parents. */
+void kb_set_condition(struct kb_model *m, struct kb_meta *obj, const char *type, enum kb_cond_status st,
+		      const char *reason, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+struct kb_parent_status *kb_parent_status(struct kb_model *m, struct kb_meta *route, const char *parent);
+void kb_set_parent_condition(struct kb_model *m, struct kb_parent_status *ps, const char *type,
+			     enum kb_cond_status st, const char *reason, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+const struct kb_condition *kb_get_condition(const struct kb_meta *obj, const char *type);
+const char *kb_cond_status_name(enum kb_cond_status st);
+
+/* Append a parsed object; manifest calls this once per document. */
+void kb_model_add_object(struct kb_model *m, struct kb_meta *obj);
+
+struct kb_backend *kb_model_find_backend(const struct kb_model *m, const char *ns, const char *name);
+struct kb_gateway *kb_model_find_gateway(const struct kb_model *m, const char *ns, const char *name);
+
+#endif /* KB_MODEL_H */

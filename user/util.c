@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Small shared helpers: an allocation arena, growable arrays and logging. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+int kb_verbosity;
+
+struct kb_arena_block {
+	struct kb_arena_block *next;
+	max_align_t data[];
+};
+
+void *kb_alloc(struct kb_arena *a, size_t n)
+{
+	struct kb_arena_block *b;
+
+	b = calloc(1, sizeof(*b) + n);
+	if (!b) {
+		fprintf(stderr, "kbackend: out of memory\n");
+		abort();
+	}
+	b->next = a->head;
+	a->head = b;
+	return b->data;
+}
+
+char *kb_strndup(struct kb_arena *a, const char *s, size_t n)
+{
+	char *p;
+
+	if (!s)
+		return NULL;
+	p = kb_alloc(a, n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *kb_strdup(struct kb_arena *a, const char *s)
+{
+	return s ? kb_strndup(a, s, strlen(s)) : NULL;
+}
+
+char *kb_vsprintf(struct kb_arena *a, const char *fmt, va_list ap)
+{
+	va_list aq;
+	int n;
+	char *p;
+
+	va_copy(aq, ap);
+	n = vsnprintf(NULL, 0, fmt, aq);
+	va_end(aq);
+	if (n < 0)
+		n = 0;
+	p = kb_alloc(a, (size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	return p;
+}
+
+char *kb_sprintf(struct kb_arena *a, const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	p = kb_vsprintf(a, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+void kb_arena_free(struct kb_arena *a)
+{
+	struct kb_arena_block *b = a->head, *next;
+
+	for (; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	a->head = NULL;
+}
+
+void *kb_push(struct kb_arena *a, void **arr, size_t *n, size_t elem)
+{
+	size_t cnt = *n;
+	char *p;
+
+	/* Capacity is implicit: the next power of two >= cnt (min 4). */
+	if (cnt == 0 || (cnt >= 4 && (cnt & (cnt - 1)) == 0)) {
+		size_t cap = cnt < 4 ? 4 : cnt * 2;
+
+		p = kb_alloc(a, cap * elem);
+		if (cnt)
+			memcpy(p, *arr, cnt * elem);
+		*arr = p;
+	}
+	p = (char *)*arr + cnt * elem;
+	memset(p, 0, elem);
+	*n = cnt + 1;
+	return p;
+}
+
+static void vlog(const char *prefix, const char *fmt, va_list ap)
+{
+	char buf[2048];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	fprintf(stderr, "%s%s\n", prefix, buf);
+}
+
+void kb_log_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog("kbackend: ", fmt, ap);
+	va_end(ap);
+}
+
+void kb_log_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (kb_verbosity < 1)
+		return;
+	va_start(ap, fmt);
+	vlog("kbackend: debug: ", fmt, ap);
+	va_end(ap);
+}
+
+void kb_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog("kbackend: ", fmt, ap);
+	va_end(ap);
+}
+
+bool kb_parse_duration_ms(const char *s, int64_t *out)
+{
+	/* Gateway API Duration: one or more <number><unit>, units h m s ms. */
+	int64_t total = 0;
+	const char *p = s;
+
+	if (!s || !*s)
+		return false;
+	while (*p) {
+		int64_t v = 0, mul;
+		int digits = 0;
+
+		while (*p >= '0' && *p <= '9') {
+			if (v > 100000000)
+				return false;
+			v = v * 10 + (*p++ - '0');
+			digits++;
+		}
+		if (!digits || digits > 5)
+			return false;
+		if (p[0] == 'm' && p[1] == 's') {
+			mul = 1;
+			p += 2;
+		} else if (*p == 'h') {
+			mul = 3600000;
+			p++;
+		} else if (*p == 'm') {
+			mul = 60000;
+			p++;
+		} else if (*p == 's') {
+			mul = 1000;
+			p++;
+		} else {
+			return false;
+		}
+		total += v * mul;
+	}
+	*out = total;
+	return true;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small shared helpers: an allocation arena, growable arrays and logging. */
+#ifndef KB_UTIL_H
+#define KB_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Every object of one model lives in one arena, so a model (and a failed
+ * parse) is freed in one call and the fuzzer sees no leaks by construction.
+ */
+struct kb_arena_block;
+struct kb_arena {
+	struct kb_arena_block *head;
+};
+
+void *kb_alloc(struct kb_arena *a, size_t n);		/* zeroed; aborts on ENOMEM */
+char *kb_strdup(struct kb_arena *a, const char *s);	/* NULL stays NULL */
+char *kb_strndup(struct kb_arena *a, const char *s, size_t n);
+char *kb_sprintf(struct kb_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *kb_vsprintf(struct kb_arena *a, const char *fmt, va_list ap);
+void kb_arena_free(struct kb_arena *a);
+
+/*
+ * Grow an arena array by one element and return a pointer to the new,
+ * zeroed element: `struct x *e = KB_PUSH(a, arr, n);`. Capacity doubles at
+ * powers of two, so the old copy is wasted at most once per doubling.
+ */
+void *kb_push(struct kb_arena *a, void **arr, size_t *n, size_t elem);
+#define KB_PUSH(a, arr, n) ((__typeof__(*(arr)) *)kb_push((a), (void **)&(arr), &(n), sizeof(*(arr))))
+
+/* Logging: one line per event on stderr. */
+extern int kb_verbosity;	/* 0 default, 1 -v, 2 -vv */
+void kb_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void kb_log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "kbackend: <what failed>: <why>" on stderr. */
+void kb_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse "10s", "500ms", "1m", "2h" (Gateway API Duration) into ms. false on bad input. */
+bool kb_parse_duration_ms(const char *s, int64_t *out);
+
+#endif /* KB_UTIL_H */

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Stage 2: Envoy Gateway's admission and translator rules, kbackend's SSRF policy and L4 honesty. */
+#ifndef KB_VALIDATE_H
+#define KB_VALIDATE_H
+
+#include <stdbool.h>
+
+#include "model.h"
+
+/* Defaults: enable_backend -1 (from EnvoyGateway, else off), cluster domain "cluster.local". */
+void kb_policy_init(struct kb_policy *p);
+
+/*
+ * Judge every object of m under policy p. Sets conditions on every object
+ * (Backend: Accepted; routes: Accepted and ResolvedRefs per parent; others:
+ * Accepted, or Accepted=Unknown/Ignored for kinds kbackend does not act on)
+ * and adds one error diagnostic for each refusal, located at the offending
+ * field. Returns the number of refused objects.
+ */
+int kb_validate(struct kb_model *m, const struct kb_policy *p);
+
+/* True when validate refused the object (any condition Accepted/ResolvedRefs False). */
+bool kb_object_refused(const struct kb_meta *obj);
+
+/* Does parent ref `pr` of route `r` attach to listener `l` of gateway `g`? */
+bool kb_parent_attaches(const struct kb_route *r, const struct kb_parent_ref *pr, const struct kb_gateway *g,
+			const struct kb_listener *l);
+
+/* The status key of a parent ref: "ns/name" or "ns/name/section". Arena-allocated. */
+char *kb_parent_key(struct kb_model *m, const struct kb_route *r, const struct kb_parent_ref *pr);
+
+/* Is this backendRef a gateway.envoyproxy.io Backend (as opposed to a Service)? */
+bool kb_ref_is_backend(const struct kb_backend_ref *ref);
+
+#endif /* KB_VALIDATE_H */
