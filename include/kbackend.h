@@ -15,6 +15,12 @@
 
 #define KB_PIN_DIR_DEFAULT "/sys/fs/bpf/kbackend"
 
+/* Default map sizes; the loader may override them before load. */
+#define KB_MAX_FRONTENDS_DEFAULT (1u << 17)	/* frontends, frontend_stats, rr_cursors */
+#define KB_MAX_SLOTS_DEFAULT (1u << 20)		/* slots */
+#define KB_MAX_ENDPOINTS_DEFAULT (1u << 17)	/* endpoint_stats, udp_reverse */
+#define KB_MAX_PEERS_DEFAULT (1u << 17)		/* sock_peers: live steered sockets */
+
 /* Load-balancer types, as BackendTrafficPolicy loadBalancer.type names them. */
 enum kb_lb {
 	KB_LB_RANDOM = 0,
@@ -73,6 +79,35 @@ struct kb_conn_stats {
 	__u64 refused;		/* connects refused: no usable endpoint */
 	__u64 established;	/* sockops: handshake completed */
 	__u64 failed;		/* sockops: refused or timed out */
+};
+
+/*
+ * udp_reverse: key. An endpoint as the source of a reply datagram shows it;
+ * same layout as kb_frontend_key. The value is the kb_frontend_key to show
+ * to recvmsg() instead. IPv4-mapped IPv6 addresses are stored as AF_INET.
+ */
+struct kb_endpoint_key {
+	__u32 ip[4];		/* network order words; IPv4 in ip[0] */
+	__be16 port;		/* network order */
+	__u8 family;		/* AF_INET or AF_INET6 */
+	__u8 proto;		/* enum kb_proto */
+};
+
+/*
+ * sock_peers: value, keyed by socket cookie (__u64). Written by connect4/6
+ * when they steer, read by getpeername4/6, which restores the frontend only
+ * while the socket's peer is still that endpoint (a UDP socket may reconnect).
+ */
+struct kb_peer {
+	struct kb_frontend_key frontend;
+	struct kb_endpoint_key endpoint;
+};
+
+/* frontend_addrs: key. A frontend address without port; bind() to it is refused. */
+struct kb_addr_key {
+	__u32 ip[4];		/* network order words; IPv4 in ip[0] */
+	__u8 family;		/* AF_INET or AF_INET6 */
+	__u8 pad[3];
 };
 
 #endif /* KBACKEND_H */

@@ -85,6 +85,8 @@ struct kb_compile_env {
 	size_t (*resolve)(void *ctx, const char *host, __u8 *family, __u32 (*ip)[4], size_t max);
 	bool (*healthy)(void *ctx, const struct kb_cfrontend *fe, const struct kb_cendpoint *ep);
 	void *ctx;
+	/* Service backendRefs become <name>.<ns>.svc.<cluster_domain>; NULL: "cluster.local". */
+	const char *cluster_domain;
 };
 
 /* Compile the accepted objects of a validated model. Returns 0, or -1 with a diagnostic in m. */

@@ -10,8 +10,9 @@
 struct kb_dataplane_opts {
 	const char *bpffs;	/* pin directory, default KB_PIN_DIR_DEFAULT */
 	const char *cgroup;	/* cgroup v2 directory to attach sock_addr/sockops programs to */
-	__u32 max_frontends;	/* map sizes; 0: defaults */
+	__u32 max_frontends;	/* map sizes; 0: defaults (KB_MAX_*_DEFAULT); pinned maps keep theirs */
 	__u32 max_slots;
+	__u32 max_endpoints;	/* distinct endpoints (endpoint_stats, udp_reverse) */
 };
 
 struct kb_dataplane;
@@ -23,9 +24,13 @@ struct kb_dataplane;
 struct kb_dataplane_ops {
 	/* Program every frontend of c, atomically per frontend, and remove frontends not in c. */
 	int (*apply)(struct kb_dataplane *dp, const struct kb_compiled *c);
-	/* Per-frontend / per-endpoint counters summed over CPUs; id is frontend_id / endpoint_id. */
-	int (*frontend_stats)(struct kb_dataplane *dp, __u32 id, struct kb_conn_stats *out);
-	int (*endpoint_stats)(struct kb_dataplane *dp, __u32 id, struct kb_conn_stats *out);
+	/*
+	 * Counters summed over CPUs for a programmed frontend, and for its endpoint
+	 * fe->eps[ep]. The dataplane maps them to its own stable ids. 0 or -ENOENT.
+	 */
+	int (*frontend_stats)(struct kb_dataplane *dp, const struct kb_cfrontend *fe, struct kb_conn_stats *out);
+	int (*endpoint_stats)(struct kb_dataplane *dp, const struct kb_cfrontend *fe, size_t ep,
+			      struct kb_conn_stats *out);
 	/* Release user-space handles; pins and links stay, so steering survives the process. */
 	void (*close)(struct kb_dataplane *dp);
 };

@@ -24,6 +24,30 @@ static const char *const kind_names[KB_KIND__COUNT] = {
 	[KB_KIND_GATEWAY_CLASS] = "GatewayClass",
 };
 
+static const char *const api_versions[KB_KIND__COUNT] = {
+	[KB_KIND_ENVOY_GATEWAY] = "gateway.envoyproxy.io/v1alpha1",
+	[KB_KIND_GATEWAY] = "gateway.networking.k8s.io/v1",
+	[KB_KIND_HTTPROUTE] = "gateway.networking.k8s.io/v1",
+	[KB_KIND_GRPCROUTE] = "gateway.networking.k8s.io/v1",
+	[KB_KIND_TLSROUTE] = "gateway.networking.k8s.io/v1alpha2",
+	[KB_KIND_TCPROUTE] = "gateway.networking.k8s.io/v1alpha2",
+	[KB_KIND_UDPROUTE] = "gateway.networking.k8s.io/v1alpha2",
+	[KB_KIND_BACKEND] = "gateway.envoyproxy.io/v1alpha1",
+	[KB_KIND_BACKEND_TRAFFIC_POLICY] = "gateway.envoyproxy.io/v1alpha1",
+	[KB_KIND_REFERENCE_GRANT] = "gateway.networking.k8s.io/v1beta1",
+	[KB_KIND_BACKEND_TLS_POLICY] = "gateway.networking.k8s.io/v1",
+	[KB_KIND_ENVOY_EXTENSION_POLICY] = "gateway.envoyproxy.io/v1alpha1",
+	[KB_KIND_SECURITY_POLICY] = "gateway.envoyproxy.io/v1alpha1",
+	[KB_KIND_ENVOY_PROXY] = "gateway.envoyproxy.io/v1alpha1",
+	[KB_KIND_GATEWAY_CLASS] = "gateway.networking.k8s.io/v1",
+};
+
+/* The apiVersion kbackend writes for a kind it renders or synthesizes. */
+const char *kb_kind_api_version(enum kb_kind k)
+{
+	return (k > 0 && k < KB_KIND__COUNT) ? api_versions[k] : "v1";
+}
+
 const char *kb_kind_name(enum kb_kind k)
 {
 	return (k > 0 && k < KB_KIND__COUNT) ? kind_names[k] : "Unknown";

@@ -38,6 +38,7 @@ enum kb_kind {
 };
 
 const char *kb_kind_name(enum kb_kind k);
+const char *kb_kind_api_version(enum kb_kind k);
 enum kb_kind kb_kind_from_name(const char *name);
 bool kb_kind_is_route(enum kb_kind k);
 
@@ -88,6 +89,8 @@ struct kb_meta {
 	char *namespace;	/* "default" when absent */
 	struct kb_loc loc;	/* the document's root mapping */
 	int doc_index;		/* 0-based document number within its file */
+	const char *src;	/* the document's YAML text (arena copy), for the daemon's state store */
+	size_t src_len;
 	struct kb_field_loc *fields;
 	size_t nfields;
 	/* Status, written by validate. */

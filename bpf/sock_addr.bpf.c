@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/* cgroup sock_addr programs: steer connects and datagrams aimed at a frontend to an endpoint, and show the frontend back. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "kbackend.h"
+#include "compat.bpf.h"
+#include "maps.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The address a socket call names, in map-key form (v4-mapped IPv6 folded to AF_INET). */
+struct kb_addr {
+	__u32 ip[4];
+	__u8 family;
+};
+
+/* murmur3's finaliser: spreads a 32-bit value over all bits, cheaply. */
+static __always_inline __u32 kb_mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline void kb_read_addr(struct bpf_sock_addr *ctx, bool v6, struct kb_addr *a)
+{
+	if (!v6) {
+		a->ip[0] = ctx->user_ip4;
+		a->ip[1] = a->ip[2] = a->ip[3] = 0;
+		a->family = AF_INET;
+		return;
+	}
+	a->ip[0] = ctx->user_ip6[0];
+	a->ip[1] = ctx->user_ip6[1];
+	a->ip[2] = ctx->user_ip6[2];
+	a->ip[3] = ctx->user_ip6[3];
+	a->family = AF_INET6;
+	/* A dual-stack socket names an IPv4 frontend as ::ffff:a.b.c.d. */
+	if (a->ip[0] == 0 && a->ip[1] == 0 && a->ip[2] == bpf_htonl(0xffff)) {
+		a->ip[0] = a->ip[3];
+		a->ip[2] = a->ip[3] = 0;
+		a->family = AF_INET;
+	}
+}
+
+/* Write ip:port into the context; an IPv4 address goes v4-mapped into a v6 socket. */
+static __always_inline int kb_write_addr(struct bpf_sock_addr *ctx, bool v6, __u8 family, const __u32 *ip,
+					 __be16 port)
+{
+	if (!v6) {
+		if (family != AF_INET)
+			return -EAFNOSUPPORT;
+		ctx->user_ip4 = ip[0];
+	} else if (family == AF_INET6) {
+		ctx->user_ip6[0] = ip[0];
+		ctx->user_ip6[1] = ip[1];
+		ctx->user_ip6[2] = ip[2];
+		ctx->user_ip6[3] = ip[3];
+	} else {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = ip[0];
+	}
+	ctx->user_port = port;
+	return 0;
+}
+
+/*
+ * ConsistentHash key: the client's source address when the socket is bound
+ * (or sendmsg names one), else the network namespace cookie. At connect time
+ * an unbound socket has no source yet (routing picks it later), and one netns
+ * is one pod, i.e. one source IP, so the netns is the stable stand-in.
+ */
+static __always_inline __u32 kb_client_hash(struct bpf_sock_addr *ctx, bool v6, bool is_sendmsg)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u32 h = 0;
+	__u64 c;
+
+	if (is_sendmsg)
+		h = v6 ? ctx->msg_src_ip6[0] ^ ctx->msg_src_ip6[1] ^ ctx->msg_src_ip6[2] ^ ctx->msg_src_ip6[3]
+		       : ctx->msg_src_ip4;
+	if (!h && sk)
+		h = v6 ? sk->src_ip6[0] ^ sk->src_ip6[1] ^ sk->src_ip6[2] ^ sk->src_ip6[3] : sk->src_ip4;
+	if (!h) {
+		c = bpf_get_netns_cookie(ctx);
+		h = (__u32)c ^ (__u32)(c >> 32);
+	}
+	return kb_mix32(h);
+}
+
+static __always_inline __u32 kb_pick(struct bpf_sock_addr *ctx, __u8 lb, __u32 fid, __u32 n, bool v6,
+				     bool is_sendmsg)
+{
+	__u32 *cur, i;
+
+	switch (lb) {
+	case KB_LB_ROUND_ROBIN:
+		/* Per-CPU cursor: no shared cache line, near round robin over all CPUs. */
+		cur = bpf_map_lookup_elem(&rr_cursors, &fid);
+		if (!cur)
+			return bpf_get_prandom_u32() % n;
+		i = *cur;
+		if (i >= n)
+			i = 0;
+		*cur = i + 1;
+		return i;
+	case KB_LB_CONSISTENT_HASH:
+		return kb_client_hash(ctx, v6, is_sendmsg) % n;
+	case KB_LB_LEAST_REQUEST:
+		/* TODO(health): power of two choices over sockops' active counts. */
+	default:
+		return bpf_get_prandom_u32() % n;
+	}
+}
+
+/*
+ * Steer a connect or sendmsg whose destination is a frontend. Returns 1 to let
+ * the call go on (rewritten or untouched) or 0 to refuse it, errno set.
+ */
+static __always_inline int kb_steer(struct bpf_sock_addr *ctx, bool v6, bool is_sendmsg)
+{
+	struct kb_frontend_key key = {};
+	struct kb_frontend *fe;
+	struct kb_conn_stats *fs, *es;
+	struct kb_slot *slot;
+	struct kb_addr a;
+	union {
+		__u64 raw;
+		struct {
+			__u32 base;
+			__u32 n;
+		};
+	} run;
+	__u32 fid, idx;
+	__u8 lb;
+
+	if (ctx->type == SOCK_STREAM)
+		key.proto = KB_PROTO_TCP;
+	else if (ctx->type == SOCK_DGRAM)
+		key.proto = KB_PROTO_UDP;
+	else
+		return 1;
+	kb_read_addr(ctx, v6, &a);
+	__builtin_memcpy(key.ip, a.ip, sizeof(key.ip));
+	key.family = a.family;
+	key.port = (__be16)ctx->user_port;
+
+	fe = bpf_map_lookup_elem(&frontends, &key);
+	if (!fe)
+		return 1;	/* invariant 3: not a frontend, untouched */
+
+	/* One 64-bit load, so slot_base and nslots always belong together. */
+	run.raw = *(volatile __u64 *)&fe->slot_base;
+	fid = fe->frontend_id;
+	lb = fe->lb;
+
+	fs = bpf_map_lookup_elem(&frontend_stats, &fid);
+	if (run.n == 0)
+		goto refuse;
+	idx = run.base + kb_pick(ctx, lb, fid, run.n, v6, is_sendmsg);
+	slot = bpf_map_lookup_elem(&slots, &idx);
+	if (!slot)
+		goto refuse;
+	/* TODO(bridge): KB_SLOT_BRIDGE goes to the unix bridge listener; refused until it exists. */
+	if (slot->kind != KB_SLOT_IP)
+		goto refuse;
+	if (kb_write_addr(ctx, v6, slot->family, slot->ip, slot->port)) {
+		if (fs)
+			fs->refused++;
+		return kb_refuse(EAFNOSUPPORT);
+	}
+
+	if (fs)
+		fs->connects++;
+	es = bpf_map_lookup_elem(&endpoint_stats, &slot->endpoint_id);
+	if (es)
+		es->connects++;
+
+	if (!is_sendmsg) {
+		/* Remember the frontend for getpeername(); the cookie is never reused. */
+		struct kb_peer peer = {};
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+
+		peer.frontend = key;
+		__builtin_memcpy(peer.endpoint.ip, slot->ip, sizeof(peer.endpoint.ip));
+		peer.endpoint.port = slot->port;
+		peer.endpoint.family = slot->family;
+		peer.endpoint.proto = key.proto;
+		bpf_map_update_elem(&sock_peers, &cookie, &peer, BPF_ANY);
+	}
+	return 1;
+
+refuse:
+	if (fs)
+		fs->refused++;
+	return kb_refuse(ECONNREFUSED);
+}
+
+/* getpeername(): show the frontend while the socket's peer is still the endpoint it was steered to. */
+static __always_inline int kb_peername(struct bpf_sock_addr *ctx, bool v6)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct kb_peer *p;
+	struct kb_addr a;
+
+	p = bpf_map_lookup_elem(&sock_peers, &cookie);
+	if (!p)
+		return 1;
+	kb_read_addr(ctx, v6, &a);
+	if (a.family != p->endpoint.family || a.ip[0] != p->endpoint.ip[0] || a.ip[1] != p->endpoint.ip[1] ||
+	    a.ip[2] != p->endpoint.ip[2] || a.ip[3] != p->endpoint.ip[3] ||
+	    (__be16)ctx->user_port != p->endpoint.port)
+		return 1;
+	kb_write_addr(ctx, v6, p->frontend.family, p->frontend.ip, p->frontend.port);
+	return 1;
+}
+
+/* recvmsg() on unconnected UDP: a reply from an endpoint appears to come from its frontend. */
+static __always_inline int kb_recvmsg(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct kb_endpoint_key key = {};
+	struct kb_frontend_key *fk;
+	struct kb_addr a;
+
+	kb_read_addr(ctx, v6, &a);
+	__builtin_memcpy(key.ip, a.ip, sizeof(key.ip));
+	key.family = a.family;
+	key.port = (__be16)ctx->user_port;
+	key.proto = KB_PROTO_UDP;
+	fk = bpf_map_lookup_elem(&udp_reverse, &key);
+	if (fk)
+		kb_write_addr(ctx, v6, fk->family, fk->ip, fk->port);
+	return 1;
+}
+
+/* bind() to a frontend address is refused: the address belongs to the steering. */
+static __always_inline int kb_bind(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct kb_addr_key key = {};
+	struct kb_addr a;
+
+	kb_read_addr(ctx, v6, &a);
+	__builtin_memcpy(key.ip, a.ip, sizeof(key.ip));
+	key.family = a.family;
+	if (bpf_map_lookup_elem(&frontend_addrs, &key))
+		return kb_refuse(EADDRNOTAVAIL);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int connect4(struct bpf_sock_addr *ctx)
+{
+	return kb_steer(ctx, false, false);
+}
+
+SEC("cgroup/connect6")
+int connect6(struct bpf_sock_addr *ctx)
+{
+	return kb_steer(ctx, true, false);
+}
+
+SEC("cgroup/sendmsg4")
+int sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return kb_steer(ctx, false, true);
+}
+
+SEC("cgroup/sendmsg6")
+int sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return kb_steer(ctx, true, true);
+}
+
+SEC("cgroup/recvmsg4")
+int recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return kb_recvmsg(ctx, false);
+}
+
+SEC("cgroup/recvmsg6")
+int recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return kb_recvmsg(ctx, true);
+}
+
+SEC("cgroup/getpeername4")
+int getpeername4(struct bpf_sock_addr *ctx)
+{
+	return kb_peername(ctx, false);
+}
+
+SEC("cgroup/getpeername6")
+int getpeername6(struct bpf_sock_addr *ctx)
+{
+	return kb_peername(ctx, true);
+}
+
+SEC("cgroup/bind4")
+int bind4(struct bpf_sock_addr *ctx)
+{
+	return kb_bind(ctx, false);
+}
+
+SEC("cgroup/bind6")
+int bind6(struct bpf_sock_addr *ctx)
+{
+	return kb_bind(ctx, true);
+}

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers for the root-only e2e tests: cgroup2 and bpffs mounts, test cgroups, namespaces, compiled frontends. */
+#ifndef KB_E2E_H
+#define KB_E2E_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "compile.h"
+
+/* Why the tests of this binary skip, or NULL when they can run. */
+static inline const char *e2e_skip_reason(void)
+{
+	if (geteuid() != 0)
+		return "needs root";
+	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, NULL) != 1)
+		return "kernel cannot load cgroup sock_addr programs";
+	return NULL;
+}
+
+/*
+ * A cgroup2 hierarchy: the first one in /proc/mounts, else one we mount on
+ * a temp dir (*mounted is set, and e2e_cgroup2_release unmounts it).
+ */
+static inline int e2e_cgroup2_root(char *buf, size_t len, bool *mounted)
+{
+	char dev[256], dir[PATH_MAX], type[64];
+	FILE *f = fopen("/proc/mounts", "r");
+
+	*mounted = false;
+	if (f) {
+		while (fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3) {
+			if (!strcmp(type, "cgroup2")) {
+				snprintf(buf, len, "%s", dir);
+				fclose(f);
+				return 0;
+			}
+		}
+		fclose(f);
+	}
+	snprintf(buf, len, "/tmp/kbackend-cg2-%d", (int)getpid());
+	if (mkdir(buf, 0755) && errno != EEXIST)
+		return -errno;
+	if (mount("none", buf, "cgroup2", 0, NULL)) {
+		int err = -errno;
+
+		rmdir(buf);
+		return err;
+	}
+	*mounted = true;
+	return 0;
+}
+
+static inline void e2e_cgroup2_release(const char *root, bool mounted)
+{
+	if (mounted) {
+		umount2(root, MNT_DETACH);
+		rmdir(root);
+	}
+}
+
+/* Put pid (0: the caller) into the cgroup at dir. */
+static inline int e2e_cgroup_enter(const char *dir, pid_t pid)
+{
+	char path[PATH_MAX], num[32];
+	int fd, n, err = 0;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(num, sizeof(num), "%d", pid ? (int)pid : (int)getpid());
+	if (write(fd, num, (size_t)n) != n)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* Remove a test cgroup; processes still in it are moved to the hierarchy root first. */
+static inline void e2e_cgroup_remove(const char *root, const char *dir)
+{
+	char path[PATH_MAX], line[32];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "r");
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			e2e_cgroup_enter(root, (pid_t)atoi(line));
+		fclose(f);
+	}
+	rmdir(dir);
+}
+
+/* Mount bpffs on /sys/fs/bpf when nothing serves there, as the daemon does. */
+static inline int e2e_ensure_bpffs(void)
+{
+	struct statfs sfs;
+
+	if (!statfs("/sys/fs/bpf", &sfs) && sfs.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mkdir("/sys/fs/bpf", 0755) && errno != EEXIST)
+		return -errno;
+	return mount("bpf", "/sys/fs/bpf", "bpf", 0, NULL) ? -errno : 0;
+}
+
+static inline bool e2e_exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+/* Run a shell command quietly; returns its exit status (-1 if it did not run). */
+static inline int e2e_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int e2e_sh(const char *fmt, ...)
+{
+	char cmd[1024], full[1200];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", cmd);
+	rc = system(full);
+	return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* Enter the named netns (made by `ip netns add`) in this process. */
+static inline int e2e_setns(const char *name)
+{
+	char path[PATH_MAX];
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "/var/run/netns/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (setns(fd, CLONE_NEWNET))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/*
+ * One hand-built compiled frontend: address:port/proto steering to neps IP
+ * endpoints, each holding one slot (nslots may be 0 to refuse).
+ */
+struct e2e_fe {
+	struct kb_cfrontend fe;
+	struct kb_cendpoint eps[8];
+	__u32 slots[8];
+};
+
+static inline void e2e_fe_init(struct e2e_fe *f, const char *addr, __u16 port, __u8 proto, enum kb_lb lb,
+			       const char *const *eps, size_t neps, __u16 ep_port, bool refuse)
+{
+	struct kb_cfrontend *fe = &f->fe;
+	int af = strchr(addr, ':') ? AF_INET6 : AF_INET;
+
+	memset(f, 0, sizeof(*f));
+	fe->address = (char *)addr;
+	fe->port = port;
+	fe->proto = proto;
+	fe->lb = lb;
+	inet_pton(af, addr, fe->key.ip);
+	fe->key.port = htons(port);
+	fe->key.family = (__u8)af;
+	fe->key.proto = proto;
+	fe->eps = f->eps;
+	fe->neps = neps;
+	fe->slots = f->slots;
+	for (size_t i = 0; i < neps && i < 8; i++) {
+		struct kb_cendpoint *ep = &f->eps[i];
+		int eaf = strchr(eps[i], ':') ? AF_INET6 : AF_INET;
+
+		ep->type = KB_EP_IP;
+		ep->address = (char *)eps[i];
+		ep->port = ep_port;
+		ep->family = (__u8)eaf;
+		inet_pton(eaf, eps[i], ep->ip);
+		ep->healthy = true;
+		ep->nslots = 1;
+		f->slots[i] = (__u32)i;
+	}
+	fe->nslots = refuse ? 0 : (__u32)neps;
+}
+
+#endif /* KB_E2E_H */

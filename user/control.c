@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The control socket's framing: one length-prefixed JSON request and one JSON reply per connection. */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+
+const char *kb_ctl_socket_path(const char *override)
+{
+	const char *env = getenv("KBACKEND_SOCKET");
+
+	if (override)
+		return override;
+	return env && *env ? env : KB_SOCKET_DEFAULT;
+}
+
+int kb_ctl_write_frame(int fd, const char *buf, size_t len)
+{
+	unsigned char hdr[4] = { len >> 24, len >> 16, len >> 8, len };
+	struct iovec iov[2] = { { hdr, 4 }, { (void *)buf, len } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	size_t total = len + 4;
+
+	while (total) {
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		total -= (size_t)n;
+		/* Advance the iovecs past what was sent. */
+		while (n > 0 && mh.msg_iovlen) {
+			if ((size_t)n >= mh.msg_iov[0].iov_len) {
+				n -= (ssize_t)mh.msg_iov[0].iov_len;
+				mh.msg_iov++;
+				mh.msg_iovlen--;
+			} else {
+				mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + n;
+				mh.msg_iov[0].iov_len -= (size_t)n;
+				n = 0;
+			}
+		}
+	}
+	return 0;
+}
+
+void kb_frame_reset(struct kb_frame_reader *r)
+{
+	free(r->msg);
+	memset(r, 0, sizeof(*r));
+}
+
+int kb_frame_read(int fd, struct kb_frame_reader *r)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (r->got < 4) {
+			n = read(fd, r->hdr + r->got, 4 - r->got);
+		} else {
+			if (!r->msg) {
+				r->len = (size_t)r->hdr[0] << 24 | (size_t)r->hdr[1] << 16 | (size_t)r->hdr[2] << 8 |
+					 r->hdr[3];
+				if (r->len > KB_CTL_MAX_MSG)
+					return -EMSGSIZE;
+				r->msg = malloc(r->len + 1);
+				if (!r->msg)
+					return -ENOMEM;
+			}
+			if (r->got - 4 == r->len) {
+				r->msg[r->len] = '\0';
+				return 1;
+			}
+			n = read(fd, r->msg + (r->got - 4), r->len - (r->got - 4));
+		}
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : errno == EINTR ? 0 : -errno;
+		if (n == 0)
+			return -EPIPE;
+		r->got += (size_t)n;
+	}
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct json_object *kb_ctl_call(const char *path, struct json_object *req, int timeout_ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct kb_frame_reader r = { 0 };
+	struct json_object *reply = NULL;
+	const char *s;
+	long deadline;
+	int fd, err;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto out_close;
+	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+	err = kb_ctl_write_frame(fd, s, strlen(s));
+	if (err) {
+		errno = -err;
+		goto out_close;
+	}
+	deadline = timeout_ms ? now_ms() + timeout_ms : 0;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int left = deadline ? (int)(deadline - now_ms()) : -1;
+
+		if (deadline && left <= 0) {
+			errno = ETIMEDOUT;
+			goto out_free;
+		}
+		if (poll(&p, 1, left) < 0 && errno != EINTR)
+			goto out_free;
+		err = kb_frame_read(fd, &r);
+		if (err < 0) {
+			errno = -err == EPIPE ? ECONNRESET : -err;
+			goto out_free;
+		}
+		if (err == 1)
+			break;
+	}
+	reply = json_tokener_parse(r.msg);
+	if (!reply)
+		errno = EBADMSG;
+out_free:
+	kb_frame_reset(&r);
+out_close:
+	err = errno;
+	close(fd);
+	errno = err;
+	return reply;
+}
+
+struct json_object *kb_ctl_error(const char *fmt, ...)
+{
+	struct json_object *o = json_object_new_object();
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(buf));
+	return o;
+}

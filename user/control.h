@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The control socket's framing: one length-prefixed JSON request and one JSON reply per connection. */
+#ifndef KB_CONTROL_H
+#define KB_CONTROL_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+#define KB_SOCKET_DEFAULT "/run/kbackend/kbackend.sock"
+/* Large enough for 10,000 Backends in one apply; anything bigger is refused unread. */
+#define KB_CTL_MAX_MSG (64u << 20)
+
+/* The socket path: $KBACKEND_SOCKET, else the default. */
+const char *kb_ctl_socket_path(const char *override);
+
+/* Client: send req, wait for the reply (timeout_ms, 0 = none). Returns the reply or NULL with errno set. */
+struct json_object *kb_ctl_call(const char *path, struct json_object *req, int timeout_ms);
+
+/* Both sides: write one frame (4-byte big-endian length, then the bytes). 0 or -errno. */
+int kb_ctl_write_frame(int fd, const char *buf, size_t len);
+
+/*
+ * Server-side incremental reader for one connection. Feed it until it returns
+ * 1 (a whole frame is in msg/len), 0 (need more), or -errno (-EMSGSIZE for an
+ * oversized frame, -EPIPE for a peer that closed mid-frame).
+ */
+struct kb_frame_reader {
+	unsigned char hdr[4];
+	size_t got;		/* bytes of header + body read so far */
+	size_t len;		/* body length, valid once got >= 4 */
+	char *msg;		/* body, NUL-terminated once complete */
+};
+
+int kb_frame_read(int fd, struct kb_frame_reader *r);
+void kb_frame_reset(struct kb_frame_reader *r);
+
+/* A reply {"ok": false, "error": msg}. */
+struct json_object *kb_ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* KB_CONTROL_H */

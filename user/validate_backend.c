@@ -1,0 +1,542 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Judges Backends: Envoy Gateway's CRD/CEL rules, its translator rules, and kbackend's SSRF guard and L4 limits. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "validate_int.h"
+
+/* Refusal reasons a referencing route inherits (Envoy Gateway's route reasons). */
+#define R_INVALID_REF	"InvalidBackendRef"
+#define R_INVALID_ADDR	"InvalidAddress"
+#define R_UNSUPPORTED	"UnsupportedValue"
+
+struct bjudge {
+	struct vx_ctx *c;
+	struct kb_backend *b;
+	struct vx_bverdict *v;
+	int crd_errors;
+};
+
+/*
+ * A CRD/CEL-layer refusal: the apiserver would have refused the object at
+ * admission. The diagnostic reads like kubectl's ("path: Invalid value: ...");
+ * the condition repeats the path because the message alone ("Required value")
+ * would not say what is wrong.
+ */
+static void __attribute__((format(printf, 3, 4))) crd(struct bjudge *j, const char *path, const char *fmt, ...)
+{
+	struct kb_model *m = j->c->m;
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = kb_vsprintf(&m->arena, fmt, ap);
+	va_end(ap);
+	kb_diag_add(m, KB_SEV_ERROR, &j->b->meta, path, "%s", msg);
+	if (!j->v->refused) {
+		j->v->refused = true;
+		j->v->reason = R_INVALID_REF;
+		j->v->why = kb_sprintf(&m->arena, "%s: %s", path, msg);
+	}
+	j->crd_errors++;
+}
+
+/* A translator-layer refusal: `why` goes into the condition as is; `hint` only into the diagnostic. */
+static void refuse(struct bjudge *j, const char *reason, const char *path, const char *why, const char *hint)
+{
+	kb_diag_add(j->c->m, KB_SEV_ERROR, &j->b->meta, path, "%s%s", why, hint ? hint : "");
+	if (!j->v->refused) {
+		j->v->refused = true;
+		j->v->reason = reason;
+		j->v->why = why;
+	}
+}
+
+bool vx_parse_addr(const char *s, struct vx_addr *a)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memset(a, 0, sizeof(*a));
+	if (!s)
+		return false;
+	if (inet_pton(AF_INET, s, a->b) == 1) {
+		a->family = AF_INET;
+		return true;
+	}
+	if (inet_pton(AF_INET6, s, a->b) != 1)
+		return false;
+	a->family = AF_INET6;
+	/* ::ffff:127.0.0.1 connects to 127.0.0.1: judge it as the IPv4 address it is. */
+	if (memcmp(a->b, mapped, sizeof(mapped)) == 0) {
+		memmove(a->b, a->b + 12, 4);
+		memset(a->b + 4, 0, 12);
+		a->family = AF_INET;
+	}
+	return true;
+}
+
+bool vx_cidr_contains(const struct vx_cidr *c, const struct vx_addr *a)
+{
+	int full = c->bits / 8, rest = c->bits % 8;
+
+	if (c->net.family != a->family)
+		return false;
+	if (memcmp(c->net.b, a->b, (size_t)full) != 0)
+		return false;
+	if (rest) {
+		uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+		if ((c->net.b[full] & mask) != (a->b[full] & mask))
+			return false;
+	}
+	return true;
+}
+
+static bool allowed(const struct vx_ctx *c, const struct vx_addr *a)
+{
+	for (size_t i = 0; i < c->nallow; i++)
+		if (vx_cidr_contains(&c->allow[i], a))
+			return true;
+	return false;
+}
+
+struct ssrf_range {
+	int family;
+	uint8_t net[16];
+	int bits;
+	const char *what;	/* "link-local" */
+	const char *text;	/* "169.254.0.0/16" */
+};
+
+/*
+ * Ranges the SSRF guard refuses (DESIGN.md section 2). Loopback is Envoy
+ * Gateway's own rule; the rest are kbackend's: a Backend must not be a way to
+ * reach the cloud metadata service, the node itself, or a multicast group.
+ */
+static const struct ssrf_range ssrf_ranges[] = {
+	{ AF_INET, { 127 }, 8, "loopback", "127.0.0.0/8" },
+	{ AF_INET, { 0 }, 8, "unspecified", "0.0.0.0/8" },
+	{ AF_INET, { 169, 254 }, 16, "link-local", "169.254.0.0/16" },
+	{ AF_INET, { 224 }, 4, "multicast", "224.0.0.0/4" },
+	{ AF_INET, { 255, 255, 255, 255 }, 32, "broadcast", "255.255.255.255/32" },
+	{ AF_INET6, { [15] = 1 }, 128, "loopback", "::1/128" },
+	{ AF_INET6, { 0 }, 128, "unspecified", "::/128" },
+	{ AF_INET6, { 0xfe, 0x80 }, 10, "link-local", "fe80::/10" },
+	{ AF_INET6, { 0xff }, 8, "multicast", "ff00::/8" },
+};
+
+/* The --allow-endpoint value that would let `lit` through: the single address. */
+static const char *allow_hint(struct kb_model *m, const char *lit, const struct vx_addr *a)
+{
+	return kb_sprintf(&m->arena, "%s/%d", lit, a->family == AF_INET ? 32 : 128);
+}
+
+/* Judge one IP literal (from an ip endpoint, or an fqdn that is an IP literal). */
+static void ssrf_ip(struct bjudge *j, const char *path, const char *lit, const struct vx_addr *a)
+{
+	struct kb_model *m = j->c->m;
+	const char *flag = allow_hint(m, lit, a);
+
+	if (allowed(j->c, a))
+		return;
+	for (size_t i = 0; i < sizeof(ssrf_ranges) / sizeof(ssrf_ranges[0]); i++) {
+		const struct ssrf_range *r = &ssrf_ranges[i];
+		struct vx_cidr cidr = { .net.family = r->family, .bits = r->bits };
+
+		memcpy(cidr.net.b, r->net, sizeof(cidr.net.b));
+		if (!vx_cidr_contains(&cidr, a))
+			continue;
+		if (strcmp(r->what, "loopback") == 0) {
+			/* Envoy Gateway's exact text (internal/gatewayapi/backend.go validateIP), address as written. */
+			refuse(j, R_INVALID_ADDR, path,
+			       kb_sprintf(&m->arena,
+					  "IP address %s in the loopback range is only supported when using the Host infrastructure",
+					  lit),
+			       kb_sprintf(&m->arena, "; kbackend allows it with --allow-endpoint %s", flag));
+			return;
+		}
+		refuse(j, R_INVALID_ADDR, path,
+		       kb_sprintf(&m->arena,
+				  "IP address %s is %s (%s), refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
+				  lit, r->what, r->text, flag),
+		       NULL);
+		return;
+	}
+	for (size_t i = 0; i < j->c->nnode; i++) {
+		if (vx_cidr_contains(&j->c->node[i], a)) {
+			refuse(j, R_INVALID_ADDR, path,
+			       kb_sprintf(&m->arena,
+					  "IP address %s is an address of this node, refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
+					  lit, flag),
+			       NULL);
+			return;
+		}
+	}
+}
+
+/* Names every resolver maps to loopback (RFC 6761 and the usual /etc/hosts entries). */
+static bool loopback_name(const char *h)
+{
+	static const char *const names[] = {
+		"localhost", "localhost.localdomain", "localhost4", "localhost4.localdomain4", "localhost6",
+		"localhost6.localdomain6", "ip6-localhost", "ip6-loopback",
+	};
+	size_t n = strlen(h);
+
+	if (n && h[n - 1] == '.')
+		n--;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == n && strncasecmp(h, names[i], n) == 0)
+			return true;
+	/* RFC 6761 6.3: every name under .localhost is loopback too. */
+	return n > 10 && strncasecmp(h + n - 10, ".localhost", 10) == 0;
+}
+
+/* RFC 1123 host name: dot-separated labels of letters, digits and '-', not starting or ending with '-'. */
+static bool dns_name_ok(const char *h)
+{
+	size_t n = strlen(h), label = 0;
+
+	if (n && h[n - 1] == '.')
+		n--;	/* the root label: "example.com." is fully qualified */
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)h[i];
+
+		if (ch == '.') {
+			if (label == 0 || h[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum(ch) && ch != '-')
+			return false;
+		if (ch == '-' && label == 0)
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0 && h[n - 1] != '-';
+}
+
+static const char *ep_addr_path(struct kb_model *m, const struct kb_endpoint *ep)
+{
+	switch (ep->type) {
+	case KB_EP_IP:
+		return kb_sprintf(&m->arena, "%s.ip%s", ep->path, ep->seed_shape ? "" : ".address");
+	case KB_EP_FQDN:
+		return kb_sprintf(&m->arena, "%s.fqdn%s", ep->path, ep->seed_shape ? "" : ".hostname");
+	default:
+		return kb_sprintf(&m->arena, "%s.unix%s", ep->path, ep->seed_shape ? "" : ".path");
+	}
+}
+
+static const char *ep_port_path(struct kb_model *m, const struct kb_endpoint *ep)
+{
+	if (ep->seed_shape)
+		return kb_sprintf(&m->arena, "%s.port", ep->path);
+	return kb_sprintf(&m->arena, "%s.%s.port", ep->path, ep->type == KB_EP_IP ? "ip" : "fqdn");
+}
+
+static void crd_endpoint(struct bjudge *j, const struct kb_endpoint *ep)
+{
+	struct kb_model *m = j->c->m;
+	unsigned n = __builtin_popcount(ep->present & (KB_EP_HAS_IP | KB_EP_HAS_FQDN | KB_EP_HAS_UNIX));
+	const char *apath, *ppath;
+	struct vx_addr a;
+
+	if (n == 0) {
+		crd(j, ep->path, "Invalid value: \"object\": one of fqdn, ip or unix must be specified");
+		return;
+	}
+	if (n > 1) {
+		crd(j, ep->path, "Invalid value: \"object\": only one of fqdn, ip or unix can be specified");
+		return;
+	}
+	apath = ep_addr_path(m, ep);
+	if (ep->type == KB_EP_UNIX) {
+		if (!ep->address || !*ep->address)
+			crd(j, apath, "Required value");
+		else if (ep->address[0] != '/')
+			crd(j, apath, "Invalid value: \"%s\": a unix socket path must be absolute", ep->address);
+		else if (strlen(ep->address) > 108)	/* Envoy Gateway's MaxLength, sun_path's size */
+			crd(j, apath, "Too long: may not be more than 108 bytes");
+		return;
+	}
+	ppath = ep_port_path(m, ep);
+	if (!ep->has_port)
+		crd(j, ppath, "Required value");
+	else if (ep->port > 65535)
+		crd(j, ppath, "Invalid value: %lld: %s in body should be less than or equal to 65535", (long long)ep->port,
+		    ppath);
+	else if (ep->port < 0)
+		crd(j, ppath, "Invalid value: %lld: %s in body should be greater than or equal to 0", (long long)ep->port,
+		    ppath);
+	else if (ep->port == 0)
+		/* The CRD admits 0, then Envoy Gateway's IR refuses it (ErrDestEndpointPortInvalid); say so up front. */
+		crd(j, ppath, "Invalid value: 0: port 0 cannot be connected to; an %s endpoint needs a port in 1..65535",
+		    ep->type == KB_EP_IP ? "ip" : "fqdn");
+	if (!ep->address || !*ep->address)
+		crd(j, apath, "Required value");
+	else if (ep->type == KB_EP_IP && !vx_parse_addr(ep->address, &a))
+		crd(j, apath, "\"%s\" is not an IP address", ep->address);
+	else if (ep->type == KB_EP_FQDN && !dns_name_ok(ep->address))
+		crd(j, apath, "\"%s\" is not a valid DNS name (RFC 1123: labels of letters, digits and '-', at most 63 characters each and 253 in all)",
+		    ep->address);
+}
+
+/*
+ * appProtocols. Envoy Gateway's enum is the three gateway.envoyproxy.io/
+ * values. kbackend also accepts the seed's bare values (DESIGN.md section 1,
+ * "both shapes"), although Envoy Gateway's CRD refuses them (cases/19): at L4
+ * they change nothing, so refusing a documented spelling would only break
+ * seed-shaped manifests. The lead documents this difference.
+ */
+static const char *const app_protocols[] = {
+	"gateway.envoyproxy.io/h2c", "gateway.envoyproxy.io/ws", "gateway.envoyproxy.io/wss",
+	"http", "https", "h2c", "h2", "grpc", "grpcs", "tcp", "udp",
+};
+
+static void crd_backend(struct bjudge *j)
+{
+	struct kb_model *m = j->c->m;
+	struct kb_backend *b = j->b;
+	const struct kb_backend_tls *t = &b->tls;
+	bool dr = vx_streq(b->type, "DynamicResolver");
+	size_t nfqdn = 0;
+
+	if (b->type && !dr && strcmp(b->type, "Endpoints") != 0)
+		crd(j, "spec.type", "Unsupported value: \"%s\": supported values: \"Endpoints\", \"DynamicResolver\"",
+		    b->type);
+	if (b->has_endpoints && b->nendpoints == 0)
+		crd(j, "spec.endpoints", "Invalid value: 0: spec.endpoints in body should have at least 1 items");
+	if (b->nendpoints > 256)
+		crd(j, "spec.endpoints", "Too many: %zu: must have at most 256 items", b->nendpoints);
+	for (size_t i = 0; i < b->nendpoints; i++) {
+		crd_endpoint(j, &b->endpoints[i]);
+		if (b->endpoints[i].present & KB_EP_HAS_FQDN)
+			nfqdn++;
+	}
+	if (nfqdn && nfqdn < b->nendpoints)
+		crd(j, "spec.endpoints",
+		    "Invalid value: \"array\": fqdn addresses cannot be mixed with other address types");
+	for (size_t i = 0; i < b->napp_protocols; i++) {
+		const char *ap = b->app_protocols[i];
+		bool ok = false;
+
+		for (size_t k = 0; k < sizeof(app_protocols) / sizeof(app_protocols[0]) && !ok; k++)
+			ok = vx_streq(ap, app_protocols[k]);
+		if (!ok)
+			crd(j, kb_sprintf(&m->arena, "spec.appProtocols[%zu]", i),
+			    "Unsupported value: \"%s\": supported values: \"gateway.envoyproxy.io/h2c\", \"gateway.envoyproxy.io/ws\", \"gateway.envoyproxy.io/wss\" (kbackend also accepts the seed's \"http\", \"https\", \"h2c\", \"h2\", \"grpc\", \"grpcs\", \"tcp\", \"udp\")",
+			    ap ? ap : "");
+	}
+	if (dr && (b->has_endpoints || b->nendpoints))
+		crd(j, "spec", "Invalid value: \"object\": DynamicResolver type cannot have endpoints specified");
+	if (dr && t->present && t->auto_sni)
+		crd(j, "spec", "Invalid value: \"object\": DynamicResolver type cannot use autoSNIFromEndpointHostname");
+	if (t->present) {
+		/* Envoy Gateway's CEL rules on BackendTLSSettings, in its order and words. */
+		if (t->insecure_skip_verify == 1 && (t->n_ca_refs || t->well_known_ca))
+			crd(j, "spec.tls",
+			    "Invalid value: \"object\": must not contain either CACertificateRefs or WellKnownCACertificates when InsecureSkipVerify is enabled");
+		if (t->n_ca_refs && t->well_known_ca)
+			crd(j, "spec.tls",
+			    "Invalid value: \"object\": must not contain both CACertificateRefs and WellKnownCACertificates");
+		if (t->well_known_ca && strcmp(t->well_known_ca, "System") != 0)
+			crd(j, "spec.tls.wellKnownCACertificates",
+			    "Unsupported value: \"%s\": supported values: \"System\"", t->well_known_ca);
+		if (t->sni && t->auto_sni)
+			crd(j, "spec.tls", "Invalid value: \"object\": sni and autoSNIFromEndpointHostname are mutually exclusive");
+		if (t->min_version && strcmp(t->min_version, "1.3") == 0 && t->n_ciphers)
+			crd(j, "spec.tls",
+			    "Invalid value: \"object\": setting ciphers has no effect if the minimum possible TLS version is 1.3");
+		if (t->auto_sni) {
+			for (size_t i = 0; i < b->nendpoints; i++) {
+				const struct kb_endpoint *ep = &b->endpoints[i];
+
+				if ((ep->present & (KB_EP_HAS_IP | KB_EP_HAS_UNIX)) && !ep->hostname) {
+					crd(j, "spec",
+					    "Invalid value: \"object\": when autoSNIFromEndpointHostname is enabled, IP and Unix endpoints must define a hostname");
+					break;
+				}
+			}
+		}
+	}
+	if (b->has_fallback_ref) {
+		if (!b->fallback_ref_name || !*b->fallback_ref_name)
+			crd(j, "spec.fallback.backendRef.name", "Required value");
+		if (b->has_fallback_ref_port && (b->fallback_ref_port < 1 || b->fallback_ref_port > 65535))
+			crd(j, "spec.fallback.backendRef.port",
+			    "Invalid value: %lld: spec.fallback.backendRef.port in body should be between 1 and 65535",
+			    (long long)b->fallback_ref_port);
+	}
+}
+
+/* Translator layer and kbackend's own limits; runs only on a Backend the CRD would have admitted. */
+static void translate_backend(struct bjudge *j)
+{
+	struct vx_ctx *c = j->c;
+	struct kb_model *m = c->m;
+	struct kb_backend *b = j->b;
+
+	if (vx_streq(b->type, "DynamicResolver"))
+		refuse(j, R_UNSUPPORTED, "spec.type",
+		       "kbackend steers connections at L4 and cannot route by Host or SNI: type DynamicResolver is not supported",
+		       NULL);
+	/*
+	 * Envoy Gateway would next demand a trust anchor (cases/26); kbackend
+	 * refuses every tls block instead, because it never originates TLS, so a
+	 * Backend that asks for it must not silently get plaintext.
+	 */
+	if (b->tls.present)
+		refuse(j, R_INVALID_REF, "spec.tls",
+		       "kbackend steers connections at L4 and does not originate TLS: spec.tls is not supported", NULL);
+	for (size_t i = 0; i < b->nendpoints; i++) {
+		const struct kb_endpoint *ep = &b->endpoints[i];
+		struct vx_addr a;
+
+		if (ep->type == KB_EP_UNIX)
+			continue;	/* judged where a route uses it: --unix-dir */
+		if (vx_parse_addr(ep->address, &a)) {
+			/* An fqdn that is an IP literal resolves to itself: the same guard applies. */
+			ssrf_ip(j, ep_addr_path(m, ep), ep->address, &a);
+		} else if (ep->type == KB_EP_FQDN && loopback_name(ep->address)) {
+			struct vx_addr lo4 = { .family = AF_INET, .b = { 127, 0, 0, 1 } };
+			struct vx_addr lo6 = { .family = AF_INET6, .b = { [15] = 1 } };
+
+			if (allowed(c, &lo4) || allowed(c, &lo6))
+				continue;
+			refuse(j, R_INVALID_ADDR, ep_addr_path(m, ep),
+			       kb_sprintf(&m->arena,
+					  "hostname %s resolves to the loopback range, which is only supported when using the Host infrastructure",
+					  ep->address),
+			       "; kbackend allows it with --allow-endpoint 127.0.0.1/32");
+		}
+	}
+	if (b->has_fallback_ref && b->fallback_ref_name) {
+		const char *ns = b->fallback_ref_namespace ? b->fallback_ref_namespace : vx_ns(&b->meta);
+
+		if (strcmp(ns, vx_ns(&b->meta)) == 0 && strcmp(b->fallback_ref_name, b->meta.name ? b->meta.name : "") == 0)
+			refuse(j, R_INVALID_REF, "spec.fallback.backendRef", "a Backend cannot be its own fallback", NULL);
+		else if (vx_backend_index(c, ns, b->fallback_ref_name) < 0)
+			refuse(j, R_INVALID_REF, "spec.fallback.backendRef.name",
+			       kb_sprintf(&m->arena, "fallback Backend %s/%s not found in the applied set", ns,
+					  b->fallback_ref_name),
+			       NULL);
+		else if (strcmp(ns, vx_ns(&b->meta)) != 0 &&
+			 !vx_grant_allows(m, VX_GROUP_EG, "Backend", vx_ns(&b->meta), VX_GROUP_EG, "Backend", ns,
+					  b->fallback_ref_name))
+			refuse(j, "RefNotPermitted", "spec.fallback.backendRef.namespace",
+			       kb_sprintf(&m->arena,
+					  "fallback Backend %s/%s is in another namespace and no ReferenceGrant in %s allows Backend references from %s",
+					  ns, b->fallback_ref_name, ns, vx_ns(&b->meta)),
+			       NULL);
+	}
+}
+
+/* Seed-shape fallback chains must end: a -> b -> a would leave no last resort. */
+static void fallback_cycles(struct vx_ctx *c)
+{
+	struct kb_model *m = c->m;
+
+	for (size_t i = 0; i < m->nbackends; i++) {
+		struct kb_backend *b = m->backends[i];
+		long cur = (long)i;
+		char *chain;
+
+		if (!b->has_fallback_ref || c->bv[i].refused)
+			continue;
+		chain = kb_sprintf(&m->arena, "%s/%s", vx_ns(&b->meta), b->meta.name);
+		for (size_t step = 0; step <= m->nbackends; step++) {
+			struct kb_backend *x = m->backends[cur];
+			const char *ns;
+
+			if (!x->has_fallback_ref || !x->fallback_ref_name)
+				break;
+			ns = x->fallback_ref_namespace ? x->fallback_ref_namespace : vx_ns(&x->meta);
+			cur = vx_backend_index(c, ns, x->fallback_ref_name);
+			if (cur < 0)
+				break;
+			chain = kb_sprintf(&m->arena, "%s -> %s/%s", chain, ns, x->fallback_ref_name);
+			if ((size_t)cur == i) {
+				struct bjudge j = { .c = c, .b = b, .v = &c->bv[i] };
+
+				refuse(&j, R_INVALID_REF, "spec.fallback.backendRef",
+				       kb_sprintf(&m->arena, "fallback cycle: %s", chain), NULL);
+				break;
+			}
+		}
+	}
+}
+
+void vx_backends(struct vx_ctx *c)
+{
+	struct kb_model *m = c->m;
+
+	for (size_t i = 0; i < m->nbackends; i++) {
+		struct bjudge j = { .c = c, .b = m->backends[i], .v = &c->bv[i] };
+
+		crd_backend(&j);
+		if (j.crd_errors)
+			continue;
+		if (!c->backend_enabled) {
+			/* Envoy Gateway's text in the condition; the diagnostic also says how to turn it on. */
+			j.v->refused = true;
+			j.v->reason = R_UNSUPPORTED;
+			j.v->why = NULL;
+			kb_diag_add(m, KB_SEV_ERROR, &j.b->meta, NULL,
+				    "The Backend was not accepted since Backend is not enabled in Envoy Gateway Config; apply an EnvoyGateway object with extensionApis.enableBackend: true");
+			continue;
+		}
+		translate_backend(&j);
+	}
+	fallback_cycles(c);
+	for (size_t i = 0; i < m->nbackends; i++) {
+		struct kb_meta *o = &m->backends[i]->meta;
+		const struct vx_bverdict *v = &c->bv[i];
+
+		/*
+		 * type Accepted / reason Invalid is Envoy Gateway's documented intent;
+		 * its code swaps the two (status/backend.go), and kbackend does not copy the bug.
+		 */
+		if (!v->refused)
+			kb_set_condition(m, o, "Accepted", KB_COND_TRUE, "Accepted", "The Backend was accepted");
+		else if (!v->why)
+			kb_set_condition(m, o, "Accepted", KB_COND_FALSE, "Invalid",
+					 "The Backend was not accepted since Backend is not enabled in Envoy Gateway Config");
+		else
+			kb_set_condition(m, o, "Accepted", KB_COND_FALSE, "Invalid", "The Backend was not accepted: %s",
+					 v->why);
+	}
+}
+
+const char *vx_unix_refusal(const struct vx_ctx *c, const char *path)
+{
+	struct kb_model *m = c->m;
+	const char *s;
+
+	/* A ".." component would climb out of an allowed directory after the prefix check. */
+	for (s = path; (s = strstr(s, "..")) != NULL; s += 2)
+		if ((s == path || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
+			return kb_sprintf(&m->arena,
+					  "unix socket %s has a \"..\" component; name the socket by a plain path under a --unix-dir",
+					  path);
+	for (size_t i = 0; i < c->p->nunix_dirs; i++) {
+		const char *d = c->p->unix_dirs[i];
+		size_t n = d ? strlen(d) : 0;
+
+		while (n > 1 && d[n - 1] == '/')
+			n--;	/* "/var/run/" and "/var/run" are the same directory */
+		if (n == 0 || d[0] != '/')
+			continue;
+		if (n == 1 || (strncmp(path, d, n) == 0 && path[n] == '/' && path[n + 1]))
+			return NULL;
+	}
+	return kb_sprintf(&m->arena,
+			  "unix socket %s is not under an allowed sidecar directory; start kbackend with --unix-dir DIR", path);
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal to validate*.c: the shared judging context and helpers that the per-kind files use. */
+#ifndef KB_VALIDATE_INT_H
+#define KB_VALIDATE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "validate.h"
+
+#define VX_GROUP_GW "gateway.networking.k8s.io"
+#define VX_GROUP_EG "gateway.envoyproxy.io"
+
+/* An address in binary form: IPv4 in b[0..3] (v4-mapped IPv6 is unmapped), or IPv6. */
+struct vx_addr {
+	int family;		/* AF_INET or AF_INET6 */
+	uint8_t b[16];
+};
+
+struct vx_cidr {
+	struct vx_addr net;
+	int bits;
+};
+
+/* What validate decided about one Backend; routes that reference it inherit it. */
+struct vx_bverdict {
+	bool refused;
+	const char *reason;	/* the reason a referencing route's ResolvedRefs gets */
+	const char *why;	/* the refusal, without "The Backend was not accepted: " */
+};
+
+struct vx_ctx {
+	struct kb_model *m;
+	const struct kb_policy *p;
+	bool backend_enabled;
+	struct vx_bverdict *bv;		/* parallel to m->backends */
+	size_t *bsorted;		/* indices of m->backends sorted by namespace/name */
+	struct vx_cidr *allow;
+	size_t nallow;
+	struct vx_cidr *node;
+	size_t nnode;
+};
+
+static inline const char *vx_ns(const struct kb_meta *o)
+{
+	return o->namespace ? o->namespace : "default";
+}
+
+static inline bool vx_streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+/* NULL, "" and "core" all name the core group. */
+static inline bool vx_core_group(const char *g)
+{
+	return !g || !*g || strcmp(g, "core") == 0;
+}
+
+bool vx_parse_addr(const char *s, struct vx_addr *a);
+bool vx_cidr_contains(const struct vx_cidr *c, const struct vx_addr *a);
+
+/* Index into m->backends of ns/name, or -1. */
+long vx_backend_index(const struct vx_ctx *c, const char *ns, const char *name);
+
+/* Does a ReferenceGrant in to_ns let (from_group, from_kind, from_ns) refer to (to_group, to_kind, to_name)? */
+bool vx_grant_allows(const struct kb_model *m, const char *from_group, const char *from_kind, const char *from_ns,
+		     const char *to_group, const char *to_kind, const char *to_ns, const char *to_name);
+
+/* NULL when a unix socket path is under an allowed --unix-dir, else why not. */
+const char *vx_unix_refusal(const struct vx_ctx *c, const char *path);
+
+/* The per-kind judges. Backends run before routes: routes read c->bv. */
+void vx_backends(struct vx_ctx *c);
+void vx_routes(struct vx_ctx *c);
+
+#endif /* KB_VALIDATE_INT_H */
