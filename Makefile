@@ -32,7 +32,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick clean
+.PHONY: all deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick bench-bpf-cost clean
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
@@ -47,7 +47,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRCS))
 E2E_SRCS  := $(wildcard tests/e2e/*.c)
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(OUT)/e2e/%,$(E2E_SRCS))
 
-all: $(OUT)/kbackend $(UNIT_BINS) $(E2E_BINS)
+all: $(OUT)/kbackend $(UNIT_BINS) $(E2E_BINS) $(OUT)/kbload
 
 deps:
 	$(Q)./scripts/deps.sh
@@ -82,6 +82,19 @@ $(OUT)/e2e/%: tests/e2e/%.c $(CORE_OBJS) Makefile | $(OUT)/e2e
 	$(call msg,E2E-CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Itests/e2e $< $(CORE_OBJS) $(LDLIBS) -lcmocka -o $@
 
+# Load tool for the demo and bench/: plain sockets and pthreads, no kbackend code.
+$(OUT)/kbload: bench/kbload.c Makefile | $(OUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE $< -pthread -o $@
+
+# connect4 cost against frontend-table size (bpf_stats); root only. `make bench-bpf-cost BENCH_ARGS='--tcp'`.
+$(OUT)/bench/bpf_cost: bench/bpf_cost.c tests/e2e/e2e.h $(CORE_OBJS) Makefile | $(OUT)/bench
+	$(call msg,BENCH-CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Itests/e2e $< $(CORE_OBJS) $(LDLIBS) -o $@
+
+bench-bpf-cost: $(OUT)/bench/bpf_cost
+	$(Q)$(OUT)/bench/bpf_cost $(BENCH_ARGS)
+
 # libFuzzer target for the parser and validator.
 $(OUT)/fuzz_manifest: fuzz/fuzz_manifest.c $(CORE_SRCS) Makefile $(SKELS) | $(OUT)
 	$(call msg,FUZZ-CC,$@)
@@ -103,7 +116,7 @@ test-unit: $(UNIT_BINS)
 demo: all
 	$(Q)./scripts/demo.sh
 
-$(OUT) $(OUT)/bpf $(OUT)/obj $(OUT)/san $(OUT)/tests $(OUT)/e2e:
+$(OUT) $(OUT)/bpf $(OUT)/obj $(OUT)/san $(OUT)/tests $(OUT)/e2e $(OUT)/bench:
 	$(Q)mkdir -p $@
 
 clean:

@@ -862,6 +862,7 @@ static void compile_frontend(struct cx *c, const struct kb_gateway *g, const str
 
 	r = attached_route(c, g, l);
 	btp = find_btp(c, g, l, r);
+	fe->policy = btp;
 	fe->lb = btp ? lb_from_name(btp->lb_type) : KB_LB_RANDOM;
 	if (!r)
 		return;	/* configured listener, no route: nslots 0, connects are refused */

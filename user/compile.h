@@ -55,6 +55,7 @@ struct kb_cfrontend {
 	__u16 port;		/* host order */
 	__u8 proto;		/* KB_PROTO_TCP / KB_PROTO_UDP */
 	enum kb_lb lb;
+	const struct kb_btp *policy;	/* the BackendTrafficPolicy that applies (lb, dns, health), or NULL */
 	char *gateway;		/* "ns/name" */
 	char *listener;		/* listener name */
 	char *route;		/* "Kind ns/name" that supplies the refs */

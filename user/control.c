@@ -120,7 +120,8 @@ struct json_object *kb_ctl_call(const char *path, struct json_object *req, int t
 		goto out_close;
 	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
 	err = kb_ctl_write_frame(fd, s, strlen(s));
-	if (err) {
+	/* A daemon that refuses this peer answers without reading and closes: its reply is still readable. */
+	if (err && err != -EPIPE && err != -ECONNRESET) {
 		errno = -err;
 		goto out_close;
 	}

@@ -21,12 +21,14 @@
 #include "dataplane.h"
 #include "manifest.h"
 #include "render.h"
+#include "resolver.h"
 #include "store.h"
 #include "validate.h"
 
 #define MAX_CLIENTS 64
 #define CLIENT_DEADLINE_MS 5000	/* a client must send its whole request within this */
 #define MAX_FLAG_LIST 64
+#define RESTORE_DNS_WAIT_MS 5000	/* longest a restart waits for FQDN answers before programming */
 
 struct client {
 	int fd;
@@ -44,8 +46,14 @@ struct daemon {
 	const char *cgroup;
 	const char *bpffs;
 	const char *socket;
+	const char *dns_servers[MAX_FLAG_LIST];
+	size_t ndns_servers;
+	int64_t dns_min_ttl_ms, dns_max_ttl_ms;
 	/* Running state. */
 	struct kb_dataplane *dp;
+	struct kb_resolver *resolver;	/* FQDN endpoints; its answers feed every compile */
+	int resolver_tag;		/* epoll tag of the resolver's fd */
+	long restore_deadline;		/* restored state waits for DNS until then; 0: not waiting */
 	struct kb_model state;		/* the accepted objects, validated */
 	struct kb_compiled compiled;	/* what the maps hold */
 	int lfd, epfd, sigfd;
@@ -64,6 +72,88 @@ static long now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What every compile may ask of the world: the resolver's current answers. */
+static struct kb_compile_env compile_env(struct daemon *d)
+{
+	return (struct kb_compile_env){
+		.resolve = kb_resolver_lookup,
+		.ctx = d->resolver,
+		.cluster_domain = d->policy.cluster_domain,
+	};
+}
+
+static void add_name(struct kb_arena *a, struct kb_resolver_name **names, size_t *n, const char *host,
+		     const struct kb_btp *p)
+{
+	struct kb_resolver_name *rn;
+
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*names)[i].host, host) == 0)
+			return;
+	rn = KB_PUSH(a, *names, *n);
+	rn->host = host;
+	rn->family = KB_LOOKUP_V4_PREFERRED;
+	if (p && p->lookup_family)
+		kb_lookup_family_parse(p->lookup_family, &rn->family);
+	rn->refresh_ms = p && p->dns_refresh_ms > 0 ? p->dns_refresh_ms : 0;
+	rn->respect_ttl = !p || p->respect_dns_ttl != 0;
+}
+
+/*
+ * Tell the resolver which names the programmed frontends need, with the DNS
+ * settings of the BackendTrafficPolicy that applies to each. New names are
+ * asked at once; their answers arrive as a `changed` and a recompile.
+ */
+static void update_names(struct daemon *d)
+{
+	struct kb_resolver_name *names = NULL;
+	struct kb_arena a = { 0 };
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->compiled.nfes; i++) {
+		const struct kb_cfrontend *fe = &d->compiled.fes[i];
+
+		for (size_t e = 0; e < fe->neps; e++)
+			if (fe->eps[e].fqdn)
+				add_name(&a, &names, &n, fe->eps[e].fqdn, fe->policy);
+		for (size_t l = 0; l < fe->nlocs; l++)
+			for (size_t p = 0; p < fe->locs[l].npending; p++)
+				add_name(&a, &names, &n, fe->locs[l].pending[p], fe->policy);
+	}
+	if (kb_resolver_set_names(d->resolver, names, n))
+		kb_err("failed to update the resolver's names: out of memory");
+	kb_arena_free(&a);
+}
+
+/*
+ * A DNS answer changed: recompile the stored state with the new answers and
+ * swap. Unchanged frontends are not rewritten by the dataplane; a changed one
+ * flips to its new selection in one map update.
+ */
+static void recompile(struct daemon *d)
+{
+	struct kb_compile_env env = compile_env(d);
+	struct kb_compiled c = { 0 };
+	int err;
+
+	if (kb_compile(&d->state, &env, &c)) {
+		kb_err("failed to recompile after a DNS change; keeping the current selection");
+		kb_compiled_free(&c);
+		return;
+	}
+	err = d->dp->ops->apply(d->dp, &c);
+	if (err) {
+		kb_err("failed to program a DNS change: %s; keeping the current selection", strerror(-err));
+		d->dp->ops->apply(d->dp, &d->compiled);
+		kb_compiled_free(&c);
+		return;
+	}
+	kb_compiled_free(&d->compiled);
+	d->compiled = c;
+	kb_log_debug("recompiled after a DNS change: %zu frontend(s)", c.nfes);
+	update_names(d);
 }
 
 /* ---- applying changes ------------------------------------------------------ */
@@ -112,11 +202,14 @@ static void check_duplicates(struct kb_model *m)
 			}
 }
 
-static struct json_object *change_reply(struct kb_model *m, struct kb_compiled *c, bool ok, const char *error)
+static struct json_object *change_reply(struct kb_model *m, struct kb_compiled *c, bool ok, bool dry_run,
+					const char *error)
 {
 	struct json_object *r = json_object_new_object();
 
 	json_object_object_add(r, "ok", json_object_new_boolean(ok));
+	if (dry_run)
+		json_object_object_add(r, "dryRun", json_object_new_boolean(1));
 	if (error)
 		json_object_object_add(r, "error", json_object_new_string(error));
 	json_object_object_add(r, "objects", kb_render_objects(m, NULL));
@@ -148,7 +241,7 @@ static struct json_object *do_change(struct daemon *d, struct json_object *files
 	check_duplicates(&in);
 	if (in.nerrors) {
 		snprintf(why, sizeof(why), "%zu error(s) in the input; nothing was changed", in.nerrors);
-		reply = change_reply(&in, NULL, false, why);
+		reply = change_reply(&in, NULL, false, false, why);
 		goto out_count;
 	}
 	if (del) {
@@ -156,7 +249,7 @@ static struct json_object *do_change(struct daemon *d, struct json_object *files
 			if (!find_same(&d->state, in.objects[i]))
 				kb_diag_add(&in, KB_SEV_ERROR, in.objects[i], NULL, "not found: nothing to delete");
 		if (in.nerrors) {
-			reply = change_reply(&in, NULL, false, "delete refused; nothing was changed");
+			reply = change_reply(&in, NULL, false, false, "delete refused; nothing was changed");
 			goto out_count;
 		}
 	}
@@ -173,16 +266,20 @@ static struct json_object *do_change(struct daemon *d, struct json_object *files
 	if (refused || next.nerrors) {
 		snprintf(why, sizeof(why), "%s refused: %d object(s) refused; nothing was changed",
 			 del ? "delete" : "apply", refused);
-		reply = change_reply(&next, NULL, false, why);
+		reply = change_reply(&next, NULL, false, false, why);
 		goto out_count;
 	}
-	err = kb_compile(&next, NULL, &c);
+	{
+		struct kb_compile_env env = compile_env(d);
+
+		err = kb_compile(&next, &env, &c);
+	}
 	if (err) {
-		reply = change_reply(&next, NULL, false, "compile failed; nothing was changed");
+		reply = change_reply(&next, NULL, false, false, "compile failed; nothing was changed");
 		goto out_count;
 	}
 	if (dry_run) {
-		reply = change_reply(&next, &c, true, NULL);
+		reply = change_reply(&next, &c, true, true, NULL);
 		goto out;
 	}
 	err = d->dp->ops->apply(d->dp, &c);
@@ -190,7 +287,7 @@ static struct json_object *do_change(struct daemon *d, struct json_object *files
 		snprintf(why, sizeof(why), "failed to program the maps: %s; the previous state is kept",
 			 strerror(-err));
 		d->dp->ops->apply(d->dp, &d->compiled);
-		reply = change_reply(&next, NULL, false, why);
+		reply = change_reply(&next, NULL, false, false, why);
 		goto out_count;
 	}
 	err = kb_store_save(d->state_dir, &next);
@@ -198,7 +295,7 @@ static struct json_object *do_change(struct daemon *d, struct json_object *files
 		snprintf(why, sizeof(why), "failed to save state in %s: %s; the previous state is restored",
 			 d->state_dir, strerror(-err));
 		d->dp->ops->apply(d->dp, &d->compiled);
-		reply = change_reply(&next, NULL, false, why);
+		reply = change_reply(&next, NULL, false, false, why);
 		goto out_count;
 	}
 	/* Commit: the new model and table replace the old ones. */
@@ -213,7 +310,8 @@ static struct json_object *do_change(struct daemon *d, struct json_object *files
 	d->last_error[0] = '\0';
 	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed",
 		    del ? "deleted" : "applied", in.nobjects, d->state.nobjects, d->compiled.nfes);
-	reply = change_reply(&d->state, &d->compiled, true, NULL);
+	update_names(d);
+	reply = change_reply(&d->state, &d->compiled, true, false, NULL);
 	goto out;
 out_count:
 	d->apply_errors++;
@@ -282,18 +380,31 @@ static struct json_object *frontends_with_stats(struct daemon *d)
 
 	for (size_t i = 0; i < d->compiled.nfes; i++) {
 		const struct kb_cfrontend *fe = &d->compiled.fes[i];
-		struct json_object *jf = json_object_array_get_idx(arr, i), *eps;
+		struct json_object *jf = json_object_array_get_idx(arr, i), *eps, *locs;
 		struct kb_conn_stats s = { 0 };
 
 		if (d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, &s))
 			json_object_object_add(jf, "stats", stats_json(&s));
+		if (json_object_object_get_ex(jf, "localities", &locs))
+			for (size_t l = 0; l < fe->nlocs; l++) {
+				struct json_object *dns = json_object_new_object();
+
+				/* Names that have no usable address yet: why, from the resolver. */
+				for (size_t p = 0; p < fe->locs[l].npending; p++)
+					json_object_object_add(dns, fe->locs[l].pending[p],
+							       kb_resolver_name_json(d->resolver, fe->locs[l].pending[p]));
+				json_object_object_add(json_object_array_get_idx(locs, l), "dns", dns);
+			}
 		if (!json_object_object_get_ex(jf, "endpoints", &eps))
 			continue;
 		for (size_t e = 0; e < fe->neps; e++) {
+			struct json_object *je = json_object_array_get_idx(eps, e);
+
 			memset(&s, 0, sizeof(s));
-			if (d->dp->ops->endpoint_stats &&
-			    !d->dp->ops->endpoint_stats(d->dp, fe, e, &s))
-				json_object_object_add(json_object_array_get_idx(eps, e), "stats", stats_json(&s));
+			if (d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, e, &s))
+				json_object_object_add(je, "stats", stats_json(&s));
+			if (fe->eps[e].fqdn)
+				json_object_object_add(je, "dns", kb_resolver_name_json(d->resolver, fe->eps[e].fqdn));
 		}
 	}
 	return arr;
@@ -444,7 +555,7 @@ static int listen_socket(const char *path)
 static void accept_clients(struct daemon *d)
 {
 	for (;;) {
-		struct ucred cred;
+		struct ucred cred = { .uid = (uid_t)-1 };
 		socklen_t len = sizeof(cred);
 		struct client *c = NULL;
 		int fd = accept4(d->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -510,6 +621,15 @@ static void expire_clients(struct daemon *d)
 
 /* ---- start-up ----------------------------------------------------------------------- */
 
+static bool has_pending_names(const struct kb_compiled *c)
+{
+	for (size_t i = 0; i < c->nfes; i++)
+		for (size_t l = 0; l < c->fes[i].nlocs; l++)
+			if (c->fes[i].locs[l].npending)
+				return true;
+	return false;
+}
+
 /* Restore the stored state and program it, so a restart reconciles with what the pins already serve. */
 static void restore_state(struct daemon *d)
 {
@@ -524,14 +644,30 @@ static void restore_state(struct daemon *d)
 		kb_model_free(&m);
 		return;
 	}
+	struct kb_compile_env env = compile_env(d);
+
 	refused = kb_validate(&m, &d->policy);
-	if (refused || m.nerrors || kb_compile(&m, NULL, &c)) {
+	if (refused || m.nerrors || kb_compile(&m, &env, &c)) {
 		kb_err("failed to restore state from %s: %d object(s) refused under the current flags; "
 		       "keeping what the maps serve", d->state_dir, refused);
 		kb_print_diags(stderr, &m);
 		snprintf(d->last_error, sizeof(d->last_error), "stored state refused under the current flags");
 		kb_compiled_free(&c);
 		kb_model_free(&m);
+		return;
+	}
+	if (has_pending_names(&c)) {
+		/*
+		 * FQDN answers are not in yet: programming now would empty those
+		 * localities. The pinned maps keep serving the old selection until
+		 * the resolver has answered (or RESTORE_DNS_WAIT_MS has passed).
+		 */
+		d->state = m;
+		d->compiled = c;
+		d->restore_deadline = now_ms() + RESTORE_DNS_WAIT_MS;
+		update_names(d);
+		kb_log_info("restored %zu object(s) from %s; waiting for DNS before programming", m.nobjects,
+			    d->state_dir);
 		return;
 	}
 	err = d->dp->ops->apply(d->dp, &c);
@@ -543,6 +679,7 @@ static void restore_state(struct daemon *d)
 	}
 	d->state = m;
 	d->compiled = c;
+	update_names(d);
 	kb_log_info("restored %zu object(s), %zu frontend(s) from %s", m.nobjects, c.nfes, d->state_dir);
 }
 
@@ -569,7 +706,7 @@ static int read_config(struct daemon *d)
 }
 
 enum { OPT_CONFIG = 256, OPT_STATE_DIR, OPT_CGROUP, OPT_BPFFS, OPT_UNIX_DIR, OPT_ALLOW, OPT_SOCKET,
-       OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN };
+       OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL };
 
 static const struct option longopts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -581,6 +718,9 @@ static const struct option longopts[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
 	{ "enable-backend", no_argument, NULL, OPT_ENABLE_BACKEND },
 	{ "cluster-domain", required_argument, NULL, OPT_CLUSTER_DOMAIN },
+	{ "dns-server", required_argument, NULL, OPT_DNS_SERVER },
+	{ "dns-min-ttl", required_argument, NULL, OPT_DNS_MIN_TTL },
+	{ "dns-max-ttl", required_argument, NULL, OPT_DNS_MAX_TTL },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ 0 },
 };
@@ -622,6 +762,19 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case OPT_CLUSTER_DOMAIN:
 			d->policy.cluster_domain = optarg;
+			break;
+		case OPT_DNS_SERVER:
+			if (d->ndns_servers == MAX_FLAG_LIST)
+				goto usage;
+			d->dns_servers[d->ndns_servers++] = optarg;
+			break;
+		case OPT_DNS_MIN_TTL:
+		case OPT_DNS_MAX_TTL:
+			if (!kb_parse_duration_ms(optarg, ch == OPT_DNS_MIN_TTL ? &d->dns_min_ttl_ms : &d->dns_max_ttl_ms)) {
+				fprintf(stderr, "kbackend: daemon: --dns-%s-ttl %s: expected a duration like 5s or 10m\n",
+					ch == OPT_DNS_MIN_TTL ? "min" : "max", optarg);
+				goto usage;
+			}
 			break;
 		case 'v':
 			kb_verbosity++;
@@ -667,9 +820,27 @@ int kb_daemon_main(int argc, char **argv)
 
 	dpo.bpffs = d.bpffs;
 	dpo.cgroup = d.cgroup;
+	{
+		struct kb_resolver_opts ro = {
+			.servers = d.dns_servers,
+			.nservers = d.ndns_servers,
+			.min_ttl_ms = d.dns_min_ttl_ms,
+			.max_ttl_ms = d.dns_max_ttl_ms,
+			.policy = &d.policy,
+		};
+		char why[256];
+
+		d.resolver = kb_resolver_new(&ro, why, sizeof(why));
+		if (!d.resolver) {
+			kb_err("failed to start the resolver: %s", why);
+			return 1;
+		}
+	}
 	err = kb_dataplane_bpf_open(&dpo, &d.dp);
-	if (err)
+	if (err) {
+		kb_resolver_free(d.resolver);
 		return 1;
+	}
 	restore_state(&d);
 
 	signal(SIGPIPE, SIG_IGN);
@@ -688,14 +859,19 @@ int kb_daemon_main(int argc, char **argv)
 	epoll_ctl(d.epfd, EPOLL_CTL_ADD, d.lfd, &ev);
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = &d.sigfd };
 	epoll_ctl(d.epfd, EPOLL_CTL_ADD, d.sigfd, &ev);
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = &d.resolver_tag };
+	epoll_ctl(d.epfd, EPOLL_CTL_ADD, kb_resolver_epoll_fd(d.resolver), &ev);
 	kb_log_info("serving %s; programs attached to %s, pinned under %s", d.socket, d.cgroup, d.bpffs);
 
 	while (!d.stop) {
 		struct epoll_event evs[16];
-		int n = epoll_wait(d.epfd, evs, 16, 1000);
+		int timeout = kb_resolver_timeout_ms(d.resolver);
+		int n = epoll_wait(d.epfd, evs, 16, timeout < 0 || timeout > 1000 ? 1000 : timeout);
 
 		for (int i = 0; i < n; i++) {
-			if (evs[i].data.ptr == &d.lfd) {
+			if (evs[i].data.ptr == &d.resolver_tag) {
+				kb_resolver_process(d.resolver);
+			} else if (evs[i].data.ptr == &d.lfd) {
 				accept_clients(&d);
 			} else if (evs[i].data.ptr == &d.sigfd) {
 				struct signalfd_siginfo si;
@@ -709,6 +885,17 @@ int kb_daemon_main(int argc, char **argv)
 			}
 		}
 		expire_clients(&d);
+		kb_resolver_tick(d.resolver);
+		if (d.restore_deadline) {
+			/* A restart programs once DNS has answered everything, or once the wait is over. */
+			if (kb_resolver_busy(d.resolver) == 0 || now_ms() > d.restore_deadline) {
+				d.restore_deadline = 0;
+				kb_resolver_changed(d.resolver);
+				recompile(&d);
+			}
+		} else if (kb_resolver_changed(d.resolver)) {
+			recompile(&d);
+		}
 	}
 	err = 0;
 out_close:
@@ -717,10 +904,8 @@ out_close:
 			close(d.clients[i].fd);
 			kb_frame_reset(&d.clients[i].rd);
 		}
-	if (d.lfd >= 0) {
+	if (d.lfd >= 0)
 		close(d.lfd);
-		unlink(d.socket);
-	}
 	if (d.epfd >= 0)
 		close(d.epfd);
 	if (d.sigfd >= 0)
@@ -730,6 +915,10 @@ out_close:
 		err = kb_dataplane_unload(d.bpffs) ? 1 : 0;
 		kb_log_info("unloaded: programs detached and pins removed from %s", d.bpffs);
 	}
+	/* Last, after unpinning: `kbackend unload` waits for the socket to go before it reports success. */
+	if (d.lfd >= 0)
+		unlink(d.socket);
+	kb_resolver_free(d.resolver);
 	kb_compiled_free(&d.compiled);
 	kb_model_free(&d.state);
 	return err;

@@ -92,8 +92,13 @@ struct kb_fe_state {
 	struct kb_slot *slots;		/* copy of the run, val.nslots long */
 };
 
-/* What identifies an endpoint for endpoint_id; unix endpoints are told apart by path. */
+/*
+ * What identifies an endpoint for endpoint_id: the frontend it serves and its
+ * address, so counters are per frontend and endpoint. Unix endpoints are told
+ * apart by path.
+ */
 struct kb_ep_ident {
+	struct kb_frontend_key fe;
 	__u32 ip[4];
 	__u16 port;	/* network order */
 	__u8 family;
@@ -365,9 +370,10 @@ static int kb_ep_find(struct kb_bpf_dataplane *d, const struct kb_index *ix, con
 	return (int)kb_index_find(ix, id, sizeof(*id), d->eps, sizeof(*d->eps), hole);
 }
 
-static void kb_slot_ident(const struct kb_slot *s, struct kb_ep_ident *id)
+static void kb_slot_ident(const struct kb_frontend_key *fe, const struct kb_slot *s, struct kb_ep_ident *id)
 {
 	memset(id, 0, sizeof(*id));
+	id->fe = *fe;
 	memcpy(id->ip, s->ip, sizeof(id->ip));
 	id->port = s->port;
 	id->family = s->family;
@@ -482,7 +488,7 @@ static int kb_adopt_state(struct kb_bpf_dataplane *d)
 			size_t hole;
 			__u32 eid = fs->slots[j].endpoint_id;
 
-			kb_slot_ident(&fs->slots[j], &id);
+			kb_slot_ident(&fs->key, &fs->slots[j], &id);
 			if (kb_ep_find(d, &epix, &id, &hole) >= 0 || eid >= d->max_endpoints || ep_used[eid])
 				continue;
 			d->eps[d->neps].ident = id;
@@ -510,9 +516,10 @@ out:
 
 /* ---- apply ---- */
 
-static void kb_cendpoint_ident(const struct kb_cendpoint *ep, struct kb_ep_ident *id)
+static void kb_cendpoint_ident(const struct kb_cfrontend *cf, const struct kb_cendpoint *ep, struct kb_ep_ident *id)
 {
 	memset(id, 0, sizeof(*id));
+	id->fe = cf->key;
 	if (ep->type == KB_EP_UNIX) {
 		id->kind = KB_SLOT_BRIDGE;
 		id->family = AF_UNIX;
@@ -616,8 +623,9 @@ static int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 	int fefd = bpf_map__fd(d->skel->maps.frontends);
 	int err = 0;
 
+	/* Sized for every slot and every endpoint: both index into neps and the reverse keys. */
 	for (i = 0; i < c->nfes; i++)
-		totslots += c->fes[i].nslots;
+		totslots += c->fes[i].nslots + c->fes[i].neps;
 	if (c->nfes > d->max_frontends) {
 		err = -ENOSPC;
 		kb_err("failed to apply %zu frontends: the frontends map holds %u", c->nfes, d->max_frontends);
@@ -675,13 +683,30 @@ static int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 				goto out_fail;
 			}
 		}
+		/*
+		 * Every endpoint gets an id, also one that holds no slot now (a
+		 * standby priority, a drained endpoint), so its counters survive
+		 * while it waits.
+		 */
+		for (size_t k = 0; k < cf->neps; k++) {
+			struct kb_ep_ident id;
+
+			kb_cendpoint_ident(cf, &cf->eps[k], &id);
+			if (kb_index_find(&nepix, &id, sizeof(id), neps, sizeof(*neps), &hole) < 0) {
+				long o = kb_ep_find(d, &epix, &id, &(size_t){ 0 });
+
+				neps[nneps].ident = id;
+				neps[nneps].id = o >= 0 ? d->eps[o].id : UINT32_MAX;
+				nepix.tab[hole] = (__u32)++nneps;
+			}
+		}
 		for (__u32 s = 0; s < cf->nslots; s++) {
 			const struct kb_cendpoint *ep = &cf->eps[cf->slots[s]];
 			struct kb_slot *sl = &nf->slots[s];
 			struct kb_ep_ident id;
 			long e;
 
-			kb_cendpoint_ident(ep, &id);
+			kb_cendpoint_ident(cf, ep, &id);
 			memcpy(sl->ip, id.ip, sizeof(sl->ip));
 			sl->port = id.port;
 			sl->family = id.family;
@@ -964,7 +989,7 @@ static int kb_bpf_endpoint_stats(struct kb_dataplane *dp, const struct kb_cfront
 	memset(out, 0, sizeof(*out));
 	if (ep >= fe->neps || !d->epix.cap)
 		return -ENOENT;
-	kb_cendpoint_ident(&fe->eps[ep], &id);
+	kb_cendpoint_ident(fe, &fe->eps[ep], &id);
 	i = kb_index_find(&d->epix, &id, sizeof(id), d->eps, sizeof(*d->eps), &hole);
 	if (i < 0)
 		return -ENOENT;
@@ -1149,6 +1174,20 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", pin, name);
 		fd = bpf_obj_get(path);
+		if (fd >= 0 && map == d->skel->maps.sock_peers && !bpf_obj_get_info_by_fd(fd, &info, &len) &&
+		    (info.type != bpf_map__type(map) || info.map_flags != bpf_map__map_flags(map))) {
+			/*
+			 * Pinned by an older kbackend with another kind of map (an
+			 * LRU). libbpf cannot reuse it, and its records only serve
+			 * getpeername of live sockets, so it is dropped rather than
+			 * block the upgrade: those sockets then show their endpoint.
+			 */
+			kb_log_info("replacing pinned %s: its map type changed", name);
+			close(fd);
+			unlink(path);
+			fd = -1;
+			memset(&info, 0, sizeof(info));
+		}
 		if (fd >= 0) {
 			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
 				max = info.max_entries;

@@ -17,6 +17,17 @@
  */
 int kb_manifest_load_path(struct kb_model *m, const char *path);
 
+/*
+ * The files kb_manifest_load_path(path) reads, in order, allocated in a:
+ * "-" is itself (stdin); a directory is its *.yaml and *.yml entries that
+ * are regular files (or can't be stat'ed, so reading them reports why),
+ * sorted by name, not recursive, as "DIR/NAME" without a doubled slash;
+ * anything else (a file, a pipe) is itself. Returns 0, or -errno when path
+ * can't be stat'ed or a directory can't be opened. An empty directory gives
+ * 0 with *nfiles 0; callers report "no *.yaml or *.yml files in DIR".
+ */
+int kb_manifest_list_files(const char *path, struct kb_arena *a, char ***files, size_t *nfiles);
+
 /* Parse one in-memory YAML stream; `name` is the file name used in messages. */
 int kb_manifest_load_buffer(struct kb_model *m, const char *name, const char *buf, size_t len);
 

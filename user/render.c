@@ -2,6 +2,7 @@
 /* Output for people and machines: statuses and frontend tables as text, JSON (json-c) and YAML (libyaml). */
 #include <arpa/inet.h>
 #include <string.h>
+#include <time.h>
 #include <yaml.h>
 
 #include "render.h"
@@ -294,88 +295,237 @@ int kb_print_doc(FILE *f, struct json_object *v, enum kb_output fmt)
 	return fmt == KB_OUT_YAML ? kb_print_yaml(f, v) : kb_print_json(f, v);
 }
 
-static const struct kb_condition *first_false(const struct kb_condition *c, size_t n)
+const char *kb_json_str(struct json_object *o, const char *k)
 {
-	for (size_t i = 0; i < n; i++)
-		if (c[i].status == KB_COND_FALSE)
-			return &c[i];
-	return NULL;
+	struct json_object *v;
+
+	const char *s;
+
+	if (!o || !json_object_object_get_ex(o, k, &v) || !v)
+		return "";
+	s = json_object_get_string(v);
+	return s ? s : "";
 }
 
-static void status_row(FILE *f, const struct kb_meta *o, const char *parent, const struct kb_condition *c,
-		       size_t n, bool wide)
+long long kb_json_int(struct json_object *o, const char *k)
 {
-	const struct kb_condition *bad = first_false(c, n), *show = bad;
-	char msg[100];
+	struct json_object *v;
 
-	if (!show)
-		for (size_t i = 0; i < n && !show; i++)
-			if (strcmp(c[i].type, "Accepted") == 0)
-				show = &c[i];
-	if (!show && n)
-		show = &c[0];
-	snprintf(msg, sizeof(msg), "%s", show && show->message ? show->message : "");
-	if (!wide && show && show->message && strlen(show->message) >= sizeof(msg))
-		memcpy(msg + sizeof(msg) - 4, "...", 4);
-	fprintf(f, "%-21s %-12s %-28s %-9s %-22s %s\n", kb_kind_name(o->kind), o->namespace ? o->namespace : "",
-		parent ? parent : (o->name ? o->name : ""),
-		bad ? "Refused" : (show && show->status == KB_COND_UNKNOWN ? "Ignored" : "Accepted"),
-		show && show->reason ? show->reason : "-", wide && show ? show->message : msg);
+	return o && json_object_object_get_ex(o, k, &v) ? (long long)json_object_get_int64(v) : 0;
 }
 
-void kb_print_status_table(FILE *f, const struct kb_model *m, bool wide)
+/* The verdict of one condition list: the first False decides; else Unknown means Ignored. */
+static void judge(struct json_object *conds, const char **verdict, const char **reason, const char **msg)
 {
-	fprintf(f, "%-21s %-12s %-28s %-9s %-22s %s\n", "KIND", "NAMESPACE", "NAME", "VERDICT", "REASON", "MESSAGE");
-	for (size_t i = 0; i < m->nobjects; i++) {
-		const struct kb_meta *o = m->objects[i];
+	for (size_t c = 0; conds && c < json_object_array_length(conds); c++) {
+		struct json_object *jc = json_object_array_get_idx(conds, c);
+		const char *st = kb_json_str(jc, "status");
 
-		if (kb_kind_is_route(o->kind) && o->nparents) {
-			for (size_t p = 0; p < o->nparents; p++) {
-				char name[200];
-
-				snprintf(name, sizeof(name), "%s -> %s", o->name, o->parents[p].parent);
-				status_row(f, o, name, o->parents[p].conds, o->parents[p].nconds, wide);
+		if (strcmp(st, "False") == 0 && strcmp(*verdict, "Refused") != 0) {
+			*verdict = "Refused";
+			*reason = kb_json_str(jc, "reason");
+			*msg = kb_json_str(jc, "message");
+		} else if (!**msg || (strcmp(*verdict, "Accepted") == 0 && strcmp(kb_json_str(jc, "type"), "Accepted") == 0)) {
+			if (strcmp(*verdict, "Refused") != 0) {
+				*verdict = strcmp(st, "Unknown") == 0 ? "Ignored" : "Accepted";
+				*reason = kb_json_str(jc, "reason");
+				*msg = kb_json_str(jc, "message");
 			}
-		} else {
-			status_row(f, o, NULL, o->conds, o->nconds, wide);
 		}
 	}
 }
 
-void kb_print_frontend_table(FILE *f, const struct kb_compiled *c, bool wide)
+static void object_row(FILE *f, const char *kind, const char *ns, const char *name, const char *verdict,
+		       const char *reason, const char *msg, bool wide)
 {
-	fprintf(f, "%-24s %-5s %-8s %-26s %-12s %-4s %-30s %7s %6s\n", "FRONTEND", "PROTO", "LB", "ROUTE",
-		"BACKEND", "PRIO", "ENDPOINT", "SHARE%", "SLOTS");
-	for (size_t i = 0; i < c->nfes; i++) {
-		const struct kb_cfrontend *fe = &c->fes[i];
-		char front[64], ep[300];
+	fprintf(f, "%-21s %-12s %-28s %-9s %-22s %.*s%s\n", kind, ns, name, verdict, *reason ? reason : "-",
+		wide ? 4096 : 90, msg, !wide && strlen(msg) > 90 ? "..." : "");
+}
 
-		snprintf(front, sizeof(front), fe->key.family == AF_INET6 ? "[%s]:%u" : "%s:%u", fe->address,
-			 fe->port);
-		if (!fe->neps)
-			fprintf(f, "%-24s %-5s %-8s %-26s %-12s %-4s %-30s %7s %6u\n", front, proto_name(fe->proto),
-				lb_name(fe->lb), fe->route ? fe->route : "-", "-", "-", "(none: refuse)", "-", 0);
-		for (size_t e = 0; e < fe->neps; e++) {
-			const struct kb_cendpoint *p = &fe->eps[e];
-			const char *be = p->backend, *slash = be ? strchr(be, '/') : NULL;
+void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool refused_only)
+{
+	struct json_object *items;
 
-			if (p->type == KB_EP_UNIX)
-				snprintf(ep, sizeof(ep), "unix:%s", p->address);
-			else if (p->family == AF_INET6)
-				snprintf(ep, sizeof(ep), "[%s]:%u%s", p->address, p->port, p->healthy ? "" : " (down)");
-			else
-				snprintf(ep, sizeof(ep), "%s:%u%s", p->address, p->port, p->healthy ? "" : " (down)");
-			fprintf(f, "%-24s %-5s %-8s %-26s %-12s %-4u %-30s %7.2f %6u\n", e ? "" : front,
-				e ? "" : proto_name(fe->proto), e ? "" : lb_name(fe->lb),
-				e ? "" : (fe->route ? fe->route : "-"), wide || !slash ? be : slash + 1, p->priority,
-				ep, p->share * 100.0, p->nslots);
+	if (!json_object_object_get_ex(list, "items", &items))
+		return;
+	fprintf(f, "%-21s %-12s %-28s %-9s %-22s %s\n", "KIND", "NAMESPACE", "NAME", "VERDICT", "REASON", "MESSAGE");
+	for (size_t i = 0; i < json_object_array_length(items); i++) {
+		struct json_object *it = json_object_array_get_idx(items, i), *md = NULL, *st = NULL, *conds = NULL;
+		struct json_object *parents = NULL;
+		const char *kind = kb_json_str(it, "kind");
+
+		json_object_object_get_ex(it, "metadata", &md);
+		json_object_object_get_ex(it, "status", &st);
+		if (st)
+			json_object_object_get_ex(st, "parents", &parents);
+		if (st && parents && json_object_array_length(parents)) {
+			/* A route has a verdict per parent Gateway. */
+			for (size_t p = 0; p < json_object_array_length(parents); p++) {
+				struct json_object *jp = json_object_array_get_idx(parents, p), *pc = NULL;
+				const char *verdict = "Accepted", *reason = "", *msg = "";
+				char name[256];
+
+				json_object_object_get_ex(jp, "conditions", &pc);
+				judge(pc, &verdict, &reason, &msg);
+				if (refused_only && strcmp(verdict, "Refused") != 0)
+					continue;
+				snprintf(name, sizeof(name), "%s -> %s", kb_json_str(md, "name"), kb_json_str(jp, "parentRef"));
+				object_row(f, kind, kb_json_str(md, "namespace"), name, verdict, reason, msg, wide);
+			}
+			continue;
 		}
-		for (size_t l = 0; l < fe->nlocs; l++)
-			for (size_t p = 0; p < fe->locs[l].npending; p++)
-				fprintf(f, "%-24s %-5s %-8s %-26s %-12s %-4u %-30s %7s %6s\n", "", "", "", "",
-					fe->locs[l].backend, fe->locs[l].priority, fe->locs[l].pending[p],
-					"unres.", "0");
+		const char *verdict = "Accepted", *reason = "", *msg = "";
+
+		if (st)
+			json_object_object_get_ex(st, "conditions", &conds);
+		judge(conds, &verdict, &reason, &msg);
+		if (refused_only && strcmp(verdict, "Refused") != 0)
+			continue;
+		object_row(f, kind, kb_json_str(md, "namespace"), kb_json_str(md, "name"), verdict, reason, msg, wide);
 	}
+}
+
+/* "198.18.0.10:80" or "[2001:db8:f::10]:80" or "unix:/path". */
+void kb_json_hostport(char *buf, size_t len, struct json_object *o)
+{
+	const char *a = kb_json_str(o, "address");
+
+	if (strcmp(kb_json_str(o, "type"), "Unix") == 0)
+		snprintf(buf, len, "unix:%s", a);
+	else
+		snprintf(buf, len, strchr(a, ':') ? "[%s]:%lld" : "%s:%lld", a, kb_json_int(o, "port"));
+}
+
+static void counter(char *buf, size_t len, struct json_object *stats, const char *k)
+{
+	if (stats)
+		snprintf(buf, len, "%lld", kb_json_int(stats, k));
+	else
+		snprintf(buf, len, "-");
+}
+
+/* One row per FQDN: what DNS answered, how long it holds, and the last error. */
+static void dns_row(FILE *f, const char *name, struct json_object *dns, struct json_object *seen)
+{
+	struct json_object *addrs = NULL, *refused = NULL;
+	char list[512] = "", when[32] = "-";
+	size_t n = 0;
+
+	if (!dns || json_object_object_get_ex(seen, name, NULL))
+		return;
+	json_object_object_add(seen, name, NULL);
+	json_object_object_get_ex(dns, "addresses", &addrs);
+	json_object_object_get_ex(dns, "refused", &refused);
+	for (size_t i = 0; addrs && i < json_object_array_length(addrs) && n < sizeof(list); i++)
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? "," : "",
+				      kb_json_str(json_object_array_get_idx(addrs, i), "address"));
+	for (size_t i = 0; refused && i < json_object_array_length(refused) && n < sizeof(list); i++)
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s(refused)", n ? "," : "",
+				      kb_json_str(json_object_array_get_idx(refused, i), "address"));
+	if (kb_json_int(dns, "last_refresh")) {
+		time_t t = (time_t)kb_json_int(dns, "last_refresh");
+
+		strftime(when, sizeof(when), "%H:%M:%S", localtime(&t));
+	}
+	fprintf(f, "%-36s %-9s %-40s %-8lld %-12s %s\n", name, kb_json_str(dns, "state"), n ? list : "-",
+		kb_json_int(dns, "ttl_left_s"), when, *kb_json_str(dns, "last_error") ? kb_json_str(dns, "last_error")
+										 : "-");
+}
+
+static void print_dns_table(FILE *f, struct json_object *fes)
+{
+	struct json_object *seen = json_object_new_object();
+	bool header = false;
+
+	for (size_t i = 0; i < json_object_array_length(fes); i++) {
+		struct json_object *fe = json_object_array_get_idx(fes, i), *eps = NULL, *locs = NULL, *dns;
+
+		json_object_object_get_ex(fe, "endpoints", &eps);
+		json_object_object_get_ex(fe, "localities", &locs);
+		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
+			struct json_object *ep = json_object_array_get_idx(eps, e);
+
+			if (!json_object_object_get_ex(ep, "dns", &dns))
+				continue;
+			if (!header++)
+				fprintf(f, "\n%-36s %-9s %-40s %-8s %-12s %s\n", "FQDN", "STATE", "ADDRESSES", "TTL-LEFT",
+					"LAST-REFRESH", "LAST-ERROR");
+			dns_row(f, kb_json_str(ep, "fqdn"), dns, seen);
+		}
+		for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
+			if (!json_object_object_get_ex(json_object_array_get_idx(locs, l), "dns", &dns))
+				continue;
+			json_object_object_foreach(dns, name, st)
+			{
+				if (!header++)
+					fprintf(f, "\n%-36s %-9s %-40s %-8s %-12s %s\n", "FQDN", "STATE", "ADDRESSES",
+						"TTL-LEFT", "LAST-REFRESH", "LAST-ERROR");
+				dns_row(f, name, st, seen);
+			}
+		}
+	}
+	json_object_put(seen);
+}
+
+void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table view, bool wide)
+{
+	if (view == KB_TABLE_FRONTENDS)
+		fprintf(f, "%-24s %-5s %-14s %-28s %-9s %-6s %-10s %s\n", "FRONTEND", "PROTO", "LB", "ROUTE",
+			"ENDPOINTS", "SLOTS", "CONNECTS", "REFUSED");
+	else
+		fprintf(f, "%-24s %-5s %-22s %-4s %-4s %-28s %-7s %-7s %-5s %-10s %s\n", "FRONTEND", "PROTO",
+			"BACKEND", "PRIO", "WT", "ENDPOINT", "HEALTHY", "SHARE%", "SLOTS", "CONNECTS", "FAILED");
+	for (size_t i = 0; i < json_object_array_length(fes); i++) {
+		struct json_object *fe = json_object_array_get_idx(fes, i), *eps = NULL, *st = NULL;
+		char front[80], c1[24], c2[24];
+
+		kb_json_hostport(front, sizeof(front), fe);
+		json_object_object_get_ex(fe, "stats", &st);
+		json_object_object_get_ex(fe, "endpoints", &eps);
+		if (view == KB_TABLE_FRONTENDS) {
+			counter(c1, sizeof(c1), st, "connects");
+			counter(c2, sizeof(c2), st, "refused");
+			fprintf(f, "%-24s %-5s %-14s %-28s %-9zu %-6lld %-10s %s\n", front, kb_json_str(fe, "protocol"),
+				kb_json_str(fe, "loadBalancer"), kb_json_str(fe, "route"), eps ? json_object_array_length(eps) : 0,
+				kb_json_int(fe, "slots"), c1, c2);
+			continue;
+		}
+		if (!eps || !json_object_array_length(eps))
+			fprintf(f, "%-24s %-5s %-22s %-4s %-4s %-28s\n", front, kb_json_str(fe, "protocol"), "-", "-", "-",
+				"(none: connects are refused)");
+		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
+			struct json_object *ep = json_object_array_get_idx(eps, e), *es = NULL, *h = NULL;
+			const char *be = kb_json_str(ep, "backend"), *slash = strchr(be, '/');
+			char where[300];
+
+			kb_json_hostport(where, sizeof(where), ep);
+			json_object_object_get_ex(ep, "stats", &es);
+			json_object_object_get_ex(ep, "healthy", &h);
+			counter(c1, sizeof(c1), es, "connects");
+			counter(c2, sizeof(c2), es, "failed");
+			fprintf(f, "%-24s %-5s %-22s %-4lld %-4lld %-28s %-7s %-7.2f %-5lld %-10s %s\n", e ? "" : front,
+				e ? "" : kb_json_str(fe, "protocol"), wide || !slash ? be : slash + 1, kb_json_int(ep, "priority"),
+				kb_json_int(ep, "weight"), where, json_object_get_boolean(h) ? "yes" : "no",
+				json_object_get_double(json_object_object_get(ep, "sharePercent")), kb_json_int(ep, "slots"),
+				c1, c2);
+		}
+		/* FQDNs with no usable address yet hold no slot; show them so the gap is visible. */
+		struct json_object *locs = NULL;
+
+		json_object_object_get_ex(fe, "localities", &locs);
+		for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
+			struct json_object *lc = json_object_array_get_idx(locs, l), *un = NULL;
+			const char *be = kb_json_str(lc, "backend"), *slash = strchr(be, '/');
+
+			json_object_object_get_ex(lc, "unresolved", &un);
+			for (size_t u = 0; un && u < json_object_array_length(un); u++)
+				fprintf(f, "%-24s %-5s %-22s %-4lld %-4lld %-28s %-7s %-7.2f %-5d\n", "", "",
+					wide || !slash ? be : slash + 1, kb_json_int(lc, "priority"), kb_json_int(lc, "weight"),
+					json_object_get_string(json_object_array_get_idx(un, u)), "unres.", 0.0, 0);
+		}
+	}
+	if (view == KB_TABLE_ENDPOINTS && wide)
+		print_dns_table(f, fes);
 }
 
 void kb_print_diags(FILE *f, const struct kb_model *m)

@@ -27,9 +27,18 @@ int kb_print_json(FILE *f, struct json_object *v);
 int kb_print_yaml(FILE *f, struct json_object *v);
 int kb_print_doc(FILE *f, struct json_object *v, enum kb_output fmt);
 
-/* Tables for people. */
-void kb_print_status_table(FILE *f, const struct kb_model *m, bool wide);
-void kb_print_frontend_table(FILE *f, const struct kb_compiled *c, bool wide);
+/* Tables for people, printed from the same JSON documents that -o json prints. */
+void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool refused_only);
+
+enum kb_table { KB_TABLE_FRONTENDS, KB_TABLE_ENDPOINTS };
+void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table view, bool wide);
+
+/* Small readers for the JSON documents above: "" / 0 when the key is missing. */
+const char *kb_json_str(struct json_object *o, const char *k);
+long long kb_json_int(struct json_object *o, const char *k);
+/* "198.18.0.10:80", "[2001:db8:f::10]:80" or "unix:/path" from an object with address, port and type. */
+void kb_json_hostport(char *buf, size_t len, struct json_object *o);
+
 /* Every diagnostic as one "file:line:col: ..." line. */
 void kb_print_diags(FILE *f, const struct kb_model *m);
 

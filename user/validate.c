@@ -104,7 +104,7 @@ bool vx_grant_allows(const struct kb_model *m, const char *from_group, const cha
 /* ---- policy ------------------------------------------------------------------ */
 
 /* "a.b.c.d/n", "x::/n" or a bare address (a single host). */
-static bool parse_cidr(const char *s, struct vx_cidr *c)
+bool vx_parse_cidr(const char *s, struct vx_cidr *c)
 {
 	const char *slash = strchr(s, '/');
 	char buf[64];
@@ -139,7 +139,7 @@ static struct vx_cidr *parse_cidrs(struct kb_model *m, char **list, size_t n, si
 
 	*out_n = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (list[i] && parse_cidr(list[i], &v[*out_n]))
+		if (list[i] && vx_parse_cidr(list[i], &v[*out_n]))
 			(*out_n)++;
 		else	/* an unreadable allow-list must fail the apply, not widen or narrow it silently */
 			kb_diag_add(m, KB_SEV_ERROR, NULL, NULL, "%s %s: not an IP address or CIDR", flag,

@@ -19,6 +19,18 @@ void kb_policy_init(struct kb_policy *p);
  */
 int kb_validate(struct kb_model *m, const struct kb_policy *p);
 
+/*
+ * kbackend's SSRF guard on one address, the same code that judges IP
+ * endpoints: used for FQDN answers. addr is 4 (AF_INET) or 16 (AF_INET6)
+ * bytes in network order; a v4-mapped IPv6 address is judged as IPv4. p's
+ * allow_cidrs (--allow-endpoint) win over the refused ranges (loopback,
+ * unspecified, link-local incl. 169.254.169.254, multicast, broadcast) and
+ * over p's node_addrs. On refusal, why (if not NULL) gets one line such as
+ * "127.0.0.1 is loopback (127.0.0.0/8), refused by kbackend's SSRF guard;
+ * allow it with --allow-endpoint 127.0.0.1/32". p may be NULL (no allow list).
+ */
+bool kb_policy_allows_ip(const struct kb_policy *p, int family, const void *addr, char *why, size_t whylen);
+
 /* True when validate refused the object (any condition Accepted/ResolvedRefs False). */
 bool kb_object_refused(const struct kb_meta *obj);
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -95,12 +96,17 @@ bool vx_cidr_contains(const struct vx_cidr *c, const struct vx_addr *a)
 	return true;
 }
 
-static bool allowed(const struct vx_ctx *c, const struct vx_addr *a)
+static bool in_cidrs(const struct vx_cidr *set, size_t n, const struct vx_addr *a)
 {
-	for (size_t i = 0; i < c->nallow; i++)
-		if (vx_cidr_contains(&c->allow[i], a))
+	for (size_t i = 0; i < n; i++)
+		if (vx_cidr_contains(&set[i], a))
 			return true;
 	return false;
+}
+
+static bool allowed(const struct vx_ctx *c, const struct vx_addr *a)
+{
+	return in_cidrs(c->allow, c->nallow, a);
 }
 
 struct ssrf_range {
@@ -128,6 +134,30 @@ static const struct ssrf_range ssrf_ranges[] = {
 	{ AF_INET6, { 0xff }, 8, "multicast", "ff00::/8" },
 };
 
+/* What refuses the node's own addresses (text NULL: no fixed range). */
+static const struct ssrf_range ssrf_node = { 0, { 0 }, 0, "an address of this node", NULL };
+
+/*
+ * The SSRF guard on one address, shared by IP endpoints and FQDN answers:
+ * NULL when it may be an endpoint (an --allow-endpoint CIDR wins over every
+ * refused range), else the range that refuses it.
+ */
+static const struct ssrf_range *ssrf_refusal(const struct vx_cidr *allow, size_t nallow, const struct vx_cidr *node,
+					     size_t nnode, const struct vx_addr *a)
+{
+	if (in_cidrs(allow, nallow, a))
+		return NULL;
+	for (size_t i = 0; i < sizeof(ssrf_ranges) / sizeof(ssrf_ranges[0]); i++) {
+		const struct ssrf_range *r = &ssrf_ranges[i];
+		struct vx_cidr cidr = { .net.family = r->family, .bits = r->bits };
+
+		memcpy(cidr.net.b, r->net, sizeof(cidr.net.b));
+		if (vx_cidr_contains(&cidr, a))
+			return r;
+	}
+	return in_cidrs(node, nnode, a) ? &ssrf_node : NULL;
+}
+
 /* The --allow-endpoint value that would let `lit` through: the single address. */
 static const char *allow_hint(struct kb_model *m, const char *lit, const struct vx_addr *a)
 {
@@ -138,43 +168,95 @@ static const char *allow_hint(struct kb_model *m, const char *lit, const struct 
 static void ssrf_ip(struct bjudge *j, const char *path, const char *lit, const struct vx_addr *a)
 {
 	struct kb_model *m = j->c->m;
-	const char *flag = allow_hint(m, lit, a);
+	const struct ssrf_range *r = ssrf_refusal(j->c->allow, j->c->nallow, j->c->node, j->c->nnode, a);
+	const char *flag;
 
-	if (allowed(j->c, a))
+	if (!r)
 		return;
-	for (size_t i = 0; i < sizeof(ssrf_ranges) / sizeof(ssrf_ranges[0]); i++) {
-		const struct ssrf_range *r = &ssrf_ranges[i];
-		struct vx_cidr cidr = { .net.family = r->family, .bits = r->bits };
-
-		memcpy(cidr.net.b, r->net, sizeof(cidr.net.b));
-		if (!vx_cidr_contains(&cidr, a))
-			continue;
-		if (strcmp(r->what, "loopback") == 0) {
-			/* Envoy Gateway's exact text (internal/gatewayapi/backend.go validateIP), address as written. */
-			refuse(j, R_INVALID_ADDR, path,
-			       kb_sprintf(&m->arena,
-					  "IP address %s in the loopback range is only supported when using the Host infrastructure",
-					  lit),
-			       kb_sprintf(&m->arena, "; kbackend allows it with --allow-endpoint %s", flag));
-			return;
-		}
+	flag = allow_hint(m, lit, a);
+	if (r == &ssrf_node) {
+		refuse(j, R_INVALID_ADDR, path,
+		       kb_sprintf(&m->arena,
+				  "IP address %s is an address of this node, refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
+				  lit, flag),
+		       NULL);
+	} else if (strcmp(r->what, "loopback") == 0) {
+		/* Envoy Gateway's exact text (internal/gatewayapi/backend.go validateIP), address as written. */
+		refuse(j, R_INVALID_ADDR, path,
+		       kb_sprintf(&m->arena,
+				  "IP address %s in the loopback range is only supported when using the Host infrastructure",
+				  lit),
+		       kb_sprintf(&m->arena, "; kbackend allows it with --allow-endpoint %s", flag));
+	} else {
 		refuse(j, R_INVALID_ADDR, path,
 		       kb_sprintf(&m->arena,
 				  "IP address %s is %s (%s), refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
 				  lit, r->what, r->text, flag),
 		       NULL);
-		return;
 	}
-	for (size_t i = 0; i < j->c->nnode; i++) {
-		if (vx_cidr_contains(&j->c->node[i], a)) {
-			refuse(j, R_INVALID_ADDR, path,
-			       kb_sprintf(&m->arena,
-					  "IP address %s is an address of this node, refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
-					  lit, flag),
-			       NULL);
-			return;
-		}
+}
+
+/* Parse a policy list for kb_policy_allows_ip; an unreadable entry is skipped (validate reports it on apply). */
+static struct vx_cidr *policy_cidrs(char **list, size_t n, size_t *out_n)
+{
+	struct vx_cidr *v = calloc(n + 1, sizeof(*v));
+
+	*out_n = 0;
+	for (size_t i = 0; v && i < n; i++)
+		if (list[i] && vx_parse_cidr(list[i], &v[*out_n]))
+			(*out_n)++;
+	return v;
+}
+
+bool kb_policy_allows_ip(const struct kb_policy *p, int family, const void *addr, char *why, size_t whylen)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	struct vx_addr a = { .family = family };
+	const struct ssrf_range *r;
+	struct vx_cidr *allow, *node;
+	size_t nallow, nnode;
+	char lit[INET6_ADDRSTRLEN];
+
+	if (why && whylen)
+		why[0] = '\0';
+	if (family != AF_INET && family != AF_INET6) {
+		if (why && whylen)
+			snprintf(why, whylen, "address family %d is not IPv4 or IPv6", family);
+		return false;
 	}
+	memcpy(a.b, addr, family == AF_INET ? 4 : 16);
+	inet_ntop(family, addr, lit, sizeof(lit));
+	/* ::ffff:127.0.0.1 connects to 127.0.0.1: judge it as the IPv4 address it is (as vx_parse_addr does). */
+	if (family == AF_INET6 && memcmp(a.b, mapped, sizeof(mapped)) == 0) {
+		memmove(a.b, a.b + 12, 4);
+		memset(a.b + 4, 0, 12);
+		a.family = AF_INET;
+	}
+	allow = policy_cidrs(p ? p->allow_cidrs : NULL, p ? p->nallow_cidrs : 0, &nallow);
+	node = policy_cidrs(p ? p->node_addrs : NULL, p ? p->nnode_addrs : 0, &nnode);
+	if (!allow || !node) {	/* out of memory: refuse rather than widen */
+		free(allow);
+		free(node);
+		if (why && whylen)
+			snprintf(why, whylen, "out of memory judging %s", lit);
+		return false;
+	}
+	r = ssrf_refusal(allow, nallow, node, nnode, &a);
+	free(allow);
+	free(node);
+	if (!r)
+		return true;
+	if (why && whylen) {
+		if (r->text)
+			snprintf(why, whylen,
+				 "%s is %s (%s), refused by kbackend's SSRF guard; allow it with --allow-endpoint %s/%d",
+				 lit, r->what, r->text, lit, family == AF_INET ? 32 : 128);
+		else
+			snprintf(why, whylen,
+				 "%s is %s, refused by kbackend's SSRF guard; allow it with --allow-endpoint %s/%d", lit,
+				 r->what, lit, family == AF_INET ? 32 : 128);
+	}
+	return false;
 }
 
 /* Names every resolver maps to loopback (RFC 6761 and the usual /etc/hosts entries). */

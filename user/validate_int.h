@@ -60,6 +60,8 @@ static inline bool vx_core_group(const char *g)
 
 bool vx_parse_addr(const char *s, struct vx_addr *a);
 bool vx_cidr_contains(const struct vx_cidr *c, const struct vx_addr *a);
+/* "a.b.c.d/n", "x::/n" or a bare address (a single host). */
+bool vx_parse_cidr(const char *s, struct vx_cidr *c);
 
 /* Index into m->backends of ns/name, or -1. */
 long vx_backend_index(const struct vx_ctx *c, const char *ns, const char *name);

@@ -15,10 +15,10 @@ static const enum bpf_attach_type kb_types[] = {
 	BPF_CGROUP_INET4_CONNECT,     BPF_CGROUP_INET6_CONNECT,     BPF_CGROUP_UDP4_SENDMSG,
 	BPF_CGROUP_UDP6_SENDMSG,      BPF_CGROUP_UDP4_RECVMSG,      BPF_CGROUP_UDP6_RECVMSG,
 	BPF_CGROUP_INET4_GETPEERNAME, BPF_CGROUP_INET6_GETPEERNAME, BPF_CGROUP_INET4_BIND,
-	BPF_CGROUP_INET6_BIND,
+	BPF_CGROUP_INET6_BIND,	      BPF_CGROUP_INET_SOCK_RELEASE,
 };
-static const char *const kb_maps[] = { "frontends",  "slots",	   "frontend_stats", "endpoint_stats",
-				       "rr_cursors", "udp_reverse", "sock_peers",	    "frontend_addrs" };
+static const char *const kb_maps[] = { "frontends",   "slots",	    "frontend_stats", "endpoint_stats", "rr_cursors",
+				       "udp_reverse", "sock_peers", "peer_drops",     "frontend_addrs" };
 
 struct env {
 	const char *skip;

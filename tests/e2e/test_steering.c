@@ -9,6 +9,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <bpf/bpf.h>
+
 #include "e2e.h"
 #include "dataplane.h"
 #include "util.h"
@@ -522,6 +524,105 @@ static void test_consistent_hash_sticks(void **state)
 		assert_string_equal(tok, first);
 }
 
+static int pinned_map(const char *name)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", E.pin, name);
+	fd = bpf_obj_get(path);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static size_t map_count(int fd)
+{
+	__u64 key, next, *prev = NULL;
+	size_t n = 0;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		n++;
+	}
+	return n;
+}
+
+static __u64 peer_drops(void)
+{
+	int fd = pinned_map("peer_drops"), ncpus = libbpf_num_possible_cpus();
+	__u64 *v = calloc((size_t)ncpus, sizeof(*v)), sum = 0;
+	__u32 zero = 0;
+
+	assert_non_null(v);
+	assert_int_equal(bpf_map_lookup_elem(fd, &zero, v), 0);
+	for (int c = 0; c < ncpus; c++)
+		sum += v[c];
+	free(v);
+	close(fd);
+	return sum;
+}
+
+/* Records for getpeername live as long as their socket: close() (sock_release) removes them. */
+static void test_peer_records_freed_on_close(void **state)
+{
+	struct e2e_fe f[2];
+	char out[2048];
+	int fd;
+
+	NEED_ENV();
+	e2e_fe_init(&f[0], "198.18.0.10", 80, KB_PROTO_TCP, KB_LB_RANDOM, eps4, 1, EP_PORT, false);
+	e2e_fe_init(&f[1], "198.18.0.11", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps4 + 1, 1, EP_PORT, false);
+	apply(f, 2);
+	fd = pinned_map("sock_peers");
+	run_client(true, OP_TCP, "198.18.0.10", 80, 3, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.1 198.18.0.10:80|198.51.100.1 198.18.0.10:80|"
+				 "198.51.100.1 198.18.0.10:80");
+	run_client(true, OP_UDP_CONNECTED, "198.18.0.11", 53, 2, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.2 198.18.0.11:53|198.51.100.2 198.18.0.11:53");
+	/* Unsteered sockets (getpeername made their cookie) leave nothing either. */
+	run_client(true, OP_TCP, "198.51.100.2", EP_PORT, 2, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.2 198.51.100.2:8080|198.51.100.2 198.51.100.2:8080");
+	assert_int_equal(map_count(fd), 0);
+	close(fd);
+}
+
+/* A full sock_peers map never fails a connect: the socket shows its endpoint, and peer_drops counts it. */
+static void test_peer_map_full_still_connects(void **state)
+{
+	struct kb_peer junk = { 0 };
+	struct e2e_fe f;
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+	__u64 key, drops;
+	char out[512];
+	int fd;
+
+	NEED_ENV();
+	e2e_fe_init(&f, "198.18.0.11", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps4 + 1, 1, EP_PORT, false);
+	apply(&f, 1);
+	fd = pinned_map("sock_peers");
+	assert_int_equal(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+	/* Cookies count up from 1; keys from the top of the range never meet a real socket. */
+	for (key = ~0ull;; key--) {
+		if (bpf_map_update_elem(fd, &key, &junk, BPF_NOEXIST)) {
+			assert_int_equal(errno, E2BIG);
+			break;
+		}
+		assert_true(~0ull - key < info.max_entries);
+	}
+	drops = peer_drops();
+	run_client(true, OP_UDP_CONNECTED, "198.18.0.11", 53, 1, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.2 198.51.100.2:8080");
+	assert_int_equal(peer_drops(), drops + 1);
+	for (key++; key != 0; key++)
+		assert_int_equal(bpf_map_delete_elem(fd, &key), 0);
+	run_client(true, OP_UDP_CONNECTED, "198.18.0.11", 53, 1, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.2 198.18.0.11:53");
+	assert_int_equal(map_count(fd), 0);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -533,6 +634,8 @@ int main(void)
 		cmocka_unit_test(test_udp4_both_ways),
 		cmocka_unit_test(test_tcp6_and_udp6),
 		cmocka_unit_test(test_consistent_hash_sticks),
+		cmocka_unit_test(test_peer_records_freed_on_close),
+		cmocka_unit_test(test_peer_map_full_still_connects),
 	};
 
 	if (getenv("KB_VERBOSE"))

@@ -597,7 +597,8 @@ static void test_nul_bytes_and_binary(void **state)
 /* kb_meta.src: each object's own text, which the state store writes back and re-reads. */
 static void test_object_source_text(void **state)
 {
-	static const char doc2[] = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata: {name: \xc3\xa9t\xc3\xa9}\n"
+	static const char doc2[] = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\n"
+				   "metadata: {name: \xc3\xa9t\xc3\xa9}\n"
 				   "spec:\n  endpoints:\n  - ip: 1.2.3.4 # comment kept\n    port: 80\n";
 	struct kb_model m, r;
 
@@ -721,7 +722,7 @@ static const struct bad_case bad_cases[] = {
 	  "test.yaml:1:13: HTTPRoute default/r: apiVersion: apiVersion \"v1\" does not match kind HTTPRoute "
 	  "(expected gateway.networking.k8s.io/<version>)", true },
 	{ "apiVersion bad version", "apiVersion: gateway.envoyproxy.io/v1gamma\nkind: Backend\nmetadata: {name: a}\n",
-	  "test.yaml:1:13: Backend default/a: apiVersion: apiVersion \"gateway.envoyproxy.io/v1gamma\": \"v1gamma\" is not "
+	  "test.yaml:1:13: Backend default/a: apiVersion: apiVersion \"gateway.envoyproxy.io/v1gamma\": the version is not "
 	  "an API version", true },
 	{ "missing metadata", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nspec: {}\n",
 	  "test.yaml:1:1: Backend default/<unnamed>: metadata.name: missing required field \"metadata.name\"" },

@@ -1,0 +1,1843 @@
+// SPDX-License-Identifier: Apache-2.0
+/* e2e: the daemon and the CLI end to end: apply, weights, apply under load, kill -9 and restart, bad requests, unload. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include <bpf/bpf.h>
+#include <json-c/json.h>
+
+#include "e2e.h"
+#include "control.h"
+#include "dataplane.h"
+#include "store.h"
+#include "util.h"
+
+/*
+ * Topology (DESIGN section 8). The daemon and the clients live in the node
+ * netns, which has no default route: a frontend is reachable only through
+ * the programs the daemon attaches to the test cgroup.
+ *
+ *   kbt-dnode-<pid>  198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-dbe-<pid>
+ *                                          e1 198.51.100.1, e2 203.0.113.2, e3 198.51.100.3 (TCP 8080)
+ *
+ * Each endpoint answers a TCP connection with its own address, then closes.
+ * The daemon runs as `build/kbackend daemon` with its own cgroup, bpffs
+ * directory, state directory and socket; the test talks to it through the
+ * CLI (checking -o json) and through kb_ctl_call().
+ */
+#define FE_ADDR "198.18.0.10"
+#define FE_PORT 80
+#define EP_PORT 8080
+#define NEPS 3
+#define MAX_KIDS 8
+
+static const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };
+
+/* One looping client's results, in memory shared with the test process. */
+struct tally {
+	long ok[NEPS];		/* answers, by endpoint */
+	long bad;		/* answered, but by something that is not an endpoint */
+	long fail;		/* connect or read failed */
+	int first_err;		/* errno of the first failure */
+	char first_bad[64];
+	long limit;		/* stop after this many connects; 0: until stop */
+	int stop;
+};
+
+struct env {
+	const char *skip;
+	char cgroot[PATH_MAX];
+	bool cgmounted;
+	char cgroup[PATH_MAX];
+	char bpffs[PATH_MAX];
+	char tmp[PATH_MAX];
+	char sock[PATH_MAX];
+	char state[PATH_MAX];
+	char log[PATH_MAX];
+	char kb[PATH_MAX];
+	char node[64], be[64];
+	bool netns_made;
+	pid_t server;		/* process group of the endpoint servers */
+	pid_t daemon;
+	pid_t kids[MAX_KIDS];
+	struct tally *t;	/* MAX_KIDS tallies, MAP_SHARED */
+};
+
+static struct env E;
+
+/* ---- small helpers ---- */
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static int ep_index(const char *ident)
+{
+	for (int i = 0; i < NEPS; i++)
+		if (!strcmp(ident, EPS[i]))
+			return i;
+	return -1;
+}
+
+static int write_file(const char *path, const char *content)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -1;
+	fputs(content, f);
+	return fclose(f);
+}
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, r;
+
+	if (!f)
+		return NULL;
+	do {
+		if (n + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			buf = realloc(buf, cap);
+			if (!buf)
+				break;
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+	} while (r > 0);
+	fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	return buf;
+}
+
+/* The daemon's and the CLI's stderr, as TAP comments: what a failed start or apply said. */
+static void dump_log(void)
+{
+	char *log = E.log[0] ? read_text(E.log) : NULL, *line, *save = NULL;
+
+	for (line = log ? strtok_r(log, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
+		fprintf(stderr, "# log: %s\n", line);
+	free(log);
+}
+
+/* A child of the test: dies with it, never outlives a crashed run, and never runs the test's cleanup. */
+static void child_init(void)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGALRM, SIG_DFL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+}
+
+/* ---- manifests: the shape of examples/, with a TCP listener and three Backends ---- */
+
+static const char YAML_EG[] =
+	"# Envoy Gateway's switch for the Backend API.\n"
+	"apiVersion: gateway.envoyproxy.io/v1alpha1\n"
+	"kind: EnvoyGateway\n"
+	"metadata:\n"
+	"  name: envoy-gateway\n"
+	"  namespace: envoy-gateway-system\n"
+	"provider:\n"
+	"  type: Kubernetes\n"
+	"gateway:\n"
+	"  controllerName: gateway.envoyproxy.io/gatewayclass-controller\n"
+	"extensionApis:\n"
+	"  enableBackend: true\n";
+
+static const char YAML_GW[] =
+	"apiVersion: gateway.networking.k8s.io/v1\n"
+	"kind: Gateway\n"
+	"metadata:\n"
+	"  name: eg\n"
+	"  namespace: default\n"
+	"spec:\n"
+	"  gatewayClassName: eg\n"
+	"  addresses:\n"
+	"    - type: IPAddress\n"
+	"      value: " FE_ADDR "\n"
+	"  listeners:\n"
+	"    - name: tcp\n"
+	"      protocol: TCP\n"
+	"      port: 80\n";
+
+/* e1 and e3 in Envoy Gateway's shape, e2 in the seed's; e1_addr may replace e1's address. */
+static void yaml_backends(char *buf, size_t len, const char *e1_addr)
+{
+	snprintf(buf, len,
+		 "apiVersion: gateway.envoyproxy.io/v1alpha1\n"
+		 "kind: Backend\n"
+		 "metadata:\n"
+		 "  name: e1\n"
+		 "  namespace: default\n"
+		 "spec:\n"
+		 "  endpoints:\n"
+		 "    - ip:\n"
+		 "        address: %s\n"
+		 "        port: %d\n"
+		 "---\n"
+		 "# The seed's shape: the address is a scalar and the port its sibling.\n"
+		 "apiVersion: gateway.envoyproxy.io/v1alpha1\n"
+		 "kind: Backend\n"
+		 "metadata:\n"
+		 "  name: e2\n"
+		 "  namespace: default\n"
+		 "spec:\n"
+		 "  endpoints:\n"
+		 "    - ip: %s\n"
+		 "      port: %d\n"
+		 "---\n"
+		 "apiVersion: gateway.envoyproxy.io/v1alpha1\n"
+		 "kind: Backend\n"
+		 "metadata:\n"
+		 "  name: e3\n"
+		 "  namespace: default\n"
+		 "spec:\n"
+		 "  endpoints:\n"
+		 "    - ip:\n"
+		 "        address: %s\n"
+		 "        port: %d\n",
+		 e1_addr ? e1_addr : EPS[0], EP_PORT, EPS[1], EP_PORT, EPS[2], EP_PORT);
+}
+
+/* The TCPRoute "app": a backendRef to e<i+1> for every w[i] > 0. */
+static void yaml_route(char *buf, size_t len, const int w[NEPS])
+{
+	size_t n = (size_t)snprintf(buf, len,
+				    "apiVersion: gateway.networking.k8s.io/v1alpha2\n"
+				    "kind: TCPRoute\n"
+				    "metadata:\n"
+				    "  name: app\n"
+				    "  namespace: default\n"
+				    "spec:\n"
+				    "  parentRefs:\n"
+				    "    - name: eg\n"
+				    "      sectionName: tcp\n"
+				    "  rules:\n"
+				    "    - backendRefs:\n");
+
+	for (int i = 0; i < NEPS && n < len; i++)
+		if (w[i] > 0)
+			n += (size_t)snprintf(buf + n, len - n,
+					      "        - group: gateway.envoyproxy.io\n"
+					      "          kind: Backend\n"
+					      "          name: e%d\n"
+					      "          weight: %d\n",
+					      i + 1, w[i]);
+}
+
+/* The whole configuration as one multi-document file. */
+static void yaml_all(char *buf, size_t len, const int w[NEPS], const char *e1_addr)
+{
+	char be[4096], rt[2048];
+
+	yaml_backends(be, sizeof(be), e1_addr);
+	yaml_route(rt, sizeof(rt), w);
+	snprintf(buf, len, "%s---\n%s---\n%s---\n%s", YAML_EG, YAML_GW, be, rt);
+}
+
+/* ---- backend host: answers each TCP connection with the address it was reached at ---- */
+
+static void server_loop(struct pollfd *pf, int n)
+{
+	for (;;) {
+		if (poll(pf, (nfds_t)n, -1) < 0)
+			continue;
+		for (int i = 0; i < n; i++) {
+			int c;
+
+			if (!(pf[i].revents & POLLIN))
+				continue;
+			/* Nonblocking listeners: the other worker may have taken it. */
+			while ((c = accept4(pf[i].fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+				if (write(c, EPS[i], strlen(EPS[i])) < 0)
+					{ /* the client went away */ }
+				close(c);
+			}
+		}
+	}
+}
+
+static void server_main(int ready)
+{
+	struct pollfd pf[NEPS];
+
+	setpgid(0, 0);
+	if (e2e_setns(E.be))
+		_exit(1);
+	for (int i = 0; i < NEPS; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(EP_PORT) };
+		int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		inet_pton(AF_INET, EPS[i], &sa.sin_addr);
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024))
+			_exit(2);
+		pf[i].fd = fd;
+		pf[i].events = POLLIN;
+	}
+	/* Two workers on the same listeners: the clients run up to four at a time. */
+	if (fork() == 0)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	else if (write(ready, "R", 1) != 1)
+		_exit(3);
+	close(ready);
+	server_loop(pf, NEPS);
+}
+
+/* ---- the topology ---- */
+
+static int topo_up(void)
+{
+	char vn[32], vb[32];
+
+	snprintf(vn, sizeof(vn), "kdn%d", (int)getpid());
+	snprintf(vb, sizeof(vb), "kdb%d", (int)getpid());
+	E.netns_made = true;	/* teardown deletes both names, made or not */
+	if (e2e_sh("ip netns add %s", E.node) || e2e_sh("ip netns add %s", E.be))
+		return -1;
+	/* Made inside the node netns, so nothing of the topology touches the root namespace. */
+	if (e2e_sh("ip -n %s link add %s type veth peer name %s netns %s", E.node, vn, vb, E.be) ||
+	    e2e_sh("ip -n %s link set lo up", E.node) || e2e_sh("ip -n %s link set lo up", E.be) ||
+	    e2e_sh("ip -n %s addr add 198.51.100.254/24 dev %s", E.node, vn) ||
+	    e2e_sh("ip -n %s addr add 203.0.113.254/24 dev %s", E.node, vn) ||
+	    e2e_sh("ip -n %s addr add 198.51.100.1/24 dev %s", E.be, vb) ||
+	    e2e_sh("ip -n %s addr add 198.51.100.3/24 dev %s", E.be, vb) ||
+	    e2e_sh("ip -n %s addr add 203.0.113.2/24 dev %s", E.be, vb) ||
+	    e2e_sh("ip -n %s link set %s up", E.node, vn) || e2e_sh("ip -n %s link set %s up", E.be, vb))
+		return -1;
+	/* The rule that keeps mistakes on this machine: no default route in the node netns. */
+	if (!e2e_sh("ip -n %s route show default | grep -q .", E.node) ||
+	    !e2e_sh("ip -n %s -6 route show default | grep -q .", E.node))
+		return -1;
+	return 0;
+}
+
+/* ---- the daemon, as a child process in the node netns ---- */
+
+/* Send one request to the daemon; NULL with errno set when it could not be reached. */
+static struct json_object *ctl(const char *op, int timeout_ms)
+{
+	struct json_object *req = json_object_new_object(), *reply;
+
+	json_object_object_add(req, "op", json_object_new_string(op));
+	reply = kb_ctl_call(E.sock, req, timeout_ms);
+	json_object_put(req);
+	return reply;
+}
+
+static bool reply_ok(struct json_object *r)
+{
+	struct json_object *v;
+
+	return r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v);
+}
+
+static const char *jstr(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "";
+}
+
+static long jint(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? (long)json_object_get_int64(v) : -1;
+}
+
+/* The daemon answers `status` with ok. */
+static bool daemon_serves(void)
+{
+	struct json_object *r = ctl("status", 5000);
+	bool ok = reply_ok(r);
+
+	json_object_put(r);
+	return ok;
+}
+
+static int daemon_start(void)
+{
+	long deadline;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd;
+
+		child_init();
+		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd < 0 || e2e_setns(E.node))
+			_exit(126);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(E.kb, "kbackend", "daemon", "--cgroup", E.cgroup, "--bpffs", E.bpffs, "--state-dir", E.state,
+		      "--socket", E.sock, (char *)NULL);
+		_exit(127);
+	}
+	E.daemon = pid;
+	for (deadline = now_ms() + 15000; now_ms() < deadline; sleep_ms(20)) {
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			E.daemon = 0;
+			return -1;
+		}
+		if (daemon_serves())
+			return 0;
+	}
+	return -1;
+}
+
+static void daemon_kill(void)
+{
+	if (E.daemon > 0) {
+		kill(E.daemon, SIGKILL);
+		waitpid(E.daemon, NULL, 0);
+	}
+	E.daemon = 0;
+}
+
+/* A test may leave the daemon dead (kill -9, unload, a failure): the next one gets a fresh one. */
+static void daemon_ensure(void)
+{
+	if (E.daemon > 0 && waitpid(E.daemon, NULL, WNOHANG) == 0 && daemon_serves())
+		return;
+	daemon_kill();
+	if (daemon_start()) {
+		dump_log();
+		fail_msg("the daemon did not start");
+	}
+}
+
+/* Processes whose command line names our socket: the daemon, or a stray CLI. */
+static int count_our_processes(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], buf[4096];
+		ssize_t len;
+		int fd;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;	/* kernel threads and zombies have none */
+		for (ssize_t i = 0; i < len; i++)
+			if (!buf[i])
+				buf[i] = ' ';
+		buf[len] = '\0';
+		if (strstr(buf, "kbackend") && strstr(buf, E.sock))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* ---- the CLI: build/kbackend with KBACKEND_SOCKET set; stdout captured, stderr to the log ---- */
+
+static int cli_v(char **out, const char *const *args)
+{
+	const char *argv[32];
+	size_t n = 0, cap = 0, len = 0;
+	char *buf = NULL;
+	int p[2], status;
+	pid_t pid;
+	ssize_t r;
+
+	argv[n++] = "kbackend";
+	for (size_t i = 0; args[i] && n < 31; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	if (pipe(p))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+		child_init();
+		setenv("KBACKEND_SOCKET", E.sock, 1);
+		dup2(p[1], 1);
+		if (fd >= 0)
+			dup2(fd, 2);
+		execv(E.kb, (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 65536;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+		r = read(p[0], buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	close(p[0]);
+	waitpid(pid, &status, 0);
+	if (out)
+		*out = buf;
+	else
+		free(buf);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+#define CLI(out, ...) cli_v((out), (const char *const[]){ __VA_ARGS__, NULL })
+
+/* Run the CLI with -o json; the parsed stdout (caller puts it), and its exit code in *rc. */
+static struct json_object *cli_json_v(int *rc, const char *const *args)
+{
+	const char *a[32];
+	struct json_object *j;
+	size_t n = 0;
+	char *out = NULL;
+
+	while (args[n] && n < 28) {
+		a[n] = args[n];
+		n++;
+	}
+	a[n++] = "-o";
+	a[n++] = "json";
+	a[n] = NULL;
+	*rc = cli_v(&out, a);
+	j = json_tokener_parse(out);
+	if (!j)
+		fail_msg("kbackend %s: stdout is not JSON: %.300s", args[0], out);
+	free(out);
+	return j;
+}
+
+#define CLI_JSON(rc, ...) cli_json_v((rc), (const char *const[]){ __VA_ARGS__, NULL })
+
+/* ---- applying through the control socket ---- */
+
+static struct json_object *apply_req(const char *name, const char *content)
+{
+	struct json_object *req = json_object_new_object(), *files = json_object_new_array();
+	struct json_object *f = json_object_new_object();
+
+	json_object_object_add(f, "name", json_object_new_string(name));
+	json_object_object_add(f, "content", json_object_new_string(content));
+	json_object_array_add(files, f);
+	json_object_object_add(req, "op", json_object_new_string("apply"));
+	json_object_object_add(req, "files", files);
+	return req;
+}
+
+/* Apply the whole configuration with these route weights; fails the test unless accepted. */
+static void apply_weights(int w1, int w2, int w3)
+{
+	const int w[NEPS] = { w1, w2, w3 };
+	static char yaml[16384];
+	struct json_object *req, *reply;
+
+	yaml_all(yaml, sizeof(yaml), w, NULL);
+	req = apply_req("config.yaml", yaml);
+	reply = kb_ctl_call(E.sock, req, 30000);
+	json_object_put(req);
+	if (!reply_ok(reply))
+		fail_msg("apply %d/%d/%d refused: %s", w1, w2, w3,
+			 reply ? json_object_to_json_string(reply) : strerror(errno));
+	json_object_put(reply);
+}
+
+/* ---- clients: in the test cgroup and the node netns ---- */
+
+/* One TCP connection to ip:port; out gets what the endpoint answered. 0 or -errno. */
+static int tcp_ident(const char *ip, __u16 port, char *out, size_t len, bool check_peer)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) }, peer;
+	socklen_t pl = sizeof(peer);
+	struct timeval tv = { 3, 0 };
+	size_t got = 0;
+	ssize_t n;
+	int fd, err = 0;
+
+	inet_pton(AF_INET, ip, &sa.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		err = -errno;
+		goto out;
+	}
+	if (check_peer) {
+		/* getpeername shows the frontend, not the endpoint. */
+		if (getpeername(fd, (struct sockaddr *)&peer, &pl)) {
+			err = -errno;
+			goto out;
+		}
+		if (peer.sin_addr.s_addr != sa.sin_addr.s_addr || peer.sin_port != sa.sin_port) {
+			err = -EPROTO;
+			goto out;
+		}
+	}
+	/* Read to EOF: the endpoint closes first, so the client leaves no TIME_WAIT behind. */
+	while (got < len - 1 && (n = recv(fd, out + got, len - 1 - got, 0)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	out[got] = '\0';
+	if (!got)
+		err = -ENODATA;
+out:
+	close(fd);
+	return err;
+}
+
+static void client_loop(struct tally *t, bool check_peer)
+{
+	char buf[128];
+
+	if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
+		_exit(99);
+	for (long i = 0; !__atomic_load_n(&t->stop, __ATOMIC_RELAXED) && (!t->limit || i < t->limit); i++) {
+		int err = tcp_ident(FE_ADDR, FE_PORT, buf, sizeof(buf), check_peer), e;
+
+		if (err) {
+			if (!t->fail)
+				t->first_err = -err;
+			__atomic_add_fetch(&t->fail, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		e = ep_index(buf);
+		if (e < 0) {
+			if (!t->bad)
+				snprintf(t->first_bad, sizeof(t->first_bad), "%s", buf);
+			__atomic_add_fetch(&t->bad, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		__atomic_add_fetch(&t->ok[e], 1, __ATOMIC_RELAXED);
+	}
+	_exit(0);
+}
+
+/* Start a client on tally idx, making `limit` connects (0: until stopped). */
+static void client_spawn(int idx, long limit, bool check_peer)
+{
+	pid_t pid;
+
+	assert_true(idx < MAX_KIDS && E.kids[idx] <= 0);
+	memset(&E.t[idx], 0, sizeof(E.t[idx]));
+	E.t[idx].limit = limit;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		child_init();
+		client_loop(&E.t[idx], check_peer);
+	}
+	E.kids[idx] = pid;
+}
+
+/* Stop (or just wait for) client idx. 0, or 1 if it had to be killed or died badly. */
+static int client_wait(int idx, bool stop, long deadline)
+{
+	int status = 0, bad = 0;
+
+	if (E.kids[idx] <= 0)
+		return 0;
+	if (stop)
+		__atomic_store_n(&E.t[idx].stop, 1, __ATOMIC_RELAXED);
+	while (waitpid(E.kids[idx], &status, WNOHANG) == 0) {
+		if (now_ms() > deadline) {
+			kill(E.kids[idx], SIGKILL);
+			waitpid(E.kids[idx], &status, 0);
+			bad = 1;
+			break;
+		}
+		sleep_ms(5);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		bad = 1;
+	E.kids[idx] = 0;
+	return bad;
+}
+
+/* Clients on tallies 0..n-1. */
+static void clients_start(int n, long limit, bool check_peer)
+{
+	for (int i = 0; i < n; i++)
+		client_spawn(i, limit, check_peer);
+}
+
+/* Stop (or wait for) every client; returns how many had to be killed or died badly. */
+static int clients_stop(bool wait_only)
+{
+	long deadline = now_ms() + 60000;
+	int stuck = 0;
+
+	for (int i = 0; i < MAX_KIDS; i++)
+		if (!wait_only && E.kids[i] > 0)
+			__atomic_store_n(&E.t[i].stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < MAX_KIDS; i++)
+		stuck += client_wait(i, !wait_only, deadline);
+	return stuck;
+}
+
+static void clients_kill(void)
+{
+	for (int i = 0; i < MAX_KIDS; i++)
+		if (E.kids[i] > 0) {
+			kill(E.kids[i], SIGKILL);
+			waitpid(E.kids[i], NULL, 0);
+			E.kids[i] = 0;
+		}
+}
+
+struct sum {
+	long ok[NEPS], total_ok, bad, fail;
+	int first_err;
+	char first_bad[64];
+};
+
+/* Results of tallies first..first+n-1. */
+static struct sum tallies_sum(int first, int n)
+{
+	struct sum s = { 0 };
+
+	for (int i = first; i < first + n; i++) {
+		const struct tally *t = &E.t[i];
+
+		for (int e = 0; e < NEPS; e++) {
+			long v = __atomic_load_n(&t->ok[e], __ATOMIC_RELAXED);
+
+			s.ok[e] += v;
+			s.total_ok += v;
+		}
+		s.bad += __atomic_load_n(&t->bad, __ATOMIC_RELAXED);
+		s.fail += __atomic_load_n(&t->fail, __ATOMIC_RELAXED);
+		if (!s.first_err && t->first_err)
+			s.first_err = t->first_err;
+		if (!s.first_bad[0] && t->first_bad[0])
+			snprintf(s.first_bad, sizeof(s.first_bad), "%s", t->first_bad);
+	}
+	return s;
+}
+
+static struct sum clients_sum(int n)
+{
+	return tallies_sum(0, n);
+}
+
+/* Wait until the answers of clients 0..n-1 reach `target`; false on timeout. */
+static bool clients_reach(int n, long target, long timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+
+	while (clients_sum(n).total_ok < target) {
+		if (now_ms() > deadline)
+			return false;
+		sleep_ms(5);
+	}
+	return true;
+}
+
+/* `count` connects by one fresh client, on the last tally so that looping clients can go on. */
+static struct sum connect_n(long count, bool check_peer)
+{
+	client_spawn(MAX_KIDS - 1, count, check_peer);
+	assert_int_equal(client_wait(MAX_KIDS - 1, false, now_ms() + 60000), 0);
+	return tallies_sum(MAX_KIDS - 1, 1);
+}
+
+#define assert_no_failure(s)                                                                            \
+	do {                                                                                            \
+		if ((s).fail || (s).bad)                                                                \
+			fail_msg("%ld failed connection(s) (first: %s), %ld answered by a non-endpoint (%s)", \
+				 (s).fail, strerror((s).first_err), (s).bad, (s).first_bad);            \
+	} while (0)
+
+/* ---- reading the daemon's view ---- */
+
+static struct json_object *find_frontend(struct json_object *fes, const char *addr, long port)
+{
+	for (size_t i = 0; fes && i < json_object_array_length(fes); i++) {
+		struct json_object *fe = json_object_array_get_idx(fes, i);
+
+		if (!strcmp(jstr(fe, "address"), addr) && jint(fe, "port") == port)
+			return fe;
+	}
+	return NULL;
+}
+
+static struct json_object *find_endpoint(struct json_object *fe, const char *addr)
+{
+	struct json_object *eps;
+
+	if (!json_object_object_get_ex(fe, "endpoints", &eps))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(eps); i++) {
+		struct json_object *ep = json_object_array_get_idx(eps, i);
+
+		if (!strcmp(jstr(ep, "address"), addr))
+			return ep;
+	}
+	return NULL;
+}
+
+/* Connect counters from `kbackend stats -o json`: the frontend's, then each endpoint's (0 when absent). */
+struct counters {
+	long fe, ep[NEPS];
+};
+
+static struct counters stats_now(void)
+{
+	struct json_object *fes, *fe, *st;
+	struct counters c = { 0 };
+	int rc;
+
+	fes = CLI_JSON(&rc, "stats");
+	assert_int_equal(rc, 0);
+	assert_true(json_object_is_type(fes, json_type_array));
+	fe = find_frontend(fes, FE_ADDR, FE_PORT);
+	assert_non_null(fe);
+	assert_true(json_object_object_get_ex(fe, "stats", &st));
+	c.fe = jint(st, "connects");
+	for (int e = 0; e < NEPS; e++) {
+		struct json_object *ep = find_endpoint(fe, EPS[e]);
+
+		if (ep && json_object_object_get_ex(ep, "stats", &st))
+			c.ep[e] = jint(st, "connects");
+	}
+	json_object_put(fes);
+	return c;
+}
+
+/* Names of the objects `get KIND -A -o json` lists, as " name name ... ". */
+static void get_names(const char *kind, char *buf, size_t len)
+{
+	struct json_object *list, *items;
+	size_t n = 0;
+	int rc;
+
+	list = CLI_JSON(&rc, "get", kind, "-A");
+	assert_int_equal(rc, 0);
+	assert_string_equal(jstr(list, "kind"), "List");
+	assert_true(json_object_object_get_ex(list, "items", &items));
+	buf[n++] = ' ';
+	buf[n] = '\0';
+	for (size_t i = 0; i < json_object_array_length(items) && n < len; i++) {
+		struct json_object *md;
+
+		json_object_object_get_ex(json_object_array_get_idx(items, i), "metadata", &md);
+		n += (size_t)snprintf(buf + n, len - n, "%s ", jstr(md, "name"));
+	}
+	json_object_put(list);
+}
+
+/* The pinned frontends map and every slot run it points at, as sorted hex lines. */
+static int hex_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *dump_frontends_map(void)
+{
+	char path[PATH_MAX], *lines[256], *out;
+	struct kb_frontend_key key, next, *prev = NULL;
+	size_t n = 0, total = 1;
+	int fefd, slfd;
+
+	snprintf(path, sizeof(path), "%s/frontends", E.bpffs);
+	fefd = bpf_obj_get(path);
+	snprintf(path, sizeof(path), "%s/slots", E.bpffs);
+	slfd = bpf_obj_get(path);
+	if (fefd < 0 || slfd < 0)
+		fail_msg("open pinned maps under %s: %s", E.bpffs, strerror(errno));
+	while (!bpf_map_get_next_key(fefd, prev, &next) && n < 256) {
+		struct kb_frontend val;
+		size_t cap, m = 0;
+		char *l;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fefd, &key, &val))
+			continue;
+		cap = 2 * (sizeof(key) + sizeof(val) + (size_t)val.nslots * sizeof(struct kb_slot)) + 4;
+		l = malloc(cap);
+		assert_non_null(l);
+		for (size_t i = 0; i < sizeof(key); i++)
+			m += (size_t)sprintf(l + m, "%02x", ((unsigned char *)&key)[i]);
+		l[m++] = ':';
+		for (size_t i = 0; i < sizeof(val); i++)
+			m += (size_t)sprintf(l + m, "%02x", ((unsigned char *)&val)[i]);
+		l[m++] = ':';
+		for (__u32 s = 0; s < val.nslots; s++) {
+			struct kb_slot sl;
+			__u32 k = val.slot_base + s;
+
+			memset(&sl, 0xee, sizeof(sl));
+			bpf_map_lookup_elem(slfd, &k, &sl);
+			for (size_t i = 0; i < sizeof(sl); i++)
+				m += (size_t)sprintf(l + m, "%02x", ((unsigned char *)&sl)[i]);
+		}
+		l[m] = '\0';
+		lines[n++] = l;
+		total += m + 1;
+	}
+	close(fefd);
+	close(slfd);
+	qsort(lines, n, sizeof(*lines), hex_cmp);
+	out = malloc(total);
+	assert_non_null(out);
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		strcat(out, lines[i]);
+		strcat(out, "\n");
+		free(lines[i]);
+	}
+	return out;
+}
+
+/* The kernel id of a pinned map or link (0 when it is not pinned). */
+static __u32 pinned_id(const char *name, bool link)
+{
+	char path[PATH_MAX];
+	__u32 id = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", E.bpffs, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (link) {
+		struct bpf_link_info info = { 0 };
+		__u32 len = sizeof(info);
+
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			id = info.id;
+	} else {
+		struct bpf_map_info info = { 0 };
+		__u32 len = sizeof(info);
+
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			id = info.id;
+	}
+	close(fd);
+	return id;
+}
+
+/* Programs attached to the test cgroup for one hook. */
+static __u32 cgroup_progs(enum bpf_attach_type type)
+{
+	__u32 ids[64], cnt = 64, flags = 0;
+	int fd = open(E.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	if (bpf_prog_query(fd, type, 0, &flags, ids, &cnt))
+		fail_msg("bpf_prog_query on %s: %s", E.cgroup, strerror(errno));
+	close(fd);
+	return cnt;
+}
+
+/* Entries under the pin directory, -1 when it does not exist. */
+static int pin_entries(char *names, size_t len)
+{
+	DIR *d = opendir(E.bpffs);
+	struct dirent *e;
+	int n = 0;
+
+	names[0] = '\0';
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		n++;
+		strncat(names, e->d_name, len - strlen(names) - 2);
+		strcat(names, " ");
+	}
+	closedir(d);
+	return n;
+}
+
+/* ---- setup and teardown ---- */
+
+static int group_teardown(void **state);
+
+static int setup_failed(const char *why)
+{
+	fprintf(stderr, "# setup failed: %s\n", why);
+	dump_log();
+	group_teardown(NULL);
+	return -1;
+}
+
+static int group_setup(void **state)
+{
+	char self[PATH_MAX], *slash;
+	ssize_t n;
+	int p[2];
+	char c;
+
+	E.skip = e2e_skip_reason();
+	if (E.skip)
+		return 0;
+	if (e2e_sh("command -v ip")) {
+		E.skip = "needs iproute2";
+		return 0;
+	}
+	/* build/e2e/test_daemon -> build/kbackend, unless $KBACKEND_BIN names it. */
+	if (getenv("KBACKEND_BIN")) {
+		snprintf(E.kb, sizeof(E.kb), "%s", getenv("KBACKEND_BIN"));
+	} else {
+		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		self[n > 0 ? n : 0] = '\0';
+		slash = strrchr(self, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(E.kb, sizeof(E.kb), "%s/../kbackend", self);
+	}
+	if (access(E.kb, X_OK)) {
+		E.skip = "build/kbackend is not built";
+		return 0;
+	}
+	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
+		E.skip = "no cgroup2 hierarchy";
+		return 0;
+	}
+	E.t = mmap(NULL, sizeof(*E.t) * MAX_KIDS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (E.t == MAP_FAILED) {
+		E.t = NULL;
+		return setup_failed("mmap");
+	}
+	snprintf(E.tmp, sizeof(E.tmp), "/tmp/kbt-daemon-XXXXXX");
+	if (!mkdtemp(E.tmp)) {
+		E.tmp[0] = '\0';
+		return setup_failed("mkdtemp");
+	}
+	snprintf(E.sock, sizeof(E.sock), "%s/kb.sock", E.tmp);
+	snprintf(E.state, sizeof(E.state), "%s/state", E.tmp);
+	snprintf(E.log, sizeof(E.log), "%s/daemon.log", E.tmp);
+	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-daemon-%d", E.cgroot, (int)getpid());
+	snprintf(E.bpffs, sizeof(E.bpffs), "/sys/fs/bpf/kbt-%d", (int)getpid());
+	snprintf(E.node, sizeof(E.node), "kbt-dnode-%d", (int)getpid());
+	snprintf(E.be, sizeof(E.be), "kbt-dbe-%d", (int)getpid());
+	if (mkdir(E.cgroup, 0755)) {
+		E.cgroup[0] = '\0';
+		return setup_failed("mkdir cgroup");
+	}
+	if (e2e_ensure_bpffs())
+		return setup_failed("bpffs");
+	if (topo_up())
+		return setup_failed("topology");
+	if (pipe(p))
+		return setup_failed("pipe");
+	E.server = fork();
+	if (E.server < 0)
+		return setup_failed("fork");
+	if (E.server == 0) {
+		child_init();
+		close(p[0]);
+		server_main(p[1]);
+		_exit(0);
+	}
+	setpgid(E.server, E.server);	/* both sides, so that teardown can kill the group at once */
+	close(p[1]);
+	if (read(p[0], &c, 1) != 1) {
+		close(p[0]);
+		return setup_failed("endpoint servers");
+	}
+	close(p[0]);
+	if (daemon_start())
+		return setup_failed("daemon did not start (see its log)");
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	/* Idempotent: a failed setup runs it too. */
+	clients_kill();
+	daemon_kill();
+	if (E.server > 0) {
+		kill(-E.server, SIGKILL);
+		kill(E.server, SIGKILL);
+		waitpid(E.server, NULL, 0);
+		E.server = 0;
+	}
+	if (E.bpffs[0])
+		kb_dataplane_unload(E.bpffs);
+	E.bpffs[0] = '\0';
+	if (E.cgroup[0])
+		e2e_cgroup_remove(E.cgroot, E.cgroup);
+	E.cgroup[0] = '\0';
+	e2e_cgroup2_release(E.cgroot, E.cgmounted);
+	E.cgmounted = false;
+	if (E.netns_made) {
+		/* Deleting a netns removes its end of the veth, and with it the peer. */
+		e2e_sh("ip netns del %s", E.node);
+		e2e_sh("ip netns del %s", E.be);
+		E.netns_made = false;
+	}
+	if (E.tmp[0]) {
+		if (getenv("KB_KEEP_LOG"))
+			dump_log();
+		e2e_sh("rm -rf '%s'", E.tmp);
+	}
+	E.tmp[0] = '\0';
+	if (E.t)
+		munmap(E.t, sizeof(*E.t) * MAX_KIDS);
+	E.t = NULL;
+	return 0;
+}
+
+/* After every test, even a failed one: no client outlives it. */
+static int test_teardown(void **state)
+{
+	if (E.t)
+		clients_kill();
+	return 0;
+}
+
+#define NEED_ENV()                   \
+	do {                         \
+		if (E.skip)          \
+			skip();      \
+	} while (0)
+
+/* ---- tests ---- */
+
+/* examples/-shaped manifests through `kbackend apply -f DIR`; real traffic; get and stats agree with it. */
+static void test_apply_dir_traffic_and_stats(void **state)
+{
+	const int w[NEPS] = { 1, 1, 0 };
+	char dir[PATH_MAX], path[PATH_MAX + 32], buf[8192], names[512];
+	struct json_object *reply, *fes, *fe, *eps;
+	struct counters before, after;
+	struct sum s;
+	int rc;
+
+	NEED_ENV();
+	daemon_ensure();
+	snprintf(dir, sizeof(dir), "%s/examples", E.tmp);
+	assert_true(mkdir(dir, 0700) == 0 || errno == EEXIST);
+	snprintf(path, sizeof(path), "%s/00-envoy-gateway.yaml", dir);
+	assert_int_equal(write_file(path, YAML_EG), 0);
+	snprintf(path, sizeof(path), "%s/10-gateway.yaml", dir);
+	assert_int_equal(write_file(path, YAML_GW), 0);
+	yaml_backends(buf, sizeof(buf), NULL);
+	snprintf(path, sizeof(path), "%s/20-backends.yaml", dir);
+	assert_int_equal(write_file(path, buf), 0);
+	yaml_route(buf, sizeof(buf), w);
+	snprintf(path, sizeof(path), "%s/30-routes.yaml", dir);
+	assert_int_equal(write_file(path, buf), 0);
+
+	reply = CLI_JSON(&rc, "apply", "-f", dir);
+	if (rc != 0 || !reply_ok(reply))
+		fail_msg("apply -f %s: exit %d, %s", dir, rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+
+	/* get shows the objects, and the frontend with both endpoints at half each. */
+	get_names("backends", names, sizeof(names));
+	assert_non_null(strstr(names, " e1 "));
+	assert_non_null(strstr(names, " e2 "));
+	assert_non_null(strstr(names, " e3 "));
+	get_names("routes", names, sizeof(names));
+	assert_non_null(strstr(names, " app "));
+	get_names("gateways", names, sizeof(names));
+	assert_non_null(strstr(names, " eg "));
+	fes = CLI_JSON(&rc, "get", "frontends");
+	assert_int_equal(rc, 0);
+	assert_int_equal(json_object_array_length(fes), 1);
+	fe = find_frontend(fes, FE_ADDR, FE_PORT);
+	assert_non_null(fe);
+	assert_string_equal(jstr(fe, "protocol"), "TCP");
+	assert_true(json_object_object_get_ex(fe, "endpoints", &eps));
+	assert_int_equal(json_object_array_length(eps), 2);
+	assert_non_null(find_endpoint(fe, EPS[0]));
+	assert_non_null(find_endpoint(fe, EPS[1]));
+	assert_null(find_endpoint(fe, EPS[2]));
+	assert_int_equal(jint(find_endpoint(fe, EPS[0]), "port"), EP_PORT);
+	json_object_put(fes);
+	{
+		struct json_object *doc = CLI_JSON(&rc, "describe", "backend", "e2"), *b, *md, *mine;
+
+		assert_int_equal(rc, 0);
+		assert_true(json_object_object_get_ex(doc, "backend", &b));
+		assert_true(json_object_object_get_ex(b, "metadata", &md));
+		assert_string_equal(jstr(md, "name"), "e2");
+		assert_true(json_object_object_get_ex(doc, "frontends", &mine));
+		assert_int_equal(json_object_array_length(mine), 1);
+		json_object_put(doc);
+	}
+
+	/* Traffic: a client in the test cgroup reaches both endpoints, and getpeername shows the frontend. */
+	before = stats_now();
+	s = connect_n(200, true);
+	assert_no_failure(s);
+	assert_int_equal(s.total_ok, 200);
+	assert_true(s.ok[0] > 0 && s.ok[1] > 0);
+	assert_int_equal(s.ok[2], 0);
+	after = stats_now();
+	assert_int_equal(after.fe - before.fe, 200);
+	for (int e = 0; e < NEPS; e++)
+		if (after.ep[e] - before.ep[e] != s.ok[e])
+			fail_msg("stats for %s: %ld connects counted, %ld made", EPS[e], after.ep[e] - before.ep[e],
+				 s.ok[e]);
+}
+
+/* Weights 90/10 over 10,000 TCP connections land within 2 percentage points. */
+static void test_weights_90_10(void **state)
+{
+	struct json_object *fes, *fe;
+	struct counters before, after;
+	struct sum s;
+	int rc;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(90, 10, 0);
+	fes = CLI_JSON(&rc, "get", "frontends");
+	fe = find_frontend(fes, FE_ADDR, FE_PORT);
+	assert_non_null(fe);
+	assert_int_equal(jint(find_endpoint(fe, EPS[0]), "weight"), 90);
+	assert_int_equal(jint(find_endpoint(fe, EPS[1]), "weight"), 10);
+	json_object_put(fes);
+
+	before = stats_now();
+	clients_start(2, 5000, false);
+	assert_int_equal(clients_stop(true), 0);
+	s = clients_sum(2);
+	after = stats_now();
+	assert_no_failure(s);
+	assert_int_equal(s.total_ok, 10000);
+	assert_int_equal(s.ok[2], 0);
+	printf("# weights 90/10: %ld to e1, %ld to e2 of 10000\n", s.ok[0], s.ok[1]);
+	if (s.ok[0] < 8800 || s.ok[0] > 9200)
+		fail_msg("90/10 split: e1 got %ld of 10000 (%.2f%%), outside 88-92%%", s.ok[0], s.ok[0] / 100.0);
+	assert_int_equal(after.fe - before.fe, 10000);
+	assert_int_equal(after.ep[0] - before.ep[0], s.ok[0]);
+	assert_int_equal(after.ep[1] - before.ep[1], s.ok[1]);
+}
+
+/* Two configurations applied alternately 500 times while 4 clients connect: none fails or strays. */
+static void test_hammer_apply_under_load(void **state)
+{
+	static char ya[16384], yb[16384];
+	const int wa[NEPS] = { 1, 1, 0 }, wb[NEPS] = { 0, 0, 1 };
+	struct json_object *ra, *rb;
+	int refused = 0, stuck;
+	long t0, ms;
+	struct sum s;
+	char why[512] = "";
+
+	NEED_ENV();
+	daemon_ensure();
+	yaml_all(ya, sizeof(ya), wa, NULL);
+	yaml_all(yb, sizeof(yb), wb, NULL);
+	ra = apply_req("a.yaml", ya);
+	rb = apply_req("b.yaml", yb);
+	t0 = now_ms();
+	clients_start(4, 0, false);
+	if (!clients_reach(4, 100, 10000)) {
+		json_object_put(ra);
+		json_object_put(rb);
+		fail_msg("clients made no progress before the applies");
+	}
+	for (int i = 0; i < 500; i++) {
+		struct json_object *reply = kb_ctl_call(E.sock, i % 2 ? rb : ra, 30000);
+
+		if (!reply_ok(reply)) {
+			if (!refused++)
+				snprintf(why, sizeof(why), "%s",
+					 reply ? json_object_to_json_string(reply) : strerror(errno));
+		}
+		json_object_put(reply);
+	}
+	/* A last stretch on the final configuration. */
+	clients_reach(4, clients_sum(4).total_ok + 200, 5000);
+	stuck = clients_stop(false);
+	ms = now_ms() - t0;
+	json_object_put(ra);
+	json_object_put(rb);
+	s = clients_sum(4);
+	printf("# hammer: %ld connections (e1 %ld, e2 %ld, e3 %ld), %ld failed, 500 applies (%d refused) in %ld ms\n",
+	       s.total_ok + s.fail + s.bad, s.ok[0], s.ok[1], s.ok[2], s.fail, refused, ms);
+	if (refused)
+		fail_msg("%d of 500 applies refused; first: %s", refused, why);
+	assert_int_equal(stuck, 0);
+	assert_no_failure(s);
+	/* Both configurations served traffic, so the check above covered swaps. */
+	assert_true(s.ok[0] + s.ok[1] > 0);
+	assert_true(s.ok[2] > 0);
+	/* The last apply was B: only e3 now. */
+	s = connect_n(50, false);
+	assert_no_failure(s);
+	assert_int_equal(s.ok[2], 50);
+}
+
+/* kill -9: steering goes on with no process; a restarted daemon adopts the pins and restores the state. */
+static void test_kill9_and_restart(void **state)
+{
+	struct json_object *st, *fes, *fe;
+	struct sum s, killed;
+	__u32 map_id, link_id;
+	char names[512];
+	long objects, c0;
+	int rc, stuck;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	st = ctl("status", 5000);
+	assert_true(reply_ok(st));
+	objects = jint(st, "objects");
+	json_object_put(st);
+	assert_true(objects >= 6);
+
+	map_id = pinned_id("frontends", false);
+	link_id = pinned_id("links/connect4", true);
+	assert_true(map_id && link_id);
+	assert_int_equal(cgroup_progs(BPF_CGROUP_INET4_CONNECT), 1);
+
+	clients_start(2, 0, true);
+	assert_true(clients_reach(2, 200, 10000));
+	kill(E.daemon, SIGKILL);
+	waitpid(E.daemon, NULL, 0);
+	E.daemon = 0;
+	assert_int_equal(count_our_processes(), 0);
+
+	/* No kbackend process at all: the looping clients keep landing on endpoints, and so does a new one. */
+	c0 = clients_sum(2).total_ok;
+	if (!clients_reach(2, c0 + 500, 10000))
+		fail_msg("no progress with the daemon dead: %ld -> %ld", c0, clients_sum(2).total_ok);
+	s = connect_n(50, true);
+	assert_no_failure(s);
+	assert_int_equal(s.ok[0] + s.ok[1], 50);
+	assert_int_equal(count_our_processes(), 0);
+	killed = clients_sum(2);
+	assert_no_failure(killed);
+
+	/* Restart while the clients keep going: the new daemon adopts the pins and restores the state. */
+	if (daemon_start()) {
+		dump_log();
+		fail_msg("the daemon did not restart over its pins");
+	}
+	c0 = clients_sum(2).total_ok;
+	assert_true(clients_reach(2, c0 + 200, 10000));
+	/* Adopted, not rebuilt: the same maps and links, and still one program on the hook. */
+	assert_int_equal(pinned_id("frontends", false), map_id);
+	assert_int_equal(pinned_id("links/connect4", true), link_id);
+	assert_int_equal(cgroup_progs(BPF_CGROUP_INET4_CONNECT), 1);
+	st = ctl("status", 5000);
+	assert_true(reply_ok(st));
+	assert_int_equal(jint(st, "objects"), objects);
+	json_object_put(st);
+	get_names("backends", names, sizeof(names));
+	assert_non_null(strstr(names, " e1 "));
+	assert_non_null(strstr(names, " e2 "));
+	assert_non_null(strstr(names, " e3 "));
+	get_names("routes", names, sizeof(names));
+	assert_non_null(strstr(names, " app "));
+	fes = CLI_JSON(&rc, "get", "frontends");
+	assert_int_equal(rc, 0);
+	fe = find_frontend(fes, FE_ADDR, FE_PORT);
+	assert_non_null(fe);
+	assert_non_null(find_endpoint(fe, EPS[0]));
+	assert_non_null(find_endpoint(fe, EPS[1]));
+	json_object_put(fes);
+
+	/* The adopted maps take new writes: switch to e3 while the clients run. */
+	apply_weights(0, 0, 1);
+	c0 = clients_sum(2).total_ok;
+	assert_true(clients_reach(2, c0 + 200, 10000));
+	stuck = clients_stop(false);
+	s = clients_sum(2);
+	printf("# kill -9: %ld connections up to the restart, %ld in all, %ld failed\n", killed.total_ok,
+	       s.total_ok, s.fail);
+	assert_int_equal(stuck, 0);
+	assert_no_failure(s);
+	assert_true(s.ok[2] > 0);
+	s = connect_n(50, false);
+	assert_no_failure(s);
+	assert_int_equal(s.ok[2], 50);
+}
+
+/* Connect to the control socket; -errno on failure. */
+static int ctl_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", E.sock);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Read one reply frame within 10 s: 1 with *reply set, 0 when the daemon closed without one, -errno. */
+static int ctl_read(int fd, struct json_object **reply)
+{
+	struct kb_frame_reader r = { 0 };
+	long deadline = now_ms() + 10000;
+	int ret;
+
+	*reply = NULL;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long left = deadline - now_ms();
+		int err;
+
+		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		err = kb_frame_read(fd, &r);
+		if (err == 0)
+			continue;
+		if (err == 1) {
+			*reply = json_tokener_parse(r.msg);
+			ret = *reply ? 1 : -EBADMSG;
+		} else {
+			ret = r.got == 0 && (err == -EPIPE || err == -ECONNRESET) ? 0 : err;
+		}
+		break;
+	}
+	kb_frame_reset(&r);
+	return ret;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+	assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* Send raw bytes, then read what comes back. Returns the reply (or NULL if the daemon just closed). */
+static struct json_object *raw_exchange(const void *buf, size_t len, bool shut)
+{
+	struct json_object *reply;
+	int fd = ctl_connect(), r;
+
+	assert_true(fd >= 0);
+	send_all(fd, buf, len);
+	if (shut)
+		shutdown(fd, SHUT_WR);
+	r = ctl_read(fd, &reply);
+	close(fd);
+	assert_true(r >= 0);
+	return reply;
+}
+
+static void assert_refused_reply(struct json_object *reply, const char *needle)
+{
+	if (!reply)
+		fail_msg("no reply");
+	if (reply_ok(reply) || !*jstr(reply, "error"))
+		fail_msg("expected an error reply, got %s", json_object_to_json_string(reply));
+	if (needle && !strstr(jstr(reply, "error"), needle))
+		fail_msg("error \"%s\" does not mention \"%s\"", jstr(reply, "error"), needle);
+	json_object_put(reply);
+}
+
+static void assert_serves(long objects)
+{
+	struct json_object *st = ctl("status", 5000);
+
+	if (!reply_ok(st))
+		fail_msg("daemon stopped serving: %s", st ? json_object_to_json_string(st) : strerror(errno));
+	assert_int_equal(jint(st, "objects"), objects);
+	json_object_put(st);
+	assert_true(waitpid(E.daemon, NULL, WNOHANG) == 0);
+}
+
+/*
+ * As uid/gid 65534: a status call through kb_ctl_call (raw: connect and read
+ * whatever the daemon says unasked). "E<errno>" or the reply's JSON in out.
+ */
+static void call_as_nobody(bool raw, char *out, size_t len)
+{
+	int p[2];
+	pid_t pid;
+	ssize_t n;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct json_object *r = NULL;
+		char res[1024];
+
+		child_init();
+		close(p[0]);
+		alarm(20);
+		if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(1);
+		if (raw) {
+			int fd = ctl_connect(), got = fd < 0 ? fd : ctl_read(fd, &r);
+
+			errno = got < 0 ? -got : EPIPE;
+		} else {
+			r = ctl("status", 10000);
+		}
+		if (r)
+			snprintf(res, sizeof(res), "%s", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+		else
+			snprintf(res, sizeof(res), "E%d", errno);
+		if (write(p[1], res, strlen(res)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	n = read(p[0], out, len - 1);
+	out[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+}
+
+/* Garbage, non-JSON, oversized, truncated and foreign-uid requests: each is answered or dropped, and the daemon serves on. */
+static void test_bad_control_requests(void **state)
+{
+	static const unsigned char garbage[] = "GET / HTTP/1.1\r\nHost: kbackend\r\n\r\n\xff\xfe\x00\x01garbage";
+	static const unsigned char binary[] = { 0, 0, 0, 12, 0xff, 0xfe, 0, 1, '{', 'o', 'p', 0, 0x80, 0xc3, '(', '}' };
+	static const unsigned char oversized[] = { 0x04, 0x00, 0x00, 0x01, '{' };	/* 64 MiB + 1 */
+	static const unsigned char huge[] = { 0xff, 0xff, 0xff, 0xff };
+	static const unsigned char empty[] = { 0, 0, 0, 0 };
+	unsigned char trunc[14] = { 0, 0, 0, 100, '{', '"', 'o', 'p', '"', ':', '"', 's', 't', 'a' };
+	struct json_object *st, *reply;
+	char out[1024], out2[1024], want[32];
+	long objects;
+	int fd, slow;
+
+	NEED_ENV();
+	daemon_ensure();
+	st = ctl("status", 5000);
+	assert_true(reply_ok(st));
+	objects = jint(st, "objects");
+	json_object_put(st);
+
+	/* Garbage bytes (its first four read as a length far over the limit). */
+	reply = raw_exchange(garbage, sizeof(garbage) - 1, true);
+	if (reply)
+		assert_refused_reply(reply, NULL);
+	assert_serves(objects);
+
+	/* A well-formed frame whose body is binary, not JSON. */
+	assert_refused_reply(raw_exchange(binary, sizeof(binary), false), "malformed");
+	assert_serves(objects);
+
+	/* JSON, but not a request. */
+	{
+		const char *bodies[] = { "[1,2,3]", "{\"op\":42}", "{\"op\":\"reboot\"}", "{\"op\":\"apply\",\"files\":7}",
+					 "{\"op\":\"apply\",\"files\":[{\"name\":1}]}", "\"status\"" };
+
+		for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+			fd = ctl_connect();
+			assert_true(fd >= 0);
+			assert_int_equal(kb_ctl_write_frame(fd, bodies[i], strlen(bodies[i])), 0);
+			assert_true(ctl_read(fd, &reply) == 1);
+			close(fd);
+			assert_refused_reply(reply, NULL);
+			assert_serves(objects);
+		}
+	}
+
+	/* A zero-length frame. */
+	assert_refused_reply(raw_exchange(empty, sizeof(empty), false), "malformed");
+	assert_serves(objects);
+
+	/* Length headers over the 64 MiB limit are refused unread. */
+	assert_refused_reply(raw_exchange(oversized, sizeof(oversized), false), "too large");
+	assert_serves(objects);
+	assert_refused_reply(raw_exchange(huge, sizeof(huge), false), "too large");
+	assert_serves(objects);
+
+	/* Truncated: the header says 100 bytes, 10 come, then the client goes away. */
+	fd = ctl_connect();
+	assert_true(fd >= 0);
+	send_all(fd, trunc, sizeof(trunc));
+	close(fd);
+	assert_serves(objects);
+
+	/* A client that stalls mid-frame does not hold up the others. */
+	slow = ctl_connect();
+	assert_true(slow >= 0);
+	send_all(slow, trunc, 2);
+	{
+		long t0 = now_ms();
+
+		assert_serves(objects);
+		assert_true(now_ms() - t0 < 2000);
+	}
+	close(slow);
+	assert_serves(objects);
+
+	/* Another uid: the 0600 socket (in a 0700 directory) refuses it, or the daemon does. */
+	call_as_nobody(false, out, sizeof(out));
+	snprintf(want, sizeof(want), "E%d", EACCES);
+	if (strcmp(out, want)) {
+		reply = json_tokener_parse(out);
+		if (!reply)
+			fail_msg("uid 65534: unexpected result %s", out);
+		assert_refused_reply(reply, "permission");
+	}
+	assert_serves(objects);
+
+	/* Opened up by hand: the daemon's own peer check refuses the uid. */
+	assert_int_equal(chmod(E.tmp, 0711), 0);
+	assert_int_equal(chmod(E.sock, 0666), 0);
+	call_as_nobody(true, out, sizeof(out));
+	call_as_nobody(false, out2, sizeof(out2));
+	chmod(E.sock, 0600);
+	chmod(E.tmp, 0700);
+	reply = json_tokener_parse(out);
+	if (!reply)
+		fail_msg("uid 65534 through a 0666 socket: expected the daemon's refusal, got %s", out);
+	assert_refused_reply(reply, "permission");
+	/* The same refusal reaches a client that sent its request first (as the CLI does). */
+	reply = json_tokener_parse(out2);
+	if (!reply)
+		fail_msg("uid 65534 through a 0666 socket, kb_ctl_call: expected the daemon's refusal, got %s", out2);
+	assert_refused_reply(reply, "permission");
+	assert_serves(objects);
+
+	/* Still steering. */
+	{
+		struct sum s = connect_n(20, false);
+
+		assert_no_failure(s);
+		assert_int_equal(s.total_ok, 20);
+	}
+}
+
+/* Refused applies (SSRF, YAML syntax, partly valid) change nothing: maps, get, stored state, traffic. */
+static void test_refused_apply_changes_nothing(void **state)
+{
+	static const char yaml_broken[] =
+		"apiVersion: gateway.envoyproxy.io/v1alpha1\n"
+		"kind: Backend\n"
+		"metadata:\n"
+		"  name: e4\n"
+		"  namespace: default\n"
+		"spec:\n"
+		"  endpoints: [ { ip: { address: 198.51.100.4, port: 8080 }\n"
+		"    - broken: [\n";
+	static const char yaml_partly[] =
+		"apiVersion: gateway.envoyproxy.io/v1alpha1\n"
+		"kind: Backend\n"
+		"metadata:\n"
+		"  name: e4\n"
+		"  namespace: default\n"
+		"spec:\n"
+		"  endpoints:\n"
+		"    - ip:\n"
+		"        address: 198.51.100.4\n"
+		"        port: 8080\n"
+		"---\n"
+		"apiVersion: gateway.envoyproxy.io/v1alpha1\n"
+		"kind: Backend\n"
+		"metadata:\n"
+		"  name: e2\n"
+		"  namespace: default\n"
+		"spec:\n"
+		"  endpoints:\n"
+		"    - ip:\n"
+		"        address: 169.254.169.254\n"
+		"        port: 80\n";
+	static char loopback[16384];
+	const int w[NEPS] = { 1, 1, 0 };
+	const char *files[3] = { loopback, yaml_broken, yaml_partly };
+	char path[PATH_MAX + 32], statefile[PATH_MAX + 32], *map0, *map1, *get0, *get1, *fe0, *fe1, *state0, *state1;
+	struct json_object *st, *reply;
+	long errors0, applies0;
+	struct sum s;
+	int rc;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	yaml_all(loopback, sizeof(loopback), w, "127.0.0.1");
+
+	st = ctl("status", 5000);
+	errors0 = jint(st, "applyErrors");
+	applies0 = jint(st, "applies");
+	json_object_put(st);
+	kb_store_path(E.state, statefile, sizeof(statefile));
+	map0 = dump_frontends_map();
+	assert_non_null(strchr(map0, '\n'));
+	assert_int_equal(CLI(&get0, "get", "all", "-A", "-o", "json"), 0);
+	assert_int_equal(CLI(&fe0, "get", "frontends", "-o", "json"), 0);
+	state0 = read_text(statefile);
+	assert_non_null(state0);
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/refused-%d.yaml", E.tmp, i);
+		assert_int_equal(write_file(path, files[i]), 0);
+		reply = CLI_JSON(&rc, "apply", "-f", path);
+		if (rc != 1 || reply_ok(reply))
+			fail_msg("refused apply %d: exit %d, %s", i, rc, json_object_to_json_string(reply));
+		json_object_put(reply);
+	}
+
+	map1 = dump_frontends_map();
+	assert_int_equal(CLI(&get1, "get", "all", "-A", "-o", "json"), 0);
+	assert_int_equal(CLI(&fe1, "get", "frontends", "-o", "json"), 0);
+	state1 = read_text(statefile);
+	assert_string_equal(map0, map1);
+	assert_string_equal(get0, get1);
+	assert_string_equal(fe0, fe1);
+	assert_non_null(state1);
+	assert_string_equal(state0, state1);
+	assert_null(strstr(get1, "\"e4\""));
+	free(map0);
+	free(map1);
+	free(get0);
+	free(get1);
+	free(fe0);
+	free(fe1);
+	free(state0);
+	free(state1);
+
+	st = ctl("status", 5000);
+	assert_int_equal(jint(st, "applyErrors"), errors0 + 3);
+	assert_int_equal(jint(st, "applies"), applies0);
+	json_object_put(st);
+
+	s = connect_n(100, false);
+	assert_no_failure(s);
+	assert_int_equal(s.ok[0] + s.ok[1], 100);
+}
+
+/* `kbackend unload`: no pin, no program on the cgroup, no daemon, no steering. */
+static void test_unload_leaves_nothing(void **state)
+{
+	static const enum bpf_attach_type hooks[] = {
+		BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
+		BPF_CGROUP_UDP6_SENDMSG, BPF_CGROUP_UDP4_RECVMSG, BPF_CGROUP_UDP6_RECVMSG,
+		BPF_CGROUP_INET4_GETPEERNAME, BPF_CGROUP_INET6_GETPEERNAME, BPF_CGROUP_INET4_BIND,
+		BPF_CGROUP_INET6_BIND, BPF_CGROUP_SOCK_OPS,
+	};
+	char names[4096], *out = NULL;
+	long deadline;
+	int status = -1, rc, n;
+	pid_t dpid;
+	struct sum s;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	/* The checks below can fail: before unload there are pins and programs. */
+	assert_true(pin_entries(names, sizeof(names)) > 0);
+	assert_true(cgroup_progs(BPF_CGROUP_INET4_CONNECT) > 0);
+	assert_int_equal(count_our_processes(), 1);
+
+	dpid = E.daemon;
+	rc = CLI(&out, "unload", "--bpffs", E.bpffs);
+	free(out);
+	assert_int_equal(rc, 0);
+	/* Checked as soon as the CLI returns, as a user's next command would. */
+	n = pin_entries(names, sizeof(names));
+	if (n > 0)
+		fail_msg("pins left under %s after unload: %s", E.bpffs, names);
+	for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++)
+		if (cgroup_progs(hooks[i]))
+			fail_msg("%u program(s) still attached to %s for attach type %d", cgroup_progs(hooks[i]),
+				 E.cgroup, hooks[i]);
+	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(10))
+		if (waitpid(dpid, &status, WNOHANG) == dpid)
+			break;
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("the daemon did not exit cleanly after unload (status %#x)", status);
+	E.daemon = 0;
+	assert_int_equal(count_our_processes(), 0);
+	assert_false(e2e_exists(E.sock));
+
+	/* Nothing steers any more: the frontend is unroutable from the node netns. */
+	s = connect_n(1, false);
+	assert_int_equal(s.fail, 1);
+	assert_int_equal(s.first_err, ENETUNREACH);
+}
+
+/* Interrupted or hung (watchdog): clean up anyway, then fail. */
+static void on_signal(int sig)
+{
+	static const char msg[] = "# test_daemon: interrupted; cleaning up\n";
+
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		{ /* nothing to do */ }
+	group_teardown(NULL);
+	_exit(128 + sig);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_apply_dir_traffic_and_stats, test_teardown),
+		cmocka_unit_test_teardown(test_weights_90_10, test_teardown),
+		cmocka_unit_test_teardown(test_refused_apply_changes_nothing, test_teardown),
+		cmocka_unit_test_teardown(test_bad_control_requests, test_teardown),
+		cmocka_unit_test_teardown(test_hammer_apply_under_load, test_teardown),
+		cmocka_unit_test_teardown(test_kill9_and_restart, test_teardown),
+		cmocka_unit_test_teardown(test_unload_leaves_nothing, test_teardown),
+	};
+
+	if (getenv("KB_VERBOSE"))
+		kb_verbosity = atoi(getenv("KB_VERBOSE"));
+	/* Unbuffered: forked children must not flush the parent's pending TAP lines again. */
+	setvbuf(stdout, NULL, _IONBF, 0);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGALRM, on_signal);
+	alarm(300);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
