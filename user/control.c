@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "util.h"
 
 const char *kb_ctl_socket_path(const char *override)
 {
@@ -91,14 +92,6 @@ int kb_frame_read(int fd, struct kb_frame_reader *r)
 	}
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct json_object *kb_ctl_call(const char *path, struct json_object *req, int timeout_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -125,10 +118,10 @@ struct json_object *kb_ctl_call(const char *path, struct json_object *req, int t
 		errno = -err;
 		goto out_close;
 	}
-	deadline = timeout_ms ? now_ms() + timeout_ms : 0;
+	deadline = timeout_ms ? kb_now_ms() + timeout_ms : 0;
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int left = deadline ? (int)(deadline - now_ms()) : -1;
+		int left = deadline ? (int)(deadline - kb_now_ms()) : -1;
 
 		if (deadline && left <= 0) {
 			errno = ETIMEDOUT;

@@ -32,6 +32,9 @@ void kb_arena_free(struct kb_arena *a);
 void *kb_push(struct kb_arena *a, void **arr, size_t *n, size_t elem);
 #define KB_PUSH(a, arr, n) ((__typeof__(*(arr)) *)kb_push((a), (void **)&(arr), &(n), sizeof(*(arr))))
 
+/* CLOCK_MONOTONIC in milliseconds. */
+long kb_now_ms(void);
+
 /* Logging: one line per event on stderr. */
 extern int kb_verbosity;	/* 0 default, 1 -v, 2 -vv */
 void kb_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

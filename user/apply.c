@@ -1,0 +1,371 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The daemon's change pipeline: apply, delete, DNS-driven recompiles and the restore at start, each all or nothing. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include "daemon_int.h"
+#include "manifest.h"
+#include "render.h"
+#include "store.h"
+
+/* What every compile may ask of the world: the resolver's current answers. */
+struct kb_compile_env kb_daemon_compile_env(struct daemon *d)
+{
+	return (struct kb_compile_env){
+		.resolve = kb_resolver_lookup,
+		.ctx = d->resolver,
+		.cluster_domain = d->policy.cluster_domain,
+	};
+}
+
+static void add_name(struct kb_arena *a, struct kb_resolver_name **names, size_t *n, const char *host,
+		     const struct kb_btp *p)
+{
+	struct kb_resolver_name *rn;
+
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*names)[i].host, host) == 0)
+			return;
+	rn = KB_PUSH(a, *names, *n);
+	rn->host = host;
+	rn->family = KB_LOOKUP_V4_PREFERRED;
+	if (p && p->lookup_family)
+		kb_lookup_family_parse(p->lookup_family, &rn->family);
+	rn->refresh_ms = p && p->dns_refresh_ms > 0 ? p->dns_refresh_ms : 0;
+	rn->respect_ttl = !p || p->respect_dns_ttl != 0;
+}
+
+/*
+ * Tell the resolver which names the programmed frontends need, with the DNS
+ * settings of the BackendTrafficPolicy that applies to each. New names are
+ * asked at once; their answers arrive as a `changed` and a recompile.
+ */
+void kb_daemon_update_names(struct daemon *d)
+{
+	struct kb_resolver_name *names = NULL;
+	struct kb_arena a = { 0 };
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->compiled.nfes; i++) {
+		const struct kb_cfrontend *fe = &d->compiled.fes[i];
+
+		for (size_t e = 0; e < fe->neps; e++)
+			if (fe->eps[e].fqdn)
+				add_name(&a, &names, &n, fe->eps[e].fqdn, fe->policy);
+		for (size_t l = 0; l < fe->nlocs; l++)
+			for (size_t p = 0; p < fe->locs[l].npending; p++)
+				add_name(&a, &names, &n, fe->locs[l].pending[p], fe->policy);
+	}
+	if (kb_resolver_set_names(d->resolver, names, n))
+		kb_err("failed to update the resolver's names: out of memory");
+	kb_arena_free(&a);
+}
+
+/*
+ * A DNS answer changed: recompile the stored state with the new answers and
+ * swap. Unchanged frontends are not rewritten by the dataplane; a changed one
+ * flips to its new selection in one map update.
+ */
+void kb_daemon_recompile(struct daemon *d)
+{
+	struct kb_compile_env env = kb_daemon_compile_env(d);
+	struct kb_compiled c = { 0 };
+	int err;
+
+	if (kb_compile(&d->state, &env, &c)) {
+		kb_err("failed to recompile after a DNS change; keeping the current selection");
+		kb_compiled_free(&c);
+		return;
+	}
+	err = d->dp->ops->apply(d->dp, &c);
+	if (err) {
+		kb_err("failed to program a DNS change: %s; keeping the current selection", strerror(-err));
+		d->dp->ops->apply(d->dp, &d->compiled);
+		kb_compiled_free(&c);
+		return;
+	}
+	kb_compiled_free(&d->compiled);
+	d->compiled = c;
+	kb_log_debug("recompiled after a DNS change: %zu frontend(s)", c.nfes);
+	kb_daemon_update_names(d);
+}
+
+/* ---- applying changes ------------------------------------------------------ */
+
+static bool same_object(const struct kb_meta *a, const struct kb_meta *b)
+{
+	return a->kind == b->kind && a->name && b->name && strcmp(a->name, b->name) == 0 &&
+	       strcmp(a->namespace ? a->namespace : "default", b->namespace ? b->namespace : "default") == 0;
+}
+
+static const struct kb_meta *find_same(const struct kb_model *m, const struct kb_meta *o)
+{
+	for (size_t i = 0; i < m->nobjects; i++)
+		if (same_object(m->objects[i], o))
+			return m->objects[i];
+	return NULL;
+}
+
+/* Parse the request's files ([{name, content}]) into m. */
+static int load_request_files(struct kb_model *m, struct json_object *files)
+{
+	size_t n = files ? json_object_array_length(files) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *f = json_object_array_get_idx(files, i), *jn, *jc;
+
+		if (!json_object_object_get_ex(f, "name", &jn) || !json_object_object_get_ex(f, "content", &jc) ||
+		    !json_object_is_type(jc, json_type_string))
+			return -EINVAL;
+		kb_manifest_load_buffer(m, json_object_get_string(jn), json_object_get_string(jc),
+					(size_t)json_object_get_string_len(jc));
+	}
+	return 0;
+}
+
+/* Report objects that a single request defines twice: kubectl would silently keep the last one. */
+static void check_duplicates(struct kb_model *m)
+{
+	for (size_t i = 0; i < m->nobjects; i++)
+		for (size_t j = 0; j < i; j++)
+			if (same_object(m->objects[i], m->objects[j])) {
+				kb_diag_add(m, KB_SEV_ERROR, m->objects[i], "metadata.name",
+					    "defined twice in one apply (first at %s:%d)", m->objects[j]->loc.file,
+					    m->objects[j]->loc.line);
+				break;
+			}
+}
+
+static struct json_object *change_reply(struct kb_model *m, struct kb_compiled *c, bool ok, bool dry_run,
+					const char *error)
+{
+	struct json_object *r = json_object_new_object();
+
+	json_object_object_add(r, "ok", json_object_new_boolean(ok));
+	if (dry_run)
+		json_object_object_add(r, "dryRun", json_object_new_boolean(1));
+	if (error)
+		json_object_object_add(r, "error", json_object_new_string(error));
+	json_object_object_add(r, "objects", kb_render_objects(m, NULL));
+	json_object_object_add(r, "diagnostics", kb_render_diags(m));
+	if (c)
+		json_object_object_add(r, "frontends", kb_render_frontends(c));
+	return r;
+}
+
+/*
+ * Apply or delete: build the whole new desired state from the stored objects
+ * and the request, validate and compile it, and only then touch the kernel.
+ * Anything refused leaves the maps and the stored state exactly as they were.
+ */
+struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, bool del, bool dry_run)
+{
+	struct kb_model in, next;
+	struct kb_compiled c = { 0 };
+	struct json_object *reply;
+	char why[512];
+	int refused, err;
+
+	kb_model_init(&in);
+	kb_model_init(&next);
+	if (load_request_files(&in, files)) {
+		reply = kb_ctl_error("malformed request: files must be [{name, content}]");
+		goto out;
+	}
+	check_duplicates(&in);
+	if (in.nerrors) {
+		snprintf(why, sizeof(why), "%zu error(s) in the input; nothing was changed", in.nerrors);
+		reply = change_reply(&in, NULL, false, false, why);
+		goto out_count;
+	}
+	if (del) {
+		for (size_t i = 0; i < in.nobjects; i++)
+			if (!find_same(&d->state, in.objects[i]))
+				kb_diag_add(&in, KB_SEV_ERROR, in.objects[i], NULL, "not found: nothing to delete");
+		if (in.nerrors) {
+			reply = change_reply(&in, NULL, false, false, "delete refused; nothing was changed");
+			goto out_count;
+		}
+	}
+	/* The next state: stored objects not named by the request, then the request's objects. */
+	for (size_t i = 0; i < d->state.nobjects; i++) {
+		const struct kb_meta *o = d->state.objects[i];
+
+		if (!find_same(&in, o) && o->src)
+			kb_manifest_load_buffer(&next, o->loc.file, o->src, o->src_len);
+	}
+	if (!del)
+		load_request_files(&next, files);
+	refused = kb_validate(&next, &d->policy);
+	if (refused || next.nerrors) {
+		snprintf(why, sizeof(why), "%s refused: %d object(s) refused; nothing was changed",
+			 del ? "delete" : "apply", refused);
+		reply = change_reply(&next, NULL, false, false, why);
+		goto out_count;
+	}
+	{
+		struct kb_compile_env env = kb_daemon_compile_env(d);
+
+		err = kb_compile(&next, &env, &c);
+	}
+	if (err) {
+		reply = change_reply(&next, NULL, false, false, "compile failed; nothing was changed");
+		goto out_count;
+	}
+	if (dry_run) {
+		reply = change_reply(&next, &c, true, true, NULL);
+		goto out;
+	}
+	err = d->dp->ops->apply(d->dp, &c);
+	if (err) {
+		snprintf(why, sizeof(why), "failed to program the maps: %s; the previous state is kept",
+			 strerror(-err));
+		d->dp->ops->apply(d->dp, &d->compiled);
+		reply = change_reply(&next, NULL, false, false, why);
+		goto out_count;
+	}
+	err = kb_store_save(d->state_dir, &next);
+	if (err) {
+		snprintf(why, sizeof(why), "failed to save state in %s: %s; the previous state is restored",
+			 d->state_dir, strerror(-err));
+		d->dp->ops->apply(d->dp, &d->compiled);
+		reply = change_reply(&next, NULL, false, false, why);
+		goto out_count;
+	}
+	/* Commit: the new model and table replace the old ones. */
+	kb_model_free(&d->state);
+	kb_compiled_free(&d->compiled);
+	d->state = next;
+	d->compiled = c;
+	kb_model_init(&next);
+	memset(&c, 0, sizeof(c));
+	d->applies++;
+	d->last_apply = time(NULL);
+	d->last_error[0] = '\0';
+	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed",
+		    del ? "deleted" : "applied", in.nobjects, d->state.nobjects, d->compiled.nfes);
+	kb_daemon_update_names(d);
+	reply = change_reply(&d->state, &d->compiled, true, false, NULL);
+	goto out;
+out_count:
+	d->apply_errors++;
+	{
+		struct json_object *e;
+
+		if (json_object_object_get_ex(reply, "error", &e))
+			snprintf(d->last_error, sizeof(d->last_error), "%s", json_object_get_string(e));
+		kb_log_info("%s refused: %s", del ? "delete" : "apply", d->last_error);
+	}
+out:
+	kb_compiled_free(&c);
+	kb_model_free(&next);
+	kb_model_free(&in);
+	return reply;
+}
+
+/* ---- start-up ---------------------------------------------------------------- */
+
+static bool has_pending_names(const struct kb_compiled *c)
+{
+	for (size_t i = 0; i < c->nfes; i++)
+		for (size_t l = 0; l < c->fes[i].nlocs; l++)
+			if (c->fes[i].locs[l].npending)
+				return true;
+	return false;
+}
+
+/* Restore the stored state and program it, so a restart reconciles with what the pins already serve. */
+void kb_daemon_restore(struct daemon *d)
+{
+	struct kb_model m;
+	struct kb_compiled c = { 0 };
+	int refused, err;
+
+	kb_model_init(&m);
+	if (kb_store_load(d->state_dir, &m) < 0 || m.nerrors) {
+		kb_err("failed to restore state from %s: unreadable; keeping what the maps serve", d->state_dir);
+		kb_print_diags(stderr, &m);
+		kb_model_free(&m);
+		return;
+	}
+	struct kb_compile_env env = kb_daemon_compile_env(d);
+
+	refused = kb_validate(&m, &d->policy);
+	if (refused || m.nerrors || kb_compile(&m, &env, &c)) {
+		kb_err("failed to restore state from %s: %d object(s) refused under the current flags; "
+		       "keeping what the maps serve", d->state_dir, refused);
+		kb_print_diags(stderr, &m);
+		snprintf(d->last_error, sizeof(d->last_error), "stored state refused under the current flags");
+		kb_compiled_free(&c);
+		kb_model_free(&m);
+		return;
+	}
+	if (has_pending_names(&c)) {
+		/*
+		 * FQDN answers are not in yet: programming now would empty those
+		 * localities. The pinned maps keep serving the old selection until
+		 * the resolver has answered (or RESTORE_DNS_WAIT_MS has passed).
+		 */
+		d->state = m;
+		d->compiled = c;
+		d->restore_deadline = kb_now_ms() + RESTORE_DNS_WAIT_MS;
+		kb_daemon_update_names(d);
+		kb_log_info("restored %zu object(s) from %s; waiting for DNS before programming", m.nobjects,
+			    d->state_dir);
+		return;
+	}
+	err = d->dp->ops->apply(d->dp, &c);
+	if (err) {
+		kb_err("failed to program restored state: %s", strerror(-err));
+		kb_compiled_free(&c);
+		kb_model_free(&m);
+		return;
+	}
+	d->state = m;
+	d->compiled = c;
+	kb_daemon_update_names(d);
+	kb_log_info("restored %zu object(s), %zu frontend(s) from %s", m.nobjects, c.nfes, d->state_dir);
+}
+
+/* ---- DNS ------------------------------------------------------------------------ */
+
+static void on_resolver(void *ctx, int fd, uint32_t events)
+{
+	struct daemon *d = ctx;
+
+	kb_resolver_process(d->resolver);
+}
+
+static int dns_due(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	return kb_resolver_timeout_ms(d->resolver);
+}
+
+static void dns_tick(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	kb_resolver_tick(d->resolver);
+	if (d->restore_deadline) {
+		/* A restart programs once DNS has answered everything, or once the wait is over. */
+		if (kb_resolver_busy(d->resolver) == 0 || kb_now_ms() > d->restore_deadline) {
+			d->restore_deadline = 0;
+			kb_resolver_changed(d->resolver);
+			kb_daemon_recompile(d);
+		}
+	} else if (kb_resolver_changed(d->resolver)) {
+		kb_daemon_recompile(d);
+	}
+}
+
+int kb_daemon_dns_start(struct daemon *d)
+{
+	int err = kb_loop_add(d->loop, kb_resolver_epoll_fd(d->resolver), EPOLLIN, on_resolver, d);
+
+	return err ?: kb_loop_add_timer(d->loop, dns_due, dns_tick, d);
+}
