@@ -11,7 +11,7 @@ BPFTOOL  ?= bpftool
 STRIP    ?= llvm-strip
 ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
-PKGS     := libbpf yaml-0.1 json-c libcares
+PKGS     := libbpf yaml-0.1 json-c libcares libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -32,7 +32,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick bench-bpf-cost clean
+.PHONY: all install deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick bench-bpf-cost clean
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
@@ -44,10 +44,12 @@ CORE_OBJS := $(patsubst user/%.c,$(OUT)/obj/%.o,$(CORE_SRCS))
 SAN_OBJS  := $(patsubst user/%.c,$(OUT)/san/%.o,$(CORE_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRCS))
-E2E_SRCS  := $(wildcard tests/e2e/*.c)
+E2E_SRCS  := $(wildcard tests/e2e/test_*.c)
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(OUT)/e2e/%,$(E2E_SRCS))
+# Helpers shared by the e2e tests (tests/e2e/*.c that are not test_*.c), linked into each.
+E2E_LIB   := $(filter-out $(E2E_SRCS),$(wildcard tests/e2e/*.c))
 
-all: $(OUT)/kbackend $(UNIT_BINS) $(E2E_BINS) $(OUT)/kbload
+all: $(OUT)/kbackend $(OUT)/kbackend.1 $(UNIT_BINS) $(E2E_BINS) $(OUT)/kbload
 
 deps:
 	$(Q)./scripts/deps.sh
@@ -73,14 +75,25 @@ $(OUT)/kbackend: $(USER_OBJS) | $(OUT)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
+# The man page is generated from the binary's command table (`man -l build/kbackend.1`), so it cannot drift.
+$(OUT)/kbackend.1: $(OUT)/kbackend
+	$(call msg,GEN-MAN,$@)
+	$(Q)$< help --man > $@
+
+PREFIX ?= /usr/local
+install: $(OUT)/kbackend $(OUT)/kbackend.1
+	install -D -m 0755 $(OUT)/kbackend $(DESTDIR)$(PREFIX)/bin/kbackend
+	install -D -m 0644 $(OUT)/kbackend.1 $(DESTDIR)$(PREFIX)/share/man/man1/kbackend.1
+	install -D -m 0644 scripts/completion/kbackend.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kbackend
+
 # Unit tests run under ASan and UBSan, against the same sources as the binary.
 $(OUT)/tests/%: tests/unit/%.c $(SAN_OBJS) tests/unit/testutil.h Makefile | $(OUT)/tests
 	$(call msg,TEST-CC,$@)
 	$(Q)$(CC) $(CFLAGS) -O1 $(SANFLAGS) -Itests/unit $< $(SAN_OBJS) $(LDLIBS) -lcmocka -o $@
 
-$(OUT)/e2e/%: tests/e2e/%.c $(CORE_OBJS) Makefile | $(OUT)/e2e
+$(OUT)/e2e/%: tests/e2e/%.c $(E2E_LIB) $(CORE_OBJS) Makefile | $(OUT)/e2e
 	$(call msg,E2E-CC,$@)
-	$(Q)$(CC) $(CFLAGS) -Itests/e2e $< $(CORE_OBJS) $(LDLIBS) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests/e2e $< $(E2E_LIB) $(CORE_OBJS) $(LDLIBS) -lcmocka -pthread -o $@
 
 # Load tool for the demo and bench/: plain sockets and pthreads, no kbackend code.
 $(OUT)/kbload: bench/kbload.c Makefile | $(OUT)
@@ -94,6 +107,13 @@ $(OUT)/bench/bpf_cost: bench/bpf_cost.c tests/e2e/e2e.h $(CORE_OBJS) Makefile | 
 
 bench-bpf-cost: $(OUT)/bench/bpf_cost
 	$(Q)$(OUT)/bench/bpf_cost $(BENCH_ARGS)
+
+# The suite (docs/BENCHMARKS.md): kbackend vs direct, nftables DNAT, HAProxy, socat, plus scale; root only.
+bench: $(OUT)/kbackend $(OUT)/kbload $(OUT)/bench/bpf_cost
+	$(Q)OUT=$(OUT) ./bench/run.sh
+
+bench-quick: $(OUT)/kbackend $(OUT)/kbload $(OUT)/bench/bpf_cost
+	$(Q)OUT=$(OUT) ./bench/run.sh --quick
 
 # libFuzzer target for the parser and validator.
 $(OUT)/fuzz_manifest: fuzz/fuzz_manifest.c $(CORE_SRCS) Makefile $(SKELS) | $(OUT)

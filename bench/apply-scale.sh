@@ -27,7 +27,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-build}
-KB=$PWD/$OUT/kbackend
+KB=${KBACKEND:-$PWD/$OUT/kbackend}
 SIZES=${SCALE_SIZES:-1000 10000}
 REPS=${SCALE_REPS:-3}
 RAW=${SCALE_RAW:-}

@@ -876,7 +876,7 @@ static int cmd_client(void)
 	print_result(ws, elapsed, rx);
 	for (int i = 0; i < C.conc; i++)
 		ops += ws[i].ops;
-	rc = ops ? 0 : 1;
+	rc = (C.mode == M_STREAM ? rx > 0 : ops > 0) ? 0 : 1;	/* stream counts bytes, not ops */
 	free(ws);
 	free(scs);
 	free(rd);

@@ -86,4 +86,65 @@ struct {
 	__type(value, __u32);
 } frontend_addrs SEC(".maps");
 
+/* kb_endpoint_key (TCP) -> per-CPU kb_ep_outcomes; writer: sockops_health (entries made by health.c); reader: health.c. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, KB_MAX_ENDPOINTS_DEFAULT);
+	__type(key, struct kb_endpoint_key);
+	__type(value, struct kb_ep_outcomes);
+} endpoint_outcomes SEC(".maps");
+
+/* kb_endpoint_key (TCP) -> kb_ep_load; writer: sockops_health (entries made by health.c); reader: connect4/6 (LeastRequest), health.c. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KB_MAX_ENDPOINTS_DEFAULT);
+	__type(key, struct kb_endpoint_key);
+	__type(value, struct kb_ep_load);
+} endpoint_load SEC(".maps");
+
+/* kb_endpoint_key (TCP) -> __u32 consecutive failed connects that make a health event; writer: health.c (passive policy); reader: sockops_health. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KB_MAX_ENDPOINTS_DEFAULT);
+	__type(key, struct kb_endpoint_key);
+	__type(value, __u32);
+} eject_thresholds SEC(".maps");
+
+/* ring of kb_health_event; writer: sockops_health; reader: health.c (wakes the daemon's loop). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} health_events SEC(".maps");
+
+/* kb_endpoint_key (UDP) -> __u8; writer: health.c, filled just before it runs the iterator; reader: udp_destroy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct kb_endpoint_key);
+	__type(value, __u8);
+} udp_destroy_targets SEC(".maps");
+
+/*
+ * Bridge listener port (__u32: network-order port, widened) -> listening TCP socket (value: socket cookie);
+ * writer: bridge.c via inbound.c (one per unix path, in the daemon's netns); reader: sk_lookup_steer.
+ * An entry goes away by itself when the daemon closes the listener.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} bridge_listeners SEC(".maps");
+
+/*
+ * kb_frontend_key -> listening socket a sidecar handed over with `kbackend register` (value: socket cookie);
+ * writer: inbound.c (the register op); reader: sk_lookup_steer. It goes away when the sidecar closes it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 4096);
+	__type(key, struct kb_frontend_key);
+	__type(value, __u64);
+} registered_listeners SEC(".maps");
+
 #endif /* KB_MAPS_BPF_H */

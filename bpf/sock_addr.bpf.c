@@ -113,11 +113,46 @@ static __always_inline __u32 kb_pick(struct bpf_sock_addr *ctx, __u8 lb, __u32 f
 		return i;
 	case KB_LB_CONSISTENT_HASH:
 		return kb_client_hash(ctx, v6, is_sendmsg) % n;
-	case KB_LB_LEAST_REQUEST:
-		/* TODO(health): power of two choices over sockops' active counts. */
-	default:
+	default:	/* Random; LeastRequest comes here only through kb_least_request */
 		return bpf_get_prandom_u32() % n;
 	}
+}
+
+/* Open connections to a slot's endpoint, as sockops counts them; 0 when unknown (UDP, not yet seen). */
+static __always_inline __s64 kb_slot_active(const struct kb_slot *s, __u8 proto)
+{
+	struct kb_endpoint_key k = {};
+	struct kb_ep_load *l;
+
+	__builtin_memcpy(k.ip, s->ip, sizeof(k.ip));
+	k.port = s->port;
+	k.family = s->family;
+	k.proto = proto;
+	l = bpf_map_lookup_elem(&endpoint_load, &k);
+	return l && l->active > 0 ? l->active : 0;
+}
+
+/*
+ * LeastRequest: power of two choices. Two random slots of the run (so weights
+ * still count: an endpoint with more slots is drawn more often), and the one
+ * whose endpoint holds fewer open connections wins; a tie keeps the first.
+ * Reads only: the counts are written by sockops, outside the connect path.
+ */
+static __always_inline __u32 kb_least_request(__u32 base, __u32 n, __u8 proto)
+{
+	__u32 a = bpf_get_prandom_u32() % n, b, ia, ib;
+	struct kb_slot *sa, *sb;
+
+	if (n < 2 || proto != KB_PROTO_TCP)
+		return a;
+	b = bpf_get_prandom_u32() % n;
+	ia = base + a;
+	ib = base + b;
+	sa = bpf_map_lookup_elem(&slots, &ia);
+	sb = bpf_map_lookup_elem(&slots, &ib);
+	if (!sa || !sb)
+		return a;
+	return kb_slot_active(sb, proto) < kb_slot_active(sa, proto) ? b : a;
 }
 
 /*
@@ -191,13 +226,22 @@ static __always_inline int kb_steer(struct bpf_sock_addr *ctx, bool v6, bool is_
 	fs = bpf_map_lookup_elem(&frontend_stats, &fid);
 	if (run.n == 0)
 		goto refuse;
-	idx = run.base + kb_pick(ctx, lb, fid, run.n, v6, is_sendmsg);
+	idx = run.base + (lb == KB_LB_LEAST_REQUEST ? kb_least_request(run.base, run.n, key.proto)
+						       : kb_pick(ctx, lb, fid, run.n, v6, is_sendmsg));
 	slot = bpf_map_lookup_elem(&slots, &idx);
 	if (!slot)
 		goto refuse;
-	/* TODO(bridge): KB_SLOT_BRIDGE goes to the unix bridge listener; refused until it exists. */
-	if (slot->kind != KB_SLOT_IP)
+	/*
+	 * A unix sidecar: the slot holds its bridge listener, 127.0.0.1:port in
+	 * every bridged netns, and is rewritten to like an IP endpoint. The
+	 * bridge is TCP only; port 0 means the daemon has no listener for it.
+	 */
+	if (slot->kind == KB_SLOT_BRIDGE) {
+		if (!slot->port || key.proto != KB_PROTO_TCP)
+			goto refuse;
+	} else if (slot->kind != KB_SLOT_IP) {
 		goto refuse;
+	}
 	if (kb_write_addr(ctx, v6, slot->family, slot->ip, slot->port)) {
 		if (fs)
 			fs->refused++;

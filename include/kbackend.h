@@ -94,6 +94,42 @@ struct kb_endpoint_key {
 };
 
 /*
+ * endpoint_outcomes: per-CPU value, keyed by kb_endpoint_key (proto TCP).
+ * sockops counts how each connect to a known endpoint ended; health.c sums
+ * the CPUs for `get endpoints` and passive health.
+ */
+struct kb_ep_outcomes {
+	__u64 established;	/* SYN_SENT -> ESTABLISHED */
+	__u64 refused;		/* SYN_SENT -> CLOSE, sk_err ECONNREFUSED (a RST answered the SYN) */
+	__u64 timed_out;	/* SYN_SENT -> CLOSE, sk_err ETIMEDOUT (the SYN retries ran out) */
+	__u64 failed;		/* SYN_SENT -> CLOSE with another error (EHOSTUNREACH, ...) */
+};
+
+/*
+ * endpoint_load: value, keyed by kb_endpoint_key (proto TCP). Shared, not
+ * per-CPU: connect4/6 reads `active` for LeastRequest, so it must be one
+ * number. Only sockops writes it (atomic adds on establish and close, never in
+ * the connect path); user space inserts a zeroed entry and never rewrites it.
+ */
+struct kb_ep_load {
+	__s64 active;			/* established connections open now; may dip below 0 for
+					   connections that predate the entry: readers clamp at 0 */
+	__u32 consecutive_failures;	/* failed connects since the last established one */
+	__u32 pad;
+};
+
+/*
+ * health_events: ring buffer record. sockops writes one each time an
+ * endpoint's run of consecutive failed connects reaches its eject_thresholds
+ * value, and restarts the run, so each record means "N in a row".
+ */
+struct kb_health_event {
+	struct kb_endpoint_key endpoint;
+	__u32 failures;		/* the threshold that was reached */
+	__s32 last_err;		/* sk_err of the last failure: 111 refused, 110 timed out */
+};
+
+/*
  * sock_peers: value, keyed by socket cookie (__u64). Written by connect4/6
  * when they steer, read by getpeername4/6, which restores the frontend only
  * while the socket's peer is still that endpoint (a UDP socket may reconnect).

@@ -4,7 +4,7 @@
 # benchmarks need. Idempotent, and quiet when nothing is missing.
 set -eu
 PKGS="clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make
-libyaml-dev libc-ares-dev libjson-c-dev libcmocka-dev libclang-rt-14-dev
+libyaml-dev libc-ares-dev libjson-c-dev libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev
 iproute2 dnsmasq-base socat nftables haproxy perl procps"
 missing=""
 for p in $PKGS; do

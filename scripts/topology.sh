@@ -34,7 +34,7 @@
 #   topo_bg be1 build/kbload serve --tcp 198.51.100.2:8080 --id a   # background, tracked
 #   topo_client build/kbload crr --tcp 198.18.0.10:80                # node netns + cgroup
 #   topo_dns_up 5 demo.internal                                      # optional: dnsmasq, TTL 5 s
-#   topo_kb_start build/kbackend --dns-server "$TOPO_DNS_ADDR"       # daemon in the node netns
+#   topo_kb_start build/kbackend --dns-min-ttl 1s                    # daemon in the node netns
 #
 # topo_down is idempotent and removes, in order: tracked processes (daemon
 # after `kbackend unload`), anything left in the namespaces or the cgroup, the
@@ -206,7 +206,7 @@ topo_dns_down() {
 	local i
 	[ -n "$TOPO_DNS_PID" ] && kill -TERM "$TOPO_DNS_PID" 2>/dev/null
 	for i in $(seq 30); do
-		[ -n "$TOPO_DNS_PID" ] && kill -0 "$TOPO_DNS_PID" 2>/dev/null || break
+		if [ -z "$TOPO_DNS_PID" ] || ! kill -0 "$TOPO_DNS_PID" 2>/dev/null; then break; fi
 		sleep 0.1
 	done
 	[ -n "$TOPO_DNS_PID" ] && { kill -KILL "$TOPO_DNS_PID" 2>/dev/null; wait "$TOPO_DNS_PID" 2>/dev/null; }
@@ -250,9 +250,15 @@ topo_wait_listen() {
 
 # Start `kbackend daemon` in the node netns, attached to the clients' cgroup,
 # with a temp state dir and socket and its own pin dir. Sets KBACKEND_SOCKET.
+# The daemon always gets --dns-server: the topology's dnsmasq ($TOPO_DNS_ADDR,
+# from topo_dns_up; without it, queries go nowhere but stay in the namespaces),
+# unless the caller names one. The machine's resolv.conf is never used.
 topo_kb_start() {
-	local kb=$1 i
+	local kb=$1 i a dns=("--dns-server" "$TOPO_DNS_ADDR:53")
 	shift
+	for a in "$@"; do
+		case $a in --dns-server | --dns-server=*) dns=() ;; esac
+	done
 	TOPO_KB=$kb
 	if [ -e "$TOPO_BPFFS" ]; then
 		echo "topology: $TOPO_BPFFS exists (a previous run?); remove it with: $kb unload --bpffs $TOPO_BPFFS" >&2
@@ -262,7 +268,7 @@ topo_kb_start() {
 	mkdir -p "$TOPO_TMP/state"
 	export KBACKEND_SOCKET=$TOPO_TMP/kbackend.sock
 	nsenter --net="$(topo_ns node)" -- "$kb" daemon --cgroup "$TOPO_CG" --bpffs "$TOPO_BPFFS" --state-dir "$TOPO_TMP/state" \
-		--socket "$KBACKEND_SOCKET" "$@" >"$TOPO_TMP/daemon.log" 2>&1 &
+		--socket "$KBACKEND_SOCKET" "${dns[@]}" "$@" >"$TOPO_TMP/daemon.log" 2>&1 &
 	TOPO_KB_PID=$!
 	for i in $(seq 100); do
 		if [ -S "$KBACKEND_SOCKET" ] && "$kb" status >/dev/null 2>&1; then

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The daemon's change pipeline: apply, delete, DNS-driven recompiles and the restore at start, each all or nothing. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -11,13 +13,67 @@
 #include "render.h"
 #include "store.h"
 
-/* What every compile may ask of the world: the resolver's current answers. */
+static size_t env_resolve(void *ctx, const char *host, __u8 *family, __u32 (*ip)[4], size_t max)
+{
+	struct daemon *d = ctx;
+
+	return kb_resolver_lookup(d->resolver, host, family, ip, max);
+}
+
+static bool env_healthy(void *ctx, const struct kb_cfrontend *fe, const struct kb_cendpoint *ep)
+{
+	struct daemon *d = ctx;
+
+	return kb_health_healthy(d->health, fe, ep);
+}
+
+void kb_daemon_read_node_addrs(struct daemon *d)
+{
+	struct ifaddrs *ifa;
+	size_t n = 0;
+
+	/*
+	 * DESIGN section 2: an endpoint (or an FQDN answer) that is one of the
+	 * node's own addresses is refused unless --allow-endpoint names it, so a
+	 * Backend cannot be aimed at the node's own services. Interfaces change,
+	 * so this is read again before every validation.
+	 */
+	kb_arena_free(&d->node_arena);
+	d->policy.node_addrs = d->node_addrs;
+	d->policy.nnode_addrs = 0;
+	if (getifaddrs(&ifa)) {
+		kb_err("failed to read the node's addresses: %s; the node-address guard is off", strerror(errno));
+		return;
+	}
+	for (struct ifaddrs *i = ifa; i && n < MAX_NODE_ADDRS; i = i->ifa_next) {
+		char buf[INET6_ADDRSTRLEN];
+		const void *a;
+
+		if (!i->ifa_addr)
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET)
+			a = &((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+		else if (i->ifa_addr->sa_family == AF_INET6)
+			a = &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+		else
+			continue;
+		if (inet_ntop(i->ifa_addr->sa_family, a, buf, sizeof(buf)))
+			d->node_addrs[n++] = kb_strdup(&d->node_arena, buf);
+	}
+	freeifaddrs(ifa);
+	d->policy.nnode_addrs = n;
+}
+
+/* What every compile may ask of the world: the resolver's current answers and endpoint health. */
 struct kb_compile_env kb_daemon_compile_env(struct daemon *d)
 {
 	return (struct kb_compile_env){
-		.resolve = kb_resolver_lookup,
-		.ctx = d->resolver,
+		.resolve = env_resolve,
+		.healthy = env_healthy,
+		.ctx = d,
 		.cluster_domain = d->policy.cluster_domain,
+		.bridge = d->bridge ? kb_bridge_listener : NULL,
+		.bridge_ctx = d->bridge,
 	};
 }
 
@@ -76,21 +132,22 @@ void kb_daemon_recompile(struct daemon *d)
 	int err;
 
 	if (kb_compile(&d->state, &env, &c)) {
-		kb_err("failed to recompile after a DNS change; keeping the current selection");
+		kb_err("failed to recompile after a DNS or health change; keeping the current selection");
 		kb_compiled_free(&c);
 		return;
 	}
 	err = d->dp->ops->apply(d->dp, &c);
 	if (err) {
-		kb_err("failed to program a DNS change: %s; keeping the current selection", strerror(-err));
+		kb_err("failed to program a DNS or health change: %s; keeping the current selection", strerror(-err));
 		d->dp->ops->apply(d->dp, &d->compiled);
 		kb_compiled_free(&c);
 		return;
 	}
 	kb_compiled_free(&d->compiled);
 	d->compiled = c;
-	kb_log_debug("recompiled after a DNS change: %zu frontend(s)", c.nfes);
+	kb_log_debug("recompiled after a DNS or health change: %zu frontend(s)", c.nfes);
 	kb_daemon_update_names(d);
+	kb_health_sync(d->health, &d->compiled);
 }
 
 /* ---- applying changes ------------------------------------------------------ */
@@ -156,13 +213,18 @@ static struct json_object *change_reply(struct kb_model *m, struct kb_compiled *
 	return r;
 }
 
+static const char *const change_verb[] = { "apply", "delete", "replace" };
+static const char *const change_done[] = { "applied", "deleted", "replaced" };
+
 /*
- * Apply or delete: build the whole new desired state from the stored objects
- * and the request, validate and compile it, and only then touch the kernel.
- * Anything refused leaves the maps and the stored state exactly as they were.
+ * Apply, delete or replace: build the whole new desired state from the stored
+ * objects and the request (replace: from the request alone), validate and
+ * compile it, and only then touch the kernel. Anything refused leaves the
+ * maps and the stored state exactly as they were.
  */
-struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, bool del, bool dry_run)
+struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run)
 {
+	bool del = mode == KB_CHANGE_DELETE;
 	struct kb_model in, next;
 	struct kb_compiled c = { 0 };
 	struct json_object *reply;
@@ -171,6 +233,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 
 	kb_model_init(&in);
 	kb_model_init(&next);
+	kb_daemon_read_node_addrs(d);
 	if (load_request_files(&in, files)) {
 		reply = kb_ctl_error("malformed request: files must be [{name, content}]");
 		goto out;
@@ -190,8 +253,8 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 			goto out_count;
 		}
 	}
-	/* The next state: stored objects not named by the request, then the request's objects. */
-	for (size_t i = 0; i < d->state.nobjects; i++) {
+	/* The next state: stored objects not named by the request (none for replace), then the request's objects. */
+	for (size_t i = 0; mode != KB_CHANGE_REPLACE && i < d->state.nobjects; i++) {
 		const struct kb_meta *o = d->state.objects[i];
 
 		if (!find_same(&in, o) && o->src)
@@ -202,7 +265,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	refused = kb_validate(&next, &d->policy);
 	if (refused || next.nerrors) {
 		snprintf(why, sizeof(why), "%s refused: %d object(s) refused; nothing was changed",
-			 del ? "delete" : "apply", refused);
+			 change_verb[mode], refused);
 		reply = change_reply(&next, NULL, false, false, why);
 		goto out_count;
 	}
@@ -246,8 +309,9 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	d->last_apply = time(NULL);
 	d->last_error[0] = '\0';
 	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed",
-		    del ? "deleted" : "applied", in.nobjects, d->state.nobjects, d->compiled.nfes);
+		    change_done[mode], in.nobjects, d->state.nobjects, d->compiled.nfes);
 	kb_daemon_update_names(d);
+	kb_health_sync(d->health, &d->compiled);
 	reply = change_reply(&d->state, &d->compiled, true, false, NULL);
 	goto out;
 out_count:
@@ -257,7 +321,7 @@ out_count:
 
 		if (json_object_object_get_ex(reply, "error", &e))
 			snprintf(d->last_error, sizeof(d->last_error), "%s", json_object_get_string(e));
-		kb_log_info("%s refused: %s", del ? "delete" : "apply", d->last_error);
+		kb_log_info("%s refused: %s", change_verb[mode], d->last_error);
 	}
 out:
 	kb_compiled_free(&c);
@@ -284,6 +348,7 @@ void kb_daemon_restore(struct daemon *d)
 	struct kb_compiled c = { 0 };
 	int refused, err;
 
+	kb_daemon_read_node_addrs(d);
 	kb_model_init(&m);
 	if (kb_store_load(d->state_dir, &m) < 0 || m.nerrors) {
 		kb_err("failed to restore state from %s: unreadable; keeping what the maps serve", d->state_dir);
@@ -313,6 +378,7 @@ void kb_daemon_restore(struct daemon *d)
 		d->compiled = c;
 		d->restore_deadline = kb_now_ms() + RESTORE_DNS_WAIT_MS;
 		kb_daemon_update_names(d);
+		kb_health_sync(d->health, &d->compiled);
 		kb_log_info("restored %zu object(s) from %s; waiting for DNS before programming", m.nobjects,
 			    d->state_dir);
 		return;
@@ -327,6 +393,7 @@ void kb_daemon_restore(struct daemon *d)
 	d->state = m;
 	d->compiled = c;
 	kb_daemon_update_names(d);
+	kb_health_sync(d->health, &d->compiled);
 	kb_log_info("restored %zu object(s), %zu frontend(s) from %s", m.nobjects, c.nfes, d->state_dir);
 }
 

@@ -523,13 +523,23 @@ static char *ip_text(struct kb_arena *a, __u8 family, const __u32 ip[4])
 	return kb_strdup(a, buf);
 }
 
-/* Append one concrete endpoint to locality li and judge its health. */
-static void push_ep(struct cx *c, struct kb_cfrontend *fe, size_t li, enum kb_ep_type type, char *address,
+/*
+ * Append one concrete endpoint to locality li and judge its health. An IPv4
+ * frontend is reached by IPv4 sockets, which cannot connect to an IPv6
+ * endpoint, so such an endpoint is left out of that frontend (an IPv6
+ * frontend takes IPv4 endpoints through v4-mapped addresses). Returns
+ * whether the endpoint was added.
+ */
+static bool push_ep(struct cx *c, struct kb_cfrontend *fe, size_t li, enum kb_ep_type type, char *address,
 		    char *fqdn, __u16 port, __u8 family, const __u32 ip[4])
 {
 	struct kb_arena *a = &c->out->arena;
 	struct kb_clocality *loc = &fe->locs[li];
-	struct kb_cendpoint *ep = KB_PUSH(a, fe->eps, fe->neps);
+	struct kb_cendpoint *ep;
+
+	if (fe->key.family == AF_INET && family == AF_INET6)
+		return false;
+	ep = KB_PUSH(a, fe->eps, fe->neps);
 
 	ep->backend = loc->backend;
 	ep->priority = loc->priority;
@@ -545,6 +555,7 @@ static void push_ep(struct cx *c, struct kb_cfrontend *fe, size_t li, enum kb_ep
 	loc->nendpoints++;
 	if (ep->healthy)
 		loc->nhealthy++;
+	return true;
 }
 
 static void add_fqdn(struct cx *c, struct kb_cfrontend *fe, size_t li, const char *host, __u16 port)
@@ -552,7 +563,7 @@ static void add_fqdn(struct cx *c, struct kb_cfrontend *fe, size_t li, const cha
 	struct kb_arena *a = &c->out->arena;
 	__u8 fam[KB_MAX_RESOLVED];
 	__u32 ips[KB_MAX_RESOLVED][4];
-	size_t n = 0;
+	size_t n = 0, added = 0;
 	char *h = kb_strdup(a, host);
 
 	memset(ips, 0, sizeof(ips));
@@ -565,9 +576,10 @@ static void add_fqdn(struct cx *c, struct kb_cfrontend *fe, size_t li, const cha
 			memset(&ips[i][1], 0, 3 * sizeof(__u32));	/* a sloppy resolver must not leak into the key */
 		else if (fam[i] != AF_INET6)
 			continue;
-		push_ep(c, fe, li, KB_EP_FQDN, ip_text(a, fam[i], ips[i]), h, port, fam[i], ips[i]);
+		added += push_ep(c, fe, li, KB_EP_FQDN, ip_text(a, fam[i], ips[i]), h, port, fam[i], ips[i]);
 	}
-	if (!n)
+	/* No answer yet, or only addresses this frontend's family cannot reach. */
+	if (!added)
 		*KB_PUSH(a, fe->locs[li].pending, fe->locs[li].npending) = h;
 }
 
@@ -600,8 +612,14 @@ static void add_backend_endpoints(struct cx *c, struct kb_cfrontend *fe, size_t 
 			break;
 		case KB_EP_UNIX:
 			/* The data path steers these to the bridge; the address is the socket path. */
-			if (e->address)
-				push_ep(c, fe, li, KB_EP_UNIX, kb_strdup(a, e->address), NULL, 0, AF_UNIX, NULL);
+			if (e->address) {
+				__u32 bip[4] = { 0 };
+				__u16 bport = 0;
+
+				if (c->env && c->env->bridge && c->env->bridge(c->env->bridge_ctx, e->address, bip, &bport))
+					bport = 0;
+				push_ep(c, fe, li, KB_EP_UNIX, kb_strdup(a, e->address), NULL, bport, AF_UNIX, bip);
+			}
 			break;
 		default:
 			break;

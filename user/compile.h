@@ -22,9 +22,9 @@ struct kb_cendpoint {
 	enum kb_ep_type type;	/* IP, FQDN (resolved address) or UNIX */
 	char *address;		/* "198.51.100.1", "2001:db8:1::1", or the unix path */
 	char *fqdn;		/* the hostname this address came from, or NULL */
-	__u16 port;		/* host order; 0 for unix */
+	__u16 port;		/* host order; for unix, the bridge listener's port (0: no bridge) */
 	__u8 family;		/* AF_INET / AF_INET6; AF_UNIX for unix */
-	__u32 ip[4];		/* network order words, as in struct kb_slot */
+	__u32 ip[4];		/* network order words, as in struct kb_slot; for unix, the bridge listener's IPv4 */
 	bool healthy;
 	__u32 nslots;		/* slots this endpoint holds in the table */
 	double share;		/* fraction of new connections, 0..1 */
@@ -88,6 +88,13 @@ struct kb_compile_env {
 	void *ctx;
 	/* Service backendRefs become <name>.<ns>.svc.<cluster_domain>; NULL: "cluster.local". */
 	const char *cluster_domain;
+	/*
+	 * The bridge listener (IPv4 address words, host-order port) that connects
+	 * to the unix sidecar at path go to; 0 or -errno. NULL or a failure: the
+	 * endpoint's port stays 0 and the data path refuses it.
+	 */
+	int (*bridge)(void *ctx, const char *path, __u32 ip[4], __u16 *port);
+	void *bridge_ctx;
 };
 
 /* Compile the accepted objects of a validated model. Returns 0, or -1 with a diagnostic in m. */

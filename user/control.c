@@ -25,13 +25,38 @@ const char *kb_ctl_socket_path(const char *override)
 
 int kb_ctl_write_frame(int fd, const char *buf, size_t len)
 {
+	return kb_ctl_write_frame_fd(fd, buf, len, -1);
+}
+
+int kb_ctl_write_frame_fd(int fd, const char *buf, size_t len, int pass_fd)
+{
 	unsigned char hdr[4] = { len >> 24, len >> 16, len >> 8, len };
 	struct iovec iov[2] = { { hdr, 4 }, { (void *)buf, len } };
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
 	size_t total = len + 4;
 
+	if (pass_fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&cm, 0, sizeof(cm));
+		mh.msg_control = cm.buf;
+		mh.msg_controllen = sizeof(cm.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
 	while (total) {
 		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+
+		/* The descriptor rides with the first bytes only. */
+		mh.msg_control = NULL;
+		mh.msg_controllen = 0;
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -58,7 +83,46 @@ int kb_ctl_write_frame(int fd, const char *buf, size_t len)
 void kb_frame_reset(struct kb_frame_reader *r)
 {
 	free(r->msg);
+	for (int i = 0; i < r->nfds; i++)
+		close(r->fds[i]);
 	memset(r, 0, sizeof(*r));
+}
+
+/* read() that also keeps descriptors passed with the bytes (closing any beyond the reader's room). */
+static ssize_t frame_recv(int fd, struct kb_frame_reader *r, void *buf, size_t len)
+{
+	union {
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = { buf, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+			     .msg_controllen = sizeof(cm.buf) };
+	ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+
+	if (n < 0) {
+		/* Not a socket (a pipe in a test): plain read. */
+		if (errno == ENOTSOCK)
+			return read(fd, buf, len);
+		return n;
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		size_t k;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int pfd;
+
+			memcpy(&pfd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (r->nfds < (int)(sizeof(r->fds) / sizeof(r->fds[0])))
+				r->fds[r->nfds++] = pfd;
+			else
+				close(pfd);
+		}
+	}
+	return n;
 }
 
 int kb_frame_read(int fd, struct kb_frame_reader *r)
@@ -67,7 +131,7 @@ int kb_frame_read(int fd, struct kb_frame_reader *r)
 		ssize_t n;
 
 		if (r->got < 4) {
-			n = read(fd, r->hdr + r->got, 4 - r->got);
+			n = frame_recv(fd, r, r->hdr + r->got, 4 - r->got);
 		} else {
 			if (!r->msg) {
 				r->len = (size_t)r->hdr[0] << 24 | (size_t)r->hdr[1] << 16 | (size_t)r->hdr[2] << 8 |
@@ -82,7 +146,7 @@ int kb_frame_read(int fd, struct kb_frame_reader *r)
 				r->msg[r->len] = '\0';
 				return 1;
 			}
-			n = read(fd, r->msg + (r->got - 4), r->len - (r->got - 4));
+			n = frame_recv(fd, r, r->msg + (r->got - 4), r->len - (r->got - 4));
 		}
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : errno == EINTR ? 0 : -errno;
@@ -93,6 +157,11 @@ int kb_frame_read(int fd, struct kb_frame_reader *r)
 }
 
 struct json_object *kb_ctl_call(const char *path, struct json_object *req, int timeout_ms)
+{
+	return kb_ctl_call_fd(path, req, -1, timeout_ms);
+}
+
+struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, int pass_fd, int timeout_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct kb_frame_reader r = { 0 };
@@ -112,7 +181,7 @@ struct json_object *kb_ctl_call(const char *path, struct json_object *req, int t
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto out_close;
 	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-	err = kb_ctl_write_frame(fd, s, strlen(s));
+	err = kb_ctl_write_frame_fd(fd, s, strlen(s), pass_fd);
 	/* A daemon that refuses this peer answers without reading and closes: its reply is still readable. */
 	if (err && err != -EPIPE && err != -ECONNRESET) {
 		errno = -err;

@@ -16,8 +16,13 @@ const char *kb_ctl_socket_path(const char *override);
 /* Client: send req, wait for the reply (timeout_ms, 0 = none). Returns the reply or NULL with errno set. */
 struct json_object *kb_ctl_call(const char *path, struct json_object *req, int timeout_ms);
 
+/* As kb_ctl_call, passing pass_fd (a descriptor, e.g. a listening socket) along with the request. */
+struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, int pass_fd, int timeout_ms);
+
 /* Both sides: write one frame (4-byte big-endian length, then the bytes). 0 or -errno. */
 int kb_ctl_write_frame(int fd, const char *buf, size_t len);
+/* The same, with pass_fd (>= 0) sent as SCM_RIGHTS along with the first bytes. */
+int kb_ctl_write_frame_fd(int fd, const char *buf, size_t len, int pass_fd);
 
 /*
  * Server-side incremental reader for one connection. Feed it until it returns
@@ -29,6 +34,8 @@ struct kb_frame_reader {
 	size_t got;		/* bytes of header + body read so far */
 	size_t len;		/* body length, valid once got >= 4 */
 	char *msg;		/* body, NUL-terminated once complete */
+	int fds[4];		/* descriptors passed with the request (SCM_RIGHTS), nfds of them; reset closes them */
+	int nfds;
 };
 
 int kb_frame_read(int fd, struct kb_frame_reader *r);

@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "dataplane.h"
 #include "manifest.h"
+#include "manpage.h"
 #include "render.h"
 #include "validate.h"
 
@@ -341,7 +342,9 @@ static int cmd_help(int argc, char **argv);
 
 static const struct kb_cmd commands[] = {
 	{ "daemon", cmd_daemon,
-	  "--cgroup PATH [--bpffs DIR] [--state-dir DIR] [--socket PATH] " POLICY_FLAGS " [-v]",
+	  "--cgroup PATH [--bpffs DIR] [--state-dir DIR] [--socket PATH] [--watch-dir DIR] "
+	  "[--metrics-addr ADDR:PORT] [--bridge-netns PATH]... [--bridge-buffer SIZE] [--bridge-mode copy|splice] "
+	  "[--no-inbound] " POLICY_FLAGS " [-v]",
 	  "load the BPF programs, restore the stored state and serve the control socket" },
 	{ "apply", ctl_cmd_apply, "-f FILE|DIR|- [--dry-run] [-o wide|json|yaml] [" POLICY_FLAGS " with --dry-run]",
 	  "apply manifests through the daemon, all or nothing; --dry-run needs no daemon or root" },
@@ -354,12 +357,23 @@ static const struct kb_cmd commands[] = {
 	  "check manifests offline and print each object's status; exit 1 if any is refused" },
 	{ "stats", ctl_cmd_stats, "[-o json|yaml] [--watch]", "per-frontend and per-endpoint connection counters" },
 	{ "status", ctl_cmd_status, "[-o json|yaml]", "the daemon's health: programs, state, applies" },
+	{ "register", ctl_cmd_register, "ADDR:PORT [--fd N] [--pid PID] [--remove] [-o json]",
+	  "hand a sidecar's listening socket to the daemon: connections arriving for ADDR:PORT go to it" },
 	{ "unload", ctl_cmd_unload, "[--bpffs DIR]", "stop the daemon, detach every program and remove every pin" },
 	{ "version", cmd_version, "", "print the version" },
 	{ "help", cmd_help, "[COMMAND]", "show help for all commands or one" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* The table as the man page generator (manpage.c) reads it. */
+bool kb_ctl_command(size_t i, struct kb_cmd_doc *out)
+{
+	if (i >= NCOMMANDS)
+		return false;
+	*out = (struct kb_cmd_doc){ commands[i].name, commands[i].usage, commands[i].summary };
+	return true;
+}
 
 static const struct kb_cmd *cmd_find(const char *name)
 {
@@ -396,6 +410,10 @@ static int cmd_help(int argc, char **argv)
 
 	if (argc < 2) {
 		help_all(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--man") == 0) {	/* hidden: the Makefile makes build/kbackend.1 with it */
+		kb_man_write(stdout, KB_VERSION);
 		return 0;
 	}
 	c = cmd_find(argv[1]);

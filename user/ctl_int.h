@@ -57,5 +57,7 @@ int ctl_cmd_describe(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_stats(int argc, char **argv);
 int ctl_cmd_unload(int argc, char **argv);
+/* ctl_register.c */
+int ctl_cmd_register(int argc, char **argv);
 
 #endif /* KB_CTL_INT_H */

@@ -21,10 +21,12 @@
 #include "daemon_int.h"
 #include "dataplane.h"
 #include "manifest.h"
+#include "metrics.h"
 #include "render.h"
 #include "resolver.h"
 #include "store.h"
 #include "validate.h"
+#include "watch.h"
 
 /* An EnvoyGateway config file sets enableBackend unless --enable-backend was given. */
 static int read_config(struct daemon *d)
@@ -49,7 +51,8 @@ static int read_config(struct daemon *d)
 }
 
 enum { OPT_CONFIG = 256, OPT_STATE_DIR, OPT_CGROUP, OPT_BPFFS, OPT_UNIX_DIR, OPT_ALLOW, OPT_SOCKET,
-       OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL };
+       OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL,
+       OPT_WATCH_DIR, OPT_METRICS_ADDR };
 
 static const struct option longopts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -64,6 +67,9 @@ static const struct option longopts[] = {
 	{ "dns-server", required_argument, NULL, OPT_DNS_SERVER },
 	{ "dns-min-ttl", required_argument, NULL, OPT_DNS_MIN_TTL },
 	{ "dns-max-ttl", required_argument, NULL, OPT_DNS_MAX_TTL },
+	{ "watch-dir", required_argument, NULL, OPT_WATCH_DIR },
+	{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
+	KB_BRIDGE_LONGOPTS,
 	{ "verbose", no_argument, NULL, 'v' },
 	{ 0 },
 };
@@ -119,10 +125,27 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				goto usage;
 			}
 			break;
+		case OPT_WATCH_DIR:
+			d->watch_dir = optarg;
+			break;
+		case OPT_METRICS_ADDR: {
+			struct sockaddr_storage ss;
+			socklen_t len;
+
+			if (kb_metrics_parse_addr(optarg, &ss, &len)) {
+				fprintf(stderr, "kbackend: daemon: --metrics-addr %s: expected ADDR:PORT or [ADDR]:PORT\n",
+					optarg);
+				goto usage;
+			}
+			d->metrics_addr = optarg;
+			break;
+		}
 		case 'v':
 			kb_verbosity++;
 			break;
 		default:
+			if (kb_daemon_bridge_opt(d, ch, optarg) == 1)
+				break;
 			goto usage;
 		}
 	}
@@ -146,6 +169,15 @@ static void on_signal(void *ctx, int fd, uint32_t events)
 		kb_log_info("signal %u: stopping; pinned programs keep steering", si.ssi_signo);
 		d->stop = true;
 	}
+}
+
+/* An endpoint's health changed: recompile and swap the frontends it serves. */
+static void on_health(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	if (!d->restore_deadline)	/* a restart still waiting for DNS programs health with it */
+		kb_daemon_recompile(d);
 }
 
 int kb_daemon_main(int argc, char **argv)
@@ -197,6 +229,17 @@ int kb_daemon_main(int argc, char **argv)
 		kb_resolver_free(d.resolver);
 		return 1;
 	}
+	{
+		struct kb_health_opts ho = {
+			.bpffs = d.bpffs, .cgroup = d.cgroup, .loop = d.loop, .changed = on_health, .ctx = &d,
+		};
+
+		/* Not fatal: without it every endpoint counts as healthy, as before. */
+		if (kb_health_open(&ho, &d.health))
+			kb_err("failed to start health checking: every endpoint counts as healthy");
+	}
+	/* Before the restore: its compile asks the bridge for listeners. Not fatal: unix endpoints are then refused. */
+	kb_daemon_bridge_start(&d);
 	kb_daemon_restore(&d);
 
 	signal(SIGPIPE, SIG_IGN);
@@ -206,7 +249,7 @@ int kb_daemon_main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	d.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (d.sigfd < 0 || kb_loop_add(d.loop, d.sigfd, EPOLLIN, on_signal, &d) || kb_serve_start(&d) ||
-	    kb_daemon_dns_start(&d)) {
+	    kb_daemon_dns_start(&d) || kb_watch_start(&d) || kb_metrics_start(&d)) {
 		err = 1;
 		goto out_close;
 	}
@@ -215,19 +258,23 @@ int kb_daemon_main(int argc, char **argv)
 		kb_loop_run_once(d.loop, 1000);
 	err = 0;
 out_close:
+	kb_metrics_stop(&d);
+	kb_watch_stop(&d);
 	kb_serve_stop(&d);
 	if (d.sigfd >= 0)
 		close(d.sigfd);
+	kb_health_close(d.health);
+	kb_daemon_bridge_stop(&d);
 	d.dp->ops->close(d.dp);
 	if (d.unload) {
 		err = kb_dataplane_unload(d.bpffs) ? 1 : 0;
 		kb_log_info("unloaded: programs detached and pins removed from %s", d.bpffs);
 	}
 	/* Last, after unpinning: `kbackend unload` waits for the socket to go before it reports success. */
-	if (d.lfd >= 0)
-		unlink(d.socket);
+	kb_serve_unlink(&d);
 	kb_resolver_free(d.resolver);
 	kb_loop_free(d.loop);
+	kb_arena_free(&d.node_arena);
 	kb_compiled_free(&d.compiled);
 	kb_model_free(&d.state);
 	return err;

@@ -4,12 +4,15 @@
 #define KB_DAEMON_INT_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <time.h>
 #include <json-c/json.h>
 
+#include "bridge.h"
 #include "compile.h"
 #include "control.h"
 #include "dataplane.h"
+#include "health.h"
 #include "loop.h"
 #include "model.h"
 #include "resolver.h"
@@ -18,6 +21,7 @@
 #define MAX_CLIENTS 64
 #define CLIENT_DEADLINE_MS 5000		/* a client must send its whole request within this */
 #define MAX_FLAG_LIST 64
+#define MAX_NODE_ADDRS 256
 #define RESTORE_DNS_WAIT_MS 5000	/* longest a restart waits for FQDN answers before programming */
 
 struct daemon;
@@ -42,14 +46,29 @@ struct daemon {
 	const char *dns_servers[MAX_FLAG_LIST];
 	size_t ndns_servers;
 	int64_t dns_min_ttl_ms, dns_max_ttl_ms;
+	const char *watch_dir;		/* --watch-dir: the directory is the desired state (watch.c) */
+	const char *metrics_addr;	/* --metrics-addr: Prometheus /metrics (metrics.c) */
+	struct kb_bridge_opts bridge_opts;	/* --bridge-netns, --bridge-buffer, --bridge-mode (daemon_bridge.c) */
+	bool no_inbound;		/* --no-inbound: no sk_lookup program on the node's netns */
+	/* The node's own addresses, read from the daemon's netns: refused as endpoints unless allowed. */
+	char *node_addrs[MAX_NODE_ADDRS];
+	struct kb_arena node_arena;
 	/* Running state. */
+	struct kb_bridge *bridge;	/* the unix bridge: listeners and the byte-moving thread */
+	struct kb_inbound *inbound;	/* sk_lookup_steer and its listener maps */
+	long bridge_sweep_at;
 	struct kb_loop *loop;
 	struct kb_dataplane *dp;
 	struct kb_resolver *resolver;	/* FQDN endpoints; its answers feed every compile */
+	struct kb_health *health;	/* endpoint health; feeds every compile (NULL: all healthy) */
 	long restore_deadline;		/* restored state waits for DNS until then; 0: not waiting */
 	struct kb_model state;		/* the accepted objects, validated */
 	struct kb_compiled compiled;	/* what the maps hold */
 	int lfd, sigfd;
+	dev_t sock_dev;			/* the control socket's file, as bound: removed at exit only if still ours */
+	ino_t sock_ino;
+	struct kb_watch *watch;
+	struct kb_metrics *metrics;
 	struct client clients[MAX_CLIENTS];
 	bool stop, unload;
 	time_t started;
@@ -61,19 +80,47 @@ struct daemon {
 
 /* apply.c: the change pipeline. */
 struct kb_compile_env kb_daemon_compile_env(struct daemon *d);
-/* Apply or delete the request's files ([{name, content}]) as one change; returns the reply. */
-struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, bool del, bool dry_run);
+/* What a change does with the request's objects. */
+enum kb_change {
+	KB_CHANGE_APPLY = 0,	/* add or update them; other stored objects stay */
+	KB_CHANGE_DELETE = 1,	/* remove them (each must exist) */
+	KB_CHANGE_REPLACE = 2,	/* they become the whole state: stored objects not among them are removed */
+};
+/* Apply, delete or replace with the request's files ([{name, content}]) as one change; returns the reply. */
+struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run);
 /* Recompile the stored state with the current DNS answers and health, and swap what changed. */
 void kb_daemon_recompile(struct daemon *d);
 /* Tell the resolver which names the programmed frontends need. */
 void kb_daemon_update_names(struct daemon *d);
 /* Restore --state-dir at start and program it (after DNS has answered, when FQDNs are in it). */
 void kb_daemon_restore(struct daemon *d);
+/* Re-read the node's own addresses into the SSRF policy (before every validation). */
+void kb_daemon_read_node_addrs(struct daemon *d);
 /* Register the resolver's fd and timer with the loop; recompiles when an answer changes. */
 int kb_daemon_dns_start(struct daemon *d);
+
+/* daemon_bridge.c: the unix bridge and inbound steering. */
+enum { OPT_BRIDGE_NETNS = 512, OPT_BRIDGE_BUFFER, OPT_BRIDGE_MODE, OPT_NO_INBOUND };
+#define KB_BRIDGE_LONGOPTS                                                      \
+	{ "bridge-netns", required_argument, NULL, OPT_BRIDGE_NETNS },          \
+	{ "bridge-buffer", required_argument, NULL, OPT_BRIDGE_BUFFER },        \
+	{ "bridge-mode", required_argument, NULL, OPT_BRIDGE_MODE },            \
+	{ "no-inbound", no_argument, NULL, OPT_NO_INBOUND }
+/* A --bridge-* or --no-inbound flag (getopt's ch, optarg); 1 taken, 0 not ours, -1 bad value (message printed). */
+int kb_daemon_bridge_opt(struct daemon *d, int ch, const char *arg);
+/* Start the bridge thread and attach sk_lookup_steer; after the dataplane is open, before the restore. */
+int kb_daemon_bridge_start(struct daemon *d);
+void kb_daemon_bridge_stop(struct daemon *d);
+/* The register / unregister ops: a listening socket passed with the request becomes a frontend's target. */
+struct json_object *kb_daemon_register(struct daemon *d, struct json_object *req, struct kb_frame_reader *rd,
+				       bool reg);
+/* The bridge's counters for `status`. */
+struct json_object *kb_daemon_bridge_status(struct daemon *d);
 
 /* serve.c: the control socket. */
 int kb_serve_start(struct daemon *d);
 void kb_serve_stop(struct daemon *d);
+/* Remove the socket file, unless another daemon (an upgrade) has bound its own there since. */
+void kb_serve_unlink(struct daemon *d);
 
 #endif /* KB_DAEMON_INT_H */

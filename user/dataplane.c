@@ -521,8 +521,11 @@ static void kb_cendpoint_ident(const struct kb_cfrontend *cf, const struct kb_ce
 	memset(id, 0, sizeof(*id));
 	id->fe = cf->key;
 	if (ep->type == KB_EP_UNIX) {
+		/* The slot carries the bridge listener (127.0.0.1:port); port 0 (no bridge) is refused. */
 		id->kind = KB_SLOT_BRIDGE;
-		id->family = AF_UNIX;
+		id->family = AF_INET;
+		memcpy(id->ip, ep->ip, sizeof(id->ip));
+		id->port = htons(ep->port);
 		if (ep->address)
 			snprintf(id->path, sizeof(id->path), "%s", ep->address);
 		return;

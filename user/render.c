@@ -404,6 +404,36 @@ static void counter(char *buf, size_t len, struct json_object *stats, const char
 		snprintf(buf, len, "-");
 }
 
+/*
+ * The HEALTH cell ("healthy", "ejected until 12:03:04Z", "failing 3 probes")
+ * and the sockops cell ("open ok/refused/timed out") from an endpoint's
+ * "health" object; without one (no daemon health), the compiled verdict.
+ */
+static void health_cells(struct json_object *ep, bool healthy, char *hc, size_t hlen, char *oc, size_t olen)
+{
+	struct json_object *h = NULL, *a = NULL, *o = NULL;
+	const char *state, *until;
+
+	snprintf(oc, olen, "-");
+	if (!json_object_object_get_ex(ep, "health", &h)) {
+		snprintf(hc, hlen, "%s", healthy ? "healthy" : "unhealthy");
+		return;
+	}
+	state = kb_json_str(h, "state");
+	json_object_object_get_ex(h, "active", &a);
+	until = kb_json_str(h, "ejectedUntil");
+	if (!strcmp(state, "ejected"))
+		snprintf(hc, hlen, "ejected until %s", strlen(until) > 11 ? until + 11 : until);
+	else if (a && kb_json_int(a, "failingProbes") > 0)
+		snprintf(hc, hlen, "%s, %lld failing probe%s", !strcmp(state, "healthy") ? "healthy" : "failing",
+			 kb_json_int(a, "failingProbes"), kb_json_int(a, "failingProbes") == 1 ? "" : "s");
+	else
+		snprintf(hc, hlen, "%s", state);
+	if (json_object_object_get_ex(h, "outcomes", &o))
+		snprintf(oc, olen, "%lld %lld/%lld/%lld", kb_json_int(h, "activeConnections"),
+			 kb_json_int(o, "established"), kb_json_int(o, "refused"), kb_json_int(o, "timedOut"));
+}
+
 /* One row per FQDN: what DNS answered, how long it holds, and the last error. */
 static void dns_row(FILE *f, const char *name, struct json_object *dns, struct json_object *seen)
 {
@@ -473,8 +503,9 @@ void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table vi
 		fprintf(f, "%-24s %-5s %-14s %-28s %-9s %-6s %-10s %s\n", "FRONTEND", "PROTO", "LB", "ROUTE",
 			"ENDPOINTS", "SLOTS", "CONNECTS", "REFUSED");
 	else
-		fprintf(f, "%-24s %-5s %-22s %-4s %-4s %-28s %-7s %-7s %-5s %-10s %s\n", "FRONTEND", "PROTO",
-			"BACKEND", "PRIO", "WT", "ENDPOINT", "HEALTHY", "SHARE%", "SLOTS", "CONNECTS", "FAILED");
+		fprintf(f, "%-24s %-5s %-22s %-4s %-4s %-28s %-24s %-7s %-5s %-10s %s\n", "FRONTEND", "PROTO",
+			"BACKEND", "PRIO", "WT", "ENDPOINT", "HEALTH", "SHARE%", "SLOTS", "CONNECTS",
+			"OPEN OK/REFUSED/TIMEOUT");
 	for (size_t i = 0; i < json_object_array_length(fes); i++) {
 		struct json_object *fe = json_object_array_get_idx(fes, i), *eps = NULL, *st = NULL;
 		char front[80], c1[24], c2[24];
@@ -496,18 +527,18 @@ void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table vi
 		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
 			struct json_object *ep = json_object_array_get_idx(eps, e), *es = NULL, *h = NULL;
 			const char *be = kb_json_str(ep, "backend"), *slash = strchr(be, '/');
-			char where[300];
+			char where[300], hc[64], oc[96];
 
 			kb_json_hostport(where, sizeof(where), ep);
 			json_object_object_get_ex(ep, "stats", &es);
 			json_object_object_get_ex(ep, "healthy", &h);
 			counter(c1, sizeof(c1), es, "connects");
-			counter(c2, sizeof(c2), es, "failed");
-			fprintf(f, "%-24s %-5s %-22s %-4lld %-4lld %-28s %-7s %-7.2f %-5lld %-10s %s\n", e ? "" : front,
+			health_cells(ep, json_object_get_boolean(h), hc, sizeof(hc), oc, sizeof(oc));
+			fprintf(f, "%-24s %-5s %-22s %-4lld %-4lld %-28s %-24s %-7.2f %-5lld %-10s %s\n", e ? "" : front,
 				e ? "" : kb_json_str(fe, "protocol"), wide || !slash ? be : slash + 1, kb_json_int(ep, "priority"),
-				kb_json_int(ep, "weight"), where, json_object_get_boolean(h) ? "yes" : "no",
+				kb_json_int(ep, "weight"), where, hc,
 				json_object_get_double(json_object_object_get(ep, "sharePercent")), kb_json_int(ep, "slots"),
-				c1, c2);
+				c1, oc);
 		}
 		/* FQDNs with no usable address yet hold no slot; show them so the gap is visible. */
 		struct json_object *locs = NULL;

@@ -120,6 +120,7 @@ struct kb_resolver {
 	struct rsock *socks;
 	size_t nsocks, sockcap;
 	int epfd;			/* holds every c-ares socket: one fd for the daemon's epoll */
+	uint64_t refreshes, errors;	/* rounds that ended with a good answer / a failure (metrics) */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -640,6 +641,7 @@ static void commit_success(struct kb_resolver *r, struct rname *n, const struct 
 	n->expired = false;
 	n->negative = false;
 	n->failures = 0;
+	r->refreshes++;
 	n->backoff_ms = 0;
 	n->expires_ms = now + n->ttl_ms;
 	n->last_refresh = time(NULL);
@@ -664,6 +666,7 @@ static void commit_failure(struct kb_resolver *r, struct rname *n, int status)
 	if (cap < r->o.retry_base_ms)
 		cap = r->o.retry_base_ms;
 	n->failures++;
+	r->errors++;
 	n->backoff_ms = n->failures == 1 ? r->o.retry_base_ms : min64(n->backoff_ms * 2, cap);
 	n->next_ms = now + n->backoff_ms;
 	set_error(n, status_text(status));
@@ -1232,6 +1235,12 @@ bool kb_resolver_changed(struct kb_resolver *r)
 
 	r->changed = false;
 	return c;
+}
+
+void kb_resolver_counters(const struct kb_resolver *r, uint64_t *refreshes, uint64_t *errors)
+{
+	*refreshes = r->refreshes;
+	*errors = r->errors;
 }
 
 size_t kb_resolver_busy(const struct kb_resolver *r)

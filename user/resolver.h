@@ -181,6 +181,9 @@ void kb_resolver_process_fd(struct kb_resolver *r, int fd, unsigned events);
 /* Run due timers: c-ares timeouts, refreshes, retries and NXDOMAIN expiries. Cheap when nothing is due. */
 void kb_resolver_tick(struct kb_resolver *r);
 
+/* Totals since start, for metrics: query rounds that ended with a good answer, and with a failure. */
+void kb_resolver_counters(const struct kb_resolver *r, uint64_t *refreshes, uint64_t *errors);
+
 /* Names with queries outstanding or waiting for a slot (for tests and `kbackend status`). */
 size_t kb_resolver_busy(const struct kb_resolver *r);
 

@@ -14,6 +14,7 @@
 #include "control.h"
 #include "daemon_int.h"
 #include "render.h"
+#include "watch.h"
 
 /* ---- read-only requests ------------------------------------------------------ */
 
@@ -91,6 +92,12 @@ static struct json_object *frontends_with_stats(struct daemon *d)
 				json_object_object_add(je, "stats", stats_json(&s));
 			if (fe->eps[e].fqdn)
 				json_object_object_add(je, "dns", kb_resolver_name_json(d->resolver, fe->eps[e].fqdn));
+			{
+				struct json_object *jh = kb_health_endpoint_json(d->health, fe, &fe->eps[e]);
+
+				if (jh)
+					json_object_object_add(je, "health", jh);
+			}
 		}
 	}
 	return arr;
@@ -146,11 +153,17 @@ static struct json_object *do_status(struct daemon *d)
 	json_object_object_add(r, "lastApply", json_object_new_int64(d->last_apply));
 	if (d->last_error[0])
 		json_object_object_add(r, "lastError", json_object_new_string(d->last_error));
+	if (d->watch)
+		json_object_object_add(r, "watch", kb_watch_status_json(d));
+	if (d->metrics_addr)
+		json_object_object_add(r, "metricsAddr", json_object_new_string(d->metrics_addr));
+	json_object_object_add(r, "bridge", kb_daemon_bridge_status(d));
 	return r;
 }
 
-static struct json_object *handle(struct daemon *d, const char *msg)
+static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd)
 {
+	const char *msg = rd->msg;
 	struct json_object *req = json_tokener_parse(msg), *files = NULL, *reply;
 	const char *op;
 
@@ -165,11 +178,13 @@ static struct json_object *handle(struct daemon *d, const char *msg)
 	else if (!op)
 		reply = kb_ctl_error("malformed request: no \"op\"");
 	else if (strcmp(op, "apply") == 0)
-		reply = kb_daemon_change(d, files, false, req_bool(req, "dryRun"));
+		reply = kb_daemon_change(d, files, KB_CHANGE_APPLY, req_bool(req, "dryRun"));
 	else if (strcmp(op, "delete") == 0)
-		reply = kb_daemon_change(d, files, true, req_bool(req, "dryRun"));
+		reply = kb_daemon_change(d, files, KB_CHANGE_DELETE, req_bool(req, "dryRun"));
 	else if (strcmp(op, "get") == 0)
 		reply = do_get(d, req);
+	else if (strcmp(op, "register") == 0 || strcmp(op, "unregister") == 0)
+		reply = kb_daemon_register(d, req, rd, strcmp(op, "register") == 0);
 	else if (strcmp(op, "status") == 0)
 		reply = do_status(d);
 	else if (strcmp(op, "unload") == 0) {
@@ -292,7 +307,7 @@ static void on_client(void *ctx, int fd, uint32_t events)
 		kb_frame_reset(&c->rd);
 		c->fd = -1;
 	} else {
-		reply_and_close(c, handle(d, c->rd.msg));
+		reply_and_close(c, handle(d, &c->rd));
 	}
 }
 
@@ -326,13 +341,28 @@ static void clients_expire(void *ctx)
 
 int kb_serve_start(struct daemon *d)
 {
+	struct stat st;
+
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		d->clients[i].fd = -1;
 	d->lfd = listen_socket(d->socket);
 	if (d->lfd < 0)
 		return d->lfd;
+	if (!stat(d->socket, &st)) {
+		d->sock_dev = st.st_dev;
+		d->sock_ino = st.st_ino;
+	}
 	kb_loop_add(d->loop, d->lfd, EPOLLIN, on_accept, d);
 	return kb_loop_add_timer(d->loop, clients_due, clients_expire, d);
+}
+
+void kb_serve_unlink(struct daemon *d)
+{
+	struct stat st;
+
+	/* A daemon started over ours (an upgrade) has bound a new socket at the path: that one stays. */
+	if (d->lfd >= 0 && !stat(d->socket, &st) && st.st_dev == d->sock_dev && st.st_ino == d->sock_ino)
+		unlink(d->socket);
 }
 
 void kb_serve_stop(struct daemon *d)

@@ -1694,9 +1694,21 @@ static void test_refused_apply_changes_nothing(void **state)
 		"    - ip:\n"
 		"        address: 169.254.169.254\n"
 		"        port: 80\n";
+	/* The node's own address (its veth in the node netns): refused by the SSRF guard's node rule. */
+	static const char yaml_node[] =
+		"apiVersion: gateway.envoyproxy.io/v1alpha1\n"
+		"kind: Backend\n"
+		"metadata:\n"
+		"  name: e5\n"
+		"  namespace: default\n"
+		"spec:\n"
+		"  endpoints:\n"
+		"    - ip:\n"
+		"        address: 198.51.100.254\n"
+		"        port: 8080\n";
 	static char loopback[16384];
 	const int w[NEPS] = { 1, 1, 0 };
-	const char *files[3] = { loopback, yaml_broken, yaml_partly };
+	const char *files[4] = { loopback, yaml_broken, yaml_partly, yaml_node };
 	char path[PATH_MAX + 32], statefile[PATH_MAX + 32], *map0, *map1, *get0, *get1, *fe0, *fe1, *state0, *state1;
 	struct json_object *st, *reply;
 	long errors0, applies0;
@@ -1720,12 +1732,14 @@ static void test_refused_apply_changes_nothing(void **state)
 	state0 = read_text(statefile);
 	assert_non_null(state0);
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		snprintf(path, sizeof(path), "%s/refused-%d.yaml", E.tmp, i);
 		assert_int_equal(write_file(path, files[i]), 0);
 		reply = CLI_JSON(&rc, "apply", "-f", path);
 		if (rc != 1 || reply_ok(reply))
 			fail_msg("refused apply %d: exit %d, %s", i, rc, json_object_to_json_string(reply));
+		if (i == 3 && !strstr(json_object_to_json_string(reply), "node"))
+			fail_msg("node address: the refusal does not say why: %s", json_object_to_json_string(reply));
 		json_object_put(reply);
 	}
 
@@ -1749,7 +1763,7 @@ static void test_refused_apply_changes_nothing(void **state)
 	free(state1);
 
 	st = ctl("status", 5000);
-	assert_int_equal(jint(st, "applyErrors"), errors0 + 3);
+	assert_int_equal(jint(st, "applyErrors"), errors0 + 4);
 	assert_int_equal(jint(st, "applies"), applies0);
 	json_object_put(st);
 

@@ -1,0 +1,1126 @@
+// SPDX-License-Identifier: Apache-2.0
+/* e2e: health-driven failover: passive ejection, active checks, fallback levels, spill, panic, LeastRequest, UDP teardown. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "e2e.h"
+#include "control.h"
+#include "dataplane.h"
+#include "render.h"
+#include "util.h"
+
+/*
+ * Topology (DESIGN section 8): the daemon and the clients live in the node
+ * netns (no default route); the endpoints live in a backend netns behind a
+ * veth. Every endpoint is its own server process, so a test can kill one.
+ *
+ *   node 198.51.100.254/24 203.0.113.254/24 ==veth== be: P1..P4 198.51.100.1-4, F1 203.0.113.1, F2 203.0.113.2
+ *
+ * A TCP endpoint answers "HTTP/1.0 <status> X\r\n\r\n<its address>\n" and
+ * keeps the connection until the client closes it (so LeastRequest sees
+ * long-lived connections); <status> is 200 unless the test changes it. The
+ * UDP endpoints (P1, F1 on 5353) echo "<address>" to every datagram.
+ */
+#define FE "198.18.0.20"
+#define PORT 8080
+#define UPORT 5353
+#define NEP 6
+#define MAXFD 1024
+
+enum { P1, P2, P3, P4, F1, F2 };
+static const char *const EP[NEP] = { "198.51.100.1", "198.51.100.2", "198.51.100.3",
+				     "198.51.100.4", "203.0.113.1",  "203.0.113.2" };
+
+struct shared {
+	int status[NEP];	/* HTTP status each endpoint answers */
+};
+
+static struct {
+	const char *skip;
+	char cgroot[PATH_MAX], cgroup[PATH_MAX], bpffs[PATH_MAX], tmp[PATH_MAX], sock[PATH_MAX], state[PATH_MAX],
+		log[PATH_MAX], kb[PATH_MAX];
+	bool cgmounted, netns_made;
+	char node[64], be[64];
+	pid_t daemon;
+	pid_t srv[NEP];		/* TCP endpoint servers */
+	pid_t usrv;		/* UDP echo servers (P1, F1) */
+	pid_t utcp[2];		/* TCP listeners on P1:5353 and F1:5353, the UDP endpoints' health check targets */
+	struct shared *sh;
+} E;
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static void child_init(void)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGALRM, SIG_DFL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+}
+
+static void dump_log(void)
+{
+	char line[1024];
+	FILE *f = E.log[0] ? fopen(E.log, "r") : NULL;
+
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "# log: %s", line);
+	if (f)
+		fclose(f);
+}
+
+/* ---- endpoint servers ---- */
+
+static int listen_on(const char *ip, int port, int type)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int one = 1, fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+
+	inet_pton(AF_INET, ip, &sa.sin_addr);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		return -1;
+	if (type == SOCK_STREAM && listen(fd, 1024))
+		return -1;
+	return fd;
+}
+
+/* One TCP endpoint: answer every connection at once, hold it until the client closes. */
+static void tcp_server(int i, int ready)
+{
+	struct pollfd pf[MAXFD];
+	nfds_t n = 1;
+	int lfd;
+
+	if (e2e_setns(E.be) || (lfd = listen_on(EP[i], PORT, SOCK_STREAM)) < 0)
+		_exit(2);
+	if (write(ready, "R", 1) != 1)
+		_exit(3);
+	close(ready);
+	pf[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+	for (;;) {
+		if (poll(pf, n, -1) < 0)
+			continue;
+		for (nfds_t k = n; k-- > 1;) {
+			char buf[512];
+
+			if (!pf[k].revents)
+				continue;
+			if (read(pf[k].fd, buf, sizeof(buf)) > 0)
+				continue;
+			close(pf[k].fd);
+			pf[k] = pf[--n];
+		}
+		if (pf[0].revents & POLLIN) {
+			int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			char msg[128];
+			int len;
+
+			if (c < 0)
+				continue;
+			len = snprintf(msg, sizeof(msg), "HTTP/1.0 %d X\r\n\r\n%s\n", E.sh->status[i], EP[i]);
+			if (write(c, msg, (size_t)len) < 0 || n == MAXFD) {
+				close(c);
+				continue;
+			}
+			pf[n++] = (struct pollfd){ .fd = c, .events = POLLIN };
+		}
+	}
+}
+
+static pid_t spawn_ready(void (*fn)(int, int), int arg)
+{
+	int p[2];
+	char c;
+	pid_t pid;
+
+	if (pipe(p))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		child_init();
+		close(p[0]);
+		fn(arg, p[1]);
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid < 0 || read(p[0], &c, 1) != 1) {
+		close(p[0]);
+		return -1;
+	}
+	close(p[0]);
+	return pid;
+}
+
+static void stop_pid(pid_t *pid)
+{
+	if (*pid > 0) {
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+	}
+	*pid = 0;
+}
+
+static void ep_kill(int i)
+{
+	stop_pid(&E.srv[i]);
+}
+
+static void ep_start(int i)
+{
+	if (E.srv[i] > 0)
+		return;
+	E.srv[i] = spawn_ready(tcp_server, i);
+	assert_true(E.srv[i] > 0);
+}
+
+static void udp_servers(int unused, int ready)
+{
+	struct pollfd pf[2];
+
+	if (e2e_setns(E.be))
+		_exit(2);
+	pf[0] = (struct pollfd){ .fd = listen_on(EP[P1], UPORT, SOCK_DGRAM), .events = POLLIN };
+	pf[1] = (struct pollfd){ .fd = listen_on(EP[F1], UPORT, SOCK_DGRAM), .events = POLLIN };
+	if (pf[0].fd < 0 || pf[1].fd < 0 || write(ready, "R", 1) != 1)
+		_exit(3);
+	close(ready);
+	for (;;) {
+		if (poll(pf, 2, -1) < 0)
+			continue;
+		for (int k = 0; k < 2; k++) {
+			struct sockaddr_in from;
+			socklen_t fl = sizeof(from);
+			char buf[512];
+			const char *me = k ? EP[F1] : EP[P1];
+
+			if (!(pf[k].revents & POLLIN))
+				continue;
+			if (recvfrom(pf[k].fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl) >= 0)
+				sendto(pf[k].fd, me, strlen(me), 0, (struct sockaddr *)&from, fl);
+		}
+	}
+}
+
+/* The UDP endpoints (P1, F1 on 5353) are health-checked over TCP on the same port. */
+static void udp_check_target(int i, int ready)
+{
+	int lfd;
+
+	if (e2e_setns(E.be) || (lfd = listen_on(EP[i], UPORT, SOCK_STREAM)) < 0)
+		_exit(2);
+	if (write(ready, "R", 1) != 1)
+		_exit(3);
+	close(ready);
+	for (;;) {
+		int c = accept(lfd, NULL, NULL);
+
+		if (c >= 0)
+			close(c);
+	}
+}
+
+/* ---- the daemon and its control socket ---- */
+
+static bool daemon_serves(void)
+{
+	struct json_object *req = json_object_new_object(), *r;
+	struct json_object *v;
+	bool ok;
+
+	json_object_object_add(req, "op", json_object_new_string("status"));
+	r = kb_ctl_call(E.sock, req, 2000);
+	json_object_put(req);
+	ok = r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v);
+	json_object_put(r);
+	return ok;
+}
+
+static int daemon_start(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd;
+
+		child_init();
+		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd < 0 || e2e_setns(E.node))
+			_exit(126);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(E.kb, "kbackend", "daemon", "-v", "--cgroup", E.cgroup, "--bpffs", E.bpffs, "--state-dir", E.state,
+		      "--socket", E.sock, "--enable-backend", (char *)NULL);
+		_exit(127);
+	}
+	E.daemon = pid;
+	for (long end = now_ms() + 15000; now_ms() < end; sleep_ms(20)) {
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			E.daemon = 0;
+			return -1;
+		}
+		if (daemon_serves())
+			return 0;
+	}
+	return -1;
+}
+
+static void apply_yaml(const char *yaml)
+{
+	struct json_object *req = json_object_new_object(), *files = json_object_new_array(), *f = json_object_new_object();
+	struct json_object *r, *v;
+
+	json_object_object_add(f, "name", json_object_new_string("health.yaml"));
+	json_object_object_add(f, "content", json_object_new_string(yaml));
+	json_object_array_add(files, f);
+	json_object_object_add(req, "op", json_object_new_string("replace"));
+	json_object_object_add(req, "files", files);
+	r = kb_ctl_call(E.sock, req, 30000);
+	if (!(r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v))) {
+		/* An older daemon without "replace": apply instead (the tests always send the whole state). */
+		json_object_put(r);
+		json_object_object_add(req, "op", json_object_new_string("apply"));
+		r = kb_ctl_call(E.sock, req, 30000);
+	}
+	json_object_put(req);
+	if (!(r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v))) {
+		dump_log();
+		fail_msg("apply refused: %s", r ? json_object_to_json_string(r) : strerror(errno));
+	}
+	json_object_put(r);
+}
+
+/* The daemon's frontends (get endpoints), for the first frontend with this port. */
+static struct json_object *get_frontend(int port, struct json_object **owner)
+{
+	struct json_object *req = json_object_new_object(), *r, *fes;
+
+	json_object_object_add(req, "op", json_object_new_string("get"));
+	json_object_object_add(req, "what", json_object_new_string("endpoints"));
+	r = kb_ctl_call(E.sock, req, 5000);
+	json_object_put(req);
+	*owner = r;
+	if (!r || !json_object_object_get_ex(r, "frontends", &fes))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(fes); i++) {
+		struct json_object *fe = json_object_array_get_idx(fes, i);
+
+		if (kb_json_int(fe, "port") == port)
+			return fe;
+	}
+	return NULL;
+}
+
+/* ---- manifests ---- */
+
+static char Y[32768];
+
+static size_t y_add(size_t n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t y_add(size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	n += (size_t)vsnprintf(Y + n, sizeof(Y) - n, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+static size_t y_head(void)
+{
+	Y[0] = '\0';
+	return y_add(0,
+		     "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: eg\n  namespace: default\n"
+		     "spec:\n  gatewayClassName: eg\n  addresses:\n    - type: IPAddress\n      value: " FE "\n"
+		     "  listeners:\n    - name: tcp\n      protocol: TCP\n      port: 80\n"
+		     "    - name: udp\n      protocol: UDP\n      port: 53\n");
+}
+
+/*
+ * A Backend. eps: bitmask over EP[]. fb: "true" for `fallback: true`, a
+ * Backend name for the seed's `fallback.backendRef`, or NULL.
+ */
+static size_t y_backend(size_t n, const char *name, unsigned eps, int port, const char *fb)
+{
+	n = y_add(n, "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: %s\n"
+		     "  namespace: default\nspec:\n",
+		  name);
+	if (fb && !strcmp(fb, "true"))
+		n = y_add(n, "  fallback: true\n");
+	else if (fb)
+		n = y_add(n, "  fallback:\n    backendRef:\n      name: %s\n", fb);
+	n = y_add(n, "  endpoints:\n");
+	for (int i = 0; i < NEP; i++)
+		if (eps & (1u << i))
+			n = y_add(n, "    - ip:\n        address: %s\n        port: %d\n", EP[i], port);
+	return n;
+}
+
+/* A route of kind (TCPRoute/UDPRoute) named app/dns on its listener, with refs (comma-separated Backend names). */
+static size_t y_route(size_t n, const char *kind, const char *name, const char *section, const char *refs)
+{
+	char buf[256], *save = NULL;
+
+	n = y_add(n, "---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: %s\nmetadata:\n  name: %s\n"
+		     "  namespace: default\nspec:\n  parentRefs:\n    - name: eg\n      sectionName: %s\n"
+		     "  rules:\n    - backendRefs:\n",
+		  kind, name, section);
+	snprintf(buf, sizeof(buf), "%s", refs);
+	for (char *r = strtok_r(buf, ",", &save); r; r = strtok_r(NULL, ",", &save))
+		n = y_add(n, "        - group: gateway.envoyproxy.io\n          kind: Backend\n          name: %s\n", r);
+	return n;
+}
+
+/* A BackendTrafficPolicy on route kind/name with this healthCheck / loadBalancer body (already indented). */
+static size_t y_policy(size_t n, const char *kind, const char *name, const char *body)
+{
+	return y_add(n, "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata:\n"
+			"  name: hc-%s\n  namespace: default\nspec:\n  targetRefs:\n    - group: gateway.networking.k8s.io\n"
+			"      kind: %s\n      name: %s\n%s",
+		     name, kind, name, body);
+}
+
+#define ACTIVE_FAST                                                                                    \
+	"  healthCheck:\n    active:\n      type: TCP\n      timeout: 300ms\n      interval: 500ms\n" \
+	"      unhealthyThreshold: 3\n      healthyThreshold: 1\n"
+#define ACTIVE_INTERVAL_MS 500
+#define ACTIVE_UNHEALTHY 3
+
+/* ---- clients: in the test cgroup and the node netns ---- */
+
+struct tally {
+	long ok[NEP], fail, other;
+	long first_ms, last_fail_ms;	/* monotonic ms of the first connect and of the last failed one */
+	long last_dead_ms;		/* last connect answered by, or refused at, the endpoint `dead` */
+};
+
+/* One steered connect to FE:80; the index of the endpoint that answered, or -errno. */
+static int one_connect(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(80) };
+	struct timeval tv = { 3, 0 };
+	char buf[256];
+	size_t got = 0;
+	ssize_t r;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), res = -EPROTO;
+
+	inet_pton(AF_INET, FE, &sa.sin_addr);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		res = -errno;
+		close(fd);
+		return res;
+	}
+	while (got < sizeof(buf) - 1 && (r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) > 0) {
+		got += (size_t)r;
+		buf[got] = '\0';
+		if (got > 4 && buf[got - 1] == '\n' && strstr(buf, "\r\n\r\n"))
+			break;
+	}
+	buf[got] = '\0';
+	close(fd);
+	for (int i = 0; i < NEP; i++) {
+		char *body = strstr(buf, "\r\n\r\n");
+
+		if (body && !strncmp(body + 4, EP[i], strlen(EP[i])) && body[4 + strlen(EP[i])] == '\n')
+			return i;
+	}
+	return res;
+}
+
+/*
+ * Run `count` connects (or until `ms` elapsed when count is 0) in a child in
+ * the cgroup; results in shared memory. `dead` names an endpoint whose
+ * answers and refusals mark last_dead_ms (-1: none).
+ */
+static struct tally run_clients(long count, long ms, int dead)
+{
+	struct tally *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), res;
+	pid_t pid;
+	int st;
+
+	assert_true(t != MAP_FAILED);
+	memset(t, 0, sizeof(*t));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		long end;
+
+		child_init();
+		if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
+			_exit(99);
+		t->first_ms = now_ms();
+		end = t->first_ms + ms;
+		for (long i = 0; count ? i < count : now_ms() < end; i++) {
+			int r = one_connect();
+
+			if (r >= 0) {
+				t->ok[r]++;
+				if (r == dead)
+					t->last_dead_ms = now_ms();
+			} else if (r == -ECONNREFUSED) {
+				t->fail++;
+				t->last_fail_ms = now_ms();
+				if (dead >= 0)
+					t->last_dead_ms = t->last_fail_ms;
+			} else {
+				t->other++;
+			}
+		}
+		_exit(0);
+	}
+	waitpid(pid, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	res = *t;
+	munmap(t, sizeof(*t));
+	return res;
+}
+
+static long total(const struct tally *t)
+{
+	long n = 0;
+
+	for (int i = 0; i < NEP; i++)
+		n += t->ok[i];
+	return n;
+}
+
+/* Wait (making connects) until a run of `n` connects has no failure; false on timeout. */
+static bool settle(long timeout_ms)
+{
+	for (long end = now_ms() + timeout_ms; now_ms() < end;) {
+		struct tally t = run_clients(50, 0, -1);
+
+		if (!t.fail && !t.other)
+			return true;
+		sleep_ms(100);
+	}
+	return false;
+}
+
+/* ---- setup ---- */
+
+static int group_teardown(void **state);
+
+static int setup_failed(const char *why)
+{
+	fprintf(stderr, "# setup failed: %s\n", why);
+	dump_log();
+	group_teardown(NULL);
+	return -1;
+}
+
+static int topo_up(void)
+{
+	char vn[32], vb[32];
+
+	snprintf(vn, sizeof(vn), "khn%d", (int)getpid());
+	snprintf(vb, sizeof(vb), "khb%d", (int)getpid());
+	E.netns_made = true;
+	if (e2e_sh("ip netns add %s", E.node) || e2e_sh("ip netns add %s", E.be) ||
+	    e2e_sh("ip -n %s link add %s type veth peer name %s netns %s", E.node, vn, vb, E.be) ||
+	    e2e_sh("ip -n %s link set lo up", E.node) || e2e_sh("ip -n %s link set lo up", E.be) ||
+	    e2e_sh("ip -n %s addr add 198.51.100.254/24 dev %s", E.node, vn) ||
+	    e2e_sh("ip -n %s addr add 203.0.113.254/24 dev %s", E.node, vn) ||
+	    e2e_sh("ip -n %s link set %s up", E.node, vn) || e2e_sh("ip -n %s link set %s up", E.be, vb))
+		return -1;
+	for (int i = 0; i < NEP; i++)
+		if (e2e_sh("ip -n %s addr add %s/24 dev %s", E.be, EP[i], vb))
+			return -1;
+	/* Thousands of short connects: reuse TIME_WAIT ports (per-netns sysctls). */
+	e2e_sh("nsenter --net=/var/run/netns/%s sysctl -w net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range='1024 65000'",
+	       E.node);
+	/* The network rule: the node netns has no default route. */
+	if (!e2e_sh("ip -n %s route show default | grep -q .", E.node))
+		return -1;
+	return 0;
+}
+
+static int group_setup(void **state)
+{
+	char self[PATH_MAX], *slash;
+	ssize_t n;
+
+	E.skip = e2e_skip_reason();
+	if (E.skip)
+		return 0;
+	if (e2e_sh("command -v ip")) {
+		E.skip = "needs iproute2";
+		return 0;
+	}
+	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, NULL) != 1) {
+		E.skip = "kernel cannot load sockops programs";
+		return 0;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n > 0 ? n : 0] = '\0';
+	slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(E.kb, sizeof(E.kb), "%s", getenv("KBACKEND_BIN") ? getenv("KBACKEND_BIN") : "");
+	if (!E.kb[0])
+		snprintf(E.kb, sizeof(E.kb), "%s/../kbackend", self);
+	if (access(E.kb, X_OK)) {
+		E.skip = "build/kbackend is not built";
+		return 0;
+	}
+	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
+		E.skip = "no cgroup2 hierarchy";
+		return 0;
+	}
+	E.sh = mmap(NULL, sizeof(*E.sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (E.sh == MAP_FAILED) {
+		E.sh = NULL;
+		return setup_failed("mmap");
+	}
+	for (int i = 0; i < NEP; i++)
+		E.sh->status[i] = 200;
+	snprintf(E.tmp, sizeof(E.tmp), "/tmp/kbt-health-XXXXXX");
+	if (!mkdtemp(E.tmp)) {
+		E.tmp[0] = '\0';
+		return setup_failed("mkdtemp");
+	}
+	snprintf(E.sock, sizeof(E.sock), "%s/kb.sock", E.tmp);
+	snprintf(E.state, sizeof(E.state), "%s/state", E.tmp);
+	snprintf(E.log, sizeof(E.log), "%s/daemon.log", E.tmp);
+	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-health-%d", E.cgroot, (int)getpid());
+	snprintf(E.bpffs, sizeof(E.bpffs), "/sys/fs/bpf/kbt-health-%d", (int)getpid());
+	snprintf(E.node, sizeof(E.node), "kbt-hnode-%d", (int)getpid());
+	snprintf(E.be, sizeof(E.be), "kbt-hbe-%d", (int)getpid());
+	if (mkdir(E.cgroup, 0755)) {
+		E.cgroup[0] = '\0';
+		return setup_failed("mkdir cgroup");
+	}
+	if (e2e_ensure_bpffs())
+		return setup_failed("bpffs");
+	if (topo_up())
+		return setup_failed("topology");
+	for (int i = 0; i < NEP; i++)
+		if ((E.srv[i] = spawn_ready(tcp_server, i)) <= 0)
+			return setup_failed("endpoint servers");
+	if ((E.usrv = spawn_ready(udp_servers, 0)) <= 0)
+		return setup_failed("UDP servers");
+	if (daemon_start())
+		return setup_failed("daemon did not start (see its log)");
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	stop_pid(&E.daemon);
+	for (int i = 0; i < NEP; i++)
+		stop_pid(&E.srv[i]);
+	stop_pid(&E.usrv);
+	stop_pid(&E.utcp[0]);
+	stop_pid(&E.utcp[1]);
+	if (E.bpffs[0])
+		kb_dataplane_unload(E.bpffs);
+	E.bpffs[0] = '\0';
+	if (E.cgroup[0])
+		e2e_cgroup_remove(E.cgroot, E.cgroup);
+	E.cgroup[0] = '\0';
+	e2e_cgroup2_release(E.cgroot, E.cgmounted);
+	E.cgmounted = false;
+	if (E.netns_made) {
+		e2e_sh("ip netns del %s", E.node);
+		e2e_sh("ip netns del %s", E.be);
+		E.netns_made = false;
+	}
+	if (E.tmp[0]) {
+		if (getenv("KB_KEEP_LOG"))
+			dump_log();
+		e2e_sh("rm -rf '%s'", E.tmp);
+	}
+	E.tmp[0] = '\0';
+	if (E.sh)
+		munmap(E.sh, sizeof(*E.sh));
+	E.sh = NULL;
+	return 0;
+}
+
+/* Every test starts with all endpoint servers up, answering 200. */
+static int test_setup(void **state)
+{
+	if (E.skip)
+		return 0;
+	for (int i = 0; i < NEP; i++) {
+		E.sh->status[i] = 200;
+		ep_start(i);
+	}
+	return 0;
+}
+
+#define NEED_ENV()                   \
+	do {                         \
+		if (E.skip)          \
+			skip();      \
+	} while (0)
+
+/* P1+P2 primary, F1 fallback (`fallback: true`), with this policy body (NULL: none). */
+static void config_primary_fallback(const char *policy)
+{
+	size_t n = y_head();
+
+	n = y_backend(n, "prim", 1u << P1 | 1u << P2, PORT, NULL);
+	n = y_backend(n, "fb", 1u << F1, PORT, "true");
+	n = y_route(n, "TCPRoute", "app", "tcp", "prim,fb");
+	if (policy)
+		y_policy(n, "TCPRoute", "app", policy);
+	apply_yaml(Y);
+}
+
+/* ---- tests ---- */
+
+/* Passive: after N refused connects the endpoint is ejected, no new connection goes to it, and it comes back. */
+static void test_passive_eject_and_return(void **state)
+{
+	struct tally t;
+	long kill_at;
+
+	NEED_ENV();
+	config_primary_fallback("  healthCheck:\n    passive:\n      splitExternalLocalOriginErrors: true\n"
+				"      consecutiveLocalOriginFailures: 3\n      interval: 1s\n      baseEjectionTime: 3s\n"
+				"      maxEjectionPercent: 50\n");
+	assert_true(settle(5000));
+	t = run_clients(400, 0, -1);
+	assert_true(t.ok[P1] > 100 && t.ok[P2] > 100 && !t.fail);
+
+	kill_at = now_ms();
+	ep_kill(P1);
+	/* Connect for 1.5 s: a few refusals at P1, then none. */
+	t = run_clients(0, 1500, P1);
+	print_message("# passive: %ld refused connects; failover %ld ms (kill -> last connect sent to the dead endpoint)\n",
+		      t.fail, t.last_dead_ms ? t.last_dead_ms - kill_at : 0);
+	assert_true(t.fail >= 3);
+	/*
+	 * 3 in a row eject it, but the swap is made in user space: connects
+	 * that start within the daemon's reaction time (a few ms, against
+	 * ~50 us for a refused connect here) are still refused.
+	 */
+	assert_true(t.fail <= 200);
+	assert_int_equal(t.ok[P1], 0);
+	t = run_clients(500, 0, P1);
+	assert_int_equal(t.fail, 0);
+	assert_int_equal(t.ok[P1], 0);
+
+	/* Back after baseEjectionTime (3 s): traffic returns. */
+	ep_start(P1);
+	sleep_ms(3500);
+	t = run_clients(400, 0, -1);
+	assert_int_equal(t.fail, 0);
+	assert_true(t.ok[P1] > 100);
+}
+
+/* Active: ejected within interval x unhealthyThreshold + 1 s, and back once a probe passes. */
+static void test_active_eject_and_return(void **state)
+{
+	struct tally t;
+	long kill_at, failover;
+
+	NEED_ENV();
+	config_primary_fallback(ACTIVE_FAST);
+	assert_true(settle(5000));
+	kill_at = now_ms();
+	ep_kill(P1);
+	t = run_clients(0, ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1500, P1);
+	failover = t.last_dead_ms ? t.last_dead_ms - kill_at : 0;
+	print_message("# active: %ld refused connects; failover %ld ms (bound %d ms)\n", t.fail, failover,
+		      ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
+	assert_true(failover <= ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
+	t = run_clients(500, 0, P1);
+	assert_int_equal(t.fail, 0);
+	assert_int_equal(t.ok[P1], 0);
+
+	ep_start(P1);
+	sleep_ms(ACTIVE_INTERVAL_MS + 1000);
+	t = run_clients(400, 0, -1);
+	assert_int_equal(t.fail, 0);
+	assert_true(t.ok[P1] > 100);
+}
+
+/* HTTP checks: a 503 from the path fails the probe although TCP connects still work. */
+static void test_active_http_status(void **state)
+{
+	struct tally t;
+
+	NEED_ENV();
+	config_primary_fallback("  healthCheck:\n    active:\n      type: HTTP\n      timeout: 300ms\n"
+				"      interval: 500ms\n      unhealthyThreshold: 2\n      healthyThreshold: 1\n"
+				"      http:\n        path: /healthz\n        expectedStatuses: [200, 204]\n");
+	assert_true(settle(5000));
+	E.sh->status[P1] = 503;	/* new server answers use it at once */
+	sleep_ms(500 * 2 + 1000);
+	t = run_clients(400, 0, -1);
+	assert_int_equal(t.ok[P1], 0);
+	E.sh->status[P1] = 204;
+	sleep_ms(500 + 1000);
+	t = run_clients(400, 0, -1);
+	assert_true(t.ok[P1] > 50);
+}
+
+/* All primaries dead: 100% to the fallback; primaries back: 100% to them again. */
+static void check_all_dead_then_back(void)
+{
+	struct tally t;
+
+	t = run_clients(300, 0, -1);
+	assert_true(t.ok[P1] + t.ok[P2] == 300);
+	ep_kill(P1);
+	ep_kill(P2);
+	sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
+	t = run_clients(500, 0, -1);
+	assert_int_equal(t.fail, 0);
+	assert_int_equal(t.ok[F1], 500);
+	ep_start(P1);
+	ep_start(P2);
+	sleep_ms(ACTIVE_INTERVAL_MS + 1000);
+	t = run_clients(500, 0, -1);
+	assert_int_equal(t.ok[P1] + t.ok[P2], 500);
+}
+
+static void test_all_primaries_dead_fallback_true(void **state)
+{
+	NEED_ENV();
+	config_primary_fallback(ACTIVE_FAST);
+	assert_true(settle(5000));
+	check_all_dead_then_back();
+}
+
+/* The seed's `fallback.backendRef` on the primary Backend behaves like `fallback: true` on the fallback. */
+static void test_seed_fallback_ref(void **state)
+{
+	size_t n = y_head();
+
+	NEED_ENV();
+	n = y_backend(n, "prim", 1u << P1 | 1u << P2, PORT, "fb");
+	n = y_backend(n, "fb", 1u << F1, PORT, NULL);
+	n = y_route(n, "TCPRoute", "app", "tcp", "prim");
+	y_policy(n, "TCPRoute", "app", ACTIVE_FAST);
+	apply_yaml(Y);
+	assert_true(settle(5000));
+	check_all_dead_then_back();
+}
+
+/* prim -> f1 -> f2: each level takes over when the one above is all dead, and gives back in order. */
+static void test_three_level_chain(void **state)
+{
+	size_t n = y_head();
+	long wait = ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000;
+	struct tally t;
+
+	NEED_ENV();
+	n = y_backend(n, "prim", 1u << P1, PORT, "f1");
+	n = y_backend(n, "f1", 1u << F1, PORT, "f2");
+	n = y_backend(n, "f2", 1u << F2, PORT, NULL);
+	n = y_route(n, "TCPRoute", "app", "tcp", "prim");
+	y_policy(n, "TCPRoute", "app", ACTIVE_FAST);
+	apply_yaml(Y);
+	assert_true(settle(5000));
+	t = run_clients(200, 0, -1);
+	assert_int_equal(t.ok[P1], 200);
+	ep_kill(P1);
+	sleep_ms(wait);
+	t = run_clients(200, 0, -1);
+	assert_int_equal(t.ok[F1], 200);
+	ep_kill(F1);
+	sleep_ms(wait);
+	t = run_clients(200, 0, -1);
+	assert_int_equal(t.ok[F2], 200);
+	ep_start(F1);
+	sleep_ms(ACTIVE_INTERVAL_MS + 1000);
+	t = run_clients(200, 0, -1);
+	assert_int_equal(t.ok[F1], 200);
+	ep_start(P1);
+	sleep_ms(ACTIVE_INTERVAL_MS + 1000);
+	t = run_clients(200, 0, -1);
+	assert_int_equal(t.ok[P1], 200);
+}
+
+static void config_four_primaries(const char *policy)
+{
+	size_t n = y_head();
+
+	n = y_backend(n, "prim", 1u << P1 | 1u << P2 | 1u << P3 | 1u << P4, PORT, NULL);
+	n = y_backend(n, "fb", 1u << F1, PORT, "true");
+	n = y_route(n, "TCPRoute", "app", "tcp", "prim,fb");
+	y_policy(n, "TCPRoute", "app", policy);
+	apply_yaml(Y);
+}
+
+/* Spill with the 1.4 overprovisioning factor: 3 of 4 healthy keeps everything; 2 of 4 sends 30% on. */
+static void test_spill(void **state)
+{
+	long wait = ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000;
+	struct tally t;
+	double fb;
+
+	NEED_ENV();
+	config_four_primaries(ACTIVE_FAST);
+	assert_true(settle(5000));
+	ep_kill(P1);
+	sleep_ms(wait);
+	t = run_clients(5000, 0, -1);
+	assert_int_equal(t.fail, 0);
+	fb = 100.0 * (double)t.ok[F1] / (double)total(&t);
+	print_message("# spill, 1 of 4 unhealthy: fallback %.2f%% (expect 0 +-3)\n", fb);
+	assert_true(fb <= 3.0);
+	ep_kill(P2);
+	sleep_ms(wait);
+	t = run_clients(5000, 0, -1);
+	assert_int_equal(t.fail, 0);
+	fb = 100.0 * (double)t.ok[F1] / (double)total(&t);
+	print_message("# spill, 2 of 4 unhealthy: fallback %.2f%% (expect 30 +-3)\n", fb);
+	assert_true(fb >= 27.0 && fb <= 33.0);
+}
+
+/* Below the panic threshold a level uses all its hosts, healthy or not (no fallback to spill to). */
+static void test_panic(void **state)
+{
+	size_t n = y_head();
+	struct json_object *owner, *fe, *lv, *eps;
+	struct tally t;
+
+	NEED_ENV();
+	n = y_backend(n, "prim", 1u << P1 | 1u << P2 | 1u << P3 | 1u << P4, PORT, NULL);
+	n = y_route(n, "TCPRoute", "app", "tcp", "prim");
+	y_policy(n, "TCPRoute", "app", ACTIVE_FAST);
+	apply_yaml(Y);
+	assert_true(settle(5000));
+	ep_kill(P1);
+	ep_kill(P2);
+	sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
+	/* 2 of 4: 50% is not below 50%: the two healthy ones serve. */
+	t = run_clients(400, 0, -1);
+	assert_int_equal(t.fail, 0);
+	ep_kill(P3);
+	sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
+	fe = get_frontend(80, &owner);
+	assert_non_null(fe);
+	assert_true(json_object_object_get_ex(fe, "priorities", &lv));
+	assert_true(json_object_get_boolean(json_object_object_get(json_object_array_get_idx(lv, 0), "panic")));
+	assert_true(json_object_object_get_ex(fe, "endpoints", &eps));
+	for (size_t i = 0; i < json_object_array_length(eps); i++)
+		assert_true(kb_json_int(json_object_array_get_idx(eps, i), "slots") > 0);
+	json_object_put(owner);
+	/* Panic: every host gets its share, so about 3 in 4 connects are refused by the dead ones. */
+	t = run_clients(1000, 0, -1);
+	print_message("# panic: %ld of 1000 refused, %ld to the one healthy endpoint\n", t.fail, t.ok[P4]);
+	assert_true(t.fail > 600 && t.fail < 900);
+	assert_true(t.ok[P4] > 100);
+}
+
+/* LeastRequest: P1 holds 60 long-lived connections, so new ones go mostly to P2 (two choices: ~75%). */
+static void test_least_request(void **state)
+{
+	size_t n = y_head();
+	int *held = NULL;
+	struct tally t;
+	pid_t pid;
+	int p[2], st;
+	char c;
+
+	NEED_ENV();
+	n = y_backend(n, "prim", 1u << P1 | 1u << P2, PORT, NULL);
+	n = y_route(n, "TCPRoute", "app", "tcp", "prim");
+	y_policy(n, "TCPRoute", "app", "  loadBalancer:\n    type: LeastRequest\n");
+	apply_yaml(Y);
+	assert_true(settle(5000));
+	t = run_clients(1000, 0, -1);
+	print_message("# LeastRequest, idle: P1 %ld, P2 %ld\n", t.ok[P1], t.ok[P2]);
+	assert_true(t.ok[P1] > 350 && t.ok[P2] > 350);
+
+	/* A holder in the cgroup opens 60 connections straight to P1 and keeps them until told. */
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		child_init();
+		close(p[1]);
+		if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
+			_exit(99);
+		held = calloc(60, sizeof(*held));
+		for (int i = 0; i < 60; i++) {
+			struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(PORT) };
+
+			inet_pton(AF_INET, EP[P1], &sa.sin_addr);
+			held[i] = socket(AF_INET, SOCK_STREAM, 0);
+			if (connect(held[i], (struct sockaddr *)&sa, sizeof(sa)))
+				_exit(98);
+		}
+		if (read(p[0], &c, 1) < 0)
+			_exit(97);
+		_exit(0);
+	}
+	close(p[0]);
+	sleep_ms(300);
+	t = run_clients(1000, 0, -1);
+	print_message("# LeastRequest, P1 holding 60: P1 %ld, P2 %ld\n", t.ok[P1], t.ok[P2]);
+	close(p[1]);
+	waitpid(pid, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(t.fail, 0);
+	assert_true(t.ok[P2] > 650);
+}
+
+/* A connected UDP socket to an endpoint that fails its checks is destroyed; its next send errors. */
+static void test_udp_socket_destroyed(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(53) };
+	struct timeval tv = { 1, 0 };
+	char buf[64];
+	size_t n = y_head();
+	int fd, err = 0;
+	ssize_t r;
+	long end;
+
+	NEED_ENV();
+	E.utcp[0] = spawn_ready(udp_check_target, P1);
+	E.utcp[1] = spawn_ready(udp_check_target, F1);
+	assert_true(E.utcp[0] > 0 && E.utcp[1] > 0);
+	n = y_backend(n, "uprim", 1u << P1, UPORT, NULL);
+	n = y_backend(n, "ufb", 1u << F1, UPORT, "true");
+	n = y_route(n, "UDPRoute", "dns", "udp", "uprim,ufb");
+	y_policy(n, "UDPRoute", "dns", ACTIVE_FAST);
+	apply_yaml(Y);
+	sleep_ms(ACTIVE_INTERVAL_MS * 2);
+
+	/* The client is this test process itself, in the cgroup and the node netns, for the duration. */
+	assert_int_equal(e2e_cgroup_enter(E.cgroup, 0), 0);
+	{
+		int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+
+		assert_int_equal(e2e_setns(E.node), 0);
+		inet_pton(AF_INET, FE, &sa.sin_addr);
+		fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(send(fd, "q", 1, 0), 1);
+		r = recv(fd, buf, sizeof(buf) - 1, 0);
+		assert_true(r > 0);
+		buf[r] = '\0';
+		assert_string_equal(buf, EP[P1]);
+
+		stop_pid(&E.utcp[0]);	/* the check target goes: P1 fails its checks */
+		for (end = now_ms() + ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 3000; now_ms() < end; sleep_ms(100)) {
+			if (send(fd, "q", 1, 0) < 0) {
+				err = errno;
+				break;
+			}
+			recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		}
+		print_message("# UDP: send after ejection failed with %s\n", err ? strerror(err) : "nothing");
+		close(fd);
+		/* A new socket goes to the fallback. */
+		fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		send(fd, "q", 1, 0);
+		r = recv(fd, buf, sizeof(buf) - 1, 0);
+		buf[r > 0 ? r : 0] = '\0';
+		close(fd);
+		setns(self, CLONE_NEWNET);
+		close(self);
+	}
+	e2e_cgroup_enter(E.cgroot, 0);
+	stop_pid(&E.utcp[1]);
+	assert_true(err != 0);
+	assert_string_equal(buf, EP[F1]);
+}
+
+/* `get endpoints` reports ejection and the sockops counters per endpoint. */
+static void test_get_endpoints_health(void **state)
+{
+	struct json_object *owner, *fe, *eps, *h, *oc;
+	bool seen = false;
+
+	NEED_ENV();
+	config_primary_fallback("  healthCheck:\n    passive:\n      consecutive5XxErrors: 2\n"
+				"      baseEjectionTime: 30s\n      maxEjectionPercent: 100\n");
+	assert_true(settle(5000));
+	ep_kill(P1);
+	run_clients(100, 0, -1);
+	fe = get_frontend(80, &owner);
+	assert_non_null(fe);
+	assert_true(json_object_object_get_ex(fe, "endpoints", &eps));
+	for (size_t i = 0; i < json_object_array_length(eps); i++) {
+		struct json_object *ep = json_object_array_get_idx(eps, i);
+
+		if (strcmp(kb_json_str(ep, "address"), EP[P1]))
+			continue;
+		seen = true;
+		assert_true(json_object_object_get_ex(ep, "health", &h));
+		assert_string_equal(kb_json_str(h, "state"), "ejected");
+		assert_true(strlen(kb_json_str(h, "ejectedUntil")) == 20);
+		assert_true(json_object_object_get_ex(h, "outcomes", &oc));
+		assert_true(kb_json_int(oc, "refused") >= 2);
+		assert_true(kb_json_int(oc, "established") > 0);
+		assert_false(json_object_get_boolean(json_object_object_get(ep, "healthy")));
+	}
+	json_object_put(owner);
+	assert_true(seen);
+}
+
+static void on_signal(int sig)
+{
+	static const char msg[] = "# test_health: interrupted; cleaning up\n";
+
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		{ /* nothing to do */ }
+	group_teardown(NULL);
+	_exit(128 + sig);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_passive_eject_and_return, test_setup),
+		cmocka_unit_test_setup(test_active_eject_and_return, test_setup),
+		cmocka_unit_test_setup(test_active_http_status, test_setup),
+		cmocka_unit_test_setup(test_all_primaries_dead_fallback_true, test_setup),
+		cmocka_unit_test_setup(test_seed_fallback_ref, test_setup),
+		cmocka_unit_test_setup(test_three_level_chain, test_setup),
+		cmocka_unit_test_setup(test_spill, test_setup),
+		cmocka_unit_test_setup(test_panic, test_setup),
+		cmocka_unit_test_setup(test_least_request, test_setup),
+		cmocka_unit_test_setup(test_udp_socket_destroyed, test_setup),
+		cmocka_unit_test_setup(test_get_endpoints_health, test_setup),
+	};
+
+	if (getenv("KB_VERBOSE"))
+		kb_verbosity = atoi(getenv("KB_VERBOSE"));
+	setvbuf(stdout, NULL, _IONBF, 0);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGALRM, on_signal);
+	alarm(300);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

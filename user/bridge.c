@@ -1,0 +1,1016 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The TCP->unix bridge: loopback listeners that steered connects reach, and a thread that moves their bytes to sidecars. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "util.h"
+
+/*
+ * Design (docs/ARCHITECTURE.md, "The unix bridge"):
+ *
+ * One listener per unix path, on 127.0.0.1:P with the same P in the daemon's
+ * netns and in every --bridge-netns; slots of kind KB_SLOT_BRIDGE carry that
+ * address, so connect4/6 rewrite a connect to a unix endpoint exactly like an
+ * IP one (and getpeername still shows the frontend). The main thread makes
+ * and retires listeners; one bridge thread, with its own epoll, accepts,
+ * connects to the sidecar (non-blocking) and moves bytes, so a bulk transfer
+ * never delays the control socket.
+ *
+ * Memory bound B (--bridge-buffer) per connection and direction, counted as
+ * the kernel counts it (skb truesize): the TCP socket's SO_RCVBUF and
+ * SO_SNDBUF are B/4 each (the kernel doubles them: B/2), the unix socket's
+ * SO_SNDBUF is B/8 (B/4), and the bridge holds at most one chunk of B/4 (a
+ * user buffer or a pipe). Client->sidecar: B/2 + B/4 + B/4; sidecar->client:
+ * B/4 + B/2 (the sidecar's own send buffer is the sidecar's). A chunk is read
+ * only when the previous one is fully written, so nothing else accumulates,
+ * whatever either peer does.
+ */
+
+#define CHUNK_MAX (256u << 10)		/* larger reads gain nothing measurable */
+#define PIPE_POOL 8			/* empty pipes kept for reuse (splice mode) */
+#define PUMP_BUDGET 16			/* chunks a connection moves before others get a turn */
+#define CONNECT_RETRY_MS 1000		/* a sidecar whose backlog is full gets this long */
+#define SWEEP_GRACE_MS 3000		/* a listener no frontend uses lives on this long */
+#define LISTEN_BACKLOG 4096
+#define MAX_EVENTS 256
+
+enum { T_EVENT = 1, T_LISTEN, T_END };
+
+struct blisten {
+	int type;			/* T_LISTEN; first, as in every epoll tag */
+	int fd;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct blisten *next;		/* graveyard */
+};
+
+struct conn;
+
+struct end {
+	int type;			/* T_END */
+	int fd;
+	bool rd, wr;			/* edge-triggered readiness not yet used up */
+	bool want_out;			/* EPOLLOUT is in the interest set (only while a write is blocked) */
+	bool hup;			/* the peer half-closed (or worse): an EOF may wait behind the data */
+	struct conn *c;
+};
+
+/* One direction: src -> dst. */
+struct half {
+	char *buf;			/* copy mode: bytes read and not yet written (the scratch, or a residue) */
+	size_t off, len;
+	int pipe[2];			/* splice mode: -1 when none is held */
+	size_t inpipe;
+	bool eof;			/* src said EOF */
+	bool shut;			/* dst got shutdown(SHUT_WR) */
+};
+
+struct conn {
+	struct end tcp, ux;
+	struct half up, down;		/* up: client -> sidecar; down: sidecar -> client */
+	struct conn *prev, *next;	/* live list */
+	struct conn *link;		/* retry, ready or dead list */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	long retry_until;
+	bool dead, queued;
+};
+
+/* A unix path's listeners, owned by the main thread. */
+struct plisten {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	__u16 port;
+	struct blisten *l[1 + KB_BRIDGE_MAX_NETNS];
+	size_t nl;
+	long last_used;
+};
+
+struct kb_bridge {
+	struct kb_bridge_opts o;
+	int nsfd[KB_BRIDGE_MAX_NETNS];
+	int selfns;
+	int epfd, evfd;
+	pthread_t th;
+	bool started;
+	atomic_bool stop;
+	int tcp_rcv, tcp_snd, ux_snd, ux_rcv;
+	size_t chunk;
+
+	/* Main thread. */
+	struct plisten *ls;
+	size_t nls, capls;
+
+	/* Handed from the main thread to the bridge thread. */
+	pthread_mutex_t mu;
+	struct blisten *graveyard;
+
+	/* Bridge thread only. */
+	char *scratch;
+	int pool[PIPE_POOL][2];
+	size_t npool;
+	struct conn *live, *retry, *ready, *dead;
+	int reserve_fd;
+
+	_Atomic uint64_t accepted, refused, active, bytes_up, bytes_down;
+};
+
+/* ---- options ---- */
+
+bool kb_bridge_parse_mode(const char *s, enum kb_bridge_mode *out)
+{
+	if (!strcmp(s, "copy"))
+		*out = KB_BRIDGE_COPY;
+	else if (!strcmp(s, "splice"))
+		*out = KB_BRIDGE_SPLICE;
+	else
+		return false;
+	return true;
+}
+
+const char *kb_bridge_mode_name(enum kb_bridge_mode m)
+{
+	return m == KB_BRIDGE_SPLICE ? "splice" : "copy";
+}
+
+bool kb_bridge_parse_size(const char *s, size_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	if (!strcmp(end, "") || !strcmp(end, "B"))
+		;
+	else if (!strcmp(end, "K") || !strcmp(end, "KiB") || !strcmp(end, "k"))
+		v <<= 10;
+	else if (!strcmp(end, "M") || !strcmp(end, "MiB"))
+		v <<= 20;
+	else if (!strcmp(end, "G") || !strcmp(end, "GiB"))
+		v <<= 30;
+	else
+		return false;
+	if (v < (64u << 10) || v > (1ull << 31))
+		return false;
+	*out = (size_t)v;
+	return true;
+}
+
+/* ---- the bridge thread: connections ---- */
+
+static void half_init(struct half *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->pipe[0] = h->pipe[1] = -1;
+}
+
+static int pipe_get(struct kb_bridge *b, struct half *h)
+{
+	if (h->pipe[0] >= 0)
+		return 0;
+	if (b->npool) {
+		b->npool--;
+		h->pipe[0] = b->pool[b->npool][0];
+		h->pipe[1] = b->pool[b->npool][1];
+		return 0;
+	}
+	if (pipe2(h->pipe, O_NONBLOCK | O_CLOEXEC))
+		return -errno;
+	/* The pipe holds at most one chunk: splice() below never asks for more. */
+	fcntl(h->pipe[0], F_SETPIPE_SZ, (int)b->chunk);
+	return 0;
+}
+
+/* Give back an empty pipe; one that may hold bytes is closed. */
+static void pipe_put(struct kb_bridge *b, struct half *h, bool empty)
+{
+	if (h->pipe[0] < 0)
+		return;
+	if (empty && b->npool < PIPE_POOL) {
+		b->pool[b->npool][0] = h->pipe[0];
+		b->pool[b->npool][1] = h->pipe[1];
+		b->npool++;
+	} else {
+		close(h->pipe[0]);
+		close(h->pipe[1]);
+	}
+	h->pipe[0] = h->pipe[1] = -1;
+	h->inpipe = 0;
+}
+
+#define EV_BASE (EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+/*
+ * dst cannot take more: wait for EPOLLOUT. It is in the interest set only
+ * while a write is blocked, because a unix socket signals write space on
+ * every read its peer makes: one spurious wakeup per request otherwise.
+ */
+static void end_blocked(struct kb_bridge *b, struct end *dst)
+{
+	struct epoll_event ev = { .events = EV_BASE | EPOLLOUT, .data.ptr = dst };
+
+	dst->wr = false;
+	if (!dst->want_out && !epoll_ctl(b->epfd, EPOLL_CTL_MOD, dst->fd, &ev))
+		dst->want_out = true;
+}
+
+/* Shut dst for writing once src said EOF and everything before it is written. */
+static void half_finish(struct half *h, struct end *dst)
+{
+	if (!h->shut) {
+		shutdown(dst->fd, SHUT_WR);
+		h->shut = true;
+	}
+}
+
+/*
+ * Write what the half holds. 0: all written or dst is full (dst->wr cleared);
+ * -errno: dst failed.
+ */
+static int copy_flush(struct kb_bridge *b, struct half *h, struct end *dst, _Atomic uint64_t *count)
+{
+	while (h->len) {
+		ssize_t n;
+
+		if (!dst->wr)
+			return 0;
+		n = send(dst->fd, h->buf + h->off, h->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				end_blocked(b, dst);
+				return 0;
+			}
+			return -errno;
+		}
+		h->off += (size_t)n;
+		h->len -= (size_t)n;
+		atomic_fetch_add_explicit(count, (uint64_t)n, memory_order_relaxed);
+	}
+	return 0;
+}
+
+/* Returns 1 when the budget ran out with work left, 0 when waiting on readiness, -errno on failure. */
+static int pump_copy(struct kb_bridge *b, struct half *h, struct end *src, struct end *dst,
+		     _Atomic uint64_t *count)
+{
+	for (int budget = PUMP_BUDGET;; budget--) {
+		ssize_t n;
+		int err;
+
+		if (h->len) {
+			err = copy_flush(b, h, dst, count);
+			if (err)
+				return err;
+			if (h->len)
+				return 0;
+			free(h->buf);	/* only a residue is ever held here */
+			h->buf = NULL;
+			h->off = 0;
+		}
+		if (h->eof) {
+			half_finish(h, dst);
+			return 0;
+		}
+		if (!src->rd)
+			return 0;
+		if (!budget)
+			return 1;
+		n = recv(src->fd, b->scratch, b->chunk, MSG_DONTWAIT);
+		if (n == 0) {
+			h->eof = true;
+			continue;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				src->rd = false;
+				return 0;
+			}
+			return -errno;
+		}
+		/*
+		 * A short read took all there was: the next arrival raises a new
+		 * edge, so no recv() just to hear EAGAIN (one syscall a message).
+		 * Not once the peer half-closed: its EOF may sit behind this data,
+		 * and no edge would come for it.
+		 */
+		if ((size_t)n < b->chunk && !src->hup)
+			src->rd = false;
+		/* Straight from the thread's scratch buffer; only what dst cannot take now is kept. */
+		h->buf = b->scratch;
+		h->off = 0;
+		h->len = (size_t)n;
+		err = copy_flush(b, h, dst, count);
+		if (err) {
+			h->buf = NULL;
+			h->len = 0;
+			return err;
+		}
+		if (h->len) {
+			char *keep = malloc(h->len);
+
+			if (!keep) {
+				h->buf = NULL;
+				h->len = 0;
+				return -ENOMEM;
+			}
+			memcpy(keep, b->scratch + h->off, h->len);
+			h->buf = keep;
+			h->off = 0;
+			return 0;
+		}
+		h->buf = NULL;
+		h->off = 0;
+	}
+}
+
+static int pump_splice(struct kb_bridge *b, struct half *h, struct end *src, struct end *dst,
+		       _Atomic uint64_t *count)
+{
+	for (int budget = PUMP_BUDGET;; budget--) {
+		ssize_t n;
+		int err;
+
+		while (h->inpipe) {
+			if (!dst->wr)
+				return 0;
+			n = splice(h->pipe[0], NULL, dst->fd, NULL, h->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN) {
+					end_blocked(b, dst);
+					return 0;
+				}
+				return -errno;
+			}
+			h->inpipe -= (size_t)n;
+			atomic_fetch_add_explicit(count, (uint64_t)n, memory_order_relaxed);
+		}
+		pipe_put(b, h, true);
+		if (h->eof) {
+			half_finish(h, dst);
+			return 0;
+		}
+		if (!src->rd)
+			return 0;
+		if (!budget)
+			return 1;
+		err = pipe_get(b, h);
+		if (err)
+			return err;
+		n = splice(src->fd, NULL, h->pipe[1], NULL, b->chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n == 0) {
+			h->eof = true;
+			continue;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {	/* the pipe is empty here: the socket is */
+				src->rd = false;
+				return 0;
+			}
+			return -errno;
+		}
+		/* No short-read shortcut here: a full pipe also ends a splice early. */
+		h->inpipe = (size_t)n;
+	}
+}
+
+static int pump_half(struct kb_bridge *b, struct half *h, struct end *src, struct end *dst, _Atomic uint64_t *count)
+{
+	return b->o.mode == KB_BRIDGE_SPLICE ? pump_splice(b, h, src, dst, count) : pump_copy(b, h, src, dst, count);
+}
+
+static void half_free(struct kb_bridge *b, struct half *h)
+{
+	if (h->buf != b->scratch)
+		free(h->buf);
+	h->buf = NULL;
+	pipe_put(b, h, h->inpipe == 0);
+}
+
+/* Close both sides; rst: the client gets a reset rather than an EOF (something failed). */
+static void conn_close(struct kb_bridge *b, struct conn *c, bool rst)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (rst) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(c->tcp.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	/* Closing an fd also takes it out of the epoll set (neither is ever dup'ed). */
+	close(c->tcp.fd);
+	if (c->ux.fd >= 0)
+		close(c->ux.fd);
+	half_free(b, &c->up);
+	half_free(b, &c->down);
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (b->live == c)
+		b->live = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	/* Freed after the batch: later events of this batch may still name it. */
+	if (!c->queued) {
+		c->link = b->dead;
+		b->dead = c;
+	}
+	atomic_fetch_sub_explicit(&b->active, 1, memory_order_relaxed);
+}
+
+static void conn_pump(struct kb_bridge *b, struct conn *c)
+{
+	int up, down;
+
+	if (c->dead)
+		return;
+	up = pump_half(b, &c->up, &c->tcp, &c->ux, &b->bytes_up);
+	down = up < 0 ? 0 : pump_half(b, &c->down, &c->ux, &c->tcp, &b->bytes_down);
+	if (up < 0 || down < 0) {
+		kb_log_debug("bridge %s: %s", c->path, strerror(-(up < 0 ? up : down)));
+		conn_close(b, c, true);
+		return;
+	}
+	if (c->up.shut && c->down.shut) {
+		conn_close(b, c, false);
+		return;
+	}
+	if ((up > 0 || down > 0) && !c->queued) {
+		c->queued = true;
+		c->link = b->ready;
+		b->ready = c;
+	}
+}
+
+static void conn_refuse(struct kb_bridge *b, struct conn *c, int err)
+{
+	kb_log_debug("bridge %s: sidecar refused: %s; client reset", c->path, strerror(err));
+	atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+	conn_close(b, c, true);
+}
+
+/* Connect to the sidecar. 1: retry later (its backlog is full); 0: bridging; -errno: refused (c is closed). */
+static int conn_connect(struct kb_bridge *b, struct conn *c)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct epoll_event ev = { .events = EV_BASE };
+
+	memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
+	if (connect(c->ux.fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int err = errno;
+
+		if (err == EAGAIN || err == EINTR)
+			return 1;
+		conn_refuse(b, c, err);
+		return -err;
+	}
+	ev.data.ptr = &c->tcp;
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->tcp.fd, &ev)) {
+		conn_refuse(b, c, errno);
+		return -1;
+	}
+	ev.data.ptr = &c->ux;
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, c->ux.fd, &ev)) {
+		conn_refuse(b, c, errno);
+		return -1;
+	}
+	c->tcp.rd = c->tcp.wr = c->ux.rd = c->ux.wr = true;
+	conn_pump(b, c);
+	return 0;
+}
+
+static void conn_new(struct kb_bridge *b, int fd, const char *path)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	atomic_fetch_add_explicit(&b->accepted, 1, memory_order_relaxed);
+	if (c)
+		c->ux.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (!c || c->ux.fd < 0) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		free(c);
+		atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
+	c->tcp.type = c->ux.type = T_END;
+	c->tcp.fd = fd;
+	c->tcp.c = c->ux.c = c;
+	half_init(&c->up);
+	half_init(&c->down);
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	setsockopt(c->ux.fd, SOL_SOCKET, SO_SNDBUF, &b->ux_snd, sizeof(b->ux_snd));
+	setsockopt(c->ux.fd, SOL_SOCKET, SO_RCVBUF, &b->ux_rcv, sizeof(b->ux_rcv));
+	c->next = b->live;
+	if (b->live)
+		b->live->prev = c;
+	b->live = c;
+	if (conn_connect(b, c) == 1) {
+		c->retry_until = kb_now_ms() + CONNECT_RETRY_MS;
+		c->queued = true;
+		c->link = b->retry;
+		b->retry = c;
+	}
+}
+
+static void on_accept(struct kb_bridge *b, struct blisten *l)
+{
+	for (int k = 0; k < 64; k++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if ((errno == EMFILE || errno == ENFILE) && b->reserve_fd >= 0) {
+				/* Out of fds: take the connection with the reserve and reset it, rather than spin. */
+				struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+				close(b->reserve_fd);
+				fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0) {
+					setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+					close(fd);
+					atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+				}
+				b->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				kb_log_info("bridge: out of file descriptors; a connection to %s was reset", l->path);
+			}
+			return;
+		}
+		conn_new(b, fd, l->path);
+	}
+}
+
+/* Sidecars whose backlog was full: try again, or give up and reset. */
+static void run_retries(struct kb_bridge *b)
+{
+	struct conn *list = b->retry, *c, *again = NULL;
+	long now = kb_now_ms();
+
+	b->retry = NULL;
+	while ((c = list)) {
+		list = c->link;
+		c->queued = false;
+		if (c->dead) {
+			c->link = b->dead;
+			b->dead = c;
+			continue;
+		}
+		if (conn_connect(b, c) == 1) {
+			if (now >= c->retry_until) {
+				conn_refuse(b, c, EAGAIN);
+				continue;
+			}
+			c->queued = true;
+			c->link = again;
+			again = c;
+		}
+	}
+	b->retry = again;
+}
+
+/* Connections that used up their budget get another turn. */
+static void run_ready(struct kb_bridge *b)
+{
+	struct conn *list = b->ready, *c;
+
+	b->ready = NULL;
+	while ((c = list)) {
+		list = c->link;
+		c->queued = false;
+		if (c->dead) {
+			c->link = b->dead;
+			b->dead = c;
+			continue;
+		}
+		conn_pump(b, c);
+	}
+}
+
+static void reap(struct kb_bridge *b)
+{
+	struct blisten *g, *n;
+	struct conn *c;
+
+	pthread_mutex_lock(&b->mu);
+	g = b->graveyard;
+	b->graveyard = NULL;
+	pthread_mutex_unlock(&b->mu);
+	for (; g; g = n) {
+		n = g->next;
+		close(g->fd);
+		free(g);
+	}
+	while ((c = b->dead)) {
+		b->dead = c->link;
+		free(c);
+	}
+}
+
+static void *bridge_thread(void *arg)
+{
+	struct kb_bridge *b = arg;
+	struct epoll_event evs[MAX_EVENTS];
+
+	while (!atomic_load(&b->stop)) {
+		int timeout = b->ready ? 0 : b->retry ? 5 : 1000;
+		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, timeout);
+
+		for (int i = 0; i < n; i++) {
+			int *type = evs[i].data.ptr;
+			uint64_t v;
+
+			if (*type == T_EVENT) {
+				if (read(b->evfd, &v, sizeof(v)) < 0)
+					{ /* nothing pending */ }
+			} else if (*type == T_LISTEN) {
+				on_accept(b, evs[i].data.ptr);
+			} else {
+				struct end *e = evs[i].data.ptr;
+
+				if (e->c->dead)
+					continue;
+				/*
+				 * A reset peer: notice it even when this side has nothing
+				 * to move now (the other side may be stalled forever).
+				 */
+				if (evs[i].events & EPOLLERR) {
+					int soerr = 0;
+					socklen_t sl = sizeof(soerr);
+
+					if (!getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) && soerr) {
+						kb_log_debug("bridge %s: %s", e->c->path, strerror(soerr));
+						conn_close(b, e->c, true);
+						continue;
+					}
+				}
+				if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					e->rd = true;
+				if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					e->hup = true;
+				if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+					e->wr = true;
+				if ((evs[i].events & EPOLLOUT) && e->want_out) {
+					struct epoll_event ev = { .events = EV_BASE, .data.ptr = e };
+
+					if (!epoll_ctl(b->epfd, EPOLL_CTL_MOD, e->fd, &ev))
+						e->want_out = false;
+				}
+				conn_pump(b, e->c);
+			}
+		}
+		run_ready(b);
+		if (b->retry)
+			run_retries(b);
+		reap(b);
+	}
+	/* Stopping: every open connection is reset, every queued one freed. */
+	while (b->live)
+		conn_close(b, b->live, true);
+	run_ready(b);
+	for (struct conn *c = b->retry, *nx; c; c = nx) {
+		nx = c->link;
+		free(c);
+	}
+	b->retry = NULL;
+	reap(b);
+	return NULL;
+}
+
+/* ---- the main thread: listeners ---- */
+
+/* A listener on 127.0.0.1:port (0: any) in netns nsfd (-1: ours). fd or -errno. */
+static int make_listener(struct kb_bridge *b, int nsfd, __u16 port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int one = 1, fd, err = 0;
+
+	if (nsfd >= 0 && setns(nsfd, CLONE_NEWNET))
+		return -errno;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	/* Inherited by every accepted socket: the bound holds from the first byte, window scale included. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &b->tcp_rcv, sizeof(b->tcp_rcv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b->tcp_snd, sizeof(b->tcp_snd));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, LISTEN_BACKLOG)) {
+		err = -errno;
+		close(fd);
+	}
+out:
+	if (nsfd >= 0 && setns(b->selfns, CLONE_NEWNET)) {
+		/* Stuck in another netns: nothing this process does after it could be trusted. */
+		kb_err("failed to return to the daemon's network namespace: %s", strerror(errno));
+		abort();
+	}
+	return err ? err : fd;
+}
+
+static void retire(struct kb_bridge *b, struct plisten *p)
+{
+	pthread_mutex_lock(&b->mu);
+	for (size_t i = 0; i < p->nl; i++) {
+		epoll_ctl(b->epfd, EPOLL_CTL_DEL, p->l[i]->fd, NULL);
+		p->l[i]->next = b->graveyard;
+		b->graveyard = p->l[i];
+	}
+	pthread_mutex_unlock(&b->mu);
+	p->nl = 0;
+	eventfd_write(b->evfd, 1);
+}
+
+static int add_path(struct kb_bridge *b, const char *path, struct plisten **out)
+{
+	int fds[1 + KB_BRIDGE_MAX_NETNS];
+	struct plisten *p;
+	__u16 port = 0;
+	int err = 0;
+	size_t n = 0;
+
+	if (strlen(path) >= sizeof(p->path))
+		return -ENAMETOOLONG;
+	if (b->nls == b->capls) {
+		size_t cap = b->capls ? b->capls * 2 : 16;
+		struct plisten *v = realloc(b->ls, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		b->ls = v;
+		b->capls = cap;
+	}
+	/* The same port in every netns, so one slot serves clients wherever they are. */
+	for (int attempt = 0; attempt < 32; attempt++) {
+		struct sockaddr_in sa;
+		socklen_t sl = sizeof(sa);
+
+		n = 0;
+		err = make_listener(b, -1, 0);
+		if (err < 0)
+			return err;
+		fds[n++] = err;
+		getsockname(fds[0], (struct sockaddr *)&sa, &sl);
+		port = ntohs(sa.sin_port);
+		err = 0;
+		for (size_t i = 0; i < b->o.nnetns && !err; i++) {
+			int fd = make_listener(b, b->nsfd[i], port);
+
+			if (fd < 0)
+				err = fd;
+			else
+				fds[n++] = fd;
+		}
+		if (!err)
+			break;
+		while (n)
+			close(fds[--n]);
+		if (err != -EADDRINUSE)
+			return err;
+	}
+	if (err)
+		return err;
+	p = &b->ls[b->nls];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	p->port = port;
+	p->last_used = kb_now_ms();
+	for (size_t i = 0; i < n; i++) {
+		struct blisten *l = calloc(1, sizeof(*l));
+		struct epoll_event ev = { .events = EPOLLIN };
+
+		if (!l) {
+			err = -ENOMEM;
+			break;
+		}
+		l->type = T_LISTEN;
+		l->fd = fds[i];
+		snprintf(l->path, sizeof(l->path), "%s", path);
+		ev.data.ptr = l;
+		p->l[p->nl++] = l;
+		if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, l->fd, &ev)) {
+			err = -errno;
+			break;
+		}
+	}
+	if (err) {
+		for (size_t i = p->nl; i < n; i++)
+			close(fds[i]);
+		retire(b, p);
+		return err;
+	}
+	b->nls++;
+	if (b->o.on_listen)
+		b->o.on_listen(b->o.on_listen_ctx, port, fds[0]);
+	kb_log_debug("bridge: %s served on 127.0.0.1:%u in %zu netns", path, port, n);
+	*out = p;
+	return 0;
+}
+
+int kb_bridge_listener(void *ctx, const char *path, __u32 ip[4], __u16 *port)
+{
+	struct kb_bridge *b = ctx;
+	struct plisten *p = NULL;
+	int err;
+
+	for (size_t i = 0; i < b->nls && !p; i++)
+		if (!strcmp(b->ls[i].path, path))
+			p = &b->ls[i];
+	if (!p) {
+		err = add_path(b, path, &p);
+		if (err) {
+			kb_err("failed to make a bridge listener for %s: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	p->last_used = kb_now_ms();
+	memset(ip, 0, 4 * sizeof(*ip));
+	ip[0] = htonl(INADDR_LOOPBACK);
+	*port = p->port;
+	return 0;
+}
+
+void kb_bridge_sweep(struct kb_bridge *b, const struct kb_compiled *c)
+{
+	long now = kb_now_ms();
+	size_t j = 0;
+
+	for (size_t i = 0; i < b->nls; i++) {
+		struct plisten *p = &b->ls[i];
+		bool used = false;
+
+		for (size_t f = 0; c && f < c->nfes && !used; f++)
+			for (size_t e = 0; e < c->fes[f].neps && !used; e++)
+				used = c->fes[f].eps[e].type == KB_EP_UNIX && c->fes[f].eps[e].address &&
+				       !strcmp(c->fes[f].eps[e].address, p->path);
+		if (used)
+			p->last_used = now;
+		if (!used && now - p->last_used > SWEEP_GRACE_MS) {
+			kb_log_debug("bridge: %s no longer used; listener closed", p->path);
+			retire(b, p);
+			continue;
+		}
+		b->ls[j++] = *p;
+	}
+	b->nls = j;
+}
+
+void kb_bridge_get_stats(struct kb_bridge *b, struct kb_bridge_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!b)
+		return;
+	out->accepted = atomic_load(&b->accepted);
+	out->refused = atomic_load(&b->refused);
+	out->active = atomic_load(&b->active);
+	out->bytes_up = atomic_load(&b->bytes_up);
+	out->bytes_down = atomic_load(&b->bytes_down);
+	out->listeners = b->nls;
+}
+
+/* ---- life cycle ---- */
+
+struct kb_bridge *kb_bridge_new(const struct kb_bridge_opts *o, char *why, size_t len)
+{
+	struct kb_bridge *b = calloc(1, sizeof(*b));
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t all, old;
+	struct rlimit rl;
+	size_t buf;
+
+	if (!b) {
+		snprintf(why, len, "out of memory");
+		return NULL;
+	}
+	b->o = *o;
+	b->epfd = b->evfd = b->selfns = b->reserve_fd = -1;
+	for (size_t i = 0; i < KB_BRIDGE_MAX_NETNS; i++)
+		b->nsfd[i] = -1;
+	pthread_mutex_init(&b->mu, NULL);
+	buf = o->buffer ? o->buffer : KB_BRIDGE_BUFFER_DEFAULT;
+	b->o.buffer = buf;
+	b->tcp_rcv = b->tcp_snd = (int)(buf / 4);
+	b->ux_snd = b->ux_rcv = (int)(buf / 8);
+	b->chunk = buf / 4 < CHUNK_MAX ? buf / 4 : CHUNK_MAX;
+
+	/* Two fds a connection (four while splicing): lift the soft limit to the hard one. */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	b->selfns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (b->selfns < 0) {
+		snprintf(why, len, "open /proc/thread-self/ns/net: %s", strerror(errno));
+		goto fail;
+	}
+	for (size_t i = 0; i < o->nnetns; i++) {
+		b->nsfd[i] = open(o->netns[i], O_RDONLY | O_CLOEXEC);
+		if (b->nsfd[i] < 0) {
+			snprintf(why, len, "--bridge-netns %s: %s", o->netns[i], strerror(errno));
+			goto fail;
+		}
+	}
+	b->scratch = malloc(b->chunk);
+	b->epfd = epoll_create1(EPOLL_CLOEXEC);
+	b->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	b->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (!b->scratch || b->epfd < 0 || b->evfd < 0) {
+		snprintf(why, len, "bridge set-up: %s", strerror(errno));
+		goto fail;
+	}
+	{
+		static int evtag = T_EVENT;
+
+		ev.data.ptr = &evtag;
+		if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->evfd, &ev)) {
+			snprintf(why, len, "bridge epoll: %s", strerror(errno));
+			goto fail;
+		}
+	}
+	/* The daemon's signals go to its signalfd, never to this thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	errno = pthread_create(&b->th, NULL, bridge_thread, b);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (errno) {
+		snprintf(why, len, "bridge thread: %s", strerror(errno));
+		goto fail;
+	}
+	b->started = true;
+	return b;
+fail:
+	kb_bridge_free(b);
+	return NULL;
+}
+
+void kb_bridge_free(struct kb_bridge *b)
+{
+	if (!b)
+		return;
+	if (b->started) {
+		atomic_store(&b->stop, true);
+		for (size_t i = 0; i < b->nls; i++)
+			retire(b, &b->ls[i]);
+		b->nls = 0;
+		eventfd_write(b->evfd, 1);
+		pthread_join(b->th, NULL);
+	}
+	for (size_t i = 0; i < b->nls; i++)
+		for (size_t k = 0; k < b->ls[i].nl; k++) {
+			close(b->ls[i].l[k]->fd);
+			free(b->ls[i].l[k]);
+		}
+	for (struct blisten *g = b->graveyard, *n; g; g = n) {
+		n = g->next;
+		close(g->fd);
+		free(g);
+	}
+	while (b->npool) {
+		b->npool--;
+		close(b->pool[b->npool][0]);
+		close(b->pool[b->npool][1]);
+	}
+	for (size_t i = 0; i < KB_BRIDGE_MAX_NETNS; i++)
+		if (b->nsfd[i] >= 0)
+			close(b->nsfd[i]);
+	if (b->selfns >= 0)
+		close(b->selfns);
+	if (b->epfd >= 0)
+		close(b->epfd);
+	if (b->evfd >= 0)
+		close(b->evfd);
+	if (b->reserve_fd >= 0)
+		close(b->reserve_fd);
+	free(b->scratch);
+	free(b->ls);
+	pthread_mutex_destroy(&b->mu);
+	free(b);
+}

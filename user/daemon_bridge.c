@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The daemon's side of the unix bridge and of inbound steering: flags, start-up, the listener sweep, register. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "daemon_int.h"
+#include "inbound.h"
+
+int kb_daemon_bridge_opt(struct daemon *d, int ch, const char *arg)
+{
+	struct kb_bridge_opts *o = &d->bridge_opts;
+
+	switch (ch) {
+	case OPT_BRIDGE_NETNS:
+		if (o->nnetns == KB_BRIDGE_MAX_NETNS) {
+			fprintf(stderr, "kbackend: daemon: at most %d --bridge-netns\n", KB_BRIDGE_MAX_NETNS);
+			return -1;
+		}
+		if (access(arg, R_OK)) {
+			fprintf(stderr, "kbackend: daemon: --bridge-netns %s: %s\n", arg, strerror(errno));
+			return -1;
+		}
+		o->netns[o->nnetns++] = arg;
+		return 1;
+	case OPT_BRIDGE_BUFFER:
+		if (!kb_bridge_parse_size(arg, &o->buffer)) {
+			fprintf(stderr, "kbackend: daemon: --bridge-buffer %s: expected a size from 64KiB to 2GiB, "
+					"like 4MiB\n", arg);
+			return -1;
+		}
+		return 1;
+	case OPT_BRIDGE_MODE:
+		if (!kb_bridge_parse_mode(arg, &o->mode)) {
+			fprintf(stderr, "kbackend: daemon: --bridge-mode %s: expected copy or splice\n", arg);
+			return -1;
+		}
+		return 1;
+	case OPT_NO_INBOUND:
+		d->no_inbound = true;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Timer: about once a second, close the listeners of unix paths that no frontend uses any more. */
+static int sweep_due(void *ctx)
+{
+	struct daemon *d = ctx;
+	long left = d->bridge_sweep_at - kb_now_ms();
+
+	return left < 0 ? 0 : (int)left;
+}
+
+static void sweep_tick(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	if (kb_now_ms() < d->bridge_sweep_at)
+		return;
+	d->bridge_sweep_at = kb_now_ms() + 1000;
+	kb_bridge_sweep(d->bridge, &d->compiled);
+}
+
+int kb_daemon_bridge_start(struct daemon *d)
+{
+	char why[256];
+
+	/* Inbound first: the bridge reports each listener it makes to it. */
+	if (!d->no_inbound && kb_inbound_open(d->bpffs, &d->inbound))
+		kb_err("failed to start inbound steering: connections from other hosts are not steered");
+	d->bridge_opts.on_listen = d->inbound ? kb_inbound_add_bridge : NULL;
+	d->bridge_opts.on_listen_ctx = d->inbound;
+	d->bridge = kb_bridge_new(&d->bridge_opts, why, sizeof(why));
+	if (!d->bridge) {
+		kb_err("failed to start the unix bridge: %s; unix endpoints are refused", why);
+		return -1;
+	}
+	d->bridge_sweep_at = kb_now_ms() + 1000;
+	return kb_loop_add_timer(d->loop, sweep_due, sweep_tick, d);
+}
+
+void kb_daemon_bridge_stop(struct daemon *d)
+{
+	kb_bridge_free(d->bridge);
+	d->bridge = NULL;
+	kb_inbound_close(d->inbound);
+	d->inbound = NULL;
+}
+
+struct json_object *kb_daemon_register(struct daemon *d, struct json_object *req, struct kb_frame_reader *rd,
+				       bool reg)
+{
+	struct json_object *v, *r;
+	const char *fe = json_object_object_get_ex(req, "frontend", &v) ? json_object_get_string(v) : NULL;
+	char why[256];
+	int err;
+
+	if (!fe)
+		return kb_ctl_error("malformed request: no \"frontend\"");
+	if (reg)
+		err = kb_inbound_register(d->inbound, fe, rd->nfds ? rd->fds[0] : -1, why, sizeof(why));
+	else
+		err = kb_inbound_unregister(d->inbound, fe, why, sizeof(why));
+	/* The map holds its own reference; ours (and any extra) close with the request. */
+	if (err)
+		return kb_ctl_error("%s %s: %s", reg ? "register" : "unregister", fe, why);
+	r = json_object_new_object();
+	json_object_object_add(r, "ok", json_object_new_boolean(1));
+	json_object_object_add(r, "frontend", json_object_new_string(fe));
+	return r;
+}
+
+struct json_object *kb_daemon_bridge_status(struct daemon *d)
+{
+	struct json_object *o = json_object_new_object();
+	struct kb_bridge_stats s;
+
+	kb_bridge_get_stats(d->bridge, &s);
+	json_object_object_add(o, "running", json_object_new_boolean(d->bridge != NULL));
+	json_object_object_add(o, "mode", json_object_new_string(kb_bridge_mode_name(d->bridge_opts.mode)));
+	json_object_object_add(o, "bufferBytes", json_object_new_int64((int64_t)(d->bridge_opts.buffer
+										 ? d->bridge_opts.buffer
+										 : KB_BRIDGE_BUFFER_DEFAULT)));
+	json_object_object_add(o, "listeners", json_object_new_int64((int64_t)s.listeners));
+	json_object_object_add(o, "accepted", json_object_new_int64((int64_t)s.accepted));
+	json_object_object_add(o, "refused", json_object_new_int64((int64_t)s.refused));
+	json_object_object_add(o, "active", json_object_new_int64((int64_t)s.active));
+	json_object_object_add(o, "bytesUp", json_object_new_int64((int64_t)s.bytes_up));
+	json_object_object_add(o, "bytesDown", json_object_new_int64((int64_t)s.bytes_down));
+	json_object_object_add(o, "inbound", json_object_new_boolean(d->inbound != NULL));
+	return o;
+}
