@@ -590,6 +590,7 @@ int main(int argc, char **argv)
 	{
 		/* Room for the largest table twice over: a shrink and regrow never waits for retired runs. */
 		struct kb_dataplane_opts dopts = { .bpffs = B.pin, .cgroup = B.cgroup, .max_frontends = maxn + 64,
+						   .max_endpoints = 4 * maxn + 64,
 						   .max_slots = 6 * maxn + 64 };
 
 		if (kb_dataplane_bpf_open(&dopts, &B.dp))

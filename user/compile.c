@@ -301,66 +301,6 @@ static void lay_out_slots(const __u32 *counts, size_t n, __u32 nslots, __u32 *sl
 	free(s);
 }
 
-/* ---- a small string-keyed hash, so compile stays linear in the model ------- */
-
-struct smap_ent {
-	char *key;
-	void *val;
-};
-
-struct smap {
-	struct kb_arena *a;
-	struct smap_ent *ents;
-	size_t cap, n;
-};
-
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static struct smap_ent *smap_slot(struct smap_ent *ents, size_t cap, const char *key)
-{
-	size_t i = fnv1a(key) & (cap - 1);
-
-	while (ents[i].key && strcmp(ents[i].key, key) != 0)
-		i = (i + 1) & (cap - 1);
-	return &ents[i];
-}
-
-static void *smap_get(const struct smap *m, const char *key)
-{
-	return m->cap ? smap_slot(m->ents, m->cap, key)->val : NULL;
-}
-
-/* Insert unless present; returns the value now stored (the first one wins). */
-static void *smap_put(struct smap *m, const char *key, void *val)
-{
-	struct smap_ent *e;
-
-	if ((m->n + 1) * 2 > m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 64;
-		struct smap_ent *ents = kb_alloc(m->a, cap * sizeof(*ents));
-
-		for (size_t i = 0; i < m->cap; i++)
-			if (m->ents[i].key)
-				*smap_slot(ents, cap, m->ents[i].key) = m->ents[i];
-		m->ents = ents;
-		m->cap = cap;
-	}
-	e = smap_slot(m->ents, m->cap, key);
-	if (!e->key) {
-		e->key = kb_strdup(m->a, key);
-		e->val = val;
-		m->n++;
-	}
-	return e->val;
-}
-
 /* ---- compile context ---------------------------------------------------------- */
 
 /* One parentRef of a route that names a Gateway, judged once. */
@@ -380,9 +320,9 @@ struct cx {
 	const struct kb_compile_env *env;
 	struct kb_compiled *out;
 	struct kb_arena tmp;		/* indexes, freed when compile returns */
-	struct smap backends;		/* "ns/name" -> struct kb_backend */
-	struct smap gw_routes;		/* "ns/name" of a Gateway -> struct attach_list */
-	struct smap btps;		/* "Kind/ns/name[/section]" -> struct kb_btp */
+	struct kb_smap backends;		/* "ns/name" -> struct kb_backend */
+	struct kb_smap gw_routes;		/* "ns/name" of a Gateway -> struct attach_list */
+	struct kb_smap btps;		/* "Kind/ns/name[/section]" -> struct kb_btp */
 	const char *cluster_domain;
 	/* Per frontend: the Backend behind each locality (NULL for a Service), parallel to fe->locs. */
 	const struct kb_backend **loc_backend;
@@ -438,7 +378,7 @@ static void index_model(struct cx *c)
 		const struct kb_meta *b = &m->backends[i]->meta;
 
 		if (b->name)
-			smap_put(&c->backends, kb_sprintf(&c->tmp, "%s/%s", ns_of(b), b->name), m->backends[i]);
+			kb_smap_put(&c->backends, kb_sprintf(&c->tmp, "%s/%s", ns_of(b), b->name), m->backends[i]);
 	}
 
 	for (size_t i = 0; i < m->nroutes; i++) {
@@ -461,9 +401,9 @@ static void index_model(struct cx *c)
 			if (!pr->name || !is_gateway_ref(pr))
 				continue;
 			key = kb_sprintf(&c->tmp, "%s/%s", pr->namespace ? pr->namespace : ns_of(&r->meta), pr->name);
-			l = smap_get(&c->gw_routes, key);
+			l = kb_smap_get(&c->gw_routes, key);
 			if (!l)
-				l = smap_put(&c->gw_routes, key, kb_alloc(&c->tmp, sizeof(*l)));
+				l = kb_smap_put(&c->gw_routes, key, kb_alloc(&c->tmp, sizeof(*l)));
 			a = KB_PUSH(&c->tmp, l->v, l->n);
 			a->route = r;
 			a->pr = pr;
@@ -487,7 +427,7 @@ static void index_model(struct cx *c)
 				key = kb_sprintf(&c->tmp, "Gateway/%s/%s/%s", ns_of(&p->meta), t->name, t->section_name);
 			else
 				key = kb_sprintf(&c->tmp, "%s/%s/%s", t->kind, ns_of(&p->meta), t->name);
-			smap_put(&c->btps, key, p);
+			kb_smap_put(&c->btps, key, p);
 		}
 	}
 }
@@ -661,7 +601,7 @@ static void add_ref(struct cx *c, struct kb_cfrontend *fe, const struct kb_route
 	label = kb_sprintf(a, "%s/%s", ns, ref->name);
 
 	if (kb_ref_is_backend(ref)) {
-		const struct kb_backend *b = smap_get(&c->backends, label);
+		const struct kb_backend *b = kb_smap_get(&c->backends, label);
 		bool usable = b && !kb_object_refused(&b->meta);
 		unsigned prio = ref->fallback || (usable && b->fallback) ? 1 : 0;
 
@@ -700,7 +640,7 @@ static void add_fallback_chain(struct cx *c, struct kb_cfrontend *fe)
 			continue;
 		ns = b->fallback_ref_namespace ? b->fallback_ref_namespace : ns_of(&b->meta);
 		label = kb_sprintf(a, "%s/%s", ns, b->fallback_ref_name);
-		t = smap_get(&c->backends, label);
+		t = kb_smap_get(&c->backends, label);
 		if (!t || kb_object_refused(&t->meta))
 			continue;
 		for (size_t j = 0; j < c->nloc_backend && !seen; j++)
@@ -825,12 +765,12 @@ static const struct kb_btp *find_btp(struct cx *c, const struct kb_gateway *g, c
 	const char *gns = ns_of(&g->meta);
 
 	if (r)
-		p = smap_get(&c->btps, kb_sprintf(&c->tmp, "%s/%s/%s", kb_kind_name(r->meta.kind), ns_of(&r->meta),
+		p = kb_smap_get(&c->btps, kb_sprintf(&c->tmp, "%s/%s/%s", kb_kind_name(r->meta.kind), ns_of(&r->meta),
 						  r->meta.name));
 	if (!p && l->name)
-		p = smap_get(&c->btps, kb_sprintf(&c->tmp, "Gateway/%s/%s/%s", gns, g->meta.name, l->name));
+		p = kb_smap_get(&c->btps, kb_sprintf(&c->tmp, "Gateway/%s/%s/%s", gns, g->meta.name, l->name));
 	if (!p)
-		p = smap_get(&c->btps, kb_sprintf(&c->tmp, "Gateway/%s/%s", gns, g->meta.name));
+		p = kb_smap_get(&c->btps, kb_sprintf(&c->tmp, "Gateway/%s/%s", gns, g->meta.name));
 	return p;
 }
 
@@ -838,7 +778,7 @@ static const struct kb_btp *find_btp(struct cx *c, const struct kb_gateway *g, c
 static const struct kb_route *attached_route(struct cx *c, const struct kb_gateway *g, const struct kb_listener *l)
 {
 	const struct attach_list *al =
-		smap_get(&c->gw_routes, kb_sprintf(&c->tmp, "%s/%s", ns_of(&g->meta), g->meta.name));
+		kb_smap_get(&c->gw_routes, kb_sprintf(&c->tmp, "%s/%s", ns_of(&g->meta), g->meta.name));
 
 	for (size_t i = 0; al && i < al->n; i++)
 		if (al->v[i].accepted && kb_parent_attaches(al->v[i].route, al->v[i].pr, g, l))

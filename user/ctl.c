@@ -212,7 +212,7 @@ static int validate_set(struct opts *o, const char **files, int nfiles, struct j
 	refused = kb_validate(&m, &o->policy);
 	bad = refused || m.nerrors;
 	if (ctl_machine_output(o)) {
-		struct json_object *list = kb_render_objects(&m, NULL), *d = kb_render_diags(&m), *its;
+		struct json_object *list = kb_render_objects(&m, NULL, NULL), *d = kb_render_diags(&m), *its;
 
 		json_object_object_get_ex(list, "items", &its);
 		for (size_t i = 0; i < json_object_array_length(its); i++)
@@ -224,7 +224,7 @@ static int validate_set(struct opts *o, const char **files, int nfiles, struct j
 	} else {
 		if (o->each_file)
 			printf("== %s: %s\n", files[0], bad ? "refused" : "accepted");
-		struct json_object *list = kb_render_objects(&m, NULL);
+		struct json_object *list = kb_render_objects(&m, NULL, NULL);
 
 		kb_print_diags(stderr, &m);
 		kb_print_objects_table(stdout, list, o->out == KB_OUT_WIDE, false);
@@ -297,13 +297,13 @@ int ctl_dry_run_offline(struct opts *o)
 
 		json_object_object_add(doc, "dryRun", json_object_new_boolean(1));
 		json_object_object_add(doc, "ok", json_object_new_boolean(!refused && !m.nerrors));
-		json_object_object_add(doc, "objects", kb_render_objects(&m, NULL));
+		json_object_object_add(doc, "objects", kb_render_objects(&m, NULL, NULL));
 		json_object_object_add(doc, "frontends", kb_render_frontends(&c));
 		json_object_object_add(doc, "diagnostics", kb_render_diags(&m));
 		kb_print_doc(stdout, doc, o->out);
 		json_object_put(doc);
 	} else {
-		struct json_object *list = kb_render_objects(&m, NULL), *fes = kb_render_frontends(&c);
+		struct json_object *list = kb_render_objects(&m, NULL, NULL), *fes = kb_render_frontends(&c);
 		bool ok = !refused && !m.nerrors;
 
 		kb_print_diags(stderr, &m);

@@ -78,6 +78,17 @@ void kb_model_free(struct kb_model *m)
 	memset(m, 0, sizeof(*m));
 }
 
+void kb_model_absorb(struct kb_model *dst, struct kb_model *src)
+{
+	kb_arena_absorb(&dst->arena, &src->arena);
+	for (size_t i = 0; i < src->nobjects; i++)
+		kb_model_add_object(dst, src->objects[i]);
+	for (size_t i = 0; i < src->ndiags; i++)
+		*KB_PUSH(&dst->arena, dst->diags, dst->ndiags) = src->diags[i];
+	dst->nerrors += src->nerrors;
+	memset(src, 0, sizeof(*src));
+}
+
 void kb_meta_add_field(struct kb_model *m, struct kb_meta *obj, const char *path, struct kb_loc loc)
 {
 	struct kb_field_loc *f = KB_PUSH(&m->arena, obj->fields, obj->nfields);

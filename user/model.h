@@ -339,6 +339,8 @@ struct kb_model {
 
 void kb_model_init(struct kb_model *m);
 void kb_model_free(struct kb_model *m);
+/* Append src's objects and diagnostics to dst and take over its memory; src ends empty. */
+void kb_model_absorb(struct kb_model *dst, struct kb_model *src);
 
 /* Location of the field at `path` in obj, or of its nearest recorded ancestor. */
 struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path);

@@ -76,14 +76,15 @@ struct json_object *kb_render_object(const struct kb_meta *o)
 	return obj;
 }
 
-struct json_object *kb_render_objects(const struct kb_model *m, bool (*filter)(const struct kb_meta *))
+struct json_object *kb_render_objects(const struct kb_model *m, bool (*filter)(const struct kb_meta *, void *),
+				      void *ctx)
 {
 	struct json_object *list = json_object_new_object(), *items = json_object_new_array();
 
 	put_str(list, "apiVersion", "v1");
 	put_str(list, "kind", "List");
 	for (size_t i = 0; i < m->nobjects; i++)
-		if (!filter || filter(m->objects[i]))
+		if (!filter || filter(m->objects[i], ctx))
 			json_object_array_add(items, kb_render_object(m->objects[i]));
 	json_object_object_add(list, "items", items);
 	return list;

@@ -17,8 +17,9 @@ bool kb_output_parse(const char *s, enum kb_output *out);
 
 /* Kubernetes-shaped object: apiVersion, kind, metadata, status.conditions / status.parents. */
 struct json_object *kb_render_object(const struct kb_meta *o);
-/* {"kind":"List","items":[...]} of objects that pass `filter` (NULL: all). */
-struct json_object *kb_render_objects(const struct kb_model *m, bool (*filter)(const struct kb_meta *));
+/* {"kind":"List","items":[...]} of objects that pass `filter(obj, ctx)` (NULL: all). */
+struct json_object *kb_render_objects(const struct kb_model *m, bool (*filter)(const struct kb_meta *, void *),
+				      void *ctx);
 struct json_object *kb_render_diags(const struct kb_model *m);
 struct json_object *kb_render_frontends(const struct kb_compiled *c);
 

@@ -23,6 +23,8 @@ char *kb_strndup(struct kb_arena *a, const char *s, size_t n);
 char *kb_sprintf(struct kb_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *kb_vsprintf(struct kb_arena *a, const char *fmt, va_list ap);
 void kb_arena_free(struct kb_arena *a);
+/* Move every block of src into dst (src ends empty): what src allocated now lives as long as dst. */
+void kb_arena_absorb(struct kb_arena *dst, struct kb_arena *src);
 
 /*
  * Grow an arena array by one element and return a pointer to the new,
@@ -31,6 +33,26 @@ void kb_arena_free(struct kb_arena *a);
  */
 void *kb_push(struct kb_arena *a, void **arr, size_t *n, size_t elem);
 #define KB_PUSH(a, arr, n) ((__typeof__(*(arr)) *)kb_push((a), (void **)&(arr), &(n), sizeof(*(arr))))
+
+/*
+ * A string-keyed hash (open addressing, FNV-1a) whose memory lives in an
+ * arena, so lookups over a whole model stay linear. Zero-initialise with the
+ * arena set: `struct kb_smap m = { .a = &arena };`.
+ */
+struct kb_smap_ent {
+	char *key;
+	void *val;
+};
+
+struct kb_smap {
+	struct kb_arena *a;
+	struct kb_smap_ent *ents;
+	size_t cap, n;
+};
+
+void *kb_smap_get(const struct kb_smap *m, const char *key);
+/* Insert unless present; returns the value now stored (the first one wins). */
+void *kb_smap_put(struct kb_smap *m, const char *key, void *val);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 long kb_now_ms(void);
