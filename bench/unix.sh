@@ -64,14 +64,15 @@ ip netns add "$NS" && ip -n "$NS" link set lo up || exit 1
 if ip -n "$NS" route show default | grep -q .; then echo "bench/unix.sh: the node netns has a default route" >&2; exit 1; fi
 mkdir -p "$SC" "$CGA" "$CGB"
 in_ns() { nsenter --net=/var/run/netns/"$NS" "$@"; }
+# Start a long-lived process in the node netns; nsenter execs it, so $! is the process to kill.
+bg_ns() { local log=$1; shift; nsenter --net=/var/run/netns/"$NS" "$@" > "$log" 2>&1 & PIDS+=($!); }
 # Run a client in cgroup $1 (or none), in the node netns, pinned.
 client() {
 	local cg=$1; shift
 	in_ns sh -c '[ -n "$1" ] && echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$cg" $PIN_CLIENT "$LOAD" "$@"
 }
 
-in_ns $PIN_SERVER "$LOAD" serve --unix "$SC/echo.sock" --tcp 127.0.0.1:18090 --threads 1 2>/dev/null &
-PIDS+=($!)
+bg_ns "$TMP/serve.log" $PIN_SERVER "$LOAD" serve --unix "$SC/echo.sock" --tcp 127.0.0.1:18090 --threads 1
 cat > "$TMP/cfg.yaml" <<EOF
 apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: EnvoyGateway
@@ -101,9 +102,8 @@ spec:
 EOF
 start_daemon() {	# name cgroup pin mode [extra]
 	local n=$1 cg=$2 pin=$3 mode=$4; shift 4
-	in_ns "$KB" daemon --cgroup "$cg" --bpffs "$pin" --state-dir "$TMP/state-$n" --socket "$TMP/$n.sock" \
-		--unix-dir "$SC" --bridge-mode "$mode" "$@" > "$TMP/daemon-$n.log" 2>&1 &
-	PIDS+=($!)
+	bg_ns "$TMP/daemon-$n.log" "$KB" daemon --cgroup "$cg" --bpffs "$pin" --state-dir "$TMP/state-$n" \
+		--socket "$TMP/$n.sock" --unix-dir "$SC" --bridge-mode "$mode" "$@"
 	for _ in $(seq 100); do KBACKEND_SOCKET=$TMP/$n.sock "$KB" status >/dev/null 2>&1 && break; sleep 0.1; done
 	KBACKEND_SOCKET=$TMP/$n.sock "$KB" apply -f "$TMP/cfg.yaml" >/dev/null || { cat "$TMP/daemon-$n.log" >&2; exit 1; }
 }
@@ -111,7 +111,7 @@ start_daemon a "$CGA" "$PINA" copy
 start_daemon b "$CGB" "$PINB" splice --no-inbound
 cat > "$TMP/haproxy.cfg" <<EOF
 global
-    maxconn 10000
+    maxconn 4096
 defaults
     mode tcp
     timeout connect 5s
@@ -123,11 +123,11 @@ listen sidecar
 EOF
 HAVE_HAPROXY= HAVE_SOCAT=
 if command -v haproxy >/dev/null; then
-	in_ns haproxy -f "$TMP/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!); HAVE_HAPROXY=1
+	bg_ns "$TMP/haproxy.log" haproxy -f "$TMP/haproxy.cfg" -db; HAVE_HAPROXY=1
 fi
 if command -v socat >/dev/null; then
-	in_ns socat TCP-LISTEN:18082,bind=127.0.0.1,fork,reuseaddr,backlog=4096 UNIX-CONNECT:"$SC/echo.sock" 2>/dev/null &
-	PIDS+=($!); HAVE_SOCAT=1
+	bg_ns "$TMP/socat.log" socat TCP-LISTEN:18082,bind=127.0.0.1,fork,reuseaddr,backlog=4096 UNIX-CONNECT:"$SC/echo.sock"
+	HAVE_SOCAT=1
 fi
 sleep 0.5
 

@@ -106,8 +106,11 @@ say "$TOPO_BE1: tcp 198.51.100.2:8080 198.51.100.3:8080 [2001:db8:1::2]:8080, ud
 	"$TOPO_BE2: tcp 203.0.113.2:8080"
 
 section "kbackend daemon (in $TOPO_NODE, attached to the clients' cgroup)"
-topo_kb_start "$KB" --dns-min-ttl 1s || fail "the daemon did not start"
-cmdline "[node netns] kbackend daemon --cgroup $TOPO_CG --bpffs $TOPO_BPFFS --state-dir $TOPO_TMP/state --socket \$KBACKEND_SOCKET --dns-server $TOPO_DNS_ADDR:53 --dns-min-ttl 1s"
+# The sidecar step's unix socket lives here (examples/sidecar/ names it); made now, removed at the end.
+SIDECAR_DIR=/run/kbackend/sidecars
+[ -d "$SIDECAR_DIR" ] || { mkdir -p "$SIDECAR_DIR" && SIDECAR_DIR_MADE=1; }
+topo_kb_start "$KB" --dns-min-ttl 1s --unix-dir "$SIDECAR_DIR" || fail "the daemon did not start"
+cmdline "[node netns] kbackend daemon --cgroup $TOPO_CG --bpffs $TOPO_BPFFS --state-dir $TOPO_TMP/state --socket \$KBACKEND_SOCKET --dns-server $TOPO_DNS_ADDR:53 --dns-min-ttl 1s --unix-dir $SIDECAR_DIR"
 kb status || fail "kbackend status failed"
 
 section "Apply examples/ (Gateway eg at 198.18.0.10 and 2001:db8:f::10; Backends, one of them FQDN; routes)"
@@ -199,6 +202,17 @@ client ids --tcp 198.18.0.10:80 --count 400 --concurrency 4 || fail "traffic fai
 a=$(share_of 198.51.100.2:8080) b=$(share_of 203.0.113.2:8080) c=$(share_of 198.51.100.3:8080)
 say "=> app-a ${a:-0}, app-b ${b:-0}, app-standby ${c:-0} of 400: back to 90/10."
 
+section "A unix-socket sidecar through a frontend (examples/sidecar/: 198.18.0.11:7000 -> unix socket)"
+topo_bg node "$LOAD" serve --unix "$SIDECAR_DIR/echo.sock" --id sidecar --duration 120
+for _ in $(seq 50); do [ -S "$SIDECAR_DIR/echo.sock" ] && break; sleep 0.1; done
+say "kbload serve --unix $SIDECAR_DIR/echo.sock (the sidecar: a unix socket, no TCP port at all)"
+kb apply -f examples/sidecar/ || fail "apply of the sidecar example failed"
+client ids --tcp 198.18.0.11:7000 --count 200 --concurrency 2 || fail "sidecar traffic failed"
+say "=> $(share_of sidecar) of 200 answered by the sidecar. connect4 steered each connect to the daemon's" \
+	"   bridge listener on 127.0.0.1, which connected to the unix socket and moved the bytes" \
+	"   (Envoy Gateway refuses unix endpoints in routes; kbackend allows them under --unix-dir)."
+client rr --tcp 198.18.0.11:7000 --duration 1 || fail "sidecar round trips failed"
+
 section "Counters (kbackend stats)"
 kb stats || fail "stats failed"
 say "Frontend counters count every connect since the daemon started. Endpoint counters are kept" \
@@ -222,5 +236,7 @@ if [ -n "$left" ]; then
 	echo "demo: left behind:$left" >&2
 	exit 1
 fi
+rm -f "$SIDECAR_DIR/echo.sock"
+[ -n "${SIDECAR_DIR_MADE:-}" ] && rmdir "$SIDECAR_DIR" 2>/dev/null
 say "namespaces, cgroup ${TOPO_CG##*/}, pins ${TOPO_BPFFS}, daemon, dnsmasq and servers: all gone."
 say "demo finished in $(($(date +%s) - START)) s"

@@ -108,7 +108,7 @@ struct kb_bridge {
 	pthread_t th;
 	bool started;
 	atomic_bool stop;
-	int tcp_rcv, tcp_snd, ux_snd, ux_rcv;
+	int tcp_rcv, tcp_snd, ux_snd;
 	size_t chunk;
 
 	/* Main thread. */
@@ -498,8 +498,11 @@ static int conn_connect(struct kb_bridge *b, struct conn *c)
 		conn_refuse(b, c, errno);
 		return -1;
 	}
-	c->tcp.rd = c->tcp.wr = c->ux.rd = c->ux.wr = true;
-	conn_pump(b, c);
+	/*
+	 * Adding an fd to an edge-triggered set reports what is already
+	 * readable, so no recv() is tried now just to hear EAGAIN.
+	 */
+	c->tcp.wr = c->ux.wr = true;
 	return 0;
 }
 
@@ -526,8 +529,8 @@ static void conn_new(struct kb_bridge *b, int fd, const char *path)
 	half_init(&c->up);
 	half_init(&c->down);
 	snprintf(c->path, sizeof(c->path), "%s", path);
+	/* A unix stream's in-flight bytes are charged to the sender: only SO_SNDBUF bounds ours. */
 	setsockopt(c->ux.fd, SOL_SOCKET, SO_SNDBUF, &b->ux_snd, sizeof(b->ux_snd));
-	setsockopt(c->ux.fd, SOL_SOCKET, SO_RCVBUF, &b->ux_rcv, sizeof(b->ux_rcv));
 	c->next = b->live;
 	if (b->live)
 		b->live->prev = c;
@@ -918,7 +921,7 @@ struct kb_bridge *kb_bridge_new(const struct kb_bridge_opts *o, char *why, size_
 	buf = o->buffer ? o->buffer : KB_BRIDGE_BUFFER_DEFAULT;
 	b->o.buffer = buf;
 	b->tcp_rcv = b->tcp_snd = (int)(buf / 4);
-	b->ux_snd = b->ux_rcv = (int)(buf / 8);
+	b->ux_snd = (int)(buf / 8);
 	b->chunk = buf / 4 < CHUNK_MAX ? buf / 4 : CHUNK_MAX;
 
 	/* Two fds a connection (four while splicing): lift the soft limit to the hard one. */

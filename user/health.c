@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Endpoint health: active probes in the daemon's loop, passive ejection from sockops' counters, and UDP socket teardown. */
+/* Endpoint health, the tracker: lifetime, BPF programs, timers, sync with the compiled table, healthy(), JSON. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -17,88 +16,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "health.h"
+#include "health_int.h"
 #include "util.h"
 #include "sockops.skel.h"
 #include "udp_destroy.skel.h"
-
-/*
- * Health is kept per endpoint address (ip, port, transport), like Envoy's
- * per-host health: an endpoint that serves several frontends is probed once.
- * Its policy is the one of the first frontend (compile order) whose
- * BackendTrafficPolicy has a health check; maxEjectionPercent is enforced
- * per frontend, Envoy's cluster.
- */
-
-enum probe_phase { PROBE_IDLE, PROBE_CONNECTING, PROBE_READING };
-
-struct hep {
-	struct kb_endpoint_key key;	/* first: the index compares it */
-	struct kb_health *h;
-	char addr[INET6_ADDRSTRLEN];
-	__u16 port;			/* host order */
-	bool seen;			/* in the table being synced */
-
-	/* Active checks (healthCheck.active). */
-	bool active, http;
-	long timeout_ms, interval_ms;
-	unsigned unhealthy_th, healthy_th;
-	char path[512], method[16];
-	int statuses[16];
-	size_t nstatuses;
-	bool down;			/* unhealthy_th probes failed in a row */
-	unsigned fails, oks;		/* current run */
-	unsigned long probes, probe_failures;
-	char last_error[64];
-	long next_probe, deadline;	/* monotonic ms */
-	int fd;
-	enum probe_phase phase;
-	char rbuf[128];
-	size_t rlen;
-
-	/* Passive ejection (healthCheck.passive, Envoy's outlier detection). */
-	bool passive;
-	unsigned threshold;		/* consecutive failed connects that eject */
-	long base_ms, od_interval_ms;
-	unsigned max_pct;
-	bool ejected;
-	long eject_until;		/* monotonic ms */
-	time_t eject_until_wall;
-	unsigned ejections;		/* since tracked */
-	unsigned multiplier;		/* Envoy's ejection backoff: +1 an ejection, -1 an interval healthy */
-	long next_decay;
-};
-
-/* A frontend with a passive policy: the endpoints maxEjectionPercent counts over. */
-struct group {
-	struct hep **v;
-	size_t n;
-	unsigned max_pct;
-};
-
-struct kb_health {
-	struct kb_loop *loop;
-	void (*changed)(void *ctx);
-	void *ctx;
-	const char *bpffs;
-	int ncpus;
-	struct sockops_bpf *so;
-	struct bpf_link *so_link;
-	struct udp_destroy_bpf *ud;
-	struct bpf_link *ud_link;
-	int load_fd, outcomes_fd, thresh_fd, targets_fd, events_fd;
-	struct ring_buffer *rb;
-
-	struct hep **eps;
-	size_t neps;
-	__u32 *ix;		/* open addressing over eps by key: index + 1, 0 empty */
-	size_t ixcap;
-	struct group *groups;
-	size_t ngroups;
-	bool dirty;		/* health changed since the last recompile */
-	struct kb_endpoint_key *doomed;	/* UDP endpoints whose connected sockets must go */
-	size_t ndoomed, capdoomed;
-};
 
 /* ---- the endpoint index ---- */
 
@@ -112,7 +33,7 @@ static __u64 key_hash(const struct kb_endpoint_key *k)
 	return h;
 }
 
-static struct hep *find(const struct kb_health *h, const struct kb_endpoint_key *k)
+struct hep *hl_find(const struct kb_health *h, const struct kb_endpoint_key *k)
 {
 	size_t m, i;
 
@@ -156,288 +77,15 @@ static void ep_key(const struct kb_cfrontend *fe, const struct kb_cendpoint *ep,
 	k->proto = fe->proto;
 }
 
-static void doom(struct kb_health *h, const struct kb_endpoint_key *k)
-{
-	if (k->proto != KB_PROTO_UDP)
-		return;
-	if (h->ndoomed == h->capdoomed) {
-		size_t cap = h->capdoomed ? h->capdoomed * 2 : 16;
-		struct kb_endpoint_key *v = realloc(h->doomed, cap * sizeof(*v));
-
-		if (!v)
-			return;
-		h->doomed = v;
-		h->capdoomed = cap;
-	}
-	h->doomed[h->ndoomed++] = *k;
-}
-
-/*
- * Destroy the connected UDP sockets steered to a doomed endpoint: fill
- * udp_destroy_targets, run the iterator once (reading it to the end runs the
- * program over every UDP socket of this network namespace), then clear it.
- */
-static void run_destroy(struct kb_health *h)
-{
-	size_t n = h->ndoomed, i;
-	__u8 one = 1;
-	char buf[64];
-	int fd;
-
-	h->ndoomed = 0;
-	if (!n || !h->ud_link || h->targets_fd < 0)
-		return;
-	for (i = 0; i < n; i++)
-		bpf_map_update_elem(h->targets_fd, &h->doomed[i], &one, BPF_ANY);
-	fd = bpf_iter_create(bpf_link__fd(h->ud_link));
-	if (fd < 0) {
-		kb_err("failed to run the UDP socket iterator: %s", strerror(errno));
-	} else {
-		while (read(fd, buf, sizeof(buf)) > 0)
-			;
-		close(fd);
-		kb_log_info("destroyed the connected UDP sockets steered to %zu ejected or removed endpoint(s)", n);
-	}
-	for (i = 0; i < n; i++)
-		bpf_map_delete_elem(h->targets_fd, &h->doomed[i]);
-}
-
 /* ---- state changes ---- */
 
-static bool hep_healthy(const struct hep *e)
-{
-	return !e->ejected && !e->down;
-}
-
-static void set_dirty(struct kb_health *h, struct hep *e, bool was_healthy)
+void hl_set_dirty(struct kb_health *h, struct hep *e, bool was_healthy)
 {
 	if (was_healthy == hep_healthy(e))
 		return;
 	h->dirty = true;
 	if (was_healthy)
-		doom(h, &e->key);
-}
-
-static bool in_group(const struct group *g, const struct hep *e)
-{
-	for (size_t i = 0; i < g->n; i++)
-		if (g->v[i] == e)
-			return true;
-	return false;
-}
-
-/*
- * Envoy's outlier ejection: refused while the ejected hosts of any frontend
- * the endpoint serves are already at maxEjectionPercent ("the number of
- * ejected hosts is below the allowed threshold", so with none ejected one
- * host always may go). The ejection lasts base × multiplier, capped.
- */
-static void try_eject(struct kb_health *h, struct hep *e, unsigned failures)
-{
-	long now = kb_now_ms(), dur, cap;
-	bool was = hep_healthy(e);
-
-	if (!e->passive || e->ejected)
-		return;
-	for (size_t g = 0; g < h->ngroups; g++) {
-		const struct group *gr = &h->groups[g];
-		size_t ejected = 0;
-
-		if (!in_group(gr, e))
-			continue;
-		for (size_t i = 0; i < gr->n; i++)
-			ejected += gr->v[i]->ejected;
-		if (ejected * 100 >= (size_t)gr->max_pct * gr->n) {
-			kb_log_debug("health: %s:%u not ejected: %zu of %zu already ejected (maxEjectionPercent %u)",
-				     e->addr, e->port, ejected, gr->n, gr->max_pct);
-			return;
-		}
-	}
-	e->multiplier++;
-	cap = e->base_ms > KB_OD_MAX_EJECTION_MS ? e->base_ms : KB_OD_MAX_EJECTION_MS;
-	dur = e->base_ms * (long)e->multiplier;
-	if (dur > cap)
-		dur = cap;
-	e->ejected = true;
-	e->ejections++;
-	e->eject_until = now + dur;
-	e->eject_until_wall = time(NULL) + (dur + 999) / 1000;
-	e->next_decay = now + dur + e->od_interval_ms;
-	kb_log_info("health: ejected %s:%u for %ld ms after %u consecutive failed connects", e->addr, e->port, dur,
-		    failures);
-	set_dirty(h, e, was);
-}
-
-static int on_event(void *ctx, void *data, size_t len)
-{
-	struct kb_health *h = ctx;
-	const struct kb_health_event *ev = data;
-	struct hep *e;
-
-	if (len < sizeof(*ev))
-		return 0;
-	e = find(h, &ev->endpoint);
-	if (e)
-		try_eject(h, e, ev->failures);
-	return 0;
-}
-
-static void on_ring(void *ctx, int fd, uint32_t events)
-{
-	struct kb_health *h = ctx;
-
-	ring_buffer__consume(h->rb);
-}
-
-/* ---- active probes ---- */
-
-static void probe_close(struct kb_health *h, struct hep *e)
-{
-	if (e->fd >= 0) {
-		kb_loop_del(h->loop, e->fd);
-		close(e->fd);
-	}
-	e->fd = -1;
-	e->phase = PROBE_IDLE;
-	e->rlen = 0;
-}
-
-static void probe_done(struct kb_health *h, struct hep *e, bool ok, const char *why)
-{
-	bool was = hep_healthy(e);
-
-	probe_close(h, e);
-	e->probes++;
-	if (ok) {
-		e->fails = 0;
-		e->oks++;
-		e->last_error[0] = '\0';
-		if (e->down && e->oks >= e->healthy_th) {
-			e->down = false;
-			kb_log_info("health: %s:%u passes its checks again", e->addr, e->port);
-		}
-	} else {
-		e->probe_failures++;
-		e->oks = 0;
-		e->fails++;
-		snprintf(e->last_error, sizeof(e->last_error), "%s", why);
-		if (!e->down && e->fails >= e->unhealthy_th) {
-			e->down = true;
-			kb_log_info("health: %s:%u failed %u checks in a row (%s)", e->addr, e->port, e->fails, why);
-		}
-	}
-	set_dirty(h, e, was);
-}
-
-static bool status_expected(const struct hep *e, int status)
-{
-	if (!e->nstatuses)
-		return status == 200;	/* Envoy Gateway: 200 only, by default */
-	for (size_t i = 0; i < e->nstatuses; i++)
-		if (e->statuses[i] == status)
-			return true;
-	return false;
-}
-
-static void probe_send(struct kb_health *h, struct hep *e)
-{
-	char req[1024], host[INET6_ADDRSTRLEN + 16];
-	int n;
-
-	if (e->key.family == AF_INET6)
-		snprintf(host, sizeof(host), "[%s]:%u", e->addr, e->port);
-	else
-		snprintf(host, sizeof(host), "%s:%u", e->addr, e->port);
-	n = snprintf(req, sizeof(req),
-		     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: kbackend-health\r\nConnection: close\r\n\r\n",
-		     e->method, e->path, host);
-	if (n <= 0 || n >= (int)sizeof(req) || send(e->fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-		probe_done(h, e, false, "send failed");
-		return;
-	}
-	e->phase = PROBE_READING;
-	kb_loop_mod(h->loop, e->fd, EPOLLIN);
-}
-
-static void on_probe(void *ctx, int fd, uint32_t events)
-{
-	struct hep *e = ctx;
-	struct kb_health *h = e->h;
-	int err = 0, status;
-	socklen_t len = sizeof(err);
-	ssize_t n;
-	char *eol;
-
-	if (e->phase == PROBE_CONNECTING) {
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
-			probe_done(h, e, false, strerror(err ? err : errno));
-			return;
-		}
-		if (!e->http) {
-			probe_done(h, e, true, NULL);
-			return;
-		}
-		probe_send(h, e);
-		return;
-	}
-	n = recv(fd, e->rbuf + e->rlen, sizeof(e->rbuf) - 1 - e->rlen, 0);
-	if (n < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			probe_done(h, e, false, strerror(errno));
-		return;
-	}
-	e->rlen += (size_t)n;
-	e->rbuf[e->rlen] = '\0';
-	eol = strstr(e->rbuf, "\r\n");
-	if (!eol && n > 0 && e->rlen < sizeof(e->rbuf) - 1)
-		return;	/* the status line is not complete yet */
-	if (sscanf(e->rbuf, "HTTP/%*d.%*d %d", &status) != 1) {
-		probe_done(h, e, false, "no HTTP status line");
-		return;
-	}
-	if (status_expected(e, status)) {
-		probe_done(h, e, true, NULL);
-	} else {
-		char why[32];
-
-		snprintf(why, sizeof(why), "HTTP status %d", status);
-		probe_done(h, e, false, why);
-	}
-}
-
-/* Non-blocking connect from the daemon's network namespace; the loop reports the outcome. */
-static void probe_start(struct kb_health *h, struct hep *e, long now)
-{
-	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(e->port) };
-	struct sockaddr_in s4 = { .sin_family = AF_INET, .sin_port = htons(e->port) };
-	struct sockaddr *sa = (struct sockaddr *)&s4;
-	socklen_t sl = sizeof(s4);
-	int fd;
-
-	e->next_probe = now + e->interval_ms;
-	e->deadline = now + e->timeout_ms;
-	if (e->key.family == AF_INET6) {
-		memcpy(&s6.sin6_addr, e->key.ip, 16);
-		sa = (struct sockaddr *)&s6;
-		sl = sizeof(s6);
-	} else {
-		memcpy(&s4.sin_addr, &e->key.ip[0], 4);
-	}
-	fd = socket(e->key.family == AF_INET6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		probe_done(h, e, false, strerror(errno));
-		return;
-	}
-	e->fd = fd;
-	e->phase = PROBE_CONNECTING;
-	if (connect(fd, sa, sl) && errno != EINPROGRESS) {
-		probe_done(h, e, false, strerror(errno));
-		return;
-	}
-	if (kb_loop_add(h->loop, fd, EPOLLOUT, on_probe, e)) {
-		probe_done(h, e, false, "event loop full");
-		return;
-	}
+		hl_doom(h, &e->key);
 }
 
 /* ---- timers ---- */
@@ -449,6 +97,7 @@ static long min_due(long best, long at, long now)
 	return best < 0 || d < best ? d : best;
 }
 
+/* One loop timer serves every endpoint: ms to the nearest probe start or deadline, ejection end or decay. */
 static int health_due(void *ctx)
 {
 	struct kb_health *h = ctx;
@@ -469,34 +118,22 @@ static int health_due(void *ctx)
 	return best > INT32_MAX ? INT32_MAX : (int)best;
 }
 
+/* Each endpoint's probe, then its ejection; then one recompile for whatever changed, then the UDP teardown. */
 static void health_tick(void *ctx)
 {
 	struct kb_health *h = ctx;
 	long now = kb_now_ms();
 
 	for (size_t i = 0; i < h->neps; i++) {
-		struct hep *e = h->eps[i];
-
-		if (e->active && e->phase == PROBE_IDLE && now >= e->next_probe)
-			probe_start(h, e, now);
-		else if (e->active && e->phase != PROBE_IDLE && now >= e->deadline)
-			probe_done(h, e, false, "timed out");
-		if (e->ejected && now >= e->eject_until) {
-			e->ejected = false;
-			e->next_decay = now + e->od_interval_ms;
-			kb_log_info("health: %s:%u back from ejection", e->addr, e->port);
-			h->dirty |= hep_healthy(e);
-		} else if (!e->ejected && e->multiplier && now >= e->next_decay) {
-			e->multiplier--;
-			e->next_decay = now + e->od_interval_ms;
-		}
+		hl_probe_tick(h, h->eps[i], now);
+		hl_eject_tick(h, h->eps[i], now);
 	}
 	if (h->dirty) {
 		h->dirty = false;
 		if (h->changed)
 			h->changed(h->ctx);
 	}
-	run_destroy(h);
+	hl_run_destroy(h);
 }
 
 /* ---- policies and sync ---- */
@@ -525,7 +162,7 @@ static void apply_policy(struct kb_health *h, struct hep *e, const struct kb_btp
 		for (size_t i = 0; i < a->nexpected_statuses && e->nstatuses < 16; i++)
 			e->statuses[e->nstatuses++] = (int)a->expected_statuses[i];
 	} else {
-		probe_close(h, e);
+		hl_probe_close(h, e);
 		e->down = false;
 		e->fails = e->oks = 0;
 	}
@@ -552,7 +189,7 @@ static void apply_policy(struct kb_health *h, struct hep *e, const struct kb_btp
 		e->ejected = false;
 		e->multiplier = 0;
 	}
-	set_dirty(h, e, was);
+	hl_set_dirty(h, e, was);
 }
 
 static struct hep *hep_new(struct kb_health *h, const struct kb_endpoint_key *k, long now)
@@ -586,62 +223,6 @@ static void free_groups(struct kb_health *h)
 	h->ngroups = 0;
 }
 
-/* Kernel entries: endpoint_load and endpoint_outcomes for every TCP endpoint, eject_thresholds for passive ones. */
-static void sync_maps(struct kb_health *h)
-{
-	struct kb_endpoint_key k, next, *prev = NULL, *stale = NULL;
-	struct kb_ep_load zl = { 0 };
-	struct kb_ep_outcomes *zo = calloc((size_t)h->ncpus, sizeof(*zo));
-	size_t nstale = 0, cap = 0;
-
-	if (h->load_fd < 0 || !zo) {
-		free(zo);
-		return;
-	}
-	for (size_t i = 0; i < h->neps; i++) {
-		const struct hep *e = h->eps[i];
-		__u32 th = e->threshold, cur;
-
-		if (e->key.proto != KB_PROTO_TCP)
-			continue;
-		bpf_map_update_elem(h->load_fd, &e->key, &zl, BPF_NOEXIST);
-		if (h->outcomes_fd >= 0)
-			bpf_map_update_elem(h->outcomes_fd, &e->key, zo, BPF_NOEXIST);
-		if (h->thresh_fd < 0)
-			continue;
-		if (!e->passive)
-			bpf_map_delete_elem(h->thresh_fd, &e->key);
-		else if (bpf_map_lookup_elem(h->thresh_fd, &e->key, &cur) || cur != th)
-			bpf_map_update_elem(h->thresh_fd, &e->key, &th, BPF_ANY);
-	}
-	/* Entries of endpoints that are gone, also those a previous daemon left behind. */
-	while (!bpf_map_get_next_key(h->load_fd, prev, &next)) {
-		k = next;
-		prev = &k;
-		if (find(h, &k))
-			continue;
-		if (nstale == cap) {
-			struct kb_endpoint_key *v;
-
-			cap = cap ? cap * 2 : 64;
-			v = realloc(stale, cap * sizeof(*v));
-			if (!v)
-				break;
-			stale = v;
-		}
-		stale[nstale++] = k;
-	}
-	for (size_t i = 0; i < nstale; i++) {
-		bpf_map_delete_elem(h->load_fd, &stale[i]);
-		if (h->outcomes_fd >= 0)
-			bpf_map_delete_elem(h->outcomes_fd, &stale[i]);
-		if (h->thresh_fd >= 0)
-			bpf_map_delete_elem(h->thresh_fd, &stale[i]);
-	}
-	free(stale);
-	free(zo);
-}
-
 void kb_health_sync(struct kb_health *h, const struct kb_compiled *c)
 {
 	long now = kb_now_ms();
@@ -672,7 +253,7 @@ void kb_health_sync(struct kb_health *h, const struct kb_compiled *c)
 			if (ep->type == KB_EP_UNIX || (ep->family != AF_INET && ep->family != AF_INET6))
 				continue;
 			ep_key(fe, ep, &k);
-			e = find(h, &k);
+			e = hl_find(h, &k);
 			if (!e) {
 				e = hep_new(h, &k, now);
 				if (!e || reindex(h))
@@ -696,15 +277,15 @@ void kb_health_sync(struct kb_health *h, const struct kb_compiled *c)
 			h->eps[n++] = e;
 			continue;
 		}
-		probe_close(h, e);
-		doom(h, &e->key);
+		hl_probe_close(h, e);
+		hl_doom(h, &e->key);
 		free(e);
 	}
 	h->neps = n;
 	if (reindex(h))
 		kb_err("failed to index endpoint health: out of memory");
-	sync_maps(h);
-	run_destroy(h);
+	hl_sync_maps(h);
+	hl_run_destroy(h);
 }
 
 bool kb_health_healthy(struct kb_health *h, const struct kb_cfrontend *fe, const struct kb_cendpoint *ep)
@@ -715,7 +296,7 @@ bool kb_health_healthy(struct kb_health *h, const struct kb_cfrontend *fe, const
 	if (!h || ep->type == KB_EP_UNIX)
 		return true;
 	ep_key(fe, ep, &k);
-	e = find(h, &k);
+	e = hl_find(h, &k);
 	return !e || hep_healthy(e);
 }
 
@@ -737,7 +318,7 @@ struct json_object *kb_health_endpoint_json(struct kb_health *h, const struct kb
 	if (!h || ep->type == KB_EP_UNIX)
 		return NULL;
 	ep_key(fe, ep, &k);
-	e = find(h, &k);
+	e = hl_find(h, &k);
 	if (!e)
 		return NULL;
 	j = json_object_new_object();
@@ -941,12 +522,7 @@ int kb_health_open(const struct kb_health_opts *o, struct kb_health **out)
 	h->thresh_fd = pin_fd(o->bpffs, "eject_thresholds");
 	h->targets_fd = pin_fd(o->bpffs, "udp_destroy_targets");
 	h->events_fd = pin_fd(o->bpffs, "health_events");
-	if (h->events_fd >= 0) {
-		h->rb = ring_buffer__new(h->events_fd, on_event, h, NULL);
-		if (!h->rb || kb_loop_add(h->loop, ring_buffer__epoll_fd(h->rb), EPOLLIN, on_ring, h))
-			kb_err("failed to watch the health event ring: %s; passive ejection waits for nothing",
-			       strerror(errno));
-	}
+	hl_eject_watch(h);
 	err = kb_loop_add_timer(h->loop, health_due, health_tick, h);
 	if (err) {
 		kb_health_close(h);
@@ -963,7 +539,7 @@ void kb_health_close(struct kb_health *h)
 	if (!h)
 		return;
 	for (size_t i = 0; i < h->neps; i++) {
-		probe_close(h, h->eps[i]);
+		hl_probe_close(h, h->eps[i]);
 		free(h->eps[i]);
 	}
 	free(h->eps);
