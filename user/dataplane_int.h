@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal to dataplane*.c: the user-space mirror of the sock_addr maps, and the helpers its files share. */
+#ifndef KB_DATAPLANE_INT_H
+#define KB_DATAPLANE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <bpf/libbpf.h>
+
+#include "dataplane.h"
+#include "sock_addr.skel.h"
+
+/*
+ * Not part of the dataplane's interface (dataplane.h): these types and
+ * functions are shared by dataplane.c (load, attach, pin, stats),
+ * dataplane_apply.c (the apply path) and dataplane_state.c (the mirror, its
+ * index, the slot-run allocator, the id tables and adoption of pinned state).
+ */
+
+/* A small open-addressing index: hash -> element number, rebuilt every apply. */
+struct kb_index {
+	__u32 *tab;	/* element number + 1; 0 is empty */
+	size_t cap;	/* power of two */
+};
+
+/* ---- state mirrored from the maps ---- */
+
+struct kb_fe_state {
+	struct kb_frontend_key key;	/* first: the index compares it */
+	struct kb_frontend val;
+	struct kb_slot *slots;		/* copy of the run, val.nslots long */
+};
+
+/*
+ * What identifies an endpoint for endpoint_id: the frontend it serves and its
+ * address, so counters are per frontend and endpoint. Unix endpoints are told
+ * apart by path.
+ */
+struct kb_ep_ident {
+	struct kb_frontend_key fe;
+	__u32 ip[4];
+	__u16 port;	/* network order */
+	__u8 family;
+	__u8 kind;
+	char path[108];
+};
+
+struct kb_ep_state {
+	struct kb_ep_ident ident;	/* first: the index compares it */
+	__u32 id;
+};
+
+struct kb_run {
+	__u32 base, len;
+	__u64 since;	/* retired at (CLOCK_MONOTONIC ns); 0 for free runs */
+};
+
+struct kb_runs {
+	struct kb_run *v;
+	size_t n, cap;
+};
+
+struct kb_ids {
+	__u32 *free;	/* ids given back, reused LIFO */
+	size_t nfree, cap;
+	__u32 next;	/* never used so far */
+	__u32 max;
+};
+
+struct kb_bpf_dataplane {
+	struct kb_dataplane dp;
+	struct sock_addr_bpf *skel;
+	struct bpf_link **links;
+	size_t nlinks;
+	int ncpus;
+	__u32 max_frontends, max_slots, max_endpoints, max_peers;
+
+	struct kb_fe_state *fes;
+	size_t nfes;
+	struct kb_ep_state *eps;
+	size_t neps;
+	struct kb_runs free_runs, retired_runs;
+	struct kb_ids fe_ids, ep_ids;
+	struct kb_index feix, epix;	/* over fes / eps, for the stats lookups */
+};
+
+/* dataplane.c: log "failed to <verb> <object>: ..." and return err as a negative errno (-EIO for 0). */
+int kb_fail(int err, const char *verb, const char *object);
+
+/* dataplane_apply.c: kb_dataplane_ops.apply for the BPF dataplane. */
+int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c);
+
+/* dataplane_state.c: the index. */
+int kb_index_init(struct kb_index *ix, size_t n);
+void kb_index_free(struct kb_index *ix);
+/* The element number of key, or -1 with *hole set to where it would go. */
+long kb_index_find(const struct kb_index *ix, const void *key, size_t ksz, const void *base, size_t stride,
+		   size_t *hole);
+
+/* dataplane_state.c: slot runs and ids. */
+__u64 kb_now_ns(void);
+int kb_runs_push(struct kb_runs *r, __u32 base, __u32 len, __u64 since);
+/* First fit over the free runs; may wait for retired runs to age (KB_RUN_GRACE_NS). */
+int kb_alloc_run(struct kb_bpf_dataplane *d, __u32 n, __u32 *base);
+int kb_id_get(struct kb_ids *ids, __u32 *id);
+int kb_id_put(struct kb_ids *ids, __u32 id);
+
+/* dataplane_state.c: the mirror. */
+int kb_reindex(struct kb_bpf_dataplane *d);
+int kb_ep_find(struct kb_bpf_dataplane *d, const struct kb_index *ix, const struct kb_ep_ident *id, size_t *hole);
+void kb_cendpoint_ident(const struct kb_cfrontend *cf, const struct kb_cendpoint *ep, struct kb_ep_ident *id);
+/* Rebuild the mirror, free runs and free ids from the pinned maps. */
+int kb_adopt_state(struct kb_bpf_dataplane *d);
+
+#endif /* KB_DATAPLANE_INT_H */

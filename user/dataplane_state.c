@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The dataplane's mirror of its maps: a hashed index, the slot-run allocator, id tables, adoption of pinned state. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+
+#include "dataplane_int.h"
+#include "util.h"
+
+/*
+ * A retired slot run may still be read by a connect that looked up the old
+ * frontend value just before the swap. BPF programs finish within
+ * microseconds of that lookup, so one second is a generous grace period.
+ */
+#define KB_RUN_GRACE_NS 1000000000ull
+
+/* ---- a small open-addressing index: hash -> element number, rebuilt every apply ---- */
+
+static __u64 kb_fnv(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	__u64 h = 1469598103934665603ull;
+
+	while (n--)
+		h = (h ^ *b++) * 1099511628211ull;
+	return h;
+}
+
+int kb_index_init(struct kb_index *ix, size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < n * 2)
+		cap <<= 1;
+	ix->tab = calloc(cap, sizeof(*ix->tab));
+	ix->cap = cap;
+	return ix->tab ? 0 : -ENOMEM;
+}
+
+void kb_index_free(struct kb_index *ix)
+{
+	free(ix->tab);
+	ix->tab = NULL;
+	ix->cap = 0;
+}
+
+/*
+ * Find key (of size ksz) among elements whose keys sit at base + i * stride.
+ * Returns the element number, or -1 with *hole set to where it would go.
+ */
+long kb_index_find(const struct kb_index *ix, const void *key, size_t ksz, const void *base, size_t stride,
+		   size_t *hole)
+{
+	size_t m = ix->cap - 1, i = kb_fnv(key, ksz) & m;
+
+	for (; ix->tab[i]; i = (i + 1) & m) {
+		size_t e = ix->tab[i] - 1;
+
+		if (!memcmp((const char *)base + e * stride, key, ksz))
+			return (long)e;
+	}
+	*hole = i;
+	return -1;
+}
+
+/* ---- slot runs and ids ---- */
+
+__u64 kb_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec;
+}
+
+int kb_runs_push(struct kb_runs *r, __u32 base, __u32 len, __u64 since)
+{
+	if (!len)
+		return 0;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		struct kb_run *v = realloc(r->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		r->v = v;
+		r->cap = cap;
+	}
+	r->v[r->n++] = (struct kb_run){ base, len, since };
+	return 0;
+}
+
+static int kb_run_cmp(const void *a, const void *b)
+{
+	const struct kb_run *x = a, *y = b;
+
+	return x->base < y->base ? -1 : x->base > y->base;
+}
+
+/* Move retired runs whose grace period is over to the free list, and merge neighbours. */
+static int kb_reclaim_runs(struct kb_bpf_dataplane *d, __u64 now)
+{
+	struct kb_runs *f = &d->free_runs, *r = &d->retired_runs;
+	size_t i, j = 0;
+	int err;
+
+	for (i = 0; i < r->n; i++) {
+		if (now - r->v[i].since >= KB_RUN_GRACE_NS) {
+			err = kb_runs_push(f, r->v[i].base, r->v[i].len, 0);
+			if (err)
+				return err;
+		} else {
+			r->v[j++] = r->v[i];
+		}
+	}
+	r->n = j;
+	if (!f->n)
+		return 0;
+	qsort(f->v, f->n, sizeof(*f->v), kb_run_cmp);
+	for (i = 1, j = 0; i < f->n; i++) {
+		if (f->v[j].base + f->v[j].len == f->v[i].base)
+			f->v[j].len += f->v[i].len;
+		else
+			f->v[++j] = f->v[i];
+	}
+	f->n = j + 1;
+	return 0;
+}
+
+/*
+ * First fit over the free runs. When only retired runs could serve, wait for
+ * the oldest of them to age, rather than fail an apply that fits.
+ */
+int kb_alloc_run(struct kb_bpf_dataplane *d, __u32 n, __u32 *base)
+{
+	struct kb_runs *f = &d->free_runs;
+	int err;
+
+	for (;;) {
+		__u64 now = kb_now_ns(), oldest = now;
+		size_t i;
+
+		err = kb_reclaim_runs(d, now);
+		if (err)
+			return err;
+		for (i = 0; i < f->n; i++) {
+			if (f->v[i].len < n)
+				continue;
+			*base = f->v[i].base;
+			f->v[i].base += n;
+			f->v[i].len -= n;
+			if (!f->v[i].len) {
+				memmove(&f->v[i], &f->v[i + 1], (f->n - i - 1) * sizeof(*f->v));
+				f->n--;
+			}
+			return 0;
+		}
+		if (!d->retired_runs.n)
+			return -ENOSPC;
+		for (i = 0; i < d->retired_runs.n; i++)
+			if (d->retired_runs.v[i].since < oldest)
+				oldest = d->retired_runs.v[i].since;
+		{
+			__u64 wait = oldest + KB_RUN_GRACE_NS - now + 1000000;
+			struct timespec ts = { (time_t)(wait / 1000000000ull), (long)(wait % 1000000000ull) };
+
+			kb_log_debug("waiting %llu ms for retired slot runs", (unsigned long long)(wait / 1000000));
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+int kb_id_get(struct kb_ids *ids, __u32 *id)
+{
+	if (ids->nfree) {
+		*id = ids->free[--ids->nfree];
+		return 0;
+	}
+	if (ids->next >= ids->max)
+		return -ENOSPC;
+	*id = ids->next++;
+	return 0;
+}
+
+int kb_id_put(struct kb_ids *ids, __u32 id)
+{
+	if (ids->nfree == ids->cap) {
+		size_t cap = ids->cap ? ids->cap * 2 : 64;
+		__u32 *v = realloc(ids->free, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ids->free = v;
+		ids->cap = cap;
+	}
+	ids->free[ids->nfree++] = id;
+	return 0;
+}
+
+/* ---- the mirror ---- */
+
+/* Index the mirror by frontend key and endpoint identity, for the stats calls. */
+int kb_reindex(struct kb_bpf_dataplane *d)
+{
+	size_t i, hole;
+	int err;
+
+	kb_index_free(&d->feix);
+	kb_index_free(&d->epix);
+	err = kb_index_init(&d->feix, d->nfes);
+	err = err ?: kb_index_init(&d->epix, d->neps);
+	if (err)
+		return err;
+	for (i = 0; i < d->nfes; i++) {
+		kb_index_find(&d->feix, &d->fes[i].key, sizeof(d->fes[i].key), d->fes, sizeof(*d->fes), &hole);
+		d->feix.tab[hole] = (__u32)i + 1;
+	}
+	for (i = 0; i < d->neps; i++) {
+		kb_index_find(&d->epix, &d->eps[i].ident, sizeof(d->eps[i].ident), d->eps, sizeof(*d->eps), &hole);
+		d->epix.tab[hole] = (__u32)i + 1;
+	}
+	return 0;
+}
+
+int kb_ep_find(struct kb_bpf_dataplane *d, const struct kb_index *ix, const struct kb_ep_ident *id,
+	       size_t *hole)
+{
+	return (int)kb_index_find(ix, id, sizeof(*id), d->eps, sizeof(*d->eps), hole);
+}
+
+static void kb_slot_ident(const struct kb_frontend_key *fe, const struct kb_slot *s, struct kb_ep_ident *id)
+{
+	memset(id, 0, sizeof(*id));
+	id->fe = *fe;
+	memcpy(id->ip, s->ip, sizeof(id->ip));
+	id->port = s->port;
+	id->family = s->family;
+	id->kind = s->kind;
+}
+
+/* A compiled endpoint's identity, as its slots and the mirror record it. */
+void kb_cendpoint_ident(const struct kb_cfrontend *cf, const struct kb_cendpoint *ep, struct kb_ep_ident *id)
+{
+	memset(id, 0, sizeof(*id));
+	id->fe = cf->key;
+	if (ep->type == KB_EP_UNIX) {
+		/* The slot carries the bridge listener (127.0.0.1:port); port 0 (no bridge) is refused. */
+		id->kind = KB_SLOT_BRIDGE;
+		id->family = AF_INET;
+		memcpy(id->ip, ep->ip, sizeof(id->ip));
+		id->port = htons(ep->port);
+		if (ep->address)
+			snprintf(id->path, sizeof(id->path), "%s", ep->address);
+		return;
+	}
+	memcpy(id->ip, ep->ip, sizeof(id->ip));
+	id->port = htons(ep->port);
+	id->family = ep->family;
+	id->kind = KB_SLOT_IP;
+}
+
+/* ---- adopting pinned state ---- */
+
+static int kb_run_base_cmp(const void *a, const void *b)
+{
+	const struct kb_fe_state *x = a, *y = b;
+
+	return x->val.slot_base < y->val.slot_base ? -1 : x->val.slot_base > y->val.slot_base;
+}
+
+/*
+ * Rebuild the user-space mirror from pinned maps, so that a restarted daemon
+ * allocates around the runs that serve. Space between runs may have been
+ * retired by the previous process a moment ago, so it starts out retired.
+ */
+int kb_adopt_state(struct kb_bpf_dataplane *d)
+{
+	int fefd = bpf_map__fd(d->skel->maps.frontends), slfd = bpf_map__fd(d->skel->maps.slots);
+	struct kb_frontend_key key, next, *prev = NULL;
+	struct kb_index epix = { 0 };
+	size_t i, cap = 0, epcap = 0;
+	__u32 end = 0;
+	__u64 now = kb_now_ns();
+	int err = 0;
+	bool *fe_used = NULL, *ep_used = NULL;
+
+	while (!bpf_map_get_next_key(fefd, prev, &next)) {
+		struct kb_fe_state *fs;
+
+		key = next;
+		prev = &key;
+		if (d->nfes == cap) {
+			cap = cap ? cap * 2 : 256;
+			fs = realloc(d->fes, cap * sizeof(*fs));
+			if (!fs)
+				return -ENOMEM;
+			d->fes = fs;
+		}
+		fs = &d->fes[d->nfes];
+		memset(fs, 0, sizeof(*fs));
+		fs->key = key;
+		if (bpf_map_lookup_elem(fefd, &key, &fs->val))
+			continue;	/* deleted under us: not ours to serve */
+		if (fs->val.nslots > d->max_slots || fs->val.slot_base > d->max_slots - fs->val.nslots ||
+		    fs->val.frontend_id >= d->max_frontends) {
+			kb_log_info("pinned frontend with a bad slot run or id dropped from the mirror");
+			continue;
+		}
+		if (fs->val.nslots) {
+			fs->slots = calloc(fs->val.nslots, sizeof(*fs->slots));
+			if (!fs->slots)
+				return -ENOMEM;
+			for (i = 0; i < fs->val.nslots; i++) {
+				__u32 k = fs->val.slot_base + (__u32)i;
+
+				if (bpf_map_lookup_elem(slfd, &k, &fs->slots[i]))
+					return -errno;
+			}
+		}
+		d->nfes++;
+	}
+
+	/* Free space: the gaps between the runs in use, retired now. */
+	qsort(d->fes, d->nfes, sizeof(*d->fes), kb_run_base_cmp);
+	for (i = 0; i < d->nfes; i++) {
+		struct kb_frontend *v = &d->fes[i].val;
+
+		if (!v->nslots)
+			continue;
+		if (v->slot_base < end)
+			return -EUCLEAN;	/* overlapping runs: refuse to guess */
+		err = kb_runs_push(&d->retired_runs, end, v->slot_base - end, now);
+		if (err)
+			return err;
+		end = v->slot_base + v->nslots;
+	}
+	err = kb_runs_push(&d->retired_runs, end, d->max_slots - end, now);
+	if (err)
+		return err;
+
+	/* Ids: the highest in use bounds the never-used range; holes below it are free. */
+	fe_used = calloc(d->max_frontends, 1);
+	ep_used = calloc(d->max_endpoints, 1);
+	if (!fe_used || !ep_used) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < d->nfes; i++) {
+		struct kb_fe_state *fs = &d->fes[i];
+
+		fe_used[fs->val.frontend_id] = true;
+		if (fs->val.frontend_id >= d->fe_ids.next)
+			d->fe_ids.next = fs->val.frontend_id + 1;
+		epcap += fs->val.nslots;
+	}
+	err = kb_index_init(&epix, epcap);
+	if (err)
+		goto out;
+	d->eps = calloc(epcap ? epcap : 1, sizeof(*d->eps));
+	if (!d->eps) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < d->nfes; i++) {
+		struct kb_fe_state *fs = &d->fes[i];
+
+		for (__u32 j = 0; j < fs->val.nslots; j++) {
+			struct kb_ep_ident id;
+			size_t hole;
+			__u32 eid = fs->slots[j].endpoint_id;
+
+			kb_slot_ident(&fs->key, &fs->slots[j], &id);
+			if (kb_ep_find(d, &epix, &id, &hole) >= 0 || eid >= d->max_endpoints || ep_used[eid])
+				continue;
+			d->eps[d->neps].ident = id;
+			d->eps[d->neps].id = eid;
+			epix.tab[hole] = (__u32)++d->neps;
+			ep_used[eid] = true;
+			if (eid >= d->ep_ids.next)
+				d->ep_ids.next = eid + 1;
+		}
+	}
+	for (__u32 id = d->fe_ids.next; id-- > 0;)
+		if (!fe_used[id] && (err = kb_id_put(&d->fe_ids, id)))
+			goto out;
+	for (__u32 id = d->ep_ids.next; id-- > 0;)
+		if (!ep_used[id] && (err = kb_id_put(&d->ep_ids, id)))
+			goto out;
+	err = kb_reindex(d);
+	kb_log_debug("adopted %zu frontends and %zu endpoints from pinned maps", d->nfes, d->neps);
+out:
+	kb_index_free(&epix);
+	free(fe_used);
+	free(ep_used);
+	return err;
+}
