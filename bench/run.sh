@@ -7,7 +7,7 @@
 #   bench/run.sh --quick    a smoke run: fewer and shorter reps, fewer sizes (`make bench-quick`, < 2 min)
 #
 # Knobs (environment): BENCH_REPS, BENCH_SECS, BENCH_SCALE_SIZES, BENCH_SCALE_REPS,
-# BENCH_BPF_ARGS (passed to build/bench/bpf_cost), BENCH_SKIP="paths scale bpf".
+# BENCH_BPF_ARGS (passed to build/bench/bpf_cost), BENCH_SKIP="paths scale bpf unix".
 #
 # Data-path section. One echo server (kbload serve) in the backend netns be1 at
 # 198.51.100.2 (TCP 8080, UDP 5353). Every client runs in the node netns
@@ -527,6 +527,10 @@ END {
 
 skipped paths || run_paths
 if ! skipped bpf; then run_bpf_cost; fi
+if ! skipped unix; then
+	log "unix sidecar paths (bench/unix.sh${QUICK:+ --quick})"
+	KBACKEND=$KB KBLOAD=$LOAD bench/unix.sh ${QUICK:+--quick} >"$RESDIR/unix-$STAMP.md" || log "bench/unix.sh failed"
+fi
 if ! skipped scale; then
 	log "apply scale: sizes $SCALE_SIZES, $SCALE_REPS rep(s)"
 	KBACKEND=$KB SCALE_SIZES=$SCALE_SIZES SCALE_REPS=$SCALE_REPS SCALE_RAW=$RESDIR/scale-$STAMP.txt OUT=$OUT \
@@ -553,6 +557,14 @@ T_END=$EPOCHREALTIME
 		echo "## BPF cost per connect4 against the number of frontends"
 		echo
 		report_bpf_cost
+	fi
+	if ! skipped unix; then
+		echo
+		echo "## Unix sidecars: TCP to a unix socket through kbackend's bridge and its peers"
+		echo
+		echo "Concurrency 1, the same unix echo server; ratios are medians of per-rep ratios."
+		echo
+		cat "$RESDIR/unix-$STAMP.md" 2>/dev/null
 	fi
 	if ! skipped scale; then
 		echo

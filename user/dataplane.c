@@ -21,16 +21,6 @@
 
 /* ---- errors and libbpf output ---- */
 
-int kb_fail(int err, const char *verb, const char *object)
-{
-	if (err > 0)
-		err = -err;
-	if (!err)
-		err = -EIO;
-	kb_err("failed to %s %s: %s", verb, object, strerror(-err));
-	return err;
-}
-
 static int kb_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	/* libbpf's own chatter is demoted one level: warnings show under -v, debug under -vv. */
@@ -430,4 +420,31 @@ int kb_dataplane_unload(const char *bpffs)
 	err = kb_unpin_dir(links, true);
 	err2 = kb_unpin_dir(bpffs, false);
 	return err ? err : err2;
+}
+
+/* Point every map of obj at the dataplane's pin of the same name (they all come from bpf/maps.bpf.h). */
+int kb_dataplane_reuse_pins(struct bpf_object *obj, const char *bpffs)
+{
+	struct bpf_map *map;
+	char path[PATH_MAX];
+
+	bpf_object__for_each_map(map, obj) {
+		struct bpf_map_info info = { 0 };
+		__u32 len = sizeof(info);
+		int fd, err;
+
+		if (bpf_map__is_internal(map))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", bpffs, bpf_map__name(map));
+		fd = bpf_obj_get(path);
+		if (fd >= 0) {
+			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+				bpf_map__set_max_entries(map, info.max_entries);
+			close(fd);
+		}
+		err = bpf_map__set_pin_path(map, path);
+		if (err)
+			return err;
+	}
+	return 0;
 }

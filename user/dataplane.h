@@ -47,6 +47,15 @@ struct kb_dataplane {
  */
 int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_dataplane **out);
 
+/*
+ * For the loaders of the other BPF objects (health, inbound): point every
+ * map of obj at the dataplane's pin of the same name and size, so that all
+ * objects share one instance of each map declared in bpf/maps.bpf.h. Call
+ * between open and load. 0 or a negative errno.
+ */
+struct bpf_object;
+int kb_dataplane_reuse_pins(struct bpf_object *obj, const char *bpffs);
+
 /* Detach everything pinned under bpffs and remove the pins. Safe when nothing is pinned. */
 int kb_dataplane_unload(const char *bpffs);
 

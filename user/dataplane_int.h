@@ -86,7 +86,6 @@ struct kb_bpf_dataplane {
 };
 
 /* dataplane.c: log "failed to <verb> <object>: ..." and return err as a negative errno (-EIO for 0). */
-int kb_fail(int err, const char *verb, const char *object);
 
 /* dataplane_apply.c: kb_dataplane_ops.apply for the BPF dataplane. */
 int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c);

@@ -16,6 +16,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "dataplane.h"
 #include "health_int.h"
 #include "util.h"
 #include "sockops.skel.h"
@@ -379,33 +380,6 @@ struct json_object *kb_health_endpoint_json(struct kb_health *h, const struct kb
 
 /* ---- open and close ---- */
 
-/* Point every map of obj at the dataplane's pin of the same name (they all come from bpf/maps.bpf.h). */
-static int reuse_pins(struct bpf_object *obj, const char *bpffs)
-{
-	struct bpf_map *map;
-	char path[PATH_MAX];
-
-	bpf_object__for_each_map(map, obj) {
-		struct bpf_map_info info = { 0 };
-		__u32 len = sizeof(info);
-		int fd, err;
-
-		if (bpf_map__is_internal(map))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", bpffs, bpf_map__name(map));
-		fd = bpf_obj_get(path);
-		if (fd >= 0) {
-			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
-				bpf_map__set_max_entries(map, info.max_entries);
-			close(fd);
-		}
-		err = bpf_map__set_pin_path(map, path);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
 /* The pinned link of prog, pointed at the new program, or a fresh attachment pinned there. */
 static int attach_pinned(struct bpf_program *prog, const char *path, int cgfd, __u64 cgid, struct bpf_link **out)
 {
@@ -463,7 +437,7 @@ static void open_sockops(struct kb_health *h, const struct kb_health_opts *o)
 		return;
 	}
 	h->so = sockops_bpf__open();
-	err = h->so ? reuse_pins(h->so->obj, o->bpffs) : -errno;
+	err = h->so ? kb_dataplane_reuse_pins(h->so->obj, o->bpffs) : -errno;
 	err = err ?: sockops_bpf__load(h->so);
 	snprintf(path, sizeof(path), "%s/links/sockops_health", o->bpffs);
 	err = err ?: attach_pinned(h->so->progs.sockops_health, path, cgfd, (__u64)st.st_ino, &h->so_link);
@@ -481,7 +455,7 @@ static void open_udp_destroy(struct kb_health *h, const struct kb_health_opts *o
 	int err;
 
 	h->ud = udp_destroy_bpf__open();
-	err = h->ud ? reuse_pins(h->ud->obj, o->bpffs) : -errno;
+	err = h->ud ? kb_dataplane_reuse_pins(h->ud->obj, o->bpffs) : -errno;
 	if (!err) {
 		/* Quiet: a kernel without the kfunc fails here, and that is reported once below. */
 		err = udp_destroy_bpf__load(h->ud);

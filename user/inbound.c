@@ -15,6 +15,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "dataplane.h"
 #include "inbound.h"
 #include "util.h"
 #include "sk_lookup.skel.h"
@@ -27,16 +28,6 @@ struct kb_inbound {
 	struct sk_lookup_bpf *skel;
 	struct bpf_link *link;
 };
-
-static int fail(int err, const char *verb, const char *object)
-{
-	if (err > 0)
-		err = -err;
-	if (!err)
-		err = -EIO;
-	kb_err("failed to %s %s: %s", verb, object, strerror(-err));
-	return err;
-}
 
 /* Reuse the pinned link if it serves this netns (an atomic program swap); else start afresh. 1: adopted. */
 static int adopt_link(const char *path, struct bpf_program *prog, struct bpf_link **out)
@@ -68,64 +59,48 @@ int kb_inbound_open(const char *bpffs, struct kb_inbound **out)
 {
 	struct kb_inbound *in = calloc(1, sizeof(*in));
 	char path[PATH_MAX];
-	struct bpf_map *map;
 	int err, nsfd = -1;
 
 	*out = NULL;
 	if (!in)
-		return fail(-ENOMEM, "allocate", "inbound steering");
+		return kb_fail(-ENOMEM, "allocate", "inbound steering");
 	in->skel = sk_lookup_bpf__open();
 	if (!in->skel) {
-		err = fail(-errno, "open", "sk_lookup BPF object");
+		err = kb_fail(-errno, "open", "sk_lookup BPF object");
 		goto out_free;
 	}
 	/* Every map is the dataplane's pinned one: same names, same sizes. */
-	bpf_object__for_each_map(map, in->skel->obj) {
-		struct bpf_map_info info = { 0 };
-		__u32 len = sizeof(info);
-		int fd;
-
-		if (bpf_map__is_internal(map))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", bpffs, bpf_map__name(map));
-		fd = bpf_obj_get(path);
-		if (fd >= 0) {
-			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
-				bpf_map__set_max_entries(map, info.max_entries);
-			close(fd);
-		}
-		err = bpf_map__set_pin_path(map, path);
-		if (err) {
-			err = fail(err, "set pin path for", bpf_map__name(map));
-			goto out_destroy;
-		}
+	err = kb_dataplane_reuse_pins(in->skel->obj, bpffs);
+	if (err) {
+		err = kb_fail(err, "reuse the pinned maps for", "sk_lookup BPF object");
+		goto out_destroy;
 	}
 	err = sk_lookup_bpf__load(in->skel);
 	if (err) {
-		err = fail(err, "load", "sk_lookup BPF program");
+		err = kb_fail(err, "load", "sk_lookup BPF program");
 		goto out_destroy;
 	}
 	snprintf(path, sizeof(path), "%s/links/sk_lookup_steer", bpffs);
 	err = adopt_link(path, in->skel->progs.sk_lookup_steer, &in->link);
 	if (err < 0) {
-		err = fail(err, "update pinned link", path);
+		err = kb_fail(err, "update pinned link", path);
 		goto out_destroy;
 	}
 	if (!err) {
 		nsfd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 		if (nsfd < 0) {
-			err = fail(-errno, "open", "/proc/thread-self/ns/net");
+			err = kb_fail(-errno, "open", "/proc/thread-self/ns/net");
 			goto out_destroy;
 		}
 		in->link = bpf_program__attach_netns(in->skel->progs.sk_lookup_steer, nsfd);
 		close(nsfd);
 		if (!in->link) {
-			err = fail(-errno, "attach", "sk_lookup_steer to the node's netns");
+			err = kb_fail(-errno, "attach", "sk_lookup_steer to the node's netns");
 			goto out_destroy;
 		}
 		err = bpf_link__pin(in->link, path);
 		if (err) {
-			err = fail(err, "pin", path);
+			err = kb_fail(err, "pin", path);
 			goto out_destroy;
 		}
 	}

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Small shared helpers: an allocation arena, growable arrays and logging. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +204,16 @@ void kb_log_debug(const char *fmt, ...)
 	va_start(ap, fmt);
 	vlog("kbackend: debug: ", fmt, ap);
 	va_end(ap);
+}
+
+int kb_fail(int err, const char *verb, const char *object)
+{
+	if (err > 0)
+		err = -err;
+	if (!err)
+		err = -EIO;
+	kb_err("failed to %s %s: %s", verb, object, strerror(-err));
+	return err;
 }
 
 void kb_err(const char *fmt, ...)

@@ -64,6 +64,9 @@ void kb_log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "kbackend: <what failed>: <why>" on stderr. */
 void kb_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* One error line "kbackend: failed to <verb> <object>: <strerror>"; returns err as a negative errno (-EIO for 0). */
+int kb_fail(int err, const char *verb, const char *object);
+
 /* Parse "10s", "500ms", "1m", "2h" (Gateway API Duration) into ms. false on bad input. */
 bool kb_parse_duration_ms(const char *s, int64_t *out);
 
