@@ -215,9 +215,9 @@ client rr --tcp 198.18.0.11:7000 --duration 1 || fail "sidecar round trips faile
 
 section "Counters (kbackend stats)"
 kb stats || fail "stats failed"
-say "Frontend counters count every connect since the daemon started. Endpoint counters are kept" \
-	"per endpoint address (shared by the IPv4 and IPv6 frontends) and restart when an endpoint" \
-	"leaves the slot table, as app-a did while it was ejected."
+say "CONNECTS counts the connects kbackend steered, per frontend and per endpoint of that frontend," \
+	"from per-CPU counters (an ejected endpoint keeps its count). OPEN and OK/REFUSED/TIMEOUT come" \
+	"from sockops and are per endpoint address, shared by every frontend that uses it."
 
 section "Unload and clean up"
 ours=("${TOPO_PIDS[@]}" ${TOPO_KB_PID:+"$TOPO_KB_PID"})
