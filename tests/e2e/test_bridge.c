@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 
 #include "e2e.h"
+#include "e2e_daemon.h"
 #include "control.h"
 #include "dataplane.h"
 #include "util.h"
@@ -72,38 +73,9 @@ static struct env E;
 
 /* ---- helpers ---- */
 
-static long now_ms(void)
-{
-	return kb_now_ms();
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-static void child_init(void)
-{
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGALRM, SIG_DFL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
-}
-
 static void dump_log(void)
 {
-	char line[1024];
-	FILE *f = E.log[0] ? fopen(E.log, "r") : NULL;
-
-	while (f && fgets(line, sizeof(line), f))
-		fprintf(stderr, "# log: %s", line);
-	if (f)
-		fclose(f);
+	e2e_dump_file("log", E.log, 0);
 }
 
 /* The test stream: byte pos of stream `seed` is byte pos%8 of mix(seed, pos/8). Checked byte for byte. */
@@ -343,7 +315,7 @@ static pid_t sidecar_start(const char *const *names, const enum sc_mode *modes, 
 		return -1;
 	pid = fork();
 	if (pid == 0) {
-		child_init();
+		e2e_child_init();
 		close(p[0]);
 		sidecar_main(pp, modes, n, p[1]);
 		_exit(0);
@@ -356,16 +328,6 @@ static pid_t sidecar_start(const char *const *names, const enum sc_mode *modes, 
 	close(p[0]);
 	setpgid(pid, pid);
 	return pid;
-}
-
-static void kill_group(pid_t *pid)
-{
-	if (*pid > 0) {
-		kill(-*pid, SIGKILL);
-		kill(*pid, SIGKILL);
-		waitpid(*pid, NULL, 0);
-	}
-	*pid = 0;
 }
 
 /* ---- manifests ---- */
@@ -417,40 +379,14 @@ static void yaml_config(char *buf, size_t len, const char *extra)
 
 static struct json_object *apply_yaml(const char *yaml)
 {
-	struct json_object *req = json_object_new_object(), *files = json_object_new_array(),
-			   *f = json_object_new_object(), *reply;
+	struct json_object *req = e2e_files_req("apply", "bridge.yaml", yaml), *reply;
 
-	json_object_object_add(f, "name", json_object_new_string("bridge.yaml"));
-	json_object_object_add(f, "content", json_object_new_string(yaml));
-	json_object_array_add(files, f);
-	json_object_object_add(req, "op", json_object_new_string("apply"));
-	json_object_object_add(req, "files", files);
 	reply = kb_ctl_call(E.sock, req, 30000);
 	json_object_put(req);
 	return reply;
 }
 
-static bool reply_ok(struct json_object *r)
-{
-	struct json_object *v;
-
-	return r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v);
-}
-
 /* ---- the daemon ---- */
-
-static bool daemon_serves(void)
-{
-	struct json_object *req = json_object_new_object(), *r;
-	bool ok;
-
-	json_object_object_add(req, "op", json_object_new_string("status"));
-	r = kb_ctl_call(E.sock, req, 5000);
-	json_object_put(req);
-	ok = reply_ok(r);
-	json_object_put(r);
-	return ok;
-}
 
 static int daemon_start(void)
 {
@@ -464,7 +400,7 @@ static int daemon_start(void)
 	if (pid == 0) {
 		int fd;
 
-		child_init();
+		e2e_child_init();
 		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (fd < 0)
 			_exit(126);
@@ -477,15 +413,7 @@ static int daemon_start(void)
 		_exit(127);
 	}
 	E.daemon = pid;
-	for (long deadline = now_ms() + 15000; now_ms() < deadline; sleep_ms(20)) {
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			E.daemon = 0;
-			return -1;
-		}
-		if (daemon_serves())
-			return 0;
-	}
-	return -1;
+	return e2e_daemon_wait(&E.daemon, E.sock, 15000);
 }
 
 /* ---- clients (this process: node netns, test cgroup) ---- */
@@ -551,10 +479,7 @@ static int group_teardown(void **state);
 
 static int setup_failed(const char *why)
 {
-	fprintf(stderr, "# setup failed: %s\n", why);
-	dump_log();
-	group_teardown(NULL);
-	return -1;
+	return e2e_setup_failed(why, dump_log, group_teardown);
 }
 
 static int topo_up(void)
@@ -585,14 +510,13 @@ static int topo_up(void)
 
 static int group_setup(void **state)
 {
-	char self[PATH_MAX], *slash, yaml[16384];
+	char yaml[16384];
 	static const char *const names[] = { "echo.sock", "stall.sock", "first.sock" };
 	static const enum sc_mode modes[] = { SC_ECHO, SC_STALL, SC_FIRST };
 	static const char *const rs[] = { "restart.sock" };
 	static const enum sc_mode rsm[] = { SC_ECHO };
 	struct json_object *r;
 	struct rlimit rl;
-	ssize_t n;
 
 	E.rootns = -1;
 	E.skip = e2e_skip_reason();
@@ -606,17 +530,7 @@ static int group_setup(void **state)
 		E.skip = "kernel cannot load sk_lookup programs";
 		return 0;
 	}
-	if (getenv("KBACKEND_BIN")) {
-		snprintf(E.kb, sizeof(E.kb), "%s", getenv("KBACKEND_BIN"));
-	} else {
-		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		self[n > 0 ? n : 0] = '\0';
-		slash = strrchr(self, '/');
-		if (slash)
-			*slash = '\0';
-		snprintf(E.kb, sizeof(E.kb), "%s/../kbackend", self);
-	}
-	if (access(E.kb, X_OK)) {
+	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
 		E.skip = "build/kbackend is not built";
 		return 0;
 	}
@@ -669,7 +583,7 @@ static int group_setup(void **state)
 		return setup_failed("daemon did not start (see its log)");
 	yaml_config(yaml, sizeof(yaml), NULL);
 	r = apply_yaml(yaml);
-	if (!reply_ok(r)) {
+	if (!e2e_reply_ok(r)) {
 		fprintf(stderr, "# apply: %s\n", r ? json_object_to_json_string(r) : strerror(errno));
 		json_object_put(r);
 		return setup_failed("apply");
@@ -680,13 +594,9 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	kill_group(&E.sidecar);
-	kill_group(&E.restart);
-	if (E.daemon > 0) {
-		kill(E.daemon, SIGKILL);
-		waitpid(E.daemon, NULL, 0);
-		E.daemon = 0;
-	}
+	e2e_kill_group(&E.sidecar);
+	e2e_kill_group(&E.restart);
+	e2e_kill(&E.daemon);
 	if (E.bpffs[0])
 		kb_dataplane_unload(E.bpffs);
 	E.bpffs[0] = '\0';
@@ -696,23 +606,9 @@ static int group_teardown(void **state)
 		close(E.rootns);
 		E.rootns = -1;
 	}
-	if (E.cgroup[0])
-		e2e_cgroup_remove(E.cgroot, E.cgroup);
-	E.cgroup[0] = '\0';
-	e2e_cgroup2_release(E.cgroot, E.cgmounted);
-	E.cgmounted = false;
-	if (E.netns_made) {
-		e2e_sh("ip netns del %s", E.node);
-		e2e_sh("ip netns del %s", E.host);
-		e2e_sh("ip netns del %s", E.cl);
-		E.netns_made = false;
-	}
-	if (E.tmp[0]) {
-		if (getenv("KB_KEEP_LOG"))
-			dump_log();
-		e2e_sh("rm -rf '%s'", E.tmp);
-	}
-	E.tmp[0] = '\0';
+	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	e2e_netns_del(&E.netns_made, E.node, E.host, E.cl, NULL);
+	e2e_tmpdir_remove(E.tmp, dump_log);
 	if (E.sh)
 		munmap(E.sh, sizeof(*E.sh));
 	E.sh = NULL;
@@ -766,7 +662,7 @@ static void test_bulk_1gib_each_way(void **state)
 	uint64_t got = 0, sum = 0xcbf29ce484222325ull;
 	struct timeval tv = { 60, 0 };
 	pthread_t th;
-	long t0 = now_ms();
+	long t0 = kb_now_ms();
 
 	SKIP_IF_NEEDED();
 	p.fd = tcp_connect(FE, P_ECHO, 10);
@@ -791,7 +687,7 @@ static void test_bulk_1gib_each_way(void **state)
 	close(p.fd);
 	assert_int_equal(p.err, 0);
 	assert_true(got == N);
-	fprintf(stderr, "# 1 GiB each way in %.1f s, checksum %016llx\n", (now_ms() - t0) / 1000.0,
+	fprintf(stderr, "# 1 GiB each way in %.1f s, checksum %016llx\n", (kb_now_ms() - t0) / 1000.0,
 		(unsigned long long)sum);
 }
 
@@ -808,7 +704,7 @@ static void test_1000_concurrent(void **state)
 	struct epoll_event ev, evs[256];
 	unsigned char buf[65536];
 	int ep = epoll_create1(EPOLL_CLOEXEC), left = NC, bad = 0;
-	long deadline = now_ms() + 60000;
+	long deadline = kb_now_ms() + 60000;
 
 	SKIP_IF_NEEDED();
 	assert_non_null(cs);
@@ -822,7 +718,7 @@ static void test_1000_concurrent(void **state)
 		ev.data.u32 = (uint32_t)i;
 		epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
 	}
-	while (left && now_ms() < deadline) {
+	while (left && kb_now_ms() < deadline) {
 		int n = epoll_wait(ep, evs, 256, 1000);
 
 		for (int k = 0; k < n; k++) {
@@ -913,8 +809,8 @@ static void test_half_close_both_ways(void **state)
 		off += (uint64_t)w;
 	}
 	shutdown(fd, SHUT_WR);
-	for (long deadline = now_ms() + 10000; now_ms() < deadline && !__atomic_load_n(&E.sh->first_done, __ATOMIC_SEQ_CST);)
-		sleep_ms(10);
+	for (long deadline = kb_now_ms() + 10000; kb_now_ms() < deadline && !__atomic_load_n(&E.sh->first_done, __ATOMIC_SEQ_CST);)
+		e2e_sleep_ms(10);
 	close(fd);
 	assert_int_equal(__atomic_load_n(&E.sh->first_done, __ATOMIC_SEQ_CST), 1);
 	assert_int_equal(E.sh->first_got, FIRST_BYTES);
@@ -961,7 +857,7 @@ static void test_stalled_sidecar_memory_bound(void **state)
 	static unsigned char buf[1 << 20];
 	struct sockaddr_in me;
 	socklen_t ml = sizeof(me);
-	long mem0, mem1, r = -1, t = -1, last = now_ms(), wmax;
+	long mem0, mem1, r = -1, t = -1, last = kb_now_ms(), wmax;
 	uint64_t sent = 0;
 	int fd, fl;
 	FILE *f;
@@ -979,12 +875,12 @@ static void test_stalled_sidecar_memory_bound(void **state)
 	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	pat_fill(9, 0, buf, sizeof(buf));
 	/* Push until 1.5 s pass without progress (or, if the bound failed, all 1 GiB went). */
-	while (sent < N && now_ms() - last < 1500) {
+	while (sent < N && kb_now_ms() - last < 1500) {
 		ssize_t w = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
 
 		if (w > 0) {
 			sent += (uint64_t)w;
-			last = now_ms();
+			last = kb_now_ms();
 		} else if (w < 0 && errno == EAGAIN) {
 			struct pollfd pf = { .fd = fd, .events = POLLOUT };
 
@@ -1043,7 +939,7 @@ static void test_fds_return_to_baseline(void **state)
 		assert_int_equal(echo_check(fd, 16, 1), 0);
 		close(fd);
 	}
-	sleep_ms(200);
+	e2e_sleep_ms(200);
 	base = count_fds(E.daemon);
 	assert_true(base > 0);
 	for (int i = 0; i < 10000; i++) {
@@ -1065,7 +961,7 @@ static void test_fds_return_to_baseline(void **state)
 		}
 		close(fd);
 	}
-	for (long deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(50)) {
+	for (long deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(50)) {
 		now = count_fds(E.daemon);
 		if (now == base)
 			break;
@@ -1079,7 +975,7 @@ static void test_fds_return_to_baseline(void **state)
 static void expect_fast_reset(int port)
 {
 	char buf[16];
-	long t0 = now_ms();
+	long t0 = kb_now_ms();
 	int fd = tcp_connect(FE, port, 5);
 	ssize_t r;
 
@@ -1088,8 +984,8 @@ static void expect_fast_reset(int port)
 	if (r >= 0 || errno != ECONNRESET)
 		fail_msg("port %d: expected a reset, got %zd (%s)", port, r, r < 0 ? strerror(errno) : "data/EOF");
 	close(fd);
-	if (now_ms() - t0 > 1000)
-		fail_msg("port %d: the reset took %ld ms", port, now_ms() - t0);
+	if (kb_now_ms() - t0 > 1000)
+		fail_msg("port %d: the reset took %ld ms", port, kb_now_ms() - t0);
 }
 
 static void test_sidecar_absent_and_restart(void **state)
@@ -1106,7 +1002,7 @@ static void test_sidecar_absent_and_restart(void **state)
 	assert_int_equal(echo_check(fd, 1000, 5), 0);
 	close(fd);
 	/* Killed: its socket file stays, and nobody listens on it. */
-	kill_group(&E.restart);
+	e2e_kill_group(&E.restart);
 	expect_fast_reset(P_RESTART);
 	/* Back: new connections work without touching the daemon. */
 	E.restart = sidecar_start(rs, rsm, 1);
@@ -1124,7 +1020,7 @@ static int in_netns(const char *name, bool in_cgroup, int (*fn)(void *), void *a
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		child_init();
+		e2e_child_init();
 		if (!in_cgroup && e2e_cgroup_enter(E.cgroot, 0))
 			_exit(90);
 		if (e2e_setns(name))
@@ -1200,7 +1096,7 @@ static void test_inbound_sk_lookup(void **state)
 		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 		int fd;
 
-		child_init();
+		e2e_child_init();
 		e2e_cgroup_enter(E.cgroot, 0);
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64))
@@ -1226,7 +1122,7 @@ static void test_inbound_sk_lookup(void **state)
 	if (cli == 0) {
 		int fd = open(E.log, O_WRONLY | O_APPEND | O_CLOEXEC);
 
-		child_init();
+		e2e_child_init();
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
@@ -1246,7 +1142,7 @@ static void test_inbound_sk_lookup(void **state)
 	/* The sidecar goes away: its socket leaves the map by itself, and the frontend is refused again. */
 	kill(srv, SIGKILL);
 	waitpid(srv, NULL, 0);
-	sleep_ms(100);
+	e2e_sleep_ms(100);
 	assert_int_equal(in_netns(E.host, false, refused_client, NULL), 0);
 }
 
@@ -1276,7 +1172,7 @@ static void test_unix_outside_dir_refused(void **state)
 	yaml_config(yaml, sizeof(yaml), extra);
 	r = apply_yaml(yaml);
 	assert_non_null(r);
-	assert_false(reply_ok(r));
+	assert_false(e2e_reply_ok(r));
 	s = json_object_to_json_string(r);
 	if (!strstr(s, "--unix-dir"))
 		fail_msg("the refusal does not name --unix-dir: %.600s", s);
@@ -1286,16 +1182,6 @@ static void test_unix_outside_dir_refused(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(echo_check(fd, 1000, 12), 0);
 	close(fd);
-}
-
-static void on_signal(int sig)
-{
-	static const char msg[] = "# test_bridge: interrupted; cleaning up\n";
-
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		{ /* nothing to do */ }
-	group_teardown(NULL);
-	_exit(128 + sig);
 }
 
 int main(void)
@@ -1312,13 +1198,7 @@ int main(void)
 		cmocka_unit_test(test_bulk_1gib_each_way),
 	};
 
-	if (getenv("KB_VERBOSE"))
-		kb_verbosity = atoi(getenv("KB_VERBOSE"));
-	setvbuf(stdout, NULL, _IONBF, 0);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGALRM, on_signal);
+	e2e_main_init("test_bridge", group_teardown, 600);
 	signal(SIGPIPE, SIG_IGN);
-	alarm(600);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "e2e.h"
+#include "e2e_daemon.h"
 #include "control.h"
 #include "dataplane.h"
 #include "store.h"
@@ -45,17 +46,6 @@
 
 static const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };
 
-/* One looping client's results, in memory shared with the test process. */
-struct tally {
-	long ok[NEPS];		/* answers, by endpoint */
-	long bad;		/* answered, but by something that is not an endpoint */
-	long fail;		/* connect or read failed */
-	int first_err;		/* errno of the first failure */
-	char first_bad[64];
-	long limit;		/* stop after this many connects; 0: until stop */
-	int stop;
-};
-
 struct env {
 	const char *skip;
 	char cgroot[PATH_MAX];
@@ -72,90 +62,17 @@ struct env {
 	pid_t server;		/* process group of the endpoint servers */
 	pid_t daemon;
 	pid_t kids[MAX_KIDS];
-	struct tally *t;	/* MAX_KIDS tallies, MAP_SHARED */
+	struct e2e_tally *t;	/* MAX_KIDS tallies, MAP_SHARED */
 };
 
 static struct env E;
 
 /* ---- small helpers ---- */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-static int ep_index(const char *ident)
-{
-	for (int i = 0; i < NEPS; i++)
-		if (!strcmp(ident, EPS[i]))
-			return i;
-	return -1;
-}
-
-static int write_file(const char *path, const char *content)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f)
-		return -1;
-	fputs(content, f);
-	return fclose(f);
-}
-
-static char *read_text(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, r;
-
-	if (!f)
-		return NULL;
-	do {
-		if (n + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			buf = realloc(buf, cap);
-			if (!buf)
-				break;
-		}
-		r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-	} while (r > 0);
-	fclose(f);
-	if (buf)
-		buf[n] = '\0';
-	return buf;
-}
-
 /* The daemon's and the CLI's stderr, as TAP comments: what a failed start or apply said. */
 static void dump_log(void)
 {
-	char *log = E.log[0] ? read_text(E.log) : NULL, *line, *save = NULL;
-
-	for (line = log ? strtok_r(log, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
-		fprintf(stderr, "# log: %s\n", line);
-	free(log);
-}
-
-/* A child of the test: dies with it, never outlives a crashed run, and never runs the test's cleanup. */
-static void child_init(void)
-{
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGALRM, SIG_DFL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
+	e2e_dump_file("log", E.log, 0);
 }
 
 /* ---- manifests: the shape of examples/, with a TCP listener and three Backends ---- */
@@ -265,55 +182,6 @@ static void yaml_all(char *buf, size_t len, const int w[NEPS], const char *e1_ad
 	snprintf(buf, len, "%s---\n%s---\n%s---\n%s", YAML_EG, YAML_GW, be, rt);
 }
 
-/* ---- backend host: answers each TCP connection with the address it was reached at ---- */
-
-static void server_loop(struct pollfd *pf, int n)
-{
-	for (;;) {
-		if (poll(pf, (nfds_t)n, -1) < 0)
-			continue;
-		for (int i = 0; i < n; i++) {
-			int c;
-
-			if (!(pf[i].revents & POLLIN))
-				continue;
-			/* Nonblocking listeners: the other worker may have taken it. */
-			while ((c = accept4(pf[i].fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-				if (write(c, EPS[i], strlen(EPS[i])) < 0)
-					{ /* the client went away */ }
-				close(c);
-			}
-		}
-	}
-}
-
-static void server_main(int ready)
-{
-	struct pollfd pf[NEPS];
-
-	setpgid(0, 0);
-	if (e2e_setns(E.be))
-		_exit(1);
-	for (int i = 0; i < NEPS; i++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(EP_PORT) };
-		int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-		inet_pton(AF_INET, EPS[i], &sa.sin_addr);
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024))
-			_exit(2);
-		pf[i].fd = fd;
-		pf[i].events = POLLIN;
-	}
-	/* Two workers on the same listeners: the clients run up to four at a time. */
-	if (fork() == 0)
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	else if (write(ready, "R", 1) != 1)
-		_exit(3);
-	close(ready);
-	server_loop(pf, NEPS);
-}
-
 /* ---- the topology ---- */
 
 static int topo_up(void)
@@ -347,85 +215,31 @@ static int topo_up(void)
 /* Send one request to the daemon; NULL with errno set when it could not be reached. */
 static struct json_object *ctl(const char *op, int timeout_ms)
 {
-	struct json_object *req = json_object_new_object(), *reply;
-
-	json_object_object_add(req, "op", json_object_new_string(op));
-	reply = kb_ctl_call(E.sock, req, timeout_ms);
-	json_object_put(req);
-	return reply;
-}
-
-static bool reply_ok(struct json_object *r)
-{
-	struct json_object *v;
-
-	return r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v);
-}
-
-static const char *jstr(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "";
-}
-
-static long jint(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) ? (long)json_object_get_int64(v) : -1;
+	return e2e_ctl(E.sock, op, timeout_ms);
 }
 
 /* The daemon answers `status` with ok. */
 static bool daemon_serves(void)
 {
-	struct json_object *r = ctl("status", 5000);
-	bool ok = reply_ok(r);
-
-	json_object_put(r);
-	return ok;
+	return e2e_daemon_serves(E.sock, 5000);
 }
 
 static int daemon_start(void)
 {
-	long deadline;
-	pid_t pid;
+	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.cgroup, "--bpffs", E.bpffs,
+				     "--state-dir", E.state, "--socket", E.sock, NULL };
 
-	pid = fork();
-	if (pid < 0)
+	E.daemon = e2e_daemon_spawn(E.kb, E.log, E.node, argv);
+	if (E.daemon < 0) {
+		E.daemon = 0;
 		return -1;
-	if (pid == 0) {
-		int fd;
-
-		child_init();
-		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (fd < 0 || e2e_setns(E.node))
-			_exit(126);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(E.kb, "kbackend", "daemon", "--cgroup", E.cgroup, "--bpffs", E.bpffs, "--state-dir", E.state,
-		      "--socket", E.sock, (char *)NULL);
-		_exit(127);
 	}
-	E.daemon = pid;
-	for (deadline = now_ms() + 15000; now_ms() < deadline; sleep_ms(20)) {
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			E.daemon = 0;
-			return -1;
-		}
-		if (daemon_serves())
-			return 0;
-	}
-	return -1;
+	return e2e_daemon_wait(&E.daemon, E.sock, 15000);
 }
 
 static void daemon_kill(void)
 {
-	if (E.daemon > 0) {
-		kill(E.daemon, SIGKILL);
-		waitpid(E.daemon, NULL, 0);
-	}
-	E.daemon = 0;
+	e2e_kill(&E.daemon);
 }
 
 /* A test may leave the daemon dead (kill -9, unload, a failure): the next one gets a fresh one. */
@@ -477,99 +291,15 @@ static int count_our_processes(void)
 
 /* ---- the CLI: build/kbackend with KBACKEND_SOCKET set; stdout captured, stderr to the log ---- */
 
-static int cli_v(char **out, const char *const *args)
-{
-	const char *argv[32];
-	size_t n = 0, cap = 0, len = 0;
-	char *buf = NULL;
-	int p[2], status;
-	pid_t pid;
-	ssize_t r;
-
-	argv[n++] = "kbackend";
-	for (size_t i = 0; args[i] && n < 31; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	if (pipe(p))
-		return -1;
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-		child_init();
-		setenv("KBACKEND_SOCKET", E.sock, 1);
-		dup2(p[1], 1);
-		if (fd >= 0)
-			dup2(fd, 2);
-		execv(E.kb, (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	for (;;) {
-		if (len + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 65536;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-		r = read(p[0], buf + len, cap - len - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	buf[len] = '\0';
-	close(p[0]);
-	waitpid(pid, &status, 0);
-	if (out)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-#define CLI(out, ...) cli_v((out), (const char *const[]){ __VA_ARGS__, NULL })
-
-/* Run the CLI with -o json; the parsed stdout (caller puts it), and its exit code in *rc. */
-static struct json_object *cli_json_v(int *rc, const char *const *args)
-{
-	const char *a[32];
-	struct json_object *j;
-	size_t n = 0;
-	char *out = NULL;
-
-	while (args[n] && n < 28) {
-		a[n] = args[n];
-		n++;
-	}
-	a[n++] = "-o";
-	a[n++] = "json";
-	a[n] = NULL;
-	*rc = cli_v(&out, a);
-	j = json_tokener_parse(out);
-	if (!j)
-		fail_msg("kbackend %s: stdout is not JSON: %.300s", args[0], out);
-	free(out);
-	return j;
-}
-
-#define CLI_JSON(rc, ...) cli_json_v((rc), (const char *const[]){ __VA_ARGS__, NULL })
+#define CLI(out, ...) e2e_cli(E.kb, E.sock, E.log, (out), (const char *const[]){ __VA_ARGS__, NULL })
+/* The same with -o json: the parsed stdout (caller puts it), its exit code in *rc. */
+#define CLI_JSON(rc, ...) e2e_cli_json(E.kb, E.sock, E.log, (rc), (const char *const[]){ __VA_ARGS__, NULL })
 
 /* ---- applying through the control socket ---- */
 
 static struct json_object *apply_req(const char *name, const char *content)
 {
-	struct json_object *req = json_object_new_object(), *files = json_object_new_array();
-	struct json_object *f = json_object_new_object();
-
-	json_object_object_add(f, "name", json_object_new_string(name));
-	json_object_object_add(f, "content", json_object_new_string(content));
-	json_object_array_add(files, f);
-	json_object_object_add(req, "op", json_object_new_string("apply"));
-	json_object_object_add(req, "files", files);
-	return req;
+	return e2e_files_req("apply", name, content);
 }
 
 /* Apply the whole configuration with these route weights; fails the test unless accepted. */
@@ -583,7 +313,7 @@ static void apply_weights(int w1, int w2, int w3)
 	req = apply_req("config.yaml", yaml);
 	reply = kb_ctl_call(E.sock, req, 30000);
 	json_object_put(req);
-	if (!reply_ok(reply))
+	if (!e2e_reply_ok(reply))
 		fail_msg("apply %d/%d/%d refused: %s", w1, w2, w3,
 			 reply ? json_object_to_json_string(reply) : strerror(errno));
 	json_object_put(reply);
@@ -591,80 +321,11 @@ static void apply_weights(int w1, int w2, int w3)
 
 /* ---- clients: in the test cgroup and the node netns ---- */
 
-/* One TCP connection to ip:port; out gets what the endpoint answered. 0 or -errno. */
-static int tcp_ident(const char *ip, __u16 port, char *out, size_t len, bool check_peer)
+static void client_loop(struct e2e_tally *t, bool check_peer)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) }, peer;
-	socklen_t pl = sizeof(peer);
-	struct timeval tv = { 3, 0 };
-	size_t got = 0;
-	ssize_t n;
-	int fd, err = 0;
-
-	inet_pton(AF_INET, ip, &sa.sin_addr);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		err = -errno;
-		goto out;
-	}
-	if (check_peer) {
-		/* getpeername shows the frontend, not the endpoint. */
-		if (getpeername(fd, (struct sockaddr *)&peer, &pl)) {
-			err = -errno;
-			goto out;
-		}
-		if (peer.sin_addr.s_addr != sa.sin_addr.s_addr || peer.sin_port != sa.sin_port) {
-			err = -EPROTO;
-			goto out;
-		}
-	}
-	/* Read to EOF: the endpoint closes first, so the client leaves no TIME_WAIT behind. */
-	while (got < len - 1 && (n = recv(fd, out + got, len - 1 - got, 0)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = -errno;
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	out[got] = '\0';
-	if (!got)
-		err = -ENODATA;
-out:
-	close(fd);
-	return err;
-}
-
-static void client_loop(struct tally *t, bool check_peer)
-{
-	char buf[128];
-
 	if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
 		_exit(99);
-	for (long i = 0; !__atomic_load_n(&t->stop, __ATOMIC_RELAXED) && (!t->limit || i < t->limit); i++) {
-		int err = tcp_ident(FE_ADDR, FE_PORT, buf, sizeof(buf), check_peer), e;
-
-		if (err) {
-			if (!t->fail)
-				t->first_err = -err;
-			__atomic_add_fetch(&t->fail, 1, __ATOMIC_RELAXED);
-			continue;
-		}
-		e = ep_index(buf);
-		if (e < 0) {
-			if (!t->bad)
-				snprintf(t->first_bad, sizeof(t->first_bad), "%s", buf);
-			__atomic_add_fetch(&t->bad, 1, __ATOMIC_RELAXED);
-			continue;
-		}
-		__atomic_add_fetch(&t->ok[e], 1, __ATOMIC_RELAXED);
-	}
-	_exit(0);
+	e2e_tally_run(t, FE_ADDR, FE_PORT, check_peer, EPS, NEPS);
 }
 
 /* Start a client on tally idx, making `limit` connects (0: until stopped). */
@@ -678,7 +339,7 @@ static void client_spawn(int idx, long limit, bool check_peer)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		child_init();
+		e2e_child_init();
 		client_loop(&E.t[idx], check_peer);
 	}
 	E.kids[idx] = pid;
@@ -687,25 +348,9 @@ static void client_spawn(int idx, long limit, bool check_peer)
 /* Stop (or just wait for) client idx. 0, or 1 if it had to be killed or died badly. */
 static int client_wait(int idx, bool stop, long deadline)
 {
-	int status = 0, bad = 0;
+	int status = e2e_kid_wait(&E.kids[idx], stop ? &E.t[idx].stop : NULL, deadline);
 
-	if (E.kids[idx] <= 0)
-		return 0;
-	if (stop)
-		__atomic_store_n(&E.t[idx].stop, 1, __ATOMIC_RELAXED);
-	while (waitpid(E.kids[idx], &status, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
-			kill(E.kids[idx], SIGKILL);
-			waitpid(E.kids[idx], &status, 0);
-			bad = 1;
-			break;
-		}
-		sleep_ms(5);
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		bad = 1;
-	E.kids[idx] = 0;
-	return bad;
+	return !WIFEXITED(status) || WEXITSTATUS(status);
 }
 
 /* Clients on tallies 0..n-1. */
@@ -718,7 +363,7 @@ static void clients_start(int n, long limit, bool check_peer)
 /* Stop (or wait for) every client; returns how many had to be killed or died badly. */
 static int clients_stop(bool wait_only)
 {
-	long deadline = now_ms() + 60000;
+	long deadline = kb_now_ms() + 60000;
 	int stuck = 0;
 
 	for (int i = 0; i < MAX_KIDS; i++)
@@ -731,45 +376,16 @@ static int clients_stop(bool wait_only)
 
 static void clients_kill(void)
 {
-	for (int i = 0; i < MAX_KIDS; i++)
-		if (E.kids[i] > 0) {
-			kill(E.kids[i], SIGKILL);
-			waitpid(E.kids[i], NULL, 0);
-			E.kids[i] = 0;
-		}
+	e2e_kids_kill(E.kids, MAX_KIDS);
 }
-
-struct sum {
-	long ok[NEPS], total_ok, bad, fail;
-	int first_err;
-	char first_bad[64];
-};
 
 /* Results of tallies first..first+n-1. */
-static struct sum tallies_sum(int first, int n)
+static struct e2e_sum tallies_sum(int first, int n)
 {
-	struct sum s = { 0 };
-
-	for (int i = first; i < first + n; i++) {
-		const struct tally *t = &E.t[i];
-
-		for (int e = 0; e < NEPS; e++) {
-			long v = __atomic_load_n(&t->ok[e], __ATOMIC_RELAXED);
-
-			s.ok[e] += v;
-			s.total_ok += v;
-		}
-		s.bad += __atomic_load_n(&t->bad, __ATOMIC_RELAXED);
-		s.fail += __atomic_load_n(&t->fail, __ATOMIC_RELAXED);
-		if (!s.first_err && t->first_err)
-			s.first_err = t->first_err;
-		if (!s.first_bad[0] && t->first_bad[0])
-			snprintf(s.first_bad, sizeof(s.first_bad), "%s", t->first_bad);
-	}
-	return s;
+	return e2e_tallies_sum(&E.t[first], n);
 }
 
-static struct sum clients_sum(int n)
+static struct e2e_sum clients_sum(int n)
 {
 	return tallies_sum(0, n);
 }
@@ -777,30 +393,23 @@ static struct sum clients_sum(int n)
 /* Wait until the answers of clients 0..n-1 reach `target`; false on timeout. */
 static bool clients_reach(int n, long target, long timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = kb_now_ms() + timeout_ms;
 
 	while (clients_sum(n).total_ok < target) {
-		if (now_ms() > deadline)
+		if (kb_now_ms() > deadline)
 			return false;
-		sleep_ms(5);
+		e2e_sleep_ms(5);
 	}
 	return true;
 }
 
 /* `count` connects by one fresh client, on the last tally so that looping clients can go on. */
-static struct sum connect_n(long count, bool check_peer)
+static struct e2e_sum connect_n(long count, bool check_peer)
 {
 	client_spawn(MAX_KIDS - 1, count, check_peer);
-	assert_int_equal(client_wait(MAX_KIDS - 1, false, now_ms() + 60000), 0);
+	assert_int_equal(client_wait(MAX_KIDS - 1, false, kb_now_ms() + 60000), 0);
 	return tallies_sum(MAX_KIDS - 1, 1);
 }
-
-#define assert_no_failure(s)                                                                            \
-	do {                                                                                            \
-		if ((s).fail || (s).bad)                                                                \
-			fail_msg("%ld failed connection(s) (first: %s), %ld answered by a non-endpoint (%s)", \
-				 (s).fail, strerror((s).first_err), (s).bad, (s).first_bad);            \
-	} while (0)
 
 /* ---- reading the daemon's view ---- */
 
@@ -809,7 +418,7 @@ static struct json_object *find_frontend(struct json_object *fes, const char *ad
 	for (size_t i = 0; fes && i < json_object_array_length(fes); i++) {
 		struct json_object *fe = json_object_array_get_idx(fes, i);
 
-		if (!strcmp(jstr(fe, "address"), addr) && jint(fe, "port") == port)
+		if (!strcmp(e2e_jstr(fe, "address"), addr) && e2e_jint(fe, "port") == port)
 			return fe;
 	}
 	return NULL;
@@ -824,7 +433,7 @@ static struct json_object *find_endpoint(struct json_object *fe, const char *add
 	for (size_t i = 0; i < json_object_array_length(eps); i++) {
 		struct json_object *ep = json_object_array_get_idx(eps, i);
 
-		if (!strcmp(jstr(ep, "address"), addr))
+		if (!strcmp(e2e_jstr(ep, "address"), addr))
 			return ep;
 	}
 	return NULL;
@@ -847,12 +456,12 @@ static struct counters stats_now(void)
 	fe = find_frontend(fes, FE_ADDR, FE_PORT);
 	assert_non_null(fe);
 	assert_true(json_object_object_get_ex(fe, "stats", &st));
-	c.fe = jint(st, "connects");
+	c.fe = e2e_jint(st, "connects");
 	for (int e = 0; e < NEPS; e++) {
 		struct json_object *ep = find_endpoint(fe, EPS[e]);
 
 		if (ep && json_object_object_get_ex(ep, "stats", &st))
-			c.ep[e] = jint(st, "connects");
+			c.ep[e] = e2e_jint(st, "connects");
 	}
 	json_object_put(fes);
 	return c;
@@ -867,7 +476,7 @@ static void get_names(const char *kind, char *buf, size_t len)
 
 	list = CLI_JSON(&rc, "get", kind, "-A");
 	assert_int_equal(rc, 0);
-	assert_string_equal(jstr(list, "kind"), "List");
+	assert_string_equal(e2e_jstr(list, "kind"), "List");
 	assert_true(json_object_object_get_ex(list, "items", &items));
 	buf[n++] = ' ';
 	buf[n] = '\0';
@@ -875,7 +484,7 @@ static void get_names(const char *kind, char *buf, size_t len)
 		struct json_object *md;
 
 		json_object_object_get_ex(json_object_array_get_idx(items, i), "metadata", &md);
-		n += (size_t)snprintf(buf + n, len - n, "%s ", jstr(md, "name"));
+		n += (size_t)snprintf(buf + n, len - n, "%s ", e2e_jstr(md, "name"));
 	}
 	json_object_put(list);
 }
@@ -1012,19 +621,11 @@ static int group_teardown(void **state);
 
 static int setup_failed(const char *why)
 {
-	fprintf(stderr, "# setup failed: %s\n", why);
-	dump_log();
-	group_teardown(NULL);
-	return -1;
+	return e2e_setup_failed(why, dump_log, group_teardown);
 }
 
 static int group_setup(void **state)
 {
-	char self[PATH_MAX], *slash;
-	ssize_t n;
-	int p[2];
-	char c;
-
 	E.skip = e2e_skip_reason();
 	if (E.skip)
 		return 0;
@@ -1032,18 +633,7 @@ static int group_setup(void **state)
 		E.skip = "needs iproute2";
 		return 0;
 	}
-	/* build/e2e/test_daemon -> build/kbackend, unless $KBACKEND_BIN names it. */
-	if (getenv("KBACKEND_BIN")) {
-		snprintf(E.kb, sizeof(E.kb), "%s", getenv("KBACKEND_BIN"));
-	} else {
-		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		self[n > 0 ? n : 0] = '\0';
-		slash = strrchr(self, '/');
-		if (slash)
-			*slash = '\0';
-		snprintf(E.kb, sizeof(E.kb), "%s/../kbackend", self);
-	}
-	if (access(E.kb, X_OK)) {
+	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
 		E.skip = "build/kbackend is not built";
 		return 0;
 	}
@@ -1076,24 +666,11 @@ static int group_setup(void **state)
 		return setup_failed("bpffs");
 	if (topo_up())
 		return setup_failed("topology");
-	if (pipe(p))
-		return setup_failed("pipe");
-	E.server = fork();
-	if (E.server < 0)
-		return setup_failed("fork");
-	if (E.server == 0) {
-		child_init();
-		close(p[0]);
-		server_main(p[1]);
-		_exit(0);
-	}
-	setpgid(E.server, E.server);	/* both sides, so that teardown can kill the group at once */
-	close(p[1]);
-	if (read(p[0], &c, 1) != 1) {
-		close(p[0]);
+	E.server = e2e_ident_servers_start(E.be, EPS, NEPS, EP_PORT);
+	if (E.server < 0) {
+		E.server = 0;
 		return setup_failed("endpoint servers");
 	}
-	close(p[0]);
 	if (daemon_start())
 		return setup_failed("daemon did not start (see its log)");
 	return 0;
@@ -1104,32 +681,13 @@ static int group_teardown(void **state)
 	/* Idempotent: a failed setup runs it too. */
 	clients_kill();
 	daemon_kill();
-	if (E.server > 0) {
-		kill(-E.server, SIGKILL);
-		kill(E.server, SIGKILL);
-		waitpid(E.server, NULL, 0);
-		E.server = 0;
-	}
+	e2e_kill_group(&E.server);
 	if (E.bpffs[0])
 		kb_dataplane_unload(E.bpffs);
 	E.bpffs[0] = '\0';
-	if (E.cgroup[0])
-		e2e_cgroup_remove(E.cgroot, E.cgroup);
-	E.cgroup[0] = '\0';
-	e2e_cgroup2_release(E.cgroot, E.cgmounted);
-	E.cgmounted = false;
-	if (E.netns_made) {
-		/* Deleting a netns removes its end of the veth, and with it the peer. */
-		e2e_sh("ip netns del %s", E.node);
-		e2e_sh("ip netns del %s", E.be);
-		E.netns_made = false;
-	}
-	if (E.tmp[0]) {
-		if (getenv("KB_KEEP_LOG"))
-			dump_log();
-		e2e_sh("rm -rf '%s'", E.tmp);
-	}
-	E.tmp[0] = '\0';
+	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	e2e_netns_del(&E.netns_made, E.node, E.be, NULL);
+	e2e_tmpdir_remove(E.tmp, dump_log);
 	if (E.t)
 		munmap(E.t, sizeof(*E.t) * MAX_KIDS);
 	E.t = NULL;
@@ -1159,7 +717,7 @@ static void test_apply_dir_traffic_and_stats(void **state)
 	char dir[PATH_MAX], path[PATH_MAX + 32], buf[8192], names[512];
 	struct json_object *reply, *fes, *fe, *eps;
 	struct counters before, after;
-	struct sum s;
+	struct e2e_sum s;
 	int rc;
 
 	NEED_ENV();
@@ -1167,18 +725,18 @@ static void test_apply_dir_traffic_and_stats(void **state)
 	snprintf(dir, sizeof(dir), "%s/examples", E.tmp);
 	assert_true(mkdir(dir, 0700) == 0 || errno == EEXIST);
 	snprintf(path, sizeof(path), "%s/00-envoy-gateway.yaml", dir);
-	assert_int_equal(write_file(path, YAML_EG), 0);
+	assert_int_equal(e2e_write_file(path, YAML_EG), 0);
 	snprintf(path, sizeof(path), "%s/10-gateway.yaml", dir);
-	assert_int_equal(write_file(path, YAML_GW), 0);
+	assert_int_equal(e2e_write_file(path, YAML_GW), 0);
 	yaml_backends(buf, sizeof(buf), NULL);
 	snprintf(path, sizeof(path), "%s/20-backends.yaml", dir);
-	assert_int_equal(write_file(path, buf), 0);
+	assert_int_equal(e2e_write_file(path, buf), 0);
 	yaml_route(buf, sizeof(buf), w);
 	snprintf(path, sizeof(path), "%s/30-routes.yaml", dir);
-	assert_int_equal(write_file(path, buf), 0);
+	assert_int_equal(e2e_write_file(path, buf), 0);
 
 	reply = CLI_JSON(&rc, "apply", "-f", dir);
-	if (rc != 0 || !reply_ok(reply))
+	if (rc != 0 || !e2e_reply_ok(reply))
 		fail_msg("apply -f %s: exit %d, %s", dir, rc, json_object_to_json_string(reply));
 	json_object_put(reply);
 
@@ -1196,13 +754,13 @@ static void test_apply_dir_traffic_and_stats(void **state)
 	assert_int_equal(json_object_array_length(fes), 1);
 	fe = find_frontend(fes, FE_ADDR, FE_PORT);
 	assert_non_null(fe);
-	assert_string_equal(jstr(fe, "protocol"), "TCP");
+	assert_string_equal(e2e_jstr(fe, "protocol"), "TCP");
 	assert_true(json_object_object_get_ex(fe, "endpoints", &eps));
 	assert_int_equal(json_object_array_length(eps), 2);
 	assert_non_null(find_endpoint(fe, EPS[0]));
 	assert_non_null(find_endpoint(fe, EPS[1]));
 	assert_null(find_endpoint(fe, EPS[2]));
-	assert_int_equal(jint(find_endpoint(fe, EPS[0]), "port"), EP_PORT);
+	assert_int_equal(e2e_jint(find_endpoint(fe, EPS[0]), "port"), EP_PORT);
 	json_object_put(fes);
 	{
 		struct json_object *doc = CLI_JSON(&rc, "describe", "backend", "e2"), *b, *md, *mine;
@@ -1210,7 +768,7 @@ static void test_apply_dir_traffic_and_stats(void **state)
 		assert_int_equal(rc, 0);
 		assert_true(json_object_object_get_ex(doc, "backend", &b));
 		assert_true(json_object_object_get_ex(b, "metadata", &md));
-		assert_string_equal(jstr(md, "name"), "e2");
+		assert_string_equal(e2e_jstr(md, "name"), "e2");
 		assert_true(json_object_object_get_ex(doc, "frontends", &mine));
 		assert_int_equal(json_object_array_length(mine), 1);
 		json_object_put(doc);
@@ -1219,7 +777,7 @@ static void test_apply_dir_traffic_and_stats(void **state)
 	/* Traffic: a client in the test cgroup reaches both endpoints, and getpeername shows the frontend. */
 	before = stats_now();
 	s = connect_n(200, true);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	assert_int_equal(s.total_ok, 200);
 	assert_true(s.ok[0] > 0 && s.ok[1] > 0);
 	assert_int_equal(s.ok[2], 0);
@@ -1236,7 +794,7 @@ static void test_weights_90_10(void **state)
 {
 	struct json_object *fes, *fe;
 	struct counters before, after;
-	struct sum s;
+	struct e2e_sum s;
 	int rc;
 
 	NEED_ENV();
@@ -1245,8 +803,8 @@ static void test_weights_90_10(void **state)
 	fes = CLI_JSON(&rc, "get", "frontends");
 	fe = find_frontend(fes, FE_ADDR, FE_PORT);
 	assert_non_null(fe);
-	assert_int_equal(jint(find_endpoint(fe, EPS[0]), "weight"), 90);
-	assert_int_equal(jint(find_endpoint(fe, EPS[1]), "weight"), 10);
+	assert_int_equal(e2e_jint(find_endpoint(fe, EPS[0]), "weight"), 90);
+	assert_int_equal(e2e_jint(find_endpoint(fe, EPS[1]), "weight"), 10);
 	json_object_put(fes);
 
 	before = stats_now();
@@ -1254,7 +812,7 @@ static void test_weights_90_10(void **state)
 	assert_int_equal(clients_stop(true), 0);
 	s = clients_sum(2);
 	after = stats_now();
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	assert_int_equal(s.total_ok, 10000);
 	assert_int_equal(s.ok[2], 0);
 	printf("# weights 90/10: %ld to e1, %ld to e2 of 10000\n", s.ok[0], s.ok[1]);
@@ -1273,7 +831,7 @@ static void test_hammer_apply_under_load(void **state)
 	struct json_object *ra, *rb;
 	int refused = 0, stuck;
 	long t0, ms;
-	struct sum s;
+	struct e2e_sum s;
 	char why[512] = "";
 
 	NEED_ENV();
@@ -1282,7 +840,7 @@ static void test_hammer_apply_under_load(void **state)
 	yaml_all(yb, sizeof(yb), wb, NULL);
 	ra = apply_req("a.yaml", ya);
 	rb = apply_req("b.yaml", yb);
-	t0 = now_ms();
+	t0 = kb_now_ms();
 	clients_start(4, 0, false);
 	if (!clients_reach(4, 100, 10000)) {
 		json_object_put(ra);
@@ -1292,7 +850,7 @@ static void test_hammer_apply_under_load(void **state)
 	for (int i = 0; i < 500; i++) {
 		struct json_object *reply = kb_ctl_call(E.sock, i % 2 ? rb : ra, 30000);
 
-		if (!reply_ok(reply)) {
+		if (!e2e_reply_ok(reply)) {
 			if (!refused++)
 				snprintf(why, sizeof(why), "%s",
 					 reply ? json_object_to_json_string(reply) : strerror(errno));
@@ -1302,7 +860,7 @@ static void test_hammer_apply_under_load(void **state)
 	/* A last stretch on the final configuration. */
 	clients_reach(4, clients_sum(4).total_ok + 200, 5000);
 	stuck = clients_stop(false);
-	ms = now_ms() - t0;
+	ms = kb_now_ms() - t0;
 	json_object_put(ra);
 	json_object_put(rb);
 	s = clients_sum(4);
@@ -1311,13 +869,13 @@ static void test_hammer_apply_under_load(void **state)
 	if (refused)
 		fail_msg("%d of 500 applies refused; first: %s", refused, why);
 	assert_int_equal(stuck, 0);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	/* Both configurations served traffic, so the check above covered swaps. */
 	assert_true(s.ok[0] + s.ok[1] > 0);
 	assert_true(s.ok[2] > 0);
 	/* The last apply was B: only e3 now. */
 	s = connect_n(50, false);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	assert_int_equal(s.ok[2], 50);
 }
 
@@ -1325,7 +883,7 @@ static void test_hammer_apply_under_load(void **state)
 static void test_kill9_and_restart(void **state)
 {
 	struct json_object *st, *fes, *fe;
-	struct sum s, killed;
+	struct e2e_sum s, killed;
 	__u32 map_id, link_id;
 	char names[512];
 	long objects, c0;
@@ -1335,8 +893,8 @@ static void test_kill9_and_restart(void **state)
 	daemon_ensure();
 	apply_weights(1, 1, 0);
 	st = ctl("status", 5000);
-	assert_true(reply_ok(st));
-	objects = jint(st, "objects");
+	assert_true(e2e_reply_ok(st));
+	objects = e2e_jint(st, "objects");
 	json_object_put(st);
 	assert_true(objects >= 6);
 
@@ -1357,11 +915,11 @@ static void test_kill9_and_restart(void **state)
 	if (!clients_reach(2, c0 + 500, 10000))
 		fail_msg("no progress with the daemon dead: %ld -> %ld", c0, clients_sum(2).total_ok);
 	s = connect_n(50, true);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	assert_int_equal(s.ok[0] + s.ok[1], 50);
 	assert_int_equal(count_our_processes(), 0);
 	killed = clients_sum(2);
-	assert_no_failure(killed);
+	e2e_assert_no_failure(killed);
 
 	/* Restart while the clients keep going: the new daemon adopts the pins and restores the state. */
 	if (daemon_start()) {
@@ -1375,8 +933,8 @@ static void test_kill9_and_restart(void **state)
 	assert_int_equal(pinned_id("links/connect4", true), link_id);
 	assert_int_equal(cgroup_progs(BPF_CGROUP_INET4_CONNECT), 1);
 	st = ctl("status", 5000);
-	assert_true(reply_ok(st));
-	assert_int_equal(jint(st, "objects"), objects);
+	assert_true(e2e_reply_ok(st));
+	assert_int_equal(e2e_jint(st, "objects"), objects);
 	json_object_put(st);
 	get_names("backends", names, sizeof(names));
 	assert_non_null(strstr(names, " e1 "));
@@ -1401,10 +959,10 @@ static void test_kill9_and_restart(void **state)
 	printf("# kill -9: %ld connections up to the restart, %ld in all, %ld failed\n", killed.total_ok,
 	       s.total_ok, s.fail);
 	assert_int_equal(stuck, 0);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	assert_true(s.ok[2] > 0);
 	s = connect_n(50, false);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	assert_int_equal(s.ok[2], 50);
 }
 
@@ -1430,13 +988,13 @@ static int ctl_connect(void)
 static int ctl_read(int fd, struct json_object **reply)
 {
 	struct kb_frame_reader r = { 0 };
-	long deadline = now_ms() + 10000;
+	long deadline = kb_now_ms() + 10000;
 	int ret;
 
 	*reply = NULL;
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		long left = deadline - now_ms();
+		long left = deadline - kb_now_ms();
 		int err;
 
 		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
@@ -1483,10 +1041,10 @@ static void assert_refused_reply(struct json_object *reply, const char *needle)
 {
 	if (!reply)
 		fail_msg("no reply");
-	if (reply_ok(reply) || !*jstr(reply, "error"))
+	if (e2e_reply_ok(reply) || !*e2e_jstr(reply, "error"))
 		fail_msg("expected an error reply, got %s", json_object_to_json_string(reply));
-	if (needle && !strstr(jstr(reply, "error"), needle))
-		fail_msg("error \"%s\" does not mention \"%s\"", jstr(reply, "error"), needle);
+	if (needle && !strstr(e2e_jstr(reply, "error"), needle))
+		fail_msg("error \"%s\" does not mention \"%s\"", e2e_jstr(reply, "error"), needle);
 	json_object_put(reply);
 }
 
@@ -1494,9 +1052,9 @@ static void assert_serves(long objects)
 {
 	struct json_object *st = ctl("status", 5000);
 
-	if (!reply_ok(st))
+	if (!e2e_reply_ok(st))
 		fail_msg("daemon stopped serving: %s", st ? json_object_to_json_string(st) : strerror(errno));
-	assert_int_equal(jint(st, "objects"), objects);
+	assert_int_equal(e2e_jint(st, "objects"), objects);
 	json_object_put(st);
 	assert_true(waitpid(E.daemon, NULL, WNOHANG) == 0);
 }
@@ -1518,7 +1076,7 @@ static void call_as_nobody(bool raw, char *out, size_t len)
 		struct json_object *r = NULL;
 		char res[1024];
 
-		child_init();
+		e2e_child_init();
 		close(p[0]);
 		alarm(20);
 		if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
@@ -1562,8 +1120,8 @@ static void test_bad_control_requests(void **state)
 	NEED_ENV();
 	daemon_ensure();
 	st = ctl("status", 5000);
-	assert_true(reply_ok(st));
-	objects = jint(st, "objects");
+	assert_true(e2e_reply_ok(st));
+	objects = e2e_jint(st, "objects");
 	json_object_put(st);
 
 	/* Garbage bytes (its first four read as a length far over the limit). */
@@ -1614,10 +1172,10 @@ static void test_bad_control_requests(void **state)
 	assert_true(slow >= 0);
 	send_all(slow, trunc, 2);
 	{
-		long t0 = now_ms();
+		long t0 = kb_now_ms();
 
 		assert_serves(objects);
-		assert_true(now_ms() - t0 < 2000);
+		assert_true(kb_now_ms() - t0 < 2000);
 	}
 	close(slow);
 	assert_serves(objects);
@@ -1653,9 +1211,9 @@ static void test_bad_control_requests(void **state)
 
 	/* Still steering. */
 	{
-		struct sum s = connect_n(20, false);
+		struct e2e_sum s = connect_n(20, false);
 
-		assert_no_failure(s);
+		e2e_assert_no_failure(s);
 		assert_int_equal(s.total_ok, 20);
 	}
 }
@@ -1712,7 +1270,7 @@ static void test_refused_apply_changes_nothing(void **state)
 	char path[PATH_MAX + 32], statefile[PATH_MAX + 32], *map0, *map1, *get0, *get1, *fe0, *fe1, *state0, *state1;
 	struct json_object *st, *reply;
 	long errors0, applies0;
-	struct sum s;
+	struct e2e_sum s;
 	int rc;
 
 	NEED_ENV();
@@ -1721,22 +1279,22 @@ static void test_refused_apply_changes_nothing(void **state)
 	yaml_all(loopback, sizeof(loopback), w, "127.0.0.1");
 
 	st = ctl("status", 5000);
-	errors0 = jint(st, "applyErrors");
-	applies0 = jint(st, "applies");
+	errors0 = e2e_jint(st, "applyErrors");
+	applies0 = e2e_jint(st, "applies");
 	json_object_put(st);
 	kb_store_path(E.state, statefile, sizeof(statefile));
 	map0 = dump_frontends_map();
 	assert_non_null(strchr(map0, '\n'));
 	assert_int_equal(CLI(&get0, "get", "all", "-A", "-o", "json"), 0);
 	assert_int_equal(CLI(&fe0, "get", "frontends", "-o", "json"), 0);
-	state0 = read_text(statefile);
+	state0 = e2e_read_text(statefile);
 	assert_non_null(state0);
 
 	for (int i = 0; i < 4; i++) {
 		snprintf(path, sizeof(path), "%s/refused-%d.yaml", E.tmp, i);
-		assert_int_equal(write_file(path, files[i]), 0);
+		assert_int_equal(e2e_write_file(path, files[i]), 0);
 		reply = CLI_JSON(&rc, "apply", "-f", path);
-		if (rc != 1 || reply_ok(reply))
+		if (rc != 1 || e2e_reply_ok(reply))
 			fail_msg("refused apply %d: exit %d, %s", i, rc, json_object_to_json_string(reply));
 		if (i == 3 && !strstr(json_object_to_json_string(reply), "node"))
 			fail_msg("node address: the refusal does not say why: %s", json_object_to_json_string(reply));
@@ -1746,7 +1304,7 @@ static void test_refused_apply_changes_nothing(void **state)
 	map1 = dump_frontends_map();
 	assert_int_equal(CLI(&get1, "get", "all", "-A", "-o", "json"), 0);
 	assert_int_equal(CLI(&fe1, "get", "frontends", "-o", "json"), 0);
-	state1 = read_text(statefile);
+	state1 = e2e_read_text(statefile);
 	assert_string_equal(map0, map1);
 	assert_string_equal(get0, get1);
 	assert_string_equal(fe0, fe1);
@@ -1763,12 +1321,12 @@ static void test_refused_apply_changes_nothing(void **state)
 	free(state1);
 
 	st = ctl("status", 5000);
-	assert_int_equal(jint(st, "applyErrors"), errors0 + 4);
-	assert_int_equal(jint(st, "applies"), applies0);
+	assert_int_equal(e2e_jint(st, "applyErrors"), errors0 + 4);
+	assert_int_equal(e2e_jint(st, "applies"), applies0);
 	json_object_put(st);
 
 	s = connect_n(100, false);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	assert_int_equal(s.ok[0] + s.ok[1], 100);
 }
 
@@ -1785,7 +1343,7 @@ static void test_unload_leaves_nothing(void **state)
 	long deadline;
 	int status = -1, rc, n;
 	pid_t dpid;
-	struct sum s;
+	struct e2e_sum s;
 
 	NEED_ENV();
 	daemon_ensure();
@@ -1807,7 +1365,7 @@ static void test_unload_leaves_nothing(void **state)
 		if (cgroup_progs(hooks[i]))
 			fail_msg("%u program(s) still attached to %s for attach type %d", cgroup_progs(hooks[i]),
 				 E.cgroup, hooks[i]);
-	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(10))
+	for (deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(10))
 		if (waitpid(dpid, &status, WNOHANG) == dpid)
 			break;
 	if (!WIFEXITED(status) || WEXITSTATUS(status))
@@ -1823,16 +1381,6 @@ static void test_unload_leaves_nothing(void **state)
 }
 
 /* Interrupted or hung (watchdog): clean up anyway, then fail. */
-static void on_signal(int sig)
-{
-	static const char msg[] = "# test_daemon: interrupted; cleaning up\n";
-
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		{ /* nothing to do */ }
-	group_teardown(NULL);
-	_exit(128 + sig);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1845,13 +1393,6 @@ int main(void)
 		cmocka_unit_test_teardown(test_unload_leaves_nothing, test_teardown),
 	};
 
-	if (getenv("KB_VERBOSE"))
-		kb_verbosity = atoi(getenv("KB_VERBOSE"));
-	/* Unbuffered: forked children must not flush the parent's pending TAP lines again. */
-	setvbuf(stdout, NULL, _IONBF, 0);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGALRM, on_signal);
-	alarm(300);
+	e2e_main_init("test_daemon", group_teardown, 300);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 
 #include "e2e.h"
+#include "e2e_daemon.h"
 #include "control.h"
 #include "dataplane.h"
 #include "util.h"
@@ -91,22 +92,6 @@ static struct env E;
 
 /* ---- small helpers ---- */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 static int write_file(const char *path, const char *content)
 {
 	char tmp[PATH_MAX + 8];
@@ -123,58 +108,10 @@ static int write_file(const char *path, const char *content)
 	return rename(tmp, path);
 }
 
-static char *read_text(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, r;
-
-	if (!f)
-		return NULL;
-	do {
-		if (n + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			buf = realloc(buf, cap);
-			if (!buf)
-				break;
-		}
-		r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-	} while (r > 0);
-	fclose(f);
-	if (buf)
-		buf[n] = '\0';
-	return buf;
-}
-
-static void dump_file(const char *tag, const char *path, int last_lines)
-{
-	char *text = path[0] ? read_text(path) : NULL, *line, *save = NULL;
-	int total = 0, i = 0;
-
-	for (char *p = text; p && *p; p++)
-		total += *p == '\n';
-	for (line = text ? strtok_r(text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
-		if (i++ >= total - last_lines)
-			fprintf(stderr, "# %s: %s\n", tag, line);
-	free(text);
-}
-
 static void dump_logs(void)
 {
-	dump_file("log", E.log, 40);
-	dump_file("dnsmasq", E.dnslog, 20);
-}
-
-/* A child of the test: dies with it and never runs the test's cleanup. */
-static void child_init(void)
-{
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGALRM, SIG_DFL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
+	e2e_dump_file("log", E.log, 40);
+	e2e_dump_file("dnsmasq", E.dnslog, 20);
 }
 
 /* A growing string. */
@@ -204,36 +141,6 @@ static void sb_printf(struct sb *b, const char *fmt, ...)
 }
 
 /* ---- JSON ---- */
-
-static const char *jstr(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v)
-		       : "";
-}
-
-static long jint(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) && v ? (long)json_object_get_int64(v) : -1;
-}
-
-static struct json_object *jget(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
-static bool reply_ok(struct json_object *r)
-{
-	struct json_object *v = jget(r, "ok");
-
-	return v && json_object_get_boolean(v);
-}
 
 /* ---- topology ---- */
 
@@ -360,7 +267,7 @@ static pid_t server_start(const char *ns, const char *ip4, const char *ip6, cons
 	if (pid == 0) {
 		struct pollfd pf[2];
 
-		child_init();
+		e2e_child_init();
 		setpgid(0, 0);
 		close(p[0]);
 		if (e2e_setns(ns))
@@ -386,16 +293,6 @@ static pid_t server_start(const char *ns, const char *ip4, const char *ip6, cons
 	return pid;
 }
 
-static void group_kill(pid_t *pid)
-{
-	if (*pid > 0) {
-		kill(-*pid, SIGKILL);
-		kill(*pid, SIGKILL);
-		waitpid(*pid, NULL, 0);
-	}
-	*pid = 0;
-}
-
 /* ---- dnsmasq, in the dns netns ---- */
 
 static int dns_set_hosts(const char *content)
@@ -411,7 +308,7 @@ static void dns_stop(void)
 {
 	if (E.dnsd > 0) {
 		kill(E.dnsd, SIGTERM);
-		for (long deadline = now_ms() + 3000; now_ms() < deadline; sleep_ms(10))
+		for (long deadline = kb_now_ms() + 3000; kb_now_ms() < deadline; e2e_sleep_ms(10))
 			if (waitpid(E.dnsd, NULL, WNOHANG) == E.dnsd) {
 				E.dnsd = 0;
 				return;
@@ -437,7 +334,7 @@ static int dns_start(void)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		child_init();
+		e2e_child_init();
 		if (e2e_setns(E.dns))
 			_exit(126);
 		/* No resolv.conf, no /etc/hosts, no upstream: only the test's names. Root, to read E.tmp (0700). */
@@ -448,7 +345,7 @@ static int dns_start(void)
 		_exit(127);
 	}
 	E.dnsd = pid;
-	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(20)) {
+	for (deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(20)) {
 		if (waitpid(pid, NULL, WNOHANG) == pid) {
 			E.dnsd = 0;
 			return -1;
@@ -463,21 +360,7 @@ static int dns_start(void)
 
 static struct json_object *ctl(const char *op, int timeout_ms)
 {
-	struct json_object *req = json_object_new_object(), *reply;
-
-	json_object_object_add(req, "op", json_object_new_string(op));
-	reply = kb_ctl_call(E.sock, req, timeout_ms);
-	json_object_put(req);
-	return reply;
-}
-
-static bool daemon_serves(void)
-{
-	struct json_object *r = ctl("status", 5000);
-	bool ok = reply_ok(r);
-
-	json_object_put(r);
-	return ok;
+	return e2e_ctl(E.sock, op, timeout_ms);
 }
 
 static void daemon_stop(void)
@@ -487,10 +370,10 @@ static void daemon_stop(void)
 		long deadline;
 
 		json_object_put(r);
-		for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(10))
+		for (deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(10))
 			if (waitpid(E.daemon, NULL, WNOHANG) == E.daemon)
 				break;
-		if (now_ms() >= deadline) {
+		if (kb_now_ms() >= deadline) {
 			kill(E.daemon, SIGKILL);
 			waitpid(E.daemon, NULL, 0);
 		}
@@ -505,7 +388,6 @@ static void daemon_start(const char *const *extra, const char *localdomain)
 {
 	const char *argv[32];
 	size_t n = 0;
-	long deadline;
 	pid_t pid;
 
 	daemon_stop();
@@ -535,7 +417,7 @@ static void daemon_start(const char *const *extra, const char *localdomain)
 	if (pid == 0) {
 		int fd;
 
-		child_init();
+		e2e_child_init();
 		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (fd < 0 || e2e_setns(E.node))
 			_exit(126);
@@ -553,74 +435,15 @@ static void daemon_start(const char *const *extra, const char *localdomain)
 		_exit(127);
 	}
 	E.daemon = pid;
-	for (deadline = now_ms() + 15000; now_ms() < deadline; sleep_ms(20)) {
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			E.daemon = 0;
-			break;
-		}
-		if (daemon_serves())
-			return;
-	}
+	if (!e2e_daemon_wait(&E.daemon, E.sock, 15000))
+		return;
 	dump_logs();
 	fail_msg("the daemon did not start");
 }
 
 /* ---- the CLI: build/kbackend with KBACKEND_SOCKET set; stdout captured, stderr to the log ---- */
 
-static int cli_v(char **out, const char *const *args)
-{
-	const char *argv[32];
-	size_t n = 0, cap = 0, len = 0;
-	char *buf = NULL;
-	int p[2], status;
-	pid_t pid;
-	ssize_t r;
-
-	argv[n++] = "kbackend";
-	for (size_t i = 0; args[i] && n < 31; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	if (pipe(p))
-		return -1;
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-		child_init();
-		setenv("KBACKEND_SOCKET", E.sock, 1);
-		dup2(p[1], 1);
-		if (fd >= 0)
-			dup2(fd, 2);
-		execv(E.kb, (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	for (;;) {
-		if (len + 65536 + 1 > cap) {
-			cap = cap ? cap * 2 : 262144;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-		r = read(p[0], buf + len, cap - len - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	buf[len] = '\0';
-	close(p[0]);
-	waitpid(pid, &status, 0);
-	if (out)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-#define CLI(out, ...) cli_v((out), (const char *const[]){ __VA_ARGS__, NULL })
+#define CLI(out, ...) e2e_cli(E.kb, E.sock, E.log, (out), (const char *const[]){ __VA_ARGS__, NULL })
 
 /* `kbackend get endpoints -o json`: the frontends array (caller puts it). */
 static struct json_object *get_endpoints(void)
@@ -645,7 +468,7 @@ static struct json_object *find_frontend(struct json_object *fes, const char *ad
 	for (size_t i = 0; fes && i < json_object_array_length(fes); i++) {
 		struct json_object *fe = json_object_array_get_idx(fes, i);
 
-		if (!strcmp(jstr(fe, "address"), addr) && jint(fe, "port") == port)
+		if (!strcmp(e2e_jstr(fe, "address"), addr) && e2e_jint(fe, "port") == port)
 			return fe;
 	}
 	return NULL;
@@ -659,7 +482,7 @@ static int str_cmp(const void *a, const void *b)
 /* The programmed endpoint addresses of a frontend, sorted, joined by ","; "" when none, "-" when no such frontend. */
 static void fe_addrs(struct json_object *fes, const char *addr, long port, char *buf, size_t len)
 {
-	struct json_object *fe = find_frontend(fes, addr, port), *eps = jget(fe, "endpoints");
+	struct json_object *fe = find_frontend(fes, addr, port), *eps = e2e_jget(fe, "endpoints");
 	const char *v[64];
 	size_t n = 0, off = 0;
 
@@ -669,7 +492,7 @@ static void fe_addrs(struct json_object *fes, const char *addr, long port, char 
 		return;
 	}
 	for (size_t i = 0; eps && i < json_object_array_length(eps) && n < 64; i++)
-		v[n++] = jstr(json_object_array_get_idx(eps, i), "address");
+		v[n++] = e2e_jstr(json_object_array_get_idx(eps, i), "address");
 	qsort(v, n, sizeof(v[0]), str_cmp);
 	for (size_t i = 0; i < n && off < len; i++)
 		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "", v[i]);
@@ -678,16 +501,16 @@ static void fe_addrs(struct json_object *fes, const char *addr, long port, char 
 /* The resolver's object for host at a frontend: on a programmed endpoint, or in a locality's "dns" (a new ref). */
 static struct json_object *dns_of(struct json_object *fes, const char *addr, long port, const char *host)
 {
-	struct json_object *fe = find_frontend(fes, addr, port), *eps = jget(fe, "endpoints"), *locs = jget(fe, "localities");
+	struct json_object *fe = find_frontend(fes, addr, port), *eps = e2e_jget(fe, "endpoints"), *locs = e2e_jget(fe, "localities");
 
 	for (size_t i = 0; eps && i < json_object_array_length(eps); i++) {
 		struct json_object *ep = json_object_array_get_idx(eps, i);
 
-		if (!strcmp(jstr(ep, "fqdn"), host) && jget(ep, "dns"))
-			return json_object_get(jget(ep, "dns"));
+		if (!strcmp(e2e_jstr(ep, "fqdn"), host) && e2e_jget(ep, "dns"))
+			return json_object_get(e2e_jget(ep, "dns"));
 	}
 	for (size_t i = 0; locs && i < json_object_array_length(locs); i++) {
-		struct json_object *d = jget(jget(json_object_array_get_idx(locs, i), "dns"), host);
+		struct json_object *d = e2e_jget(e2e_jget(json_object_array_get_idx(locs, i), "dns"), host);
 
 		if (d)
 			return json_object_get(d);
@@ -698,7 +521,7 @@ static struct json_object *dns_of(struct json_object *fes, const char *addr, lon
 /* Poll `get endpoints -o json` until the frontend's programmed addresses are `want`; the time it took, or -1. */
 static long wait_addrs(const char *addr, long port, const char *want, long timeout_ms)
 {
-	long t0 = now_ms();
+	long t0 = kb_now_ms();
 	char got[1024] = "";
 
 	for (;;) {
@@ -707,10 +530,10 @@ static long wait_addrs(const char *addr, long port, const char *want, long timeo
 		fe_addrs(fes, addr, port, got, sizeof(got));
 		json_object_put(fes);
 		if (!strcmp(got, want))
-			return now_ms() - t0;
-		if (now_ms() - t0 > timeout_ms)
+			return kb_now_ms() - t0;
+		if (kb_now_ms() - t0 > timeout_ms)
 			break;
-		sleep_ms(50);
+		e2e_sleep_ms(50);
 	}
 	fprintf(stderr, "# %s:%ld: endpoints \"%s\", expected \"%s\"\n", addr, port, got, want);
 	return -1;
@@ -728,22 +551,16 @@ static long wait_addrs(const char *addr, long port, const char *want, long timeo
 
 static void apply_yaml(const char *yaml, long *took_ms)
 {
-	struct json_object *req = json_object_new_object(), *files = json_object_new_array();
-	struct json_object *f = json_object_new_object(), *reply;
-	long t0 = now_ms();
+	struct json_object *req = e2e_files_req("apply", "fqdn.yaml", yaml), *reply;
+	long t0 = kb_now_ms();
 
-	json_object_object_add(f, "name", json_object_new_string("fqdn.yaml"));
-	json_object_object_add(f, "content", json_object_new_string(yaml));
-	json_object_array_add(files, f);
-	json_object_object_add(req, "op", json_object_new_string("apply"));
-	json_object_object_add(req, "files", files);
 	reply = kb_ctl_call(E.sock, req, 120000);
 	json_object_put(req);
 	if (took_ms)
-		*took_ms = now_ms() - t0;
-	if (!reply_ok(reply)) {
+		*took_ms = kb_now_ms() - t0;
+	if (!e2e_reply_ok(reply)) {
 		dump_logs();
-		fail_msg("apply refused: %.2000s", reply ? json_object_to_json_string(jget(reply, "diagnostics")) : strerror(errno));
+		fail_msg("apply refused: %.2000s", reply ? json_object_to_json_string(e2e_jget(reply, "diagnostics")) : strerror(errno));
 	}
 	json_object_put(reply);
 }
@@ -931,7 +748,7 @@ static void client_main(struct track *t, int af, const char *ip, int port, long 
 	if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
 		_exit(99);
 	for (long i = 0; !__atomic_load_n(&t->stop, __ATOMIC_RELAXED) && (!t->limit || i < t->limit); i++) {
-		long t0 = now_ms();
+		long t0 = kb_now_ms();
 		int err = tcp_ident(af, ip, port, buf, sizeof(buf));
 
 		t->total++;
@@ -943,7 +760,7 @@ static void client_main(struct track *t, int af, const char *ip, int port, long 
 			track_add(t, buf, t0);
 		}
 		if (pause_ms)
-			sleep_ms(pause_ms);
+			e2e_sleep_ms(pause_ms);
 	}
 	_exit(0);
 }
@@ -958,7 +775,7 @@ static void client_spawn(int idx, int af, const char *ip, int port, long limit, 
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		child_init();
+		e2e_child_init();
 		client_main(&E.t[idx], af, ip, port, pause_ms);
 	}
 	E.kids[idx] = pid;
@@ -966,34 +783,15 @@ static void client_spawn(int idx, int af, const char *ip, int port, long limit, 
 
 static void client_wait(int idx, bool stop)
 {
-	long deadline = now_ms() + 60000;
-	int status = 0;
+	int status = e2e_kid_wait(&E.kids[idx], stop ? &E.t[idx].stop : NULL, kb_now_ms() + 60000);
 
-	if (E.kids[idx] <= 0)
-		return;
-	if (stop)
-		__atomic_store_n(&E.t[idx].stop, 1, __ATOMIC_RELAXED);
-	while (waitpid(E.kids[idx], &status, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
-			kill(E.kids[idx], SIGKILL);
-			waitpid(E.kids[idx], &status, 0);
-			break;
-		}
-		sleep_ms(5);
-	}
-	E.kids[idx] = 0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status))
 		fail_msg("client %d died (status %#x)", idx, status);
 }
 
 static void clients_kill(void)
 {
-	for (int i = 0; i < MAX_KIDS; i++)
-		if (E.kids[i] > 0) {
-			kill(E.kids[i], SIGKILL);
-			waitpid(E.kids[i], NULL, 0);
-			E.kids[i] = 0;
-		}
+	e2e_kids_kill(E.kids, MAX_KIDS);
 }
 
 /* `count` connects by a fresh client; its track. */
@@ -1038,16 +836,11 @@ static int group_teardown(void **state);
 
 static int setup_failed(const char *why)
 {
-	fprintf(stderr, "# setup failed: %s\n", why);
-	dump_logs();
-	group_teardown(NULL);
-	return -1;
+	return e2e_setup_failed(why, dump_logs, group_teardown);
 }
 
 static int group_setup(void **state)
 {
-	char self[PATH_MAX], *slash;
-	ssize_t n;
 	int pid = (int)getpid();
 
 	E.skip = e2e_skip_reason();
@@ -1062,17 +855,7 @@ static int group_setup(void **state)
 		E.skip = "needs dnsmasq (/usr/sbin/dnsmasq; make deps)";
 		return 0;
 	}
-	if (getenv("KBACKEND_BIN")) {
-		snprintf(E.kb, sizeof(E.kb), "%s", getenv("KBACKEND_BIN"));
-	} else {
-		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		self[n > 0 ? n : 0] = '\0';
-		slash = strrchr(self, '/');
-		if (slash)
-			*slash = '\0';
-		snprintf(E.kb, sizeof(E.kb), "%s/../kbackend", self);
-	}
-	if (access(E.kb, X_OK)) {
+	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
 		E.skip = "build/kbackend is not built";
 		return 0;
 	}
@@ -1125,27 +908,12 @@ static int group_teardown(void **state)
 	clients_kill();
 	daemon_stop();
 	dns_stop();
-	group_kill(&E.server);
-	group_kill(&E.canary);
+	e2e_kill_group(&E.server);
+	e2e_kill_group(&E.canary);
 	E.bpffs[0] = '\0';
-	if (E.cgroup[0])
-		e2e_cgroup_remove(E.cgroot, E.cgroup);
-	E.cgroup[0] = '\0';
-	e2e_cgroup2_release(E.cgroot, E.cgmounted);
-	E.cgmounted = false;
-	if (E.netns_made) {
-		/* Deleting a netns removes its end of each veth, and with it the peer. */
-		e2e_sh("ip netns del %s", E.node);
-		e2e_sh("ip netns del %s", E.be);
-		e2e_sh("ip netns del %s", E.dns);
-		E.netns_made = false;
-	}
-	if (E.tmp[0]) {
-		if (getenv("KB_KEEP_LOG"))
-			dump_logs();
-		e2e_sh("rm -rf '%s'", E.tmp);
-	}
-	E.tmp[0] = '\0';
+	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	e2e_netns_del(&E.netns_made, E.node, E.be, E.dns, NULL);
+	e2e_tmpdir_remove(E.tmp, dump_logs);
 	if (E.t)
 		munmap(E.t, sizeof(*E.t) * MAX_KIDS);
 	E.t = NULL;
@@ -1188,10 +956,10 @@ static void test_a_record_change(void **state)
 	ASSERT_ADDRS(FE4, 81, "198.51.100.1", 10000);
 
 	client_spawn(0, AF_INET, FE4, 81, 0, 1);
-	sleep_ms(1000);
+	e2e_sleep_ms(1000);
 	assert_int_equal(dns_set_hosts("198.51.100.3 app.fqdn.test\n"), 0);
-	t_change = now_ms();
-	sleep_ms(bound + 2000);
+	t_change = kb_now_ms();
+	e2e_sleep_ms(bound + 2000);
 	client_wait(0, true);
 	t = &E.t[0];
 	track_print("loop", t);
@@ -1222,9 +990,9 @@ static void test_a_record_change(void **state)
 	fes = get_endpoints();
 	d = dns_of(fes, FE4, 81, "app.fqdn.test");
 	assert_non_null(d);
-	assert_string_equal(jstr(d, "state"), "resolved");
-	assert_int_equal(jint(d, "ttl_s"), DNS_TTL);
-	assert_string_equal(jstr(json_object_array_get_idx(jget(d, "addresses"), 0), "address"), "198.51.100.3");
+	assert_string_equal(e2e_jstr(d, "state"), "resolved");
+	assert_int_equal(e2e_jint(d, "ttl_s"), DNS_TTL);
+	assert_string_equal(e2e_jstr(json_object_array_get_idx(e2e_jget(d, "addresses"), 0), "address"), "198.51.100.3");
 	json_object_put(d);
 	json_object_put(fes);
 }
@@ -1244,55 +1012,55 @@ static void test_dns_server_stops(void **state)
 	ASSERT_ADDRS(FE4, 81, "198.51.100.1", 10000);
 
 	dns_stop();
-	t_stop = now_ms();
-	for (deadline = now_ms() + 15000; now_ms() < deadline; sleep_ms(100)) {
+	t_stop = kb_now_ms();
+	for (deadline = kb_now_ms() + 15000; kb_now_ms() < deadline; e2e_sleep_ms(100)) {
 		fes = get_endpoints();
 		json_object_put(d);
 		d = dns_of(fes, FE4, 81, "app.fqdn.test");
 		json_object_put(fes);
-		if (d && !strcmp(jstr(d, "state"), "stale") && jstr(d, "last_error")[0]) {
-			took = now_ms() - t_stop;
+		if (d && !strcmp(e2e_jstr(d, "state"), "stale") && e2e_jstr(d, "last_error")[0]) {
+			took = kb_now_ms() - t_stop;
 			break;
 		}
 	}
 	if (took < 0)
 		fail_msg("the DNS outage never showed: %s", d ? json_object_to_json_string(d) : "(no dns object)");
-	snprintf(err, sizeof(err), "%s", jstr(d, "last_error"));
+	snprintf(err, sizeof(err), "%s", e2e_jstr(d, "last_error"));
 	fprintf(stderr, "# DNS down: state stale, last_error \"%s\" after %ld ms\n", err, took);
 	json_object_put(d);
 	d = NULL;
 
 	/* Still serving the last good answer, past its TTL. */
 	assert_all_reach(AF_INET, FE4, 81, 50, "198.51.100.1");
-	sleep_ms(DNS_TTL * 1000 + 1500);
+	e2e_sleep_ms(DNS_TTL * 1000 + 1500);
 	assert_all_reach(AF_INET, FE4, 81, 50, "198.51.100.1");
 	fes = get_endpoints();
 	d = dns_of(fes, FE4, 81, "app.fqdn.test");
 	json_object_put(fes);
 	assert_non_null(d);
-	assert_string_equal(jstr(d, "state"), "stale");
-	assert_true(jstr(d, "last_error")[0] != '\0');
-	assert_true(jint(d, "consecutive_failures") >= 2);
+	assert_string_equal(e2e_jstr(d, "state"), "stale");
+	assert_true(e2e_jstr(d, "last_error")[0] != '\0');
+	assert_true(e2e_jint(d, "consecutive_failures") >= 2);
 	fprintf(stderr, "# still down after %ld ms: %ld consecutive failure(s), last_error \"%s\"\n",
-		now_ms() - t_stop, jint(d, "consecutive_failures"), jstr(d, "last_error"));
+		kb_now_ms() - t_stop, e2e_jint(d, "consecutive_failures"), e2e_jstr(d, "last_error"));
 	json_object_put(d);
 
 	/* DNS returns, with a new answer. */
 	assert_int_equal(dns_set_hosts("198.51.100.3 app.fqdn.test\n"), 0);
 	assert_int_equal(dns_start(), 0);
-	t_back = now_ms();
+	t_back = kb_now_ms();
 	took = wait_addrs(FE4, 81, "198.51.100.3", 15000);
 	if (took < 0) {
 		dump_logs();
 		fail_msg("the new answer was not picked up within 15 s of DNS coming back");
 	}
-	fprintf(stderr, "# DNS back: new answer programmed %ld ms later\n", now_ms() - t_back);
+	fprintf(stderr, "# DNS back: new answer programmed %ld ms later\n", kb_now_ms() - t_back);
 	assert_all_reach(AF_INET, FE4, 81, 50, "198.51.100.3");
 	fes = get_endpoints();
 	d = dns_of(fes, FE4, 81, "app.fqdn.test");
 	json_object_put(fes);
-	assert_string_equal(jstr(d, "state"), "resolved");
-	assert_int_equal(jint(d, "consecutive_failures"), 0);
+	assert_string_equal(e2e_jstr(d, "state"), "resolved");
+	assert_int_equal(e2e_jint(d, "consecutive_failures"), 0);
 	json_object_put(d);
 }
 
@@ -1359,8 +1127,8 @@ static void test_lookup_families(void **state)
 		d = dns_of(fes, fe, cases[i].port, cases[i].host);
 		json_object_put(fes);
 		assert_non_null(d);
-		assert_string_equal(jstr(d, "lookupFamily"), fam);
-		assert_string_equal(jstr(d, "state"), "resolved");
+		assert_string_equal(e2e_jstr(d, "lookupFamily"), fam);
+		assert_string_equal(e2e_jstr(d, "state"), "resolved");
 		json_object_put(d);
 
 		t = connect_n(cases[i].af, fe, cases[i].port, want_n);
@@ -1378,10 +1146,10 @@ static void test_lookup_families(void **state)
 /* The refused entry for addr in a dns object, or NULL. */
 static struct json_object *refused_entry(struct json_object *d, const char *addr)
 {
-	struct json_object *r = jget(d, "refused");
+	struct json_object *r = e2e_jget(d, "refused");
 
 	for (size_t i = 0; r && i < json_object_array_length(r); i++)
-		if (!strcmp(jstr(json_object_array_get_idx(r, i), "address"), addr))
+		if (!strcmp(e2e_jstr(json_object_array_get_idx(r, i), "address"), addr))
 			return json_object_array_get_idx(r, i);
 	return NULL;
 }
@@ -1421,7 +1189,7 @@ static void test_refused_answers(void **state)
 
 	ASSERT_ADDRS(FE4, 90, "198.51.100.1", 10000);
 	/* Wait until every bad name has been answered (and judged). */
-	for (long deadline = now_ms() + 10000;; sleep_ms(100)) {
+	for (long deadline = kb_now_ms() + 10000;; e2e_sleep_ms(100)) {
 		bool all = true;
 
 		fes = get_endpoints();
@@ -1433,12 +1201,12 @@ static void test_refused_answers(void **state)
 		if (all)
 			break;
 		json_object_put(fes);
-		if (now_ms() > deadline)
+		if (kb_now_ms() > deadline)
 			fail_msg("the refused answers never showed in get endpoints -o json");
 	}
 	fe_addrs(fes, FE4, 89, got, sizeof(got));
 	assert_string_equal(got, "");
-	un = jget(json_object_array_get_idx(jget(find_frontend(fes, FE4, 89), "localities"), 0), "unresolved");
+	un = e2e_jget(json_object_array_get_idx(e2e_jget(find_frontend(fes, FE4, 89), "localities"), 0), "unresolved");
 	assert_non_null(un);
 	assert_int_equal(json_object_array_length(un), 3);
 	for (size_t i = 0; i < 3; i++) {
@@ -1446,11 +1214,11 @@ static void test_refused_answers(void **state)
 
 		d = dns_of(fes, FE4, 89, refused[i].host);
 		r = refused_entry(d, refused[i].addr);
-		assert_int_equal(json_object_array_length(jget(d, "addresses")), 0);
-		if (!strstr(jstr(r, "reason"), refused[i].why))
+		assert_int_equal(json_object_array_length(e2e_jget(d, "addresses")), 0);
+		if (!strstr(e2e_jstr(r, "reason"), refused[i].why))
 			fail_msg("%s: refused %s with reason \"%s\", expected it to say %s", refused[i].host,
-				 refused[i].addr, jstr(r, "reason"), refused[i].why);
-		fprintf(stderr, "# %s -> %s refused: %s\n", refused[i].host, refused[i].addr, jstr(r, "reason"));
+				 refused[i].addr, e2e_jstr(r, "reason"), refused[i].why);
+		fprintf(stderr, "# %s -> %s refused: %s\n", refused[i].host, refused[i].addr, e2e_jstr(r, "reason"));
 		json_object_put(d);
 	}
 	/* The mixed name keeps its good address and reports the bad one. */
@@ -1507,43 +1275,43 @@ static void test_thousand_names(void **state)
 	fprintf(stderr, "# apply took %ld ms\n", apply_ms);
 
 	/* Until every answered name is programmed, then 3 more TTLs of refreshes and NXDOMAIN retries. */
-	for (t0 = now_ms(); end == 0 || now_ms() < end;) {
+	for (t0 = kb_now_ms(); end == 0 || kb_now_ms() < end;) {
 		struct json_object *fes;
-		long a = now_ms(), st, gt, resolved = 0;
+		long a = kb_now_ms(), st, gt, resolved = 0;
 		char *out = NULL;
 		int rc = CLI(&out, "status");
 
-		st = now_ms() - a;
+		st = kb_now_ms() - a;
 		free(out);
 		if (rc != 0) {
 			dump_logs();
 			fail_msg("kbackend status: exit %d after %ld ms (round %ld)", rc, st, calls + 1);
 		}
-		a = now_ms();
+		a = kb_now_ms();
 		fes = get_endpoints();
-		gt = now_ms() - a;
+		gt = kb_now_ms() - a;
 		/* The same two requests on the control socket alone, without the CLI's start-up and printing. */
 		{
 			struct json_object *req = json_object_new_object(), *r;
-			long ra = now_ms();
+			long ra = kb_now_ms();
 
 			r = ctl("status", 5000);
-			assert_true(reply_ok(r));
+			assert_true(e2e_reply_ok(r));
 			json_object_put(r);
-			ra = now_ms() - ra;
+			ra = kb_now_ms() - ra;
 			max_raw_st = ra > max_raw_st ? ra : max_raw_st;
 			json_object_object_add(req, "op", json_object_new_string("get"));
 			json_object_object_add(req, "what", json_object_new_string("endpoints"));
-			ra = now_ms();
+			ra = kb_now_ms();
 			r = kb_ctl_call(E.sock, req, 5000);
-			ra = now_ms() - ra;
-			assert_true(reply_ok(r));
+			ra = kb_now_ms() - ra;
+			assert_true(e2e_reply_ok(r));
 			json_object_put(r);
 			json_object_put(req);
 			max_raw_get = ra > max_raw_get ? ra : max_raw_get;
 		}
 		for (size_t i = 0; i < json_object_array_length(fes); i++)
-			resolved += json_object_array_length(jget(json_object_array_get_idx(fes, i), "endpoints")) > 0;
+			resolved += json_object_array_length(e2e_jget(json_object_array_get_idx(fes, i), "endpoints")) > 0;
 		json_object_put(fes);
 		calls++;
 		sum_st += st;
@@ -1551,10 +1319,10 @@ static void test_thousand_names(void **state)
 		max_st = st > max_st ? st : max_st;
 		max_get = gt > max_get ? gt : max_get;
 		if (resolved >= answered && done_at < 0) {
-			done_at = now_ms() - t0;
-			end = now_ms() + 3 * DNS_TTL * 1000;
+			done_at = kb_now_ms() - t0;
+			end = kb_now_ms() + 3 * DNS_TTL * 1000;
 		}
-		if (now_ms() - t0 > 60000)
+		if (kb_now_ms() - t0 > 60000)
 			fail_msg("only %ld of %ld names programmed after 60 s", resolved, answered);
 	}
 	fprintf(stderr, "# all %ld answered names programmed %ld ms after the apply returned\n", answered, done_at);
@@ -1578,7 +1346,7 @@ static void test_thousand_names(void **state)
 		struct json_object *fes = get_endpoints(), *d = dns_of(fes, FE4, BULK_PORT0 + 9, "n9.bulk.fqdn.test");
 
 		assert_non_null(d);
-		assert_string_equal(jstr(d, "last_error"), "NXDOMAIN");
+		assert_string_equal(e2e_jstr(d, "last_error"), "NXDOMAIN");
 		json_object_put(d);
 		json_object_put(fes);
 	}
@@ -1613,8 +1381,8 @@ static void test_service_refs(void **state)
 		free(b.p);
 		ASSERT_ADDRS(FE4, port, runs[r].addr, 10000);
 		fes = get_endpoints();
-		eps = jget(find_frontend(fes, FE4, port), "endpoints");
-		assert_string_equal(jstr(json_object_array_get_idx(eps, 0), "fqdn"), runs[r].host);
+		eps = e2e_jget(find_frontend(fes, FE4, port), "endpoints");
+		assert_string_equal(e2e_jstr(json_object_array_get_idx(eps, 0), "fqdn"), runs[r].host);
 		json_object_put(fes);
 		assert_all_reach(AF_INET, FE4, port, 20, runs[r].addr);
 		fprintf(stderr, "# --cluster-domain %s: Service web -> %s -> %s\n", runs[r].flags[1], runs[r].host,
@@ -1655,16 +1423,6 @@ static void test_trailing_dot_absolute(void **state)
 }
 
 /* Interrupted or hung (watchdog): clean up anyway, then fail. */
-static void on_signal(int sig)
-{
-	static const char msg[] = "# test_fqdn: interrupted; cleaning up\n";
-
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		{ /* nothing to do */ }
-	group_teardown(NULL);
-	_exit(128 + sig);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1677,13 +1435,6 @@ int main(void)
 		cmocka_unit_test_teardown(test_trailing_dot_absolute, test_teardown),
 	};
 
-	if (getenv("KB_VERBOSE"))
-		kb_verbosity = atoi(getenv("KB_VERBOSE"));
-	/* Unbuffered: forked children must not flush the parent's pending TAP lines again. */
-	setvbuf(stdout, NULL, _IONBF, 0);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGALRM, on_signal);
-	alarm(600);
+	e2e_main_init("test_fqdn", group_teardown, 600);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

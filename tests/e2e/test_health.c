@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 
 #include "e2e.h"
+#include "e2e_daemon.h"
 #include "control.h"
 #include "dataplane.h"
 #include "render.h"
@@ -59,41 +60,9 @@ static struct {
 	struct shared *sh;
 } E;
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-static void child_init(void)
-{
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGALRM, SIG_DFL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
-}
-
 static void dump_log(void)
 {
-	char line[1024];
-	FILE *f = E.log[0] ? fopen(E.log, "r") : NULL;
-
-	while (f && fgets(line, sizeof(line), f))
-		fprintf(stderr, "# log: %s", line);
-	if (f)
-		fclose(f);
+	e2e_dump_file("log", E.log, 0);
 }
 
 /* ---- endpoint servers ---- */
@@ -165,7 +134,7 @@ static pid_t spawn_ready(void (*fn)(int, int), int arg)
 		return -1;
 	pid = fork();
 	if (pid == 0) {
-		child_init();
+		e2e_child_init();
 		close(p[0]);
 		fn(arg, p[1]);
 		_exit(0);
@@ -179,18 +148,9 @@ static pid_t spawn_ready(void (*fn)(int, int), int arg)
 	return pid;
 }
 
-static void stop_pid(pid_t *pid)
-{
-	if (*pid > 0) {
-		kill(*pid, SIGKILL);
-		waitpid(*pid, NULL, 0);
-	}
-	*pid = 0;
-}
-
 static void ep_kill(int i)
 {
-	stop_pid(&E.srv[i]);
+	e2e_kill(&E.srv[i]);
 }
 
 static void ep_start(int i)
@@ -249,70 +209,31 @@ static void udp_check_target(int i, int ready)
 
 /* ---- the daemon and its control socket ---- */
 
-static bool daemon_serves(void)
-{
-	struct json_object *req = json_object_new_object(), *r;
-	struct json_object *v;
-	bool ok;
-
-	json_object_object_add(req, "op", json_object_new_string("status"));
-	r = kb_ctl_call(E.sock, req, 2000);
-	json_object_put(req);
-	ok = r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v);
-	json_object_put(r);
-	return ok;
-}
-
 static int daemon_start(void)
 {
-	pid_t pid = fork();
+	const char *const argv[] = { "kbackend", "daemon", "-v", "--cgroup", E.cgroup, "--bpffs", E.bpffs,
+				     "--state-dir", E.state, "--socket", E.sock, "--enable-backend", NULL };
+	pid_t pid = e2e_daemon_spawn(E.kb, E.log, E.node, argv);
 
 	if (pid < 0)
 		return -1;
-	if (pid == 0) {
-		int fd;
-
-		child_init();
-		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (fd < 0 || e2e_setns(E.node))
-			_exit(126);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(E.kb, "kbackend", "daemon", "-v", "--cgroup", E.cgroup, "--bpffs", E.bpffs, "--state-dir", E.state,
-		      "--socket", E.sock, "--enable-backend", (char *)NULL);
-		_exit(127);
-	}
 	E.daemon = pid;
-	for (long end = now_ms() + 15000; now_ms() < end; sleep_ms(20)) {
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			E.daemon = 0;
-			return -1;
-		}
-		if (daemon_serves())
-			return 0;
-	}
-	return -1;
+	return e2e_daemon_wait(&E.daemon, E.sock, 15000);
 }
 
 static void apply_yaml(const char *yaml)
 {
-	struct json_object *req = json_object_new_object(), *files = json_object_new_array(), *f = json_object_new_object();
-	struct json_object *r, *v;
+	struct json_object *req = e2e_files_req("replace", "health.yaml", yaml), *r;
 
-	json_object_object_add(f, "name", json_object_new_string("health.yaml"));
-	json_object_object_add(f, "content", json_object_new_string(yaml));
-	json_object_array_add(files, f);
-	json_object_object_add(req, "op", json_object_new_string("replace"));
-	json_object_object_add(req, "files", files);
 	r = kb_ctl_call(E.sock, req, 30000);
-	if (!(r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v))) {
+	if (!(e2e_reply_ok(r))) {
 		/* An older daemon without "replace": apply instead (the tests always send the whole state). */
 		json_object_put(r);
 		json_object_object_add(req, "op", json_object_new_string("apply"));
 		r = kb_ctl_call(E.sock, req, 30000);
 	}
 	json_object_put(req);
-	if (!(r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v))) {
+	if (!(e2e_reply_ok(r))) {
 		dump_log();
 		fail_msg("apply refused: %s", r ? json_object_to_json_string(r) : strerror(errno));
 	}
@@ -475,21 +396,21 @@ static struct tally run_clients(long count, long ms, int dead)
 	if (pid == 0) {
 		long end;
 
-		child_init();
+		e2e_child_init();
 		if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
 			_exit(99);
-		t->first_ms = now_ms();
+		t->first_ms = kb_now_ms();
 		end = t->first_ms + ms;
-		for (long i = 0; count ? i < count : now_ms() < end; i++) {
+		for (long i = 0; count ? i < count : kb_now_ms() < end; i++) {
 			int r = one_connect();
 
 			if (r >= 0) {
 				t->ok[r]++;
 				if (r == dead)
-					t->last_dead_ms = now_ms();
+					t->last_dead_ms = kb_now_ms();
 			} else if (r == -ECONNREFUSED) {
 				t->fail++;
-				t->last_fail_ms = now_ms();
+				t->last_fail_ms = kb_now_ms();
 				if (dead >= 0)
 					t->last_dead_ms = t->last_fail_ms;
 			} else {
@@ -517,12 +438,12 @@ static long total(const struct tally *t)
 /* Wait (making connects) until a run of `n` connects has no failure; false on timeout. */
 static bool settle(long timeout_ms)
 {
-	for (long end = now_ms() + timeout_ms; now_ms() < end;) {
+	for (long end = kb_now_ms() + timeout_ms; kb_now_ms() < end;) {
 		struct tally t = run_clients(50, 0, -1);
 
 		if (!t.fail && !t.other)
 			return true;
-		sleep_ms(100);
+		e2e_sleep_ms(100);
 	}
 	return false;
 }
@@ -533,10 +454,7 @@ static int group_teardown(void **state);
 
 static int setup_failed(const char *why)
 {
-	fprintf(stderr, "# setup failed: %s\n", why);
-	dump_log();
-	group_teardown(NULL);
-	return -1;
+	return e2e_setup_failed(why, dump_log, group_teardown);
 }
 
 static int topo_up(void)
@@ -567,8 +485,6 @@ static int topo_up(void)
 
 static int group_setup(void **state)
 {
-	char self[PATH_MAX], *slash;
-	ssize_t n;
 
 	E.skip = e2e_skip_reason();
 	if (E.skip)
@@ -581,15 +497,7 @@ static int group_setup(void **state)
 		E.skip = "kernel cannot load sockops programs";
 		return 0;
 	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	self[n > 0 ? n : 0] = '\0';
-	slash = strrchr(self, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(E.kb, sizeof(E.kb), "%s", getenv("KBACKEND_BIN") ? getenv("KBACKEND_BIN") : "");
-	if (!E.kb[0])
-		snprintf(E.kb, sizeof(E.kb), "%s/../kbackend", self);
-	if (access(E.kb, X_OK)) {
+	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
 		E.skip = "build/kbackend is not built";
 		return 0;
 	}
@@ -636,31 +544,18 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	stop_pid(&E.daemon);
+	e2e_kill(&E.daemon);
 	for (int i = 0; i < NEP; i++)
-		stop_pid(&E.srv[i]);
-	stop_pid(&E.usrv);
-	stop_pid(&E.utcp[0]);
-	stop_pid(&E.utcp[1]);
+		e2e_kill(&E.srv[i]);
+	e2e_kill(&E.usrv);
+	e2e_kill(&E.utcp[0]);
+	e2e_kill(&E.utcp[1]);
 	if (E.bpffs[0])
 		kb_dataplane_unload(E.bpffs);
 	E.bpffs[0] = '\0';
-	if (E.cgroup[0])
-		e2e_cgroup_remove(E.cgroot, E.cgroup);
-	E.cgroup[0] = '\0';
-	e2e_cgroup2_release(E.cgroot, E.cgmounted);
-	E.cgmounted = false;
-	if (E.netns_made) {
-		e2e_sh("ip netns del %s", E.node);
-		e2e_sh("ip netns del %s", E.be);
-		E.netns_made = false;
-	}
-	if (E.tmp[0]) {
-		if (getenv("KB_KEEP_LOG"))
-			dump_log();
-		e2e_sh("rm -rf '%s'", E.tmp);
-	}
-	E.tmp[0] = '\0';
+	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	e2e_netns_del(&E.netns_made, E.node, E.be, NULL);
+	e2e_tmpdir_remove(E.tmp, dump_log);
 	if (E.sh)
 		munmap(E.sh, sizeof(*E.sh));
 	E.sh = NULL;
@@ -714,7 +609,7 @@ static void test_passive_eject_and_return(void **state)
 	t = run_clients(400, 0, -1);
 	assert_true(t.ok[P1] > 100 && t.ok[P2] > 100 && !t.fail);
 
-	kill_at = now_ms();
+	kill_at = kb_now_ms();
 	ep_kill(P1);
 	/* Connect for 1.5 s: a few refusals at P1, then none. */
 	t = run_clients(0, 1500, P1);
@@ -734,7 +629,7 @@ static void test_passive_eject_and_return(void **state)
 
 	/* Back after baseEjectionTime (3 s): traffic returns. */
 	ep_start(P1);
-	sleep_ms(3500);
+	e2e_sleep_ms(3500);
 	t = run_clients(400, 0, -1);
 	assert_int_equal(t.fail, 0);
 	assert_true(t.ok[P1] > 100);
@@ -749,7 +644,7 @@ static void test_active_eject_and_return(void **state)
 	NEED_ENV();
 	config_primary_fallback(ACTIVE_FAST);
 	assert_true(settle(5000));
-	kill_at = now_ms();
+	kill_at = kb_now_ms();
 	ep_kill(P1);
 	t = run_clients(0, ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1500, P1);
 	failover = t.last_dead_ms ? t.last_dead_ms - kill_at : 0;
@@ -761,7 +656,7 @@ static void test_active_eject_and_return(void **state)
 	assert_int_equal(t.ok[P1], 0);
 
 	ep_start(P1);
-	sleep_ms(ACTIVE_INTERVAL_MS + 1000);
+	e2e_sleep_ms(ACTIVE_INTERVAL_MS + 1000);
 	t = run_clients(400, 0, -1);
 	assert_int_equal(t.fail, 0);
 	assert_true(t.ok[P1] > 100);
@@ -778,11 +673,11 @@ static void test_active_http_status(void **state)
 				"      http:\n        path: /healthz\n        expectedStatuses: [200, 204]\n");
 	assert_true(settle(5000));
 	E.sh->status[P1] = 503;	/* new server answers use it at once */
-	sleep_ms(500 * 2 + 1000);
+	e2e_sleep_ms(500 * 2 + 1000);
 	t = run_clients(400, 0, -1);
 	assert_int_equal(t.ok[P1], 0);
 	E.sh->status[P1] = 204;
-	sleep_ms(500 + 1000);
+	e2e_sleep_ms(500 + 1000);
 	t = run_clients(400, 0, -1);
 	assert_true(t.ok[P1] > 50);
 }
@@ -796,13 +691,13 @@ static void check_all_dead_then_back(void)
 	assert_true(t.ok[P1] + t.ok[P2] == 300);
 	ep_kill(P1);
 	ep_kill(P2);
-	sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
+	e2e_sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
 	t = run_clients(500, 0, -1);
 	assert_int_equal(t.fail, 0);
 	assert_int_equal(t.ok[F1], 500);
 	ep_start(P1);
 	ep_start(P2);
-	sleep_ms(ACTIVE_INTERVAL_MS + 1000);
+	e2e_sleep_ms(ACTIVE_INTERVAL_MS + 1000);
 	t = run_clients(500, 0, -1);
 	assert_int_equal(t.ok[P1] + t.ok[P2], 500);
 }
@@ -848,19 +743,19 @@ static void test_three_level_chain(void **state)
 	t = run_clients(200, 0, -1);
 	assert_int_equal(t.ok[P1], 200);
 	ep_kill(P1);
-	sleep_ms(wait);
+	e2e_sleep_ms(wait);
 	t = run_clients(200, 0, -1);
 	assert_int_equal(t.ok[F1], 200);
 	ep_kill(F1);
-	sleep_ms(wait);
+	e2e_sleep_ms(wait);
 	t = run_clients(200, 0, -1);
 	assert_int_equal(t.ok[F2], 200);
 	ep_start(F1);
-	sleep_ms(ACTIVE_INTERVAL_MS + 1000);
+	e2e_sleep_ms(ACTIVE_INTERVAL_MS + 1000);
 	t = run_clients(200, 0, -1);
 	assert_int_equal(t.ok[F1], 200);
 	ep_start(P1);
-	sleep_ms(ACTIVE_INTERVAL_MS + 1000);
+	e2e_sleep_ms(ACTIVE_INTERVAL_MS + 1000);
 	t = run_clients(200, 0, -1);
 	assert_int_equal(t.ok[P1], 200);
 }
@@ -887,14 +782,14 @@ static void test_spill(void **state)
 	config_four_primaries(ACTIVE_FAST);
 	assert_true(settle(5000));
 	ep_kill(P1);
-	sleep_ms(wait);
+	e2e_sleep_ms(wait);
 	t = run_clients(5000, 0, -1);
 	assert_int_equal(t.fail, 0);
 	fb = 100.0 * (double)t.ok[F1] / (double)total(&t);
 	print_message("# spill, 1 of 4 unhealthy: fallback %.2f%% (expect 0 +-3)\n", fb);
 	assert_true(fb <= 3.0);
 	ep_kill(P2);
-	sleep_ms(wait);
+	e2e_sleep_ms(wait);
 	t = run_clients(5000, 0, -1);
 	assert_int_equal(t.fail, 0);
 	fb = 100.0 * (double)t.ok[F1] / (double)total(&t);
@@ -917,12 +812,12 @@ static void test_panic(void **state)
 	assert_true(settle(5000));
 	ep_kill(P1);
 	ep_kill(P2);
-	sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
+	e2e_sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
 	/* 2 of 4: 50% is not below 50%: the two healthy ones serve. */
 	t = run_clients(400, 0, -1);
 	assert_int_equal(t.fail, 0);
 	ep_kill(P3);
-	sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
+	e2e_sleep_ms(ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 1000);
 	fe = get_frontend(80, &owner);
 	assert_non_null(fe);
 	assert_true(json_object_object_get_ex(fe, "priorities", &lv));
@@ -963,7 +858,7 @@ static void test_least_request(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		child_init();
+		e2e_child_init();
 		close(p[1]);
 		if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
 			_exit(99);
@@ -981,7 +876,7 @@ static void test_least_request(void **state)
 		_exit(0);
 	}
 	close(p[0]);
-	sleep_ms(300);
+	e2e_sleep_ms(300);
 	t = run_clients(1000, 0, -1);
 	print_message("# LeastRequest, P1 holding 60: P1 %ld, P2 %ld\n", t.ok[P1], t.ok[P2]);
 	close(p[1]);
@@ -1011,7 +906,7 @@ static void test_udp_socket_destroyed(void **state)
 	n = y_route(n, "UDPRoute", "dns", "udp", "uprim,ufb");
 	y_policy(n, "UDPRoute", "dns", ACTIVE_FAST);
 	apply_yaml(Y);
-	sleep_ms(ACTIVE_INTERVAL_MS * 2);
+	e2e_sleep_ms(ACTIVE_INTERVAL_MS * 2);
 
 	/* The client is this test process itself, in the cgroup and the node netns, for the duration. */
 	assert_int_equal(e2e_cgroup_enter(E.cgroup, 0), 0);
@@ -1029,8 +924,8 @@ static void test_udp_socket_destroyed(void **state)
 		buf[r] = '\0';
 		assert_string_equal(buf, EP[P1]);
 
-		stop_pid(&E.utcp[0]);	/* the check target goes: P1 fails its checks */
-		for (end = now_ms() + ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 3000; now_ms() < end; sleep_ms(100)) {
+		e2e_kill(&E.utcp[0]);	/* the check target goes: P1 fails its checks */
+		for (end = kb_now_ms() + ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 3000; kb_now_ms() < end; e2e_sleep_ms(100)) {
 			if (send(fd, "q", 1, 0) < 0) {
 				err = errno;
 				break;
@@ -1051,7 +946,7 @@ static void test_udp_socket_destroyed(void **state)
 		close(self);
 	}
 	e2e_cgroup_enter(E.cgroot, 0);
-	stop_pid(&E.utcp[1]);
+	e2e_kill(&E.utcp[1]);
 	assert_true(err != 0);
 	assert_string_equal(buf, EP[F1]);
 }
@@ -1089,16 +984,6 @@ static void test_get_endpoints_health(void **state)
 	assert_true(seen);
 }
 
-static void on_signal(int sig)
-{
-	static const char msg[] = "# test_health: interrupted; cleaning up\n";
-
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		{ /* nothing to do */ }
-	group_teardown(NULL);
-	_exit(128 + sig);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1115,12 +1000,6 @@ int main(void)
 		cmocka_unit_test_setup(test_get_endpoints_health, test_setup),
 	};
 
-	if (getenv("KB_VERBOSE"))
-		kb_verbosity = atoi(getenv("KB_VERBOSE"));
-	setvbuf(stdout, NULL, _IONBF, 0);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGALRM, on_signal);
-	alarm(300);
+	e2e_main_init("test_health", group_teardown, 300);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "e2e.h"
+#include "e2e_daemon.h"
 #include "control.h"
 #include "dataplane.h"
 #include "util.h"
@@ -52,16 +53,6 @@
 
 static const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };
 
-struct tally {
-	long ok[NEPS];
-	long bad, fail;
-	int first_err;
-	char first_bad[64];
-	long limit;
-	int port;
-	int stop;
-};
-
 struct env {
 	const char *skip;
 	char cgroot[PATH_MAX];
@@ -80,7 +71,7 @@ struct env {
 	pid_t dnsd;		/* dnsmasq, 0 when /usr/sbin/dnsmasq is missing */
 	pid_t daemon, daemon2;
 	pid_t kids[MAX_KIDS];
-	struct tally *t;
+	struct e2e_tally *t;
 	int stats_fd;		/* bpf_enable_stats while the metrics test runs */
 };
 
@@ -88,86 +79,14 @@ static struct env E = { .stats_fd = -1 };
 
 /* ---- small helpers ---- */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 static const char *fe_addr(int port)
 {
 	return port == FE_PORT2 ? FE2_ADDR : FE_ADDR;
 }
 
-static int ep_index(const char *ident)
-{
-	for (int i = 0; i < NEPS; i++)
-		if (!strcmp(ident, EPS[i]))
-			return i;
-	return -1;
-}
-
-static int write_file(const char *path, const char *content)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f)
-		return -1;
-	fputs(content, f);
-	return fclose(f);
-}
-
-static char *read_text(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, r;
-
-	if (!f)
-		return NULL;
-	do {
-		if (n + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			buf = realloc(buf, cap);
-			if (!buf)
-				break;
-		}
-		r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-	} while (r > 0);
-	fclose(f);
-	if (buf)
-		buf[n] = '\0';
-	return buf;
-}
-
 static void dump_log(void)
 {
-	char *log = E.log[0] ? read_text(E.log) : NULL, *line, *save = NULL;
-
-	for (line = log ? strtok_r(log, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
-		fprintf(stderr, "# log: %s\n", line);
-	free(log);
-}
-
-static void child_init(void)
-{
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGALRM, SIG_DFL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
+	e2e_dump_file("log", E.log, 0);
 }
 
 /* ---- manifests ---- */
@@ -290,7 +209,7 @@ static void watch_put(const char *name, const char *content)
 
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-%s", E.watch, name);
 	wpath(dst, sizeof(dst), name);
-	assert_int_equal(write_file(tmp, content), 0);
+	assert_int_equal(e2e_write_file(tmp, content), 0);
 	assert_int_equal(rename(tmp, dst), 0);
 }
 
@@ -303,46 +222,6 @@ static void watch_del(const char *name)
 }
 
 /* ---- the topology ---- */
-
-static void server_main(int ready)
-{
-	struct pollfd pf[NEPS];
-
-	setpgid(0, 0);
-	if (e2e_setns(E.be))
-		_exit(1);
-	for (int i = 0; i < NEPS; i++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(EP_PORT) };
-		int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-		inet_pton(AF_INET, EPS[i], &sa.sin_addr);
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024))
-			_exit(2);
-		pf[i].fd = fd;
-		pf[i].events = POLLIN;
-	}
-	if (fork() == 0)
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	else if (write(ready, "R", 1) != 1)
-		_exit(3);
-	close(ready);
-	for (;;) {
-		if (poll(pf, NEPS, -1) < 0)
-			continue;
-		for (int i = 0; i < NEPS; i++) {
-			int c;
-
-			if (!(pf[i].revents & POLLIN))
-				continue;
-			while ((c = accept4(pf[i].fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-				if (write(c, EPS[i], strlen(EPS[i])) < 0)
-					{ /* the client went away */ }
-				close(c);
-			}
-		}
-	}
-}
 
 static int topo_up(void)
 {
@@ -373,47 +252,14 @@ static int topo_up(void)
 
 static struct json_object *ctl(const char *op, int timeout_ms)
 {
-	struct json_object *req = json_object_new_object(), *reply;
-
-	json_object_object_add(req, "op", json_object_new_string(op));
-	reply = kb_ctl_call(E.sock, req, timeout_ms);
-	json_object_put(req);
-	return reply;
-}
-
-static bool reply_ok(struct json_object *r)
-{
-	struct json_object *v;
-
-	return r && json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v);
-}
-
-static const char *jstr(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) && json_object_get_string(v) ? json_object_get_string(v) : "";
-}
-
-static long jint(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) ? (long)json_object_get_int64(v) : -1;
-}
-
-static struct json_object *jobj(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
+	return e2e_ctl(E.sock, op, timeout_ms);
 }
 
 /* The pid that answers `status` on the socket, or 0. */
 static long serving_pid(void)
 {
 	struct json_object *r = ctl("status", 3000);
-	long pid = reply_ok(r) ? jint(r, "pid") : 0;
+	long pid = e2e_reply_ok(r) ? e2e_jint(r, "pid") : 0;
 
 	json_object_put(r);
 	return pid;
@@ -423,29 +269,18 @@ static long serving_pid(void)
 static pid_t daemon_spawn(void)
 {
 	char maddr[64], dns[64];
+	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.cgroup, "--bpffs", E.bpffs,
+				     "--state-dir", E.state, "--socket", E.sock, "--watch-dir", E.watch,
+				     "--metrics-addr", maddr, "--dns-server", dns, NULL };
 	long deadline;
 	pid_t pid;
 
 	snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", METRICS_PORT);
 	snprintf(dns, sizeof(dns), "127.0.0.1:%d", DNS_PORT);
-	pid = fork();
+	pid = e2e_daemon_spawn(E.kb, E.log, E.node, argv);
 	if (pid < 0)
 		return -1;
-	if (pid == 0) {
-		int fd;
-
-		child_init();
-		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (fd < 0 || e2e_setns(E.node))
-			_exit(126);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(E.kb, "kbackend", "daemon", "--cgroup", E.cgroup, "--bpffs", E.bpffs, "--state-dir", E.state,
-		      "--socket", E.sock, "--watch-dir", E.watch, "--metrics-addr", maddr, "--dns-server", dns,
-		      (char *)NULL);
-		_exit(127);
-	}
-	for (deadline = now_ms() + 20000; now_ms() < deadline; sleep_ms(20)) {
+	for (deadline = kb_now_ms() + 20000; kb_now_ms() < deadline; e2e_sleep_ms(20)) {
 		if (waitpid(pid, NULL, WNOHANG) == pid)
 			return -1;
 		if (serving_pid() == pid)
@@ -456,20 +291,11 @@ static pid_t daemon_spawn(void)
 	return -1;
 }
 
-static void daemon_kill(pid_t *pid)
-{
-	if (*pid > 0) {
-		kill(*pid, SIGKILL);
-		waitpid(*pid, NULL, 0);
-	}
-	*pid = 0;
-}
-
 static void daemon_ensure(void)
 {
 	if (E.daemon > 0 && waitpid(E.daemon, NULL, WNOHANG) == 0 && serving_pid() == E.daemon)
 		return;
-	daemon_kill(&E.daemon);
+	e2e_kill(&E.daemon);
 	E.daemon = daemon_spawn();
 	if (E.daemon <= 0) {
 		E.daemon = 0;
@@ -482,15 +308,15 @@ static void daemon_ensure(void)
 static struct json_object *watch_status(struct json_object **st)
 {
 	*st = ctl("status", 5000);
-	if (!reply_ok(*st))
+	if (!e2e_reply_ok(*st))
 		fail_msg("status failed: %s", *st ? json_object_to_json_string(*st) : strerror(errno));
-	return jobj(*st, "watch");
+	return e2e_jget(*st, "watch");
 }
 
 static long watch_count(const char *key)
 {
 	struct json_object *st, *w = watch_status(&st);
-	long v = jint(w, key);
+	long v = e2e_jint(w, key);
 
 	json_object_put(st);
 	return v;
@@ -499,102 +325,47 @@ static long watch_count(const char *key)
 /* Wait until status.watch[key] passes `above`; fails the test on timeout. */
 static void wait_watch(const char *key, long above)
 {
-	long deadline = now_ms() + WAIT_MS;
+	long deadline = kb_now_ms() + WAIT_MS;
 
 	while (watch_count(key) <= above) {
-		if (now_ms() > deadline) {
+		if (kb_now_ms() > deadline) {
 			dump_log();
 			fail_msg("watch-dir: %s did not pass %ld within %d ms", key, above, WAIT_MS);
 		}
-		sleep_ms(20);
+		e2e_sleep_ms(20);
 	}
 }
 
 /* Wait until the daemon stores `objects` objects and programs `frontends` frontends. */
 static void wait_state(long objects, long frontends)
 {
-	long deadline = now_ms() + WAIT_MS;
+	long deadline = kb_now_ms() + WAIT_MS;
 
 	for (;;) {
 		struct json_object *st = ctl("status", 5000);
-		bool done = reply_ok(st) && jint(st, "objects") == objects && jint(st, "frontends") == frontends;
+		bool done = e2e_reply_ok(st) && e2e_jint(st, "objects") == objects && e2e_jint(st, "frontends") == frontends;
 
 		if (done) {
 			json_object_put(st);
 			return;
 		}
-		if (now_ms() > deadline) {
+		if (kb_now_ms() > deadline) {
 			dump_log();
 			fail_msg("expected %ld objects and %ld frontends; status: %s", objects, frontends,
 				 st ? json_object_to_json_string(st) : strerror(errno));
 		}
 		json_object_put(st);
-		sleep_ms(20);
+		e2e_sleep_ms(20);
 	}
 }
 
 /* ---- clients: in the test cgroup and the node netns ---- */
 
-static int tcp_ident(const char *ip, int port, char *out, size_t len)
+static void client_loop(struct e2e_tally *t, int port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	struct timeval tv = { 3, 0 };
-	size_t got = 0;
-	ssize_t n;
-	int fd, err = 0;
-
-	inet_pton(AF_INET, ip, &sa.sin_addr);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		err = -errno;
-		goto out;
-	}
-	while (got < len - 1 && (n = recv(fd, out + got, len - 1 - got, 0)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = -errno;
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	out[got] = '\0';
-	if (!got)
-		err = -ENODATA;
-out:
-	close(fd);
-	return err;
-}
-
-static void client_loop(struct tally *t)
-{
-	char buf[128];
-
 	if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
 		_exit(99);
-	for (long i = 0; !__atomic_load_n(&t->stop, __ATOMIC_RELAXED) && (!t->limit || i < t->limit); i++) {
-		int err = tcp_ident(fe_addr(t->port), t->port, buf, sizeof(buf)), e;
-
-		if (err) {
-			if (!t->fail)
-				t->first_err = -err;
-			__atomic_add_fetch(&t->fail, 1, __ATOMIC_RELAXED);
-			continue;
-		}
-		e = ep_index(buf);
-		if (e < 0) {
-			if (!t->bad)
-				snprintf(t->first_bad, sizeof(t->first_bad), "%s", buf);
-			__atomic_add_fetch(&t->bad, 1, __ATOMIC_RELAXED);
-			continue;
-		}
-		__atomic_add_fetch(&t->ok[e], 1, __ATOMIC_RELAXED);
-	}
-	_exit(0);
+	e2e_tally_run(t, fe_addr(port), (uint16_t)port, false, EPS, NEPS);
 }
 
 static void client_spawn(int idx, int port, long limit)
@@ -604,99 +375,46 @@ static void client_spawn(int idx, int port, long limit)
 	assert_true(idx < MAX_KIDS && E.kids[idx] <= 0);
 	memset(&E.t[idx], 0, sizeof(E.t[idx]));
 	E.t[idx].limit = limit;
-	E.t[idx].port = port;
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		child_init();
-		client_loop(&E.t[idx]);
+		e2e_child_init();
+		client_loop(&E.t[idx], port);
 	}
 	E.kids[idx] = pid;
 }
 
 static int client_wait(int idx, bool stop, long deadline)
 {
-	int status = 0, bad = 0;
+	int status = e2e_kid_wait(&E.kids[idx], stop ? &E.t[idx].stop : NULL, deadline);
 
-	if (E.kids[idx] <= 0)
-		return 0;
-	if (stop)
-		__atomic_store_n(&E.t[idx].stop, 1, __ATOMIC_RELAXED);
-	while (waitpid(E.kids[idx], &status, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
-			kill(E.kids[idx], SIGKILL);
-			waitpid(E.kids[idx], &status, 0);
-			bad = 1;
-			break;
-		}
-		sleep_ms(5);
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
-		bad = 1;
-	E.kids[idx] = 0;
-	return bad;
+	return !WIFEXITED(status) || WEXITSTATUS(status);
 }
 
 static void clients_kill(void)
 {
-	for (int i = 0; i < MAX_KIDS; i++)
-		if (E.kids[i] > 0) {
-			kill(E.kids[i], SIGKILL);
-			waitpid(E.kids[i], NULL, 0);
-			E.kids[i] = 0;
-		}
+	e2e_kids_kill(E.kids, MAX_KIDS);
 }
 
-struct sum {
-	long ok[NEPS], total_ok, bad, fail;
-	int first_err;
-	char first_bad[64];
-};
-
-static struct sum tallies_sum(int first, int n)
+static struct e2e_sum tallies_sum(int first, int n)
 {
-	struct sum s = { 0 };
-
-	for (int i = first; i < first + n; i++) {
-		const struct tally *t = &E.t[i];
-
-		for (int e = 0; e < NEPS; e++) {
-			long v = __atomic_load_n(&t->ok[e], __ATOMIC_RELAXED);
-
-			s.ok[e] += v;
-			s.total_ok += v;
-		}
-		s.bad += __atomic_load_n(&t->bad, __ATOMIC_RELAXED);
-		s.fail += __atomic_load_n(&t->fail, __ATOMIC_RELAXED);
-		if (!s.first_err && t->first_err)
-			s.first_err = t->first_err;
-		if (!s.first_bad[0] && t->first_bad[0])
-			snprintf(s.first_bad, sizeof(s.first_bad), "%s", t->first_bad);
-	}
-	return s;
+	return e2e_tallies_sum(&E.t[first], n);
 }
 
 /* `count` connects to FE_ADDR:port by one fresh client. */
-static struct sum connect_n(int port, long count)
+static struct e2e_sum connect_n(int port, long count)
 {
 	client_spawn(MAX_KIDS - 1, port, count);
-	assert_int_equal(client_wait(MAX_KIDS - 1, false, now_ms() + 60000), 0);
+	assert_int_equal(client_wait(MAX_KIDS - 1, false, kb_now_ms() + 60000), 0);
 	return tallies_sum(MAX_KIDS - 1, 1);
 }
-
-#define assert_no_failure(s)                                                                            \
-	do {                                                                                            \
-		if ((s).fail || (s).bad)                                                                \
-			fail_msg("%ld failed connection(s) (first: %s), %ld answered by a non-endpoint (%s)", \
-				 (s).fail, strerror((s).first_err), (s).bad, (s).first_bad);            \
-	} while (0)
 
 /* Every one of 30 connects to port lands on endpoint ep. */
 static void assert_only(int port, int ep)
 {
-	struct sum s = connect_n(port, 30);
+	struct e2e_sum s = connect_n(port, 30);
 
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	if (s.ok[ep] != 30)
 		fail_msg(":%d: expected 30 connects to %s, got e1 %ld, e2 %ld, e3 %ld", port, EPS[ep], s.ok[0], s.ok[1],
 			 s.ok[2]);
@@ -780,7 +498,7 @@ static struct scrape scrape(const char *path)
 		char req[256], buf[8192];
 		int fd, len;
 
-		child_init();
+		e2e_child_init();
 		close(p[0]);
 		if (e2e_setns(E.node))
 			_exit(1);
@@ -923,10 +641,7 @@ static int group_teardown(void **state);
 
 static int setup_failed(const char *why)
 {
-	fprintf(stderr, "# setup failed: %s\n", why);
-	dump_log();
-	group_teardown(NULL);
-	return -1;
+	return e2e_setup_failed(why, dump_log, group_teardown);
 }
 
 /* The directory's first state: every Backend, both listeners, "app" on :80 to e1. */
@@ -935,16 +650,16 @@ static void watch_initial(void)
 	char p[PATH_MAX + 64];
 
 	wpath(p, sizeof(p), "00-envoy-gateway.yaml");
-	write_file(p, YAML_EG);
+	e2e_write_file(p, YAML_EG);
 	wpath(p, sizeof(p), "10-gateway.yaml");
-	write_file(p, YAML_GW);
+	e2e_write_file(p, YAML_GW);
 	wpath(p, sizeof(p), "20-backends.yaml");
-	write_file(p, YAML_BACKENDS);
+	e2e_write_file(p, YAML_BACKENDS);
 	wpath(p, sizeof(p), "30-app.yaml");
-	write_file(p, yaml_route("app", "tcp", M_E1));
+	e2e_write_file(p, yaml_route("app", "tcp", M_E1));
 	/* Not a manifest: ignored, as are dot-entries. */
 	wpath(p, sizeof(p), "README");
-	write_file(p, "the manifests of this node\n");
+	e2e_write_file(p, "the manifests of this node\n");
 }
 
 /* dnsmasq in the node netns, on its loopback: one name answers, the rest of kbt.test is NXDOMAIN. */
@@ -961,7 +676,7 @@ static int dns_start(void)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		child_init();
+		e2e_child_init();
 		if (e2e_setns(E.node))
 			_exit(126);
 		execl("/usr/sbin/dnsmasq", "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
@@ -970,7 +685,7 @@ static int dns_start(void)
 		_exit(127);
 	}
 	E.dnsd = pid;
-	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(20)) {
+	for (deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(20)) {
 		if (waitpid(pid, NULL, WNOHANG) == pid) {
 			E.dnsd = 0;
 			return -1;
@@ -983,11 +698,6 @@ static int dns_start(void)
 
 static int group_setup(void **state)
 {
-	char self[PATH_MAX], *slash;
-	ssize_t n;
-	int p[2];
-	char c;
-
 	E.skip = e2e_skip_reason();
 	if (E.skip)
 		return 0;
@@ -995,17 +705,7 @@ static int group_setup(void **state)
 		E.skip = "needs iproute2";
 		return 0;
 	}
-	if (getenv("KBACKEND_BIN")) {
-		snprintf(E.kb, sizeof(E.kb), "%s", getenv("KBACKEND_BIN"));
-	} else {
-		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		self[n > 0 ? n : 0] = '\0';
-		slash = strrchr(self, '/');
-		if (slash)
-			*slash = '\0';
-		snprintf(E.kb, sizeof(E.kb), "%s/../kbackend", self);
-	}
-	if (access(E.kb, X_OK)) {
+	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
 		E.skip = "build/kbackend is not built";
 		return 0;
 	}
@@ -1043,24 +743,11 @@ static int group_setup(void **state)
 		return setup_failed("bpffs");
 	if (topo_up())
 		return setup_failed("topology");
-	if (pipe(p))
-		return setup_failed("pipe");
-	E.server = fork();
-	if (E.server < 0)
-		return setup_failed("fork");
-	if (E.server == 0) {
-		child_init();
-		close(p[0]);
-		server_main(p[1]);
-		_exit(0);
-	}
-	setpgid(E.server, E.server);
-	close(p[1]);
-	if (read(p[0], &c, 1) != 1) {
-		close(p[0]);
+	E.server = e2e_ident_servers_start(E.be, EPS, NEPS, EP_PORT);
+	if (E.server < 0) {
+		E.server = 0;
 		return setup_failed("endpoint servers");
 	}
-	close(p[0]);
 	if (dns_start())
 		return setup_failed("dnsmasq did not start");
 	E.daemon = daemon_spawn();
@@ -1074,39 +761,21 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	clients_kill();
-	daemon_kill(&E.daemon2);
-	daemon_kill(&E.daemon);
-	daemon_kill(&E.dnsd);
+	e2e_kill(&E.daemon2);
+	e2e_kill(&E.daemon);
+	e2e_kill(&E.dnsd);
 	if (E.stats_fd >= 0)
 		close(E.stats_fd);
 	E.stats_fd = -1;
-	if (E.server > 0) {
-		kill(-E.server, SIGKILL);
-		kill(E.server, SIGKILL);
-		waitpid(E.server, NULL, 0);
-		E.server = 0;
-	}
+	e2e_kill_group(&E.server);
 	if (E.bpffs[0]) {
 		kb_dataplane_unload(E.bpffs);
 		e2e_sh("rm -rf '%s'", E.bpffs);
 	}
 	E.bpffs[0] = '\0';
-	if (E.cgroup[0])
-		e2e_cgroup_remove(E.cgroot, E.cgroup);
-	E.cgroup[0] = '\0';
-	e2e_cgroup2_release(E.cgroot, E.cgmounted);
-	E.cgmounted = false;
-	if (E.netns_made) {
-		e2e_sh("ip netns del %s", E.node);
-		e2e_sh("ip netns del %s", E.be);
-		E.netns_made = false;
-	}
-	if (E.tmp[0]) {
-		if (getenv("KB_KEEP_LOG"))
-			dump_log();
-		e2e_sh("rm -rf '%s'", E.tmp);
-	}
-	E.tmp[0] = '\0';
+	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	e2e_netns_del(&E.netns_made, E.node, E.be, NULL);
+	e2e_tmpdir_remove(E.tmp, dump_log);
 	if (E.t)
 		munmap(E.t, sizeof(*E.t) * MAX_KIDS);
 	E.t = NULL;
@@ -1142,9 +811,9 @@ static void test_watch_initial_apply(void **state)
 	wait_state(7, 1);
 	w = watch_status(&st);
 	assert_non_null(w);
-	assert_string_equal(jstr(w, "dir"), E.watch);
-	assert_int_equal(jint(w, "files"), 4);
-	assert_true(json_object_get_boolean(jobj(w, "ok")));
+	assert_string_equal(e2e_jstr(w, "dir"), E.watch);
+	assert_int_equal(e2e_jint(w, "files"), 4);
+	assert_true(json_object_get_boolean(e2e_jget(w, "ok")));
 	json_object_put(st);
 	assert_only(FE_PORT, 0);
 }
@@ -1159,7 +828,7 @@ static void test_watch_edit(void **state)
 	daemon_ensure();
 	r0 = watch_count("reloads");
 	wpath(p, sizeof(p), "30-app.yaml");
-	assert_int_equal(write_file(p, yaml_route("app", "tcp", M_E2)), 0);
+	assert_int_equal(e2e_write_file(p, yaml_route("app", "tcp", M_E2)), 0);
 	wait_watch("reloads", r0);
 	assert_only(FE_PORT, 1);
 }
@@ -1183,7 +852,7 @@ static void test_watch_add(void **state)
 /* Removing the file removes its objects, and the frontend leaves the kernel. */
 static void test_watch_remove(void **state)
 {
-	struct sum s;
+	struct e2e_sum s;
 	long r0;
 
 	NEED_ENV();
@@ -1215,7 +884,7 @@ static void test_watch_bad_file(void **state)
 	NEED_ENV();
 	daemon_ensure();
 	st = ctl("status", 5000);
-	a0 = jint(st, "applyErrors");
+	a0 = e2e_jint(st, "applyErrors");
 	json_object_put(st);
 	e0 = watch_count("errors");
 	/* An invalid Backend (port out of range), and in the same change an edit that must wait for it. */
@@ -1230,18 +899,18 @@ static void test_watch_bad_file(void **state)
 				 "        address: 198.51.100.9\n"
 				 "        port: 99999\n");
 	wpath(p, sizeof(p), "30-app.yaml");
-	assert_int_equal(write_file(p, yaml_route("app", "tcp", M_E1)), 0);
+	assert_int_equal(e2e_write_file(p, yaml_route("app", "tcp", M_E1)), 0);
 	wait_watch("errors", e0);
-	sleep_ms(500);	/* both events seen: the edit's own re-read is refused too */
+	e2e_sleep_ms(500);	/* both events seen: the edit's own re-read is refused too */
 
 	w = watch_status(&st);
-	if (!strstr(jstr(st, "lastError"), "50-bad.yaml") || !strstr(jstr(w, "lastError"), "50-bad.yaml"))
+	if (!strstr(e2e_jstr(st, "lastError"), "50-bad.yaml") || !strstr(e2e_jstr(w, "lastError"), "50-bad.yaml"))
 		fail_msg("status does not name the bad file: %s", json_object_to_json_string(st));
-	assert_false(json_object_get_boolean(jobj(w, "ok")));
-	assert_true(jint(st, "applyErrors") > a0);
-	assert_int_equal(jint(st, "objects"), 7);
+	assert_false(json_object_get_boolean(e2e_jget(w, "ok")));
+	assert_true(e2e_jint(st, "applyErrors") > a0);
+	assert_int_equal(e2e_jint(st, "objects"), 7);
 	json_object_put(st);
-	log = read_text(E.log);
+	log = e2e_read_text(E.log);
 	assert_non_null(log);
 	if (!strstr(log, "50-bad.yaml:10"))
 		fail_msg("the log does not name 50-bad.yaml's line 10");
@@ -1255,9 +924,9 @@ static void test_watch_bad_file(void **state)
 	wait_watch("reloads", r0);
 	assert_only(FE_PORT, 0);
 	w = watch_status(&st);
-	assert_true(json_object_get_boolean(jobj(w, "ok")));
-	assert_null(jobj(st, "lastError"));
-	assert_null(jobj(w, "lastError"));
+	assert_true(json_object_get_boolean(e2e_jget(w, "ok")));
+	assert_null(e2e_jget(st, "lastError"));
+	assert_null(e2e_jget(w, "lastError"));
 	json_object_put(st);
 }
 
@@ -1274,7 +943,7 @@ static void cm_publish(const char *ts, const struct cm_file *files, size_t n)
 	assert_int_equal(mkdir(dir, 0755), 0);
 	for (size_t i = 0; i < n; i++) {
 		snprintf(p, sizeof(p), "%s/%s", dir, files[i].name);
-		assert_int_equal(write_file(p, files[i].content), 0);
+		assert_int_equal(e2e_write_file(p, files[i].content), 0);
 	}
 	snprintf(tmp, sizeof(tmp), "%s/..data_tmp", E.watch);
 	snprintf(dst, sizeof(dst), "%s/..data", E.watch);
@@ -1328,7 +997,7 @@ static void test_watch_configmap_swap(void **state)
 	cm_publish(ts1, v1, 4);
 	for (size_t i = 0; i < 4; i++)
 		cm_link(v1[i].name);
-	sleep_ms(400);
+	e2e_sleep_ms(400);
 	wait_state(7, 1);
 	assert_only(FE_PORT, 0);
 
@@ -1343,14 +1012,14 @@ static void test_watch_configmap_swap(void **state)
 	/* A key removed: its symlink dangles after the swap until kubelet removes it; neither is an error. */
 	cm_publish(ts3, v3, 4);
 	cm_rmdir(ts2);
-	sleep_ms(50);
+	e2e_sleep_ms(50);
 	watch_del("40-app2.yaml");
 	wait_state(7, 1);
 	assert_false(frontend_pinned(FE_PORT2));
 	{
-		struct sum s = connect_n(FE_PORT, 40);
+		struct e2e_sum s = connect_n(FE_PORT, 40);
 
-		assert_no_failure(s);
+		e2e_assert_no_failure(s);
 		assert_true(s.ok[0] > 0 && s.ok[1] > 0);
 		assert_int_equal(s.ok[2], 0);
 	}
@@ -1366,7 +1035,7 @@ static void test_metrics_scrape(void **state)
 	struct json_object *st;
 	double conn0, conn1, runs0, runs1;
 	bool sockops;
-	struct sum s;
+	struct e2e_sum s;
 	long r0;
 
 	NEED_ENV();
@@ -1390,11 +1059,11 @@ static void test_metrics_scrape(void **state)
 	assert_true(runs0 >= 0);
 
 	s = connect_n(FE_PORT, N);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 	assert_int_equal(s.total_ok, N);
 	assert_true(s.ok[0] > 0 && s.ok[1] > 0);
 	{
-		struct sum f = connect_n(FE_PORT2, NFAIL);
+		struct e2e_sum f = connect_n(FE_PORT2, NFAIL);
 
 		assert_int_equal(f.fail, NFAIL);
 		assert_int_equal(f.first_err, ECONNREFUSED);
@@ -1465,14 +1134,14 @@ static void test_metrics_scrape(void **state)
 
 	/* The daemon's own counters agree with status. */
 	st = ctl("status", 5000);
-	assert_true(reply_ok(st));
-	assert_true(metric(&after, "kbackend_applies_total") == jint(st, "applies"));
-	assert_true(metric(&after, "kbackend_apply_errors_total") == jint(st, "applyErrors"));
-	assert_true(metric(&after, "kbackend_last_apply_timestamp_seconds") == jint(st, "lastApply"));
+	assert_true(e2e_reply_ok(st));
+	assert_true(metric(&after, "kbackend_applies_total") == e2e_jint(st, "applies"));
+	assert_true(metric(&after, "kbackend_apply_errors_total") == e2e_jint(st, "applyErrors"));
+	assert_true(metric(&after, "kbackend_last_apply_timestamp_seconds") == e2e_jint(st, "lastApply"));
 	assert_true(metric(&after, "kbackend_objects") == 9);
 	assert_true(metric(&after, "kbackend_frontends") == 2);
 	assert_true(metric(&after, "kbackend_watch_ok") == 1);
-	assert_true(metric(&after, "kbackend_watch_reloads_total") == jint(jobj(st, "watch"), "reloads"));
+	assert_true(metric(&after, "kbackend_watch_reloads_total") == e2e_jint(e2e_jget(st, "watch"), "reloads"));
 	json_object_put(st);
 	assert_true(metric(&after, "kbackend_dns_refreshes_total") >= 0);
 	assert_true(metric(&after, "kbackend_dns_errors_total") >= 0);
@@ -1537,7 +1206,7 @@ static void test_metrics_dns(void **state)
 				   "        - group: gateway.envoyproxy.io\n"
 				   "          kind: Backend\n"
 				   "          name: named\n";
-	long deadline = now_ms() + 15000;
+	long deadline = kb_now_ms() + 15000;
 	double ok = -1, nx = -1, refreshes = -1, errors = -1, nxfail = -1;
 
 	NEED_ENV();
@@ -1558,10 +1227,10 @@ static void test_metrics_dns(void **state)
 		free(m.raw);
 		if (ok == 1 && nx == 0 && nxfail >= 1 && refreshes >= 1 && errors >= 1)
 			break;
-		if (now_ms() > deadline)
+		if (kb_now_ms() > deadline)
 			fail_msg("DNS metrics: %s %g address(es), %s %g (%g failures), %g refreshes, %g errors", DNS_OK,
 				 ok, DNS_NX, nx, nxfail, refreshes, errors);
-		sleep_ms(100);
+		e2e_sleep_ms(100);
 	}
 	printf("# dns: %g refreshes, %g errors\n", refreshes, errors);
 	watch_del("60-dns.yaml");
@@ -1596,7 +1265,7 @@ static void test_upgrade_no_loss(void **state)
 {
 	__u32 link0, link1, prog0 = 0, prog1 = 0;
 	long c0, t0;
-	struct sum s;
+	struct e2e_sum s;
 	struct scrape m;
 	int status, stuck = 0;
 	pid_t a;
@@ -1610,8 +1279,8 @@ static void test_upgrade_no_loss(void **state)
 
 	for (int i = 0; i < 4; i++)
 		client_spawn(i, FE_PORT, 0);
-	for (t0 = now_ms(); tallies_sum(0, 4).total_ok < 200; sleep_ms(5))
-		if (now_ms() - t0 > WAIT_MS)
+	for (t0 = kb_now_ms(); tallies_sum(0, 4).total_ok < 200; e2e_sleep_ms(5))
+		if (kb_now_ms() - t0 > WAIT_MS)
 			fail_msg("clients made no progress before the upgrade");
 
 	E.daemon2 = daemon_spawn();
@@ -1627,8 +1296,8 @@ static void test_upgrade_no_loss(void **state)
 	assert_true(prog1 != prog0);
 	assert_int_equal(cgroup_progs(BPF_CGROUP_INET4_CONNECT), 1);
 	c0 = tallies_sum(0, 4).total_ok;
-	for (t0 = now_ms(); tallies_sum(0, 4).total_ok < c0 + 300; sleep_ms(5))
-		if (now_ms() - t0 > WAIT_MS)
+	for (t0 = kb_now_ms(); tallies_sum(0, 4).total_ok < c0 + 300; e2e_sleep_ms(5))
+		if (kb_now_ms() - t0 > WAIT_MS)
 			fail_msg("no progress with both daemons up");
 
 	/* A stops as systemd or the kubelet would stop it. */
@@ -1638,17 +1307,17 @@ static void test_upgrade_no_loss(void **state)
 	E.daemon = E.daemon2;
 	E.daemon2 = 0;
 	c0 = tallies_sum(0, 4).total_ok;
-	for (t0 = now_ms(); tallies_sum(0, 4).total_ok < c0 + 300; sleep_ms(5))
-		if (now_ms() - t0 > WAIT_MS)
+	for (t0 = kb_now_ms(); tallies_sum(0, 4).total_ok < c0 + 300; e2e_sleep_ms(5))
+		if (kb_now_ms() - t0 > WAIT_MS)
 			fail_msg("no progress after A stopped");
 
 	for (int i = 0; i < 4; i++)
-		stuck += client_wait(i, true, now_ms() + 30000);
+		stuck += client_wait(i, true, kb_now_ms() + 30000);
 	s = tallies_sum(0, 4);
 	printf("# upgrade: %ld connections through the switch (e1 %ld, e2 %ld), %ld failed\n", s.total_ok + s.fail,
 	       s.ok[0], s.ok[1], s.fail);
 	assert_int_equal(stuck, 0);
-	assert_no_failure(s);
+	e2e_assert_no_failure(s);
 
 	/* B serves everything on its own: the socket (A left it), the maps, the watch dir and /metrics. */
 	assert_true(e2e_exists(E.sock));
@@ -1668,16 +1337,6 @@ static void test_upgrade_no_loss(void **state)
 	}
 }
 
-static void on_signal(int sig)
-{
-	static const char msg[] = "# test_ops: interrupted; cleaning up\n";
-
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		{ /* nothing to do */ }
-	group_teardown(NULL);
-	_exit(128 + sig);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1693,12 +1352,6 @@ int main(void)
 		cmocka_unit_test_teardown(test_upgrade_no_loss, test_teardown),
 	};
 
-	if (getenv("KB_VERBOSE"))
-		kb_verbosity = atoi(getenv("KB_VERBOSE"));
-	setvbuf(stdout, NULL, _IONBF, 0);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGALRM, on_signal);
-	alarm(300);
+	e2e_main_init("test_ops", group_teardown, 300);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
