@@ -232,8 +232,18 @@ int ctl_cmd_get(int argc, char **argv)
 	int err = 0;
 
 	PARSE_OR_RETURN("get", argc, argv, &o);
+	static const char *const what[] = { "backends", "backend", "gateways", "gateway", "routes", "route",
+					     "policies", "frontends", "endpoints", "all" };
+	bool known = false;
+
 	if (o.nargs < 1 || o.nargs > 2)
 		return ctl_usage_error("get", "expected backends|gateways|routes|policies|frontends|endpoints [NAME]");
+	for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++)
+		known |= strcmp(o.args[0], what[i]) == 0;
+	/* Said here, not by the daemon, so a typo is a usage error even when no daemon runs. */
+	if (!known)
+		return ctl_usage_error("get", "unknown resource \"%s\": expected backends, gateways, routes, policies, "
+				       "frontends or endpoints", o.args[0]);
 	req = request("get");
 	json_object_object_add(req, "what", json_object_new_string(o.args[0]));
 	if (o.nargs == 2)

@@ -347,7 +347,8 @@ void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool r
 {
 	struct json_object *items;
 
-	if (!json_object_object_get_ex(list, "items", &items))
+	/* Nothing parsed (an unreadable file, say): the diagnostics say why; a bare header would not. */
+	if (!json_object_object_get_ex(list, "items", &items) || !json_object_array_length(items))
 		return;
 	fprintf(f, "%-21s %-12s %-28s %-9s %-22s %s\n", "KIND", "NAMESPACE", "NAME", "VERDICT", "REASON", "MESSAGE");
 	for (size_t i = 0; i < json_object_array_length(items); i++) {
