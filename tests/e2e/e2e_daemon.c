@@ -563,3 +563,51 @@ int e2e_setup_failed(const char *why, void (*dump)(void), int (*teardown)(void *
 	teardown(NULL);
 	return -1;
 }
+
+int e2e_env_setup(struct e2e_env *env, const char *name)
+{
+	int pid = (int)getpid();
+
+	env->skip = e2e_skip_reason();
+	if (env->skip)
+		return 0;
+	if (e2e_sh("command -v ip")) {
+		env->skip = "needs iproute2";
+		return 0;
+	}
+	if (e2e_kbackend_path(env->kb, sizeof(env->kb))) {
+		env->skip = "build/kbackend is not built";
+		return 0;
+	}
+	if (e2e_cgroup2_root(env->cgroot, sizeof(env->cgroot), &env->cgmounted)) {
+		env->skip = "no cgroup2 hierarchy";
+		return 0;
+	}
+	snprintf(env->tmp, sizeof(env->tmp), "/tmp/kbt-%s-XXXXXX", name);
+	if (!mkdtemp(env->tmp)) {
+		env->tmp[0] = '\0';
+		fprintf(stderr, "# mkdtemp: %s\n", strerror(errno));
+		return -1;
+	}
+	snprintf(env->sock, sizeof(env->sock), "%s/kb.sock", env->tmp);
+	snprintf(env->state, sizeof(env->state), "%s/state", env->tmp);
+	snprintf(env->log, sizeof(env->log), "%s/daemon.log", env->tmp);
+	snprintf(env->cgroup, sizeof(env->cgroup), "%s/kbt-%s-%d", env->cgroot, name, pid);
+	snprintf(env->bpffs, sizeof(env->bpffs), "/sys/fs/bpf/kbt-%s-%d", name, pid);
+	if (mkdir(env->cgroup, 0755)) {
+		fprintf(stderr, "# mkdir %s: %s\n", env->cgroup, strerror(errno));
+		env->cgroup[0] = '\0';
+		return -1;
+	}
+	if (e2e_ensure_bpffs()) {
+		fprintf(stderr, "# bpffs: cannot mount /sys/fs/bpf\n");
+		return -1;
+	}
+	return 0;
+}
+
+void e2e_env_teardown(struct e2e_env *env, void (*dump)(void))
+{
+	e2e_cgroups_release(env->cgroot, env->cgroup, &env->cgmounted);
+	e2e_tmpdir_remove(env->tmp, dump);
+}

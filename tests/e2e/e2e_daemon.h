@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -101,6 +102,30 @@ void e2e_netns_del(bool *made, ...) __attribute__((sentinel));
 void e2e_tmpdir_remove(char *tmp, void (*dump)(void));
 /* A failed group setup: say why, dump the logs, tear down what was made; -1 for cmocka. */
 int e2e_setup_failed(const char *why, void (*dump)(void), int (*teardown)(void **state));
+
+/* What every daemon test's group setup makes: the binary, a temp dir with the daemon's files, a test cgroup, a pin dir. */
+struct e2e_env {
+	const char *skip;	/* why the tests skip, or NULL */
+	char kb[PATH_MAX];	/* build/kbackend */
+	char tmp[PATH_MAX];	/* /tmp/kbt-<name>-XXXXXX */
+	char sock[PATH_MAX];	/* <tmp>/kb.sock */
+	char state[PATH_MAX];	/* <tmp>/state */
+	char log[PATH_MAX];	/* <tmp>/daemon.log */
+	char cgroot[PATH_MAX];	/* the cgroup2 hierarchy */
+	bool cgmounted;		/* we mounted it */
+	char cgroup[PATH_MAX];	/* <cgroot>/kbt-<name>-<pid> */
+	char bpffs[PATH_MAX];	/* /sys/fs/bpf/kbt-<name>-<pid> (not made: the daemon pins there) */
+};
+
+/*
+ * The common half of a group setup: skip checks (root, kernel, ip,
+ * build/kbackend, cgroup2), then the temp dir, the test cgroup and bpffs.
+ * 0 when ready or skipping (env->skip set); -1 (said on stderr) when
+ * something failed: the test's setup_failed.
+ */
+int e2e_env_setup(struct e2e_env *env, const char *name);
+/* Release the test cgroup and our cgroup2 mount, then remove the temp dir (dump first with $KB_KEEP_LOG); idempotent. */
+void e2e_env_teardown(struct e2e_env *env, void (*dump)(void));
 
 /* ---- client processes: looping TCP clients that count which endpoint answered ---- */
 

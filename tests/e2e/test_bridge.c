@@ -55,13 +55,8 @@ struct shared {
 };
 
 struct env {
-	const char *skip;
-	char cgroot[PATH_MAX];
-	bool cgmounted;
-	char cgroup[PATH_MAX];
-	char bpffs[PATH_MAX];
-	char tmp[PATH_MAX], scdir[PATH_MAX];
-	char sock[PATH_MAX], state[PATH_MAX], log[PATH_MAX], kb[PATH_MAX];
+	struct e2e_env env;	/* kb, temp dir, socket, state, log, cgroups, pins, skip */
+	char scdir[PATH_MAX];
 	char node[64], host[64], cl[64];
 	bool netns_made;
 	int rootns;
@@ -75,7 +70,7 @@ static struct env E;
 
 static void dump_log(void)
 {
-	e2e_dump_file("log", E.log, 0);
+	e2e_dump_file("log", E.env.log, 0);
 }
 
 /* The test stream: byte pos of stream `seed` is byte pos%8 of mix(seed, pos/8). Checked byte for byte. */
@@ -381,7 +376,7 @@ static struct json_object *apply_yaml(const char *yaml)
 {
 	struct json_object *req = e2e_files_req("apply", "bridge.yaml", yaml), *reply;
 
-	reply = kb_ctl_call(E.sock, req, 30000);
+	reply = kb_ctl_call(E.env.sock, req, 30000);
 	json_object_put(req);
 	return reply;
 }
@@ -401,19 +396,19 @@ static int daemon_start(void)
 		int fd;
 
 		e2e_child_init();
-		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		fd = open(E.env.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (fd < 0)
 			_exit(126);
 		/* Out of the test cgroup: the daemon is not a client. */
-		e2e_cgroup_enter(E.cgroot, 0);
+		e2e_cgroup_enter(E.env.cgroot, 0);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		execl(E.kb, "kbackend", "daemon", "--cgroup", E.cgroup, "--bpffs", E.bpffs, "--state-dir", E.state,
-		      "--socket", E.sock, "--unix-dir", E.scdir, "--bridge-netns", cl, (char *)NULL);
+		execl(E.env.kb, "kbackend", "daemon", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs, "--state-dir", E.env.state,
+		      "--socket", E.env.sock, "--unix-dir", E.scdir, "--bridge-netns", cl, (char *)NULL);
 		_exit(127);
 	}
 	E.daemon = pid;
-	return e2e_daemon_wait(&E.daemon, E.sock, 15000);
+	return e2e_daemon_wait(&E.daemon, E.env.sock, 15000);
 }
 
 /* ---- clients (this process: node netns, test cgroup) ---- */
@@ -519,23 +514,16 @@ static int group_setup(void **state)
 	struct rlimit rl;
 
 	E.rootns = -1;
-	E.skip = e2e_skip_reason();
-	if (E.skip)
+	if (e2e_env_setup(&E.env, "bridge"))
+		return setup_failed("test environment (temp dir, cgroup, bpffs)");
+	if (E.env.skip)
 		return 0;
-	if (e2e_sh("command -v ip") || e2e_sh("command -v ss")) {
-		E.skip = "needs iproute2 (ip, ss)";
+	if (e2e_sh("command -v ss")) {
+		E.env.skip = "needs iproute2 (ip, ss)";
 		return 0;
 	}
 	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, NULL) != 1) {
-		E.skip = "kernel cannot load sk_lookup programs";
-		return 0;
-	}
-	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
-		E.skip = "build/kbackend is not built";
-		return 0;
-	}
-	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
-		E.skip = "no cgroup2 hierarchy";
+		E.env.skip = "kernel cannot load sk_lookup programs";
 		return 0;
 	}
 	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
@@ -547,33 +535,17 @@ static int group_setup(void **state)
 		E.sh = NULL;
 		return setup_failed("mmap");
 	}
-	snprintf(E.tmp, sizeof(E.tmp), "/tmp/kbt-bridge-XXXXXX");
-	if (!mkdtemp(E.tmp)) {
-		E.tmp[0] = '\0';
-		return setup_failed("mkdtemp");
-	}
-	snprintf(E.scdir, sizeof(E.scdir), "%s/sc", E.tmp);
-	snprintf(E.sock, sizeof(E.sock), "%s/kb.sock", E.tmp);
-	snprintf(E.state, sizeof(E.state), "%s/state", E.tmp);
-	snprintf(E.log, sizeof(E.log), "%s/daemon.log", E.tmp);
-	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-bridge-%d", E.cgroot, (int)getpid());
-	snprintf(E.bpffs, sizeof(E.bpffs), "/sys/fs/bpf/kbt-br-%d", (int)getpid());
+	snprintf(E.scdir, sizeof(E.scdir), "%s/sc", E.env.tmp);
 	snprintf(E.node, sizeof(E.node), "kbt-bnode-%d", (int)getpid());
 	snprintf(E.host, sizeof(E.host), "kbt-bhost-%d", (int)getpid());
 	snprintf(E.cl, sizeof(E.cl), "kbt-bcl-%d", (int)getpid());
 	if (mkdir(E.scdir, 0755))
 		return setup_failed("mkdir sidecar dir");
-	if (mkdir(E.cgroup, 0755)) {
-		E.cgroup[0] = '\0';
-		return setup_failed("mkdir cgroup");
-	}
-	if (e2e_ensure_bpffs())
-		return setup_failed("bpffs");
 	if (topo_up())
 		return setup_failed("topology");
 	/* This process is the client: node netns, test cgroup. Its children inherit both. */
 	E.rootns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (e2e_setns(E.node) || e2e_cgroup_enter(E.cgroup, 0))
+	if (e2e_setns(E.node) || e2e_cgroup_enter(E.env.cgroup, 0))
 		return setup_failed("enter the node netns and the test cgroup");
 	E.sidecar = sidecar_start(names, modes, 3);
 	E.restart = sidecar_start(rs, rsm, 1);
@@ -597,28 +569,27 @@ static int group_teardown(void **state)
 	e2e_kill_group(&E.sidecar);
 	e2e_kill_group(&E.restart);
 	e2e_kill(&E.daemon);
-	if (E.bpffs[0])
-		kb_dataplane_unload(E.bpffs);
-	E.bpffs[0] = '\0';
+	if (E.env.bpffs[0])
+		kb_dataplane_unload(E.env.bpffs);
+	E.env.bpffs[0] = '\0';
 	if (E.rootns >= 0) {
 		if (setns(E.rootns, CLONE_NEWNET))
 			{ /* the netns deletion below still works */ }
 		close(E.rootns);
 		E.rootns = -1;
 	}
-	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
 	e2e_netns_del(&E.netns_made, E.node, E.host, E.cl, NULL);
-	e2e_tmpdir_remove(E.tmp, dump_log);
+	e2e_env_teardown(&E.env, dump_log);
 	if (E.sh)
 		munmap(E.sh, sizeof(*E.sh));
 	E.sh = NULL;
 	return 0;
 }
 
-#define SKIP_IF_NEEDED()               \
-	do {                           \
-		if (E.skip)            \
-			skip();        \
+#define SKIP_IF_NEEDED()        \
+	do {                    \
+		if (E.env.skip) \
+			skip(); \
 	} while (0)
 
 /* ---- tests ---- */
@@ -1021,7 +992,7 @@ static int in_netns(const char *name, bool in_cgroup, int (*fn)(void *), void *a
 
 	if (pid == 0) {
 		e2e_child_init();
-		if (!in_cgroup && e2e_cgroup_enter(E.cgroot, 0))
+		if (!in_cgroup && e2e_cgroup_enter(E.env.cgroot, 0))
 			_exit(90);
 		if (e2e_setns(name))
 			_exit(91);
@@ -1097,7 +1068,7 @@ static void test_inbound_sk_lookup(void **state)
 		int fd;
 
 		e2e_child_init();
-		e2e_cgroup_enter(E.cgroot, 0);
+		e2e_cgroup_enter(E.env.cgroot, 0);
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64))
 			_exit(2);
@@ -1120,15 +1091,15 @@ static void test_inbound_sk_lookup(void **state)
 	snprintf(pidarg, sizeof(pidarg), "%d", (int)srv);
 	cli = fork();
 	if (cli == 0) {
-		int fd = open(E.log, O_WRONLY | O_APPEND | O_CLOEXEC);
+		int fd = open(E.env.log, O_WRONLY | O_APPEND | O_CLOEXEC);
 
 		e2e_child_init();
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		setenv("KBACKEND_SOCKET", E.sock, 1);
-		execl(E.kb, "kbackend", "register", FE_REG ":80", "--pid", pidarg, "--fd", fdarg, (char *)NULL);
+		setenv("KBACKEND_SOCKET", E.env.sock, 1);
+		execl(E.env.kb, "kbackend", "register", FE_REG ":80", "--pid", pidarg, "--fd", fdarg, (char *)NULL);
 		_exit(127);
 	}
 	waitpid(cli, &status, 0);

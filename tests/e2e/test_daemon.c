@@ -47,16 +47,7 @@
 static const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };
 
 struct env {
-	const char *skip;
-	char cgroot[PATH_MAX];
-	bool cgmounted;
-	char cgroup[PATH_MAX];
-	char bpffs[PATH_MAX];
-	char tmp[PATH_MAX];
-	char sock[PATH_MAX];
-	char state[PATH_MAX];
-	char log[PATH_MAX];
-	char kb[PATH_MAX];
+	struct e2e_env env;	/* kb, temp dir, socket, state, log, cgroups, pins, skip */
 	char node[64], be[64];
 	bool netns_made;
 	pid_t server;		/* process group of the endpoint servers */
@@ -72,7 +63,7 @@ static struct env E;
 /* The daemon's and the CLI's stderr, as TAP comments: what a failed start or apply said. */
 static void dump_log(void)
 {
-	e2e_dump_file("log", E.log, 0);
+	e2e_dump_file("log", E.env.log, 0);
 }
 
 /* ---- manifests: the shape of examples/, with a TCP listener and three Backends ---- */
@@ -215,26 +206,26 @@ static int topo_up(void)
 /* Send one request to the daemon; NULL with errno set when it could not be reached. */
 static struct json_object *ctl(const char *op, int timeout_ms)
 {
-	return e2e_ctl(E.sock, op, timeout_ms);
+	return e2e_ctl(E.env.sock, op, timeout_ms);
 }
 
 /* The daemon answers `status` with ok. */
 static bool daemon_serves(void)
 {
-	return e2e_daemon_serves(E.sock, 5000);
+	return e2e_daemon_serves(E.env.sock, 5000);
 }
 
 static int daemon_start(void)
 {
-	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.cgroup, "--bpffs", E.bpffs,
-				     "--state-dir", E.state, "--socket", E.sock, NULL };
+	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs,
+				     "--state-dir", E.env.state, "--socket", E.env.sock, NULL };
 
-	E.daemon = e2e_daemon_spawn(E.kb, E.log, E.node, argv);
+	E.daemon = e2e_daemon_spawn(E.env.kb, E.env.log, E.node, argv);
 	if (E.daemon < 0) {
 		E.daemon = 0;
 		return -1;
 	}
-	return e2e_daemon_wait(&E.daemon, E.sock, 15000);
+	return e2e_daemon_wait(&E.daemon, E.env.sock, 15000);
 }
 
 static void daemon_kill(void)
@@ -282,7 +273,7 @@ static int count_our_processes(void)
 			if (!buf[i])
 				buf[i] = ' ';
 		buf[len] = '\0';
-		if (strstr(buf, "kbackend") && strstr(buf, E.sock))
+		if (strstr(buf, "kbackend") && strstr(buf, E.env.sock))
 			n++;
 	}
 	closedir(d);
@@ -291,9 +282,9 @@ static int count_our_processes(void)
 
 /* ---- the CLI: build/kbackend with KBACKEND_SOCKET set; stdout captured, stderr to the log ---- */
 
-#define CLI(out, ...) e2e_cli(E.kb, E.sock, E.log, (out), (const char *const[]){ __VA_ARGS__, NULL })
+#define CLI(out, ...) e2e_cli(E.env.kb, E.env.sock, E.env.log, (out), (const char *const[]){ __VA_ARGS__, NULL })
 /* The same with -o json: the parsed stdout (caller puts it), its exit code in *rc. */
-#define CLI_JSON(rc, ...) e2e_cli_json(E.kb, E.sock, E.log, (rc), (const char *const[]){ __VA_ARGS__, NULL })
+#define CLI_JSON(rc, ...) e2e_cli_json(E.env.kb, E.env.sock, E.env.log, (rc), (const char *const[]){ __VA_ARGS__, NULL })
 
 /* ---- applying through the control socket ---- */
 
@@ -311,7 +302,7 @@ static void apply_weights(int w1, int w2, int w3)
 
 	yaml_all(yaml, sizeof(yaml), w, NULL);
 	req = apply_req("config.yaml", yaml);
-	reply = kb_ctl_call(E.sock, req, 30000);
+	reply = kb_ctl_call(E.env.sock, req, 30000);
 	json_object_put(req);
 	if (!e2e_reply_ok(reply))
 		fail_msg("apply %d/%d/%d refused: %s", w1, w2, w3,
@@ -323,7 +314,7 @@ static void apply_weights(int w1, int w2, int w3)
 
 static void client_loop(struct e2e_tally *t, bool check_peer)
 {
-	if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
+	if (e2e_cgroup_enter(E.env.cgroup, 0) || e2e_setns(E.node))
 		_exit(99);
 	e2e_tally_run(t, FE_ADDR, FE_PORT, check_peer, EPS, NEPS);
 }
@@ -502,12 +493,12 @@ static char *dump_frontends_map(void)
 	size_t n = 0, total = 1;
 	int fefd, slfd;
 
-	snprintf(path, sizeof(path), "%s/frontends", E.bpffs);
+	snprintf(path, sizeof(path), "%s/frontends", E.env.bpffs);
 	fefd = bpf_obj_get(path);
-	snprintf(path, sizeof(path), "%s/slots", E.bpffs);
+	snprintf(path, sizeof(path), "%s/slots", E.env.bpffs);
 	slfd = bpf_obj_get(path);
 	if (fefd < 0 || slfd < 0)
-		fail_msg("open pinned maps under %s: %s", E.bpffs, strerror(errno));
+		fail_msg("open pinned maps under %s: %s", E.env.bpffs, strerror(errno));
 	while (!bpf_map_get_next_key(fefd, prev, &next) && n < 256) {
 		struct kb_frontend val;
 		size_t cap, m = 0;
@@ -560,7 +551,7 @@ static __u32 pinned_id(const char *name, bool link)
 	__u32 id = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", E.bpffs, name);
+	snprintf(path, sizeof(path), "%s/%s", E.env.bpffs, name);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return 0;
@@ -585,11 +576,11 @@ static __u32 pinned_id(const char *name, bool link)
 static __u32 cgroup_progs(enum bpf_attach_type type)
 {
 	__u32 ids[64], cnt = 64, flags = 0;
-	int fd = open(E.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(E.env.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	assert_true(fd >= 0);
 	if (bpf_prog_query(fd, type, 0, &flags, ids, &cnt))
-		fail_msg("bpf_prog_query on %s: %s", E.cgroup, strerror(errno));
+		fail_msg("bpf_prog_query on %s: %s", E.env.cgroup, strerror(errno));
 	close(fd);
 	return cnt;
 }
@@ -597,7 +588,7 @@ static __u32 cgroup_progs(enum bpf_attach_type type)
 /* Entries under the pin directory, -1 when it does not exist. */
 static int pin_entries(char *names, size_t len)
 {
-	DIR *d = opendir(E.bpffs);
+	DIR *d = opendir(E.env.bpffs);
 	struct dirent *e;
 	int n = 0;
 
@@ -626,44 +617,17 @@ static int setup_failed(const char *why)
 
 static int group_setup(void **state)
 {
-	E.skip = e2e_skip_reason();
-	if (E.skip)
+	if (e2e_env_setup(&E.env, "daemon"))
+		return setup_failed("test environment (temp dir, cgroup, bpffs)");
+	if (E.env.skip)
 		return 0;
-	if (e2e_sh("command -v ip")) {
-		E.skip = "needs iproute2";
-		return 0;
-	}
-	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
-		E.skip = "build/kbackend is not built";
-		return 0;
-	}
-	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
-		E.skip = "no cgroup2 hierarchy";
-		return 0;
-	}
 	E.t = mmap(NULL, sizeof(*E.t) * MAX_KIDS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (E.t == MAP_FAILED) {
 		E.t = NULL;
 		return setup_failed("mmap");
 	}
-	snprintf(E.tmp, sizeof(E.tmp), "/tmp/kbt-daemon-XXXXXX");
-	if (!mkdtemp(E.tmp)) {
-		E.tmp[0] = '\0';
-		return setup_failed("mkdtemp");
-	}
-	snprintf(E.sock, sizeof(E.sock), "%s/kb.sock", E.tmp);
-	snprintf(E.state, sizeof(E.state), "%s/state", E.tmp);
-	snprintf(E.log, sizeof(E.log), "%s/daemon.log", E.tmp);
-	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-daemon-%d", E.cgroot, (int)getpid());
-	snprintf(E.bpffs, sizeof(E.bpffs), "/sys/fs/bpf/kbt-%d", (int)getpid());
 	snprintf(E.node, sizeof(E.node), "kbt-dnode-%d", (int)getpid());
 	snprintf(E.be, sizeof(E.be), "kbt-dbe-%d", (int)getpid());
-	if (mkdir(E.cgroup, 0755)) {
-		E.cgroup[0] = '\0';
-		return setup_failed("mkdir cgroup");
-	}
-	if (e2e_ensure_bpffs())
-		return setup_failed("bpffs");
 	if (topo_up())
 		return setup_failed("topology");
 	E.server = e2e_ident_servers_start(E.be, EPS, NEPS, EP_PORT);
@@ -682,12 +646,11 @@ static int group_teardown(void **state)
 	clients_kill();
 	daemon_kill();
 	e2e_kill_group(&E.server);
-	if (E.bpffs[0])
-		kb_dataplane_unload(E.bpffs);
-	E.bpffs[0] = '\0';
-	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	if (E.env.bpffs[0])
+		kb_dataplane_unload(E.env.bpffs);
+	E.env.bpffs[0] = '\0';
 	e2e_netns_del(&E.netns_made, E.node, E.be, NULL);
-	e2e_tmpdir_remove(E.tmp, dump_log);
+	e2e_env_teardown(&E.env, dump_log);
 	if (E.t)
 		munmap(E.t, sizeof(*E.t) * MAX_KIDS);
 	E.t = NULL;
@@ -702,10 +665,10 @@ static int test_teardown(void **state)
 	return 0;
 }
 
-#define NEED_ENV()                   \
-	do {                         \
-		if (E.skip)          \
-			skip();      \
+#define NEED_ENV()              \
+	do {                    \
+		if (E.env.skip) \
+			skip(); \
 	} while (0)
 
 /* ---- tests ---- */
@@ -722,7 +685,7 @@ static void test_apply_dir_traffic_and_stats(void **state)
 
 	NEED_ENV();
 	daemon_ensure();
-	snprintf(dir, sizeof(dir), "%s/examples", E.tmp);
+	snprintf(dir, sizeof(dir), "%s/examples", E.env.tmp);
 	assert_true(mkdir(dir, 0700) == 0 || errno == EEXIST);
 	snprintf(path, sizeof(path), "%s/00-envoy-gateway.yaml", dir);
 	assert_int_equal(e2e_write_file(path, YAML_EG), 0);
@@ -848,7 +811,7 @@ static void test_hammer_apply_under_load(void **state)
 		fail_msg("clients made no progress before the applies");
 	}
 	for (int i = 0; i < 500; i++) {
-		struct json_object *reply = kb_ctl_call(E.sock, i % 2 ? rb : ra, 30000);
+		struct json_object *reply = kb_ctl_call(E.env.sock, i % 2 ? rb : ra, 30000);
 
 		if (!e2e_reply_ok(reply)) {
 			if (!refused++)
@@ -974,7 +937,7 @@ static int ctl_connect(void)
 
 	if (fd < 0)
 		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", E.sock);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", E.env.sock);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		int err = -errno;
 
@@ -1192,12 +1155,12 @@ static void test_bad_control_requests(void **state)
 	assert_serves(objects);
 
 	/* Opened up by hand: the daemon's own peer check refuses the uid. */
-	assert_int_equal(chmod(E.tmp, 0711), 0);
-	assert_int_equal(chmod(E.sock, 0666), 0);
+	assert_int_equal(chmod(E.env.tmp, 0711), 0);
+	assert_int_equal(chmod(E.env.sock, 0666), 0);
 	call_as_nobody(true, out, sizeof(out));
 	call_as_nobody(false, out2, sizeof(out2));
-	chmod(E.sock, 0600);
-	chmod(E.tmp, 0700);
+	chmod(E.env.sock, 0600);
+	chmod(E.env.tmp, 0700);
 	reply = json_tokener_parse(out);
 	if (!reply)
 		fail_msg("uid 65534 through a 0666 socket: expected the daemon's refusal, got %s", out);
@@ -1282,7 +1245,7 @@ static void test_refused_apply_changes_nothing(void **state)
 	errors0 = e2e_jint(st, "applyErrors");
 	applies0 = e2e_jint(st, "applies");
 	json_object_put(st);
-	kb_store_path(E.state, statefile, sizeof(statefile));
+	kb_store_path(E.env.state, statefile, sizeof(statefile));
 	map0 = dump_frontends_map();
 	assert_non_null(strchr(map0, '\n'));
 	assert_int_equal(CLI(&get0, "get", "all", "-A", "-o", "json"), 0);
@@ -1291,7 +1254,7 @@ static void test_refused_apply_changes_nothing(void **state)
 	assert_non_null(state0);
 
 	for (int i = 0; i < 4; i++) {
-		snprintf(path, sizeof(path), "%s/refused-%d.yaml", E.tmp, i);
+		snprintf(path, sizeof(path), "%s/refused-%d.yaml", E.env.tmp, i);
 		assert_int_equal(e2e_write_file(path, files[i]), 0);
 		reply = CLI_JSON(&rc, "apply", "-f", path);
 		if (rc != 1 || e2e_reply_ok(reply))
@@ -1354,17 +1317,17 @@ static void test_unload_leaves_nothing(void **state)
 	assert_int_equal(count_our_processes(), 1);
 
 	dpid = E.daemon;
-	rc = CLI(&out, "unload", "--bpffs", E.bpffs);
+	rc = CLI(&out, "unload", "--bpffs", E.env.bpffs);
 	free(out);
 	assert_int_equal(rc, 0);
 	/* Checked as soon as the CLI returns, as a user's next command would. */
 	n = pin_entries(names, sizeof(names));
 	if (n > 0)
-		fail_msg("pins left under %s after unload: %s", E.bpffs, names);
+		fail_msg("pins left under %s after unload: %s", E.env.bpffs, names);
 	for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++)
 		if (cgroup_progs(hooks[i]))
 			fail_msg("%u program(s) still attached to %s for attach type %d", cgroup_progs(hooks[i]),
-				 E.cgroup, hooks[i]);
+				 E.env.cgroup, hooks[i]);
 	for (deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(10))
 		if (waitpid(dpid, &status, WNOHANG) == dpid)
 			break;
@@ -1372,7 +1335,7 @@ static void test_unload_leaves_nothing(void **state)
 		fail_msg("the daemon did not exit cleanly after unload (status %#x)", status);
 	E.daemon = 0;
 	assert_int_equal(count_our_processes(), 0);
-	assert_false(e2e_exists(E.sock));
+	assert_false(e2e_exists(E.env.sock));
 
 	/* Nothing steers any more: the frontend is unroutable from the node netns. */
 	s = connect_n(1, false);

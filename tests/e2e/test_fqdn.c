@@ -68,18 +68,9 @@ struct track {
 };
 
 struct env {
-	const char *skip;
-	char cgroot[PATH_MAX];
-	bool cgmounted;
-	char cgroup[PATH_MAX];
-	char bpffs[PATH_MAX];
-	char tmp[PATH_MAX];
-	char sock[PATH_MAX];
-	char state[PATH_MAX];
-	char log[PATH_MAX];
+	struct e2e_env env;	/* kb, temp dir, socket, state, log, cgroups, pins, skip */
 	char hosts[PATH_MAX];
 	char dnslog[PATH_MAX];
-	char kb[PATH_MAX];
 	char dnsmasq[PATH_MAX];
 	char node[64], be[64], dns[64];
 	bool netns_made;
@@ -110,7 +101,7 @@ static int write_file(const char *path, const char *content)
 
 static void dump_logs(void)
 {
-	e2e_dump_file("log", E.log, 40);
+	e2e_dump_file("log", E.env.log, 40);
 	e2e_dump_file("dnsmasq", E.dnslog, 20);
 }
 
@@ -337,7 +328,7 @@ static int dns_start(void)
 		e2e_child_init();
 		if (e2e_setns(E.dns))
 			_exit(126);
-		/* No resolv.conf, no /etc/hosts, no upstream: only the test's names. Root, to read E.tmp (0700). */
+		/* No resolv.conf, no /etc/hosts, no upstream: only the test's names. Root, to read E.env.tmp (0700). */
 		execl(E.dnsmasq, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
 		      "--bind-interfaces", "--listen-address=" DNS_ADDR, "--port=53", "--user=root", "--pid-file=",
 		      hosts, ttl, "--log-queries", logf, "--local=/fqdn.test/", "--local=/search.test/",
@@ -360,7 +351,7 @@ static int dns_start(void)
 
 static struct json_object *ctl(const char *op, int timeout_ms)
 {
-	return e2e_ctl(E.sock, op, timeout_ms);
+	return e2e_ctl(E.env.sock, op, timeout_ms);
 }
 
 static void daemon_stop(void)
@@ -379,8 +370,8 @@ static void daemon_stop(void)
 		}
 	}
 	E.daemon = 0;
-	if (E.bpffs[0])
-		kb_dataplane_unload(E.bpffs);
+	if (E.env.bpffs[0])
+		kb_dataplane_unload(E.env.bpffs);
 }
 
 /* extra: more daemon flags (NULL-terminated, may be NULL); localdomain: $LOCALDOMAIN for c-ares, or NULL. */
@@ -391,17 +382,17 @@ static void daemon_start(const char *const *extra, const char *localdomain)
 	pid_t pid;
 
 	daemon_stop();
-	e2e_sh("rm -rf '%s'", E.state);
+	e2e_sh("rm -rf '%s'", E.env.state);
 	argv[n++] = "kbackend";
 	argv[n++] = "daemon";
 	argv[n++] = "--cgroup";
-	argv[n++] = E.cgroup;
+	argv[n++] = E.env.cgroup;
 	argv[n++] = "--bpffs";
-	argv[n++] = E.bpffs;
+	argv[n++] = E.env.bpffs;
 	argv[n++] = "--state-dir";
-	argv[n++] = E.state;
+	argv[n++] = E.env.state;
 	argv[n++] = "--socket";
-	argv[n++] = E.sock;
+	argv[n++] = E.env.sock;
 	/* Always: this machine's resolv.conf points off the machine. */
 	argv[n++] = "--dns-server";
 	argv[n++] = DNS_ADDR ":53";
@@ -418,7 +409,7 @@ static void daemon_start(const char *const *extra, const char *localdomain)
 		int fd;
 
 		e2e_child_init();
-		fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		fd = open(E.env.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (fd < 0 || e2e_setns(E.node))
 			_exit(126);
 		dup2(fd, 1);
@@ -431,11 +422,11 @@ static void daemon_start(const char *const *extra, const char *localdomain)
 			unsetenv("LOCALDOMAIN");
 			unsetenv("RES_OPTIONS");
 		}
-		execv(E.kb, (char *const *)argv);
+		execv(E.env.kb, (char *const *)argv);
 		_exit(127);
 	}
 	E.daemon = pid;
-	if (!e2e_daemon_wait(&E.daemon, E.sock, 15000))
+	if (!e2e_daemon_wait(&E.daemon, E.env.sock, 15000))
 		return;
 	dump_logs();
 	fail_msg("the daemon did not start");
@@ -443,7 +434,7 @@ static void daemon_start(const char *const *extra, const char *localdomain)
 
 /* ---- the CLI: build/kbackend with KBACKEND_SOCKET set; stdout captured, stderr to the log ---- */
 
-#define CLI(out, ...) e2e_cli(E.kb, E.sock, E.log, (out), (const char *const[]){ __VA_ARGS__, NULL })
+#define CLI(out, ...) e2e_cli(E.env.kb, E.env.sock, E.env.log, (out), (const char *const[]){ __VA_ARGS__, NULL })
 
 /* `kbackend get endpoints -o json`: the frontends array (caller puts it). */
 static struct json_object *get_endpoints(void)
@@ -554,7 +545,7 @@ static void apply_yaml(const char *yaml, long *took_ms)
 	struct json_object *req = e2e_files_req("apply", "fqdn.yaml", yaml), *reply;
 	long t0 = kb_now_ms();
 
-	reply = kb_ctl_call(E.sock, req, 120000);
+	reply = kb_ctl_call(E.env.sock, req, 120000);
 	json_object_put(req);
 	if (took_ms)
 		*took_ms = kb_now_ms() - t0;
@@ -745,7 +736,7 @@ static void client_main(struct track *t, int af, const char *ip, int port, long 
 {
 	char buf[128];
 
-	if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
+	if (e2e_cgroup_enter(E.env.cgroup, 0) || e2e_setns(E.node))
 		_exit(99);
 	for (long i = 0; !__atomic_load_n(&t->stop, __ATOMIC_RELAXED) && (!t->limit || i < t->limit); i++) {
 		long t0 = kb_now_ms();
@@ -843,24 +834,17 @@ static int group_setup(void **state)
 {
 	int pid = (int)getpid();
 
-	E.skip = e2e_skip_reason();
-	if (E.skip)
+	if (e2e_env_setup(&E.env, "fqdn"))
+		return setup_failed("test environment (temp dir, cgroup, bpffs)");
+	if (E.env.skip)
 		return 0;
-	if (e2e_sh("command -v ip") || e2e_sh("command -v ss") || e2e_sh("command -v nsenter")) {
-		E.skip = "needs iproute2 and util-linux";
+	if (e2e_sh("command -v ss") || e2e_sh("command -v nsenter")) {
+		E.env.skip = "needs iproute2 and util-linux";
 		return 0;
 	}
 	snprintf(E.dnsmasq, sizeof(E.dnsmasq), "%s", getenv("DNSMASQ") ? getenv("DNSMASQ") : "/usr/sbin/dnsmasq");
 	if (access(E.dnsmasq, X_OK)) {
-		E.skip = "needs dnsmasq (/usr/sbin/dnsmasq; make deps)";
-		return 0;
-	}
-	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
-		E.skip = "build/kbackend is not built";
-		return 0;
-	}
-	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
-		E.skip = "no cgroup2 hierarchy";
+		E.env.skip = "needs dnsmasq (/usr/sbin/dnsmasq; make deps)";
 		return 0;
 	}
 	E.t = mmap(NULL, sizeof(*E.t) * MAX_KIDS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -868,27 +852,11 @@ static int group_setup(void **state)
 		E.t = NULL;
 		return setup_failed("mmap");
 	}
-	snprintf(E.tmp, sizeof(E.tmp), "/tmp/kbt-fqdn-XXXXXX");
-	if (!mkdtemp(E.tmp)) {
-		E.tmp[0] = '\0';
-		return setup_failed("mkdtemp");
-	}
-	snprintf(E.sock, sizeof(E.sock), "%s/kb.sock", E.tmp);
-	snprintf(E.state, sizeof(E.state), "%s/state", E.tmp);
-	snprintf(E.log, sizeof(E.log), "%s/daemon.log", E.tmp);
-	snprintf(E.hosts, sizeof(E.hosts), "%s/hosts", E.tmp);
-	snprintf(E.dnslog, sizeof(E.dnslog), "%s/dnsmasq.log", E.tmp);
-	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-fqdn-%d", E.cgroot, pid);
-	snprintf(E.bpffs, sizeof(E.bpffs), "/sys/fs/bpf/kbt-fqdn-%d", pid);
+	snprintf(E.hosts, sizeof(E.hosts), "%s/hosts", E.env.tmp);
+	snprintf(E.dnslog, sizeof(E.dnslog), "%s/dnsmasq.log", E.env.tmp);
 	snprintf(E.node, sizeof(E.node), "kbt-fnode-%d", pid);
 	snprintf(E.be, sizeof(E.be), "kbt-fbe-%d", pid);
 	snprintf(E.dns, sizeof(E.dns), "kbt-fdns-%d", pid);
-	if (mkdir(E.cgroup, 0755)) {
-		E.cgroup[0] = '\0';
-		return setup_failed("mkdir cgroup");
-	}
-	if (e2e_ensure_bpffs())
-		return setup_failed("bpffs");
 	if (topo_up())
 		return setup_failed("topology");
 	E.server = server_start(E.be, "0.0.0.0", "::", NULL);
@@ -910,10 +878,9 @@ static int group_teardown(void **state)
 	dns_stop();
 	e2e_kill_group(&E.server);
 	e2e_kill_group(&E.canary);
-	E.bpffs[0] = '\0';
-	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	E.env.bpffs[0] = '\0';
 	e2e_netns_del(&E.netns_made, E.node, E.be, E.dns, NULL);
-	e2e_tmpdir_remove(E.tmp, dump_logs);
+	e2e_env_teardown(&E.env, dump_logs);
 	if (E.t)
 		munmap(E.t, sizeof(*E.t) * MAX_KIDS);
 	E.t = NULL;
@@ -923,7 +890,7 @@ static int group_teardown(void **state)
 /* After every test, even a failed one: no client or daemon outlives it; DNS is back up. */
 static int test_teardown(void **state)
 {
-	if (E.skip)
+	if (E.env.skip)
 		return 0;
 	clients_kill();
 	daemon_stop();
@@ -932,10 +899,10 @@ static int test_teardown(void **state)
 	return 0;
 }
 
-#define NEED_ENV()                   \
-	do {                         \
-		if (E.skip)          \
-			skip();      \
+#define NEED_ENV()              \
+	do {                    \
+		if (E.env.skip) \
+			skip(); \
 	} while (0)
 
 /* ---- tests ---- */
@@ -1303,7 +1270,7 @@ static void test_thousand_names(void **state)
 			json_object_object_add(req, "op", json_object_new_string("get"));
 			json_object_object_add(req, "what", json_object_new_string("endpoints"));
 			ra = kb_now_ms();
-			r = kb_ctl_call(E.sock, req, 5000);
+			r = kb_ctl_call(E.env.sock, req, 5000);
 			ra = kb_now_ms() - ra;
 			assert_true(e2e_reply_ok(r));
 			json_object_put(r);

@@ -48,10 +48,8 @@ struct shared {
 };
 
 static struct {
-	const char *skip;
-	char cgroot[PATH_MAX], cgroup[PATH_MAX], bpffs[PATH_MAX], tmp[PATH_MAX], sock[PATH_MAX], state[PATH_MAX],
-		log[PATH_MAX], kb[PATH_MAX];
-	bool cgmounted, netns_made;
+	struct e2e_env env;	/* kb, temp dir, socket, state, log, cgroups, pins, skip */
+	bool netns_made;
 	char node[64], be[64];
 	pid_t daemon;
 	pid_t srv[NEP];		/* TCP endpoint servers */
@@ -62,7 +60,7 @@ static struct {
 
 static void dump_log(void)
 {
-	e2e_dump_file("log", E.log, 0);
+	e2e_dump_file("log", E.env.log, 0);
 }
 
 /* ---- endpoint servers ---- */
@@ -211,26 +209,26 @@ static void udp_check_target(int i, int ready)
 
 static int daemon_start(void)
 {
-	const char *const argv[] = { "kbackend", "daemon", "-v", "--cgroup", E.cgroup, "--bpffs", E.bpffs,
-				     "--state-dir", E.state, "--socket", E.sock, "--enable-backend", NULL };
-	pid_t pid = e2e_daemon_spawn(E.kb, E.log, E.node, argv);
+	const char *const argv[] = { "kbackend", "daemon", "-v", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs,
+				     "--state-dir", E.env.state, "--socket", E.env.sock, "--enable-backend", NULL };
+	pid_t pid = e2e_daemon_spawn(E.env.kb, E.env.log, E.node, argv);
 
 	if (pid < 0)
 		return -1;
 	E.daemon = pid;
-	return e2e_daemon_wait(&E.daemon, E.sock, 15000);
+	return e2e_daemon_wait(&E.daemon, E.env.sock, 15000);
 }
 
 static void apply_yaml(const char *yaml)
 {
 	struct json_object *req = e2e_files_req("replace", "health.yaml", yaml), *r;
 
-	r = kb_ctl_call(E.sock, req, 30000);
+	r = kb_ctl_call(E.env.sock, req, 30000);
 	if (!(e2e_reply_ok(r))) {
 		/* An older daemon without "replace": apply instead (the tests always send the whole state). */
 		json_object_put(r);
 		json_object_object_add(req, "op", json_object_new_string("apply"));
-		r = kb_ctl_call(E.sock, req, 30000);
+		r = kb_ctl_call(E.env.sock, req, 30000);
 	}
 	json_object_put(req);
 	if (!(e2e_reply_ok(r))) {
@@ -247,7 +245,7 @@ static struct json_object *get_frontend(int port, struct json_object **owner)
 
 	json_object_object_add(req, "op", json_object_new_string("get"));
 	json_object_object_add(req, "what", json_object_new_string("endpoints"));
-	r = kb_ctl_call(E.sock, req, 5000);
+	r = kb_ctl_call(E.env.sock, req, 5000);
 	json_object_put(req);
 	*owner = r;
 	if (!r || !json_object_object_get_ex(r, "frontends", &fes))
@@ -397,7 +395,7 @@ static struct tally run_clients(long count, long ms, int dead)
 		long end;
 
 		e2e_child_init();
-		if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
+		if (e2e_cgroup_enter(E.env.cgroup, 0) || e2e_setns(E.node))
 			_exit(99);
 		t->first_ms = kb_now_ms();
 		end = t->first_ms + ms;
@@ -485,24 +483,12 @@ static int topo_up(void)
 
 static int group_setup(void **state)
 {
-
-	E.skip = e2e_skip_reason();
-	if (E.skip)
+	if (e2e_env_setup(&E.env, "health"))
+		return setup_failed("test environment (temp dir, cgroup, bpffs)");
+	if (E.env.skip)
 		return 0;
-	if (e2e_sh("command -v ip")) {
-		E.skip = "needs iproute2";
-		return 0;
-	}
 	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, NULL) != 1) {
-		E.skip = "kernel cannot load sockops programs";
-		return 0;
-	}
-	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
-		E.skip = "build/kbackend is not built";
-		return 0;
-	}
-	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
-		E.skip = "no cgroup2 hierarchy";
+		E.env.skip = "kernel cannot load sockops programs";
 		return 0;
 	}
 	E.sh = mmap(NULL, sizeof(*E.sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -512,24 +498,8 @@ static int group_setup(void **state)
 	}
 	for (int i = 0; i < NEP; i++)
 		E.sh->status[i] = 200;
-	snprintf(E.tmp, sizeof(E.tmp), "/tmp/kbt-health-XXXXXX");
-	if (!mkdtemp(E.tmp)) {
-		E.tmp[0] = '\0';
-		return setup_failed("mkdtemp");
-	}
-	snprintf(E.sock, sizeof(E.sock), "%s/kb.sock", E.tmp);
-	snprintf(E.state, sizeof(E.state), "%s/state", E.tmp);
-	snprintf(E.log, sizeof(E.log), "%s/daemon.log", E.tmp);
-	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-health-%d", E.cgroot, (int)getpid());
-	snprintf(E.bpffs, sizeof(E.bpffs), "/sys/fs/bpf/kbt-health-%d", (int)getpid());
 	snprintf(E.node, sizeof(E.node), "kbt-hnode-%d", (int)getpid());
 	snprintf(E.be, sizeof(E.be), "kbt-hbe-%d", (int)getpid());
-	if (mkdir(E.cgroup, 0755)) {
-		E.cgroup[0] = '\0';
-		return setup_failed("mkdir cgroup");
-	}
-	if (e2e_ensure_bpffs())
-		return setup_failed("bpffs");
 	if (topo_up())
 		return setup_failed("topology");
 	for (int i = 0; i < NEP; i++)
@@ -550,12 +520,11 @@ static int group_teardown(void **state)
 	e2e_kill(&E.usrv);
 	e2e_kill(&E.utcp[0]);
 	e2e_kill(&E.utcp[1]);
-	if (E.bpffs[0])
-		kb_dataplane_unload(E.bpffs);
-	E.bpffs[0] = '\0';
-	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	if (E.env.bpffs[0])
+		kb_dataplane_unload(E.env.bpffs);
+	E.env.bpffs[0] = '\0';
 	e2e_netns_del(&E.netns_made, E.node, E.be, NULL);
-	e2e_tmpdir_remove(E.tmp, dump_log);
+	e2e_env_teardown(&E.env, dump_log);
 	if (E.sh)
 		munmap(E.sh, sizeof(*E.sh));
 	E.sh = NULL;
@@ -565,7 +534,7 @@ static int group_teardown(void **state)
 /* Every test starts with all endpoint servers up, answering 200. */
 static int test_setup(void **state)
 {
-	if (E.skip)
+	if (E.env.skip)
 		return 0;
 	for (int i = 0; i < NEP; i++) {
 		E.sh->status[i] = 200;
@@ -574,10 +543,10 @@ static int test_setup(void **state)
 	return 0;
 }
 
-#define NEED_ENV()                   \
-	do {                         \
-		if (E.skip)          \
-			skip();      \
+#define NEED_ENV()              \
+	do {                    \
+		if (E.env.skip) \
+			skip(); \
 	} while (0)
 
 /* P1+P2 primary, F1 fallback (`fallback: true`), with this policy body (NULL: none). */
@@ -860,7 +829,7 @@ static void test_least_request(void **state)
 	if (pid == 0) {
 		e2e_child_init();
 		close(p[1]);
-		if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
+		if (e2e_cgroup_enter(E.env.cgroup, 0) || e2e_setns(E.node))
 			_exit(99);
 		held = calloc(60, sizeof(*held));
 		for (int i = 0; i < 60; i++) {
@@ -909,7 +878,7 @@ static void test_udp_socket_destroyed(void **state)
 	e2e_sleep_ms(ACTIVE_INTERVAL_MS * 2);
 
 	/* The client is this test process itself, in the cgroup and the node netns, for the duration. */
-	assert_int_equal(e2e_cgroup_enter(E.cgroup, 0), 0);
+	assert_int_equal(e2e_cgroup_enter(E.env.cgroup, 0), 0);
 	{
 		int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 
@@ -945,7 +914,7 @@ static void test_udp_socket_destroyed(void **state)
 		setns(self, CLONE_NEWNET);
 		close(self);
 	}
-	e2e_cgroup_enter(E.cgroot, 0);
+	e2e_cgroup_enter(E.env.cgroot, 0);
 	e2e_kill(&E.utcp[1]);
 	assert_true(err != 0);
 	assert_string_equal(buf, EP[F1]);

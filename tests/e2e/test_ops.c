@@ -54,17 +54,8 @@
 static const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };
 
 struct env {
-	const char *skip;
-	char cgroot[PATH_MAX];
-	bool cgmounted;
-	char cgroup[PATH_MAX];
-	char bpffs[PATH_MAX];
-	char tmp[PATH_MAX];
-	char sock[PATH_MAX];
-	char state[PATH_MAX];
+	struct e2e_env env;	/* kb, temp dir, socket, state, log, cgroups, pins, skip */
 	char watch[PATH_MAX];
-	char log[PATH_MAX];
-	char kb[PATH_MAX];
 	char node[64], be[64];
 	bool netns_made;
 	pid_t server;
@@ -86,7 +77,7 @@ static const char *fe_addr(int port)
 
 static void dump_log(void)
 {
-	e2e_dump_file("log", E.log, 0);
+	e2e_dump_file("log", E.env.log, 0);
 }
 
 /* ---- manifests ---- */
@@ -252,7 +243,7 @@ static int topo_up(void)
 
 static struct json_object *ctl(const char *op, int timeout_ms)
 {
-	return e2e_ctl(E.sock, op, timeout_ms);
+	return e2e_ctl(E.env.sock, op, timeout_ms);
 }
 
 /* The pid that answers `status` on the socket, or 0. */
@@ -269,15 +260,15 @@ static long serving_pid(void)
 static pid_t daemon_spawn(void)
 {
 	char maddr[64], dns[64];
-	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.cgroup, "--bpffs", E.bpffs,
-				     "--state-dir", E.state, "--socket", E.sock, "--watch-dir", E.watch,
+	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs,
+				     "--state-dir", E.env.state, "--socket", E.env.sock, "--watch-dir", E.watch,
 				     "--metrics-addr", maddr, "--dns-server", dns, NULL };
 	long deadline;
 	pid_t pid;
 
 	snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", METRICS_PORT);
 	snprintf(dns, sizeof(dns), "127.0.0.1:%d", DNS_PORT);
-	pid = e2e_daemon_spawn(E.kb, E.log, E.node, argv);
+	pid = e2e_daemon_spawn(E.env.kb, E.env.log, E.node, argv);
 	if (pid < 0)
 		return -1;
 	for (deadline = kb_now_ms() + 20000; kb_now_ms() < deadline; e2e_sleep_ms(20)) {
@@ -363,7 +354,7 @@ static void wait_state(long objects, long frontends)
 
 static void client_loop(struct e2e_tally *t, int port)
 {
-	if (e2e_cgroup_enter(E.cgroup, 0) || e2e_setns(E.node))
+	if (e2e_cgroup_enter(E.env.cgroup, 0) || e2e_setns(E.node))
 		_exit(99);
 	e2e_tally_run(t, fe_addr(port), (uint16_t)port, false, EPS, NEPS);
 }
@@ -430,7 +421,7 @@ static bool frontend_pinned(int port)
 	bool found;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/frontends", E.bpffs);
+	snprintf(path, sizeof(path), "%s/frontends", E.env.bpffs);
 	fd = bpf_obj_get(path);
 	assert_true(fd >= 0);
 	inet_pton(AF_INET, fe_addr(port), key.ip);
@@ -449,7 +440,7 @@ static __u32 pinned_link_info(const char *name, __u32 *prog_id)
 	char path[PATH_MAX + 64];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/links/%s", E.bpffs, name);
+	snprintf(path, sizeof(path), "%s/links/%s", E.env.bpffs, name);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return 0;
@@ -464,11 +455,11 @@ static __u32 pinned_link_info(const char *name, __u32 *prog_id)
 static __u32 cgroup_progs(enum bpf_attach_type type)
 {
 	__u32 ids[64], cnt = 64, flags = 0;
-	int fd = open(E.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(E.env.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	assert_true(fd >= 0);
 	if (bpf_prog_query(fd, type, 0, &flags, ids, &cnt))
-		fail_msg("bpf_prog_query on %s: %s", E.cgroup, strerror(errno));
+		fail_msg("bpf_prog_query on %s: %s", E.env.cgroup, strerror(errno));
 	close(fd);
 	return cnt;
 }
@@ -698,49 +689,22 @@ static int dns_start(void)
 
 static int group_setup(void **state)
 {
-	E.skip = e2e_skip_reason();
-	if (E.skip)
+	if (e2e_env_setup(&E.env, "ops"))
+		return setup_failed("test environment (temp dir, cgroup, bpffs)");
+	if (E.env.skip)
 		return 0;
-	if (e2e_sh("command -v ip")) {
-		E.skip = "needs iproute2";
-		return 0;
-	}
-	if (e2e_kbackend_path(E.kb, sizeof(E.kb))) {
-		E.skip = "build/kbackend is not built";
-		return 0;
-	}
-	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
-		E.skip = "no cgroup2 hierarchy";
-		return 0;
-	}
 	make_backends();
 	E.t = mmap(NULL, sizeof(*E.t) * MAX_KIDS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (E.t == MAP_FAILED) {
 		E.t = NULL;
 		return setup_failed("mmap");
 	}
-	snprintf(E.tmp, sizeof(E.tmp), "/tmp/kbt-ops-XXXXXX");
-	if (!mkdtemp(E.tmp)) {
-		E.tmp[0] = '\0';
-		return setup_failed("mkdtemp");
-	}
-	snprintf(E.sock, sizeof(E.sock), "%s/kb.sock", E.tmp);
-	snprintf(E.state, sizeof(E.state), "%s/state", E.tmp);
-	snprintf(E.watch, sizeof(E.watch), "%s/watch", E.tmp);
-	snprintf(E.log, sizeof(E.log), "%s/daemon.log", E.tmp);
-	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-ops-%d", E.cgroot, (int)getpid());
-	snprintf(E.bpffs, sizeof(E.bpffs), "/sys/fs/bpf/kbt-ops-%d", (int)getpid());
+	snprintf(E.watch, sizeof(E.watch), "%s/watch", E.env.tmp);
 	snprintf(E.node, sizeof(E.node), "kbt-onode-%d", (int)getpid());
 	snprintf(E.be, sizeof(E.be), "kbt-obe-%d", (int)getpid());
 	if (mkdir(E.watch, 0700))
 		return setup_failed("mkdir watch");
 	watch_initial();
-	if (mkdir(E.cgroup, 0755)) {
-		E.cgroup[0] = '\0';
-		return setup_failed("mkdir cgroup");
-	}
-	if (e2e_ensure_bpffs())
-		return setup_failed("bpffs");
 	if (topo_up())
 		return setup_failed("topology");
 	E.server = e2e_ident_servers_start(E.be, EPS, NEPS, EP_PORT);
@@ -768,14 +732,13 @@ static int group_teardown(void **state)
 		close(E.stats_fd);
 	E.stats_fd = -1;
 	e2e_kill_group(&E.server);
-	if (E.bpffs[0]) {
-		kb_dataplane_unload(E.bpffs);
-		e2e_sh("rm -rf '%s'", E.bpffs);
+	if (E.env.bpffs[0]) {
+		kb_dataplane_unload(E.env.bpffs);
+		e2e_sh("rm -rf '%s'", E.env.bpffs);
 	}
-	E.bpffs[0] = '\0';
-	e2e_cgroups_release(E.cgroot, E.cgroup, &E.cgmounted);
+	E.env.bpffs[0] = '\0';
 	e2e_netns_del(&E.netns_made, E.node, E.be, NULL);
-	e2e_tmpdir_remove(E.tmp, dump_log);
+	e2e_env_teardown(&E.env, dump_log);
 	if (E.t)
 		munmap(E.t, sizeof(*E.t) * MAX_KIDS);
 	E.t = NULL;
@@ -792,10 +755,10 @@ static int test_teardown(void **state)
 	return 0;
 }
 
-#define NEED_ENV()                   \
-	do {                         \
-		if (E.skip)          \
-			skip();      \
+#define NEED_ENV()              \
+	do {                    \
+		if (E.env.skip) \
+			skip(); \
 	} while (0)
 
 /* ---- watch-dir ---- */
@@ -910,7 +873,7 @@ static void test_watch_bad_file(void **state)
 	assert_true(e2e_jint(st, "applyErrors") > a0);
 	assert_int_equal(e2e_jint(st, "objects"), 7);
 	json_object_put(st);
-	log = e2e_read_text(E.log);
+	log = e2e_read_text(E.env.log);
 	assert_non_null(log);
 	if (!strstr(log, "50-bad.yaml:10"))
 		fail_msg("the log does not name 50-bad.yaml's line 10");
@@ -1245,7 +1208,7 @@ static void test_metrics_addr_usage(void **state)
 
 	NEED_ENV();
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int rc = e2e_sh("'%s' daemon --cgroup /nonexistent --metrics-addr '%s'", E.kb, bad[i]);
+		int rc = e2e_sh("'%s' daemon --cgroup /nonexistent --metrics-addr '%s'", E.env.kb, bad[i]);
 
 		if (rc != 2)
 			fail_msg("--metrics-addr %s: exit %d, expected 2 (usage)", bad[i], rc);
@@ -1320,7 +1283,7 @@ static void test_upgrade_no_loss(void **state)
 	e2e_assert_no_failure(s);
 
 	/* B serves everything on its own: the socket (A left it), the maps, the watch dir and /metrics. */
-	assert_true(e2e_exists(E.sock));
+	assert_true(e2e_exists(E.env.sock));
 	assert_int_equal(serving_pid(), E.daemon);
 	assert_int_equal(pinned_link_info("connect4", NULL), link0);
 	assert_int_equal(cgroup_progs(BPF_CGROUP_INET4_CONNECT), 1);
