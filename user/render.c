@@ -6,6 +6,7 @@
 #include <yaml.h>
 
 #include "render.h"
+#include "table.h"
 
 
 bool kb_output_parse(const char *s, enum kb_output *out)
@@ -336,21 +337,27 @@ static void judge(struct json_object *conds, const char **verdict, const char **
 	}
 }
 
-static void object_row(FILE *f, const char *kind, const char *ns, const char *name, const char *verdict,
-		       const char *reason, const char *msg, bool wide)
+static void object_row(struct kb_table *t, const char *kind, const char *ns, const char *name, const char *verdict,
+		       const char *reason, const char *msg)
 {
-	fprintf(f, "%-21s %-12s %-28s %-9s %-22s %.*s%s\n", kind, ns, name, verdict, *reason ? reason : "-",
-		wide ? 4096 : 90, msg, !wide && strlen(msg) > 90 ? "..." : "");
+	kb_table_add(t, kind, ns, name, verdict, *reason ? reason : "-", msg);
 }
 
+/*
+ * The message is the last column and is never cut: after a refused apply it
+ * is the reason, and its important part is often at the end.
+ */
 void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool refused_only)
 {
 	struct json_object *items;
+	struct kb_table t;
 
+	(void)wide;
 	/* Nothing parsed (an unreadable file, say): the diagnostics say why; a bare header would not. */
 	if (!json_object_object_get_ex(list, "items", &items) || !json_object_array_length(items))
 		return;
-	fprintf(f, "%-21s %-12s %-28s %-9s %-22s %s\n", "KIND", "NAMESPACE", "NAME", "VERDICT", "REASON", "MESSAGE");
+	kb_table_init(&t, 6);
+	kb_table_add(&t, "KIND", "NAMESPACE", "NAME", "VERDICT", "REASON", "MESSAGE");
 	for (size_t i = 0; i < json_object_array_length(items); i++) {
 		struct json_object *it = json_object_array_get_idx(items, i), *md = NULL, *st = NULL, *conds = NULL;
 		struct json_object *parents = NULL;
@@ -365,14 +372,14 @@ void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool r
 			for (size_t p = 0; p < json_object_array_length(parents); p++) {
 				struct json_object *jp = json_object_array_get_idx(parents, p), *pc = NULL;
 				const char *verdict = "Accepted", *reason = "", *msg = "";
-				char name[256];
+				char name[512];
 
 				json_object_object_get_ex(jp, "conditions", &pc);
 				judge(pc, &verdict, &reason, &msg);
 				if (refused_only && strcmp(verdict, "Refused") != 0)
 					continue;
 				snprintf(name, sizeof(name), "%s -> %s", kb_json_str(md, "name"), kb_json_str(jp, "parentRef"));
-				object_row(f, kind, kb_json_str(md, "namespace"), name, verdict, reason, msg, wide);
+				object_row(&t, kind, kb_json_str(md, "namespace"), name, verdict, reason, msg);
 			}
 			continue;
 		}
@@ -383,8 +390,10 @@ void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool r
 		judge(conds, &verdict, &reason, &msg);
 		if (refused_only && strcmp(verdict, "Refused") != 0)
 			continue;
-		object_row(f, kind, kb_json_str(md, "namespace"), kb_json_str(md, "name"), verdict, reason, msg, wide);
+		object_row(&t, kind, kb_json_str(md, "namespace"), kb_json_str(md, "name"), verdict, reason, msg);
 	}
+	kb_table_print(f, &t);
+	kb_table_free(&t);
 }
 
 /* "198.18.0.10:80" or "[2001:db8:f::10]:80" or "unix:/path". */
@@ -437,10 +446,10 @@ static void health_cells(struct json_object *ep, bool healthy, char *hc, size_t 
 }
 
 /* One row per FQDN: what DNS answered, how long it holds, and the last error. */
-static void dns_row(FILE *f, const char *name, struct json_object *dns, struct json_object *seen)
+static void dns_row(struct kb_table *t, const char *name, struct json_object *dns, struct json_object *seen)
 {
 	struct json_object *addrs = NULL, *refused = NULL;
-	char list[512] = "", when[32] = "-";
+	char list[512] = "", when[32] = "-", ttl[24];
 	size_t n = 0;
 
 	if (!dns || json_object_object_get_ex(seen, name, NULL))
@@ -455,20 +464,22 @@ static void dns_row(FILE *f, const char *name, struct json_object *dns, struct j
 		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s(refused)", n ? "," : "",
 				      kb_json_str(json_object_array_get_idx(refused, i), "address"));
 	if (kb_json_int(dns, "last_refresh")) {
-		time_t t = (time_t)kb_json_int(dns, "last_refresh");
+		time_t tm = (time_t)kb_json_int(dns, "last_refresh");
 
-		strftime(when, sizeof(when), "%H:%M:%S", localtime(&t));
+		strftime(when, sizeof(when), "%H:%M:%S", localtime(&tm));
 	}
-	fprintf(f, "%-36s %-9s %-40s %-8lld %-12s %s\n", name, kb_json_str(dns, "state"), n ? list : "-",
-		kb_json_int(dns, "ttl_left_s"), when, *kb_json_str(dns, "last_error") ? kb_json_str(dns, "last_error")
-										 : "-");
+	snprintf(ttl, sizeof(ttl), "%lld", kb_json_int(dns, "ttl_left_s"));
+	kb_table_add(t, name, kb_json_str(dns, "state"), n ? list : "-", ttl, when,
+		     *kb_json_str(dns, "last_error") ? kb_json_str(dns, "last_error") : "-");
 }
 
 static void print_dns_table(FILE *f, struct json_object *fes)
 {
 	struct json_object *seen = json_object_new_object();
-	bool header = false;
+	struct kb_table t;
 
+	kb_table_init(&t, 6);
+	kb_table_add(&t, "FQDN", "STATE", "ADDRESSES", "TTL-LEFT", "LAST-REFRESH", "LAST-ERROR");
 	for (size_t i = 0; i < json_object_array_length(fes); i++) {
 		struct json_object *fe = json_object_array_get_idx(fes, i), *eps = NULL, *locs = NULL, *dns;
 
@@ -477,40 +488,40 @@ static void print_dns_table(FILE *f, struct json_object *fes)
 		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
 			struct json_object *ep = json_object_array_get_idx(eps, e);
 
-			if (!json_object_object_get_ex(ep, "dns", &dns))
-				continue;
-			if (!header++)
-				fprintf(f, "\n%-36s %-9s %-40s %-8s %-12s %s\n", "FQDN", "STATE", "ADDRESSES", "TTL-LEFT",
-					"LAST-REFRESH", "LAST-ERROR");
-			dns_row(f, kb_json_str(ep, "fqdn"), dns, seen);
+			if (json_object_object_get_ex(ep, "dns", &dns))
+				dns_row(&t, kb_json_str(ep, "fqdn"), dns, seen);
 		}
 		for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
 			if (!json_object_object_get_ex(json_object_array_get_idx(locs, l), "dns", &dns))
 				continue;
 			json_object_object_foreach(dns, name, st)
-			{
-				if (!header++)
-					fprintf(f, "\n%-36s %-9s %-40s %-8s %-12s %s\n", "FQDN", "STATE", "ADDRESSES",
-						"TTL-LEFT", "LAST-REFRESH", "LAST-ERROR");
-				dns_row(f, name, st, seen);
-			}
+				dns_row(&t, name, st, seen);
 		}
 	}
+	/* Only the header: no FQDN anywhere, and no table. */
+	if (t.ncells > t.ncols) {
+		fputc('\n', f);
+		kb_table_print(f, &t);
+	}
+	kb_table_free(&t);
 	json_object_put(seen);
 }
 
-void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table view, bool wide)
+void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_view view, bool wide)
 {
-	if (view == KB_TABLE_FRONTENDS)
-		fprintf(f, "%-24s %-5s %-14s %-28s %-9s %-6s %-10s %s\n", "FRONTEND", "PROTO", "LB", "ROUTE",
-			"ENDPOINTS", "SLOTS", "CONNECTS", "REFUSED");
-	else
-		fprintf(f, "%-24s %-5s %-22s %-4s %-4s %-28s %-24s %-7s %-5s %-10s %s\n", "FRONTEND", "PROTO",
-			"BACKEND", "PRIO", "WT", "ENDPOINT", "HEALTH", "SHARE%", "SLOTS", "CONNECTS",
-			"OPEN OK/REFUSED/TIMEOUT");
+	struct kb_table t;
+
+	if (view == KB_TABLE_FRONTENDS) {
+		kb_table_init(&t, 8);
+		kb_table_add(&t, "FRONTEND", "PROTO", "LB", "ROUTE", "ENDPOINTS", "SLOTS", "CONNECTS", "REFUSED");
+	} else {
+		kb_table_init(&t, 11);
+		kb_table_add(&t, "FRONTEND", "PROTO", "BACKEND", "PRIO", "WT", "ENDPOINT", "HEALTH", "SHARE%", "SLOTS",
+			     "CONNECTS", "OPEN OK/REFUSED/TIMEOUT");
+	}
 	for (size_t i = 0; i < json_object_array_length(fes); i++) {
-		struct json_object *fe = json_object_array_get_idx(fes, i), *eps = NULL, *st = NULL;
-		char front[80], c1[24], c2[24];
+		struct json_object *fe = json_object_array_get_idx(fes, i), *eps = NULL, *st = NULL, *locs = NULL;
+		char front[80], c1[24], c2[24], n1[24], n2[24];
 
 		kb_json_hostport(front, sizeof(front), fe);
 		json_object_object_get_ex(fe, "stats", &st);
@@ -518,45 +529,50 @@ void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table vi
 		if (view == KB_TABLE_FRONTENDS) {
 			counter(c1, sizeof(c1), st, "connects");
 			counter(c2, sizeof(c2), st, "refused");
-			fprintf(f, "%-24s %-5s %-14s %-28s %-9zu %-6lld %-10s %s\n", front, kb_json_str(fe, "protocol"),
-				kb_json_str(fe, "loadBalancer"), kb_json_str(fe, "route"), eps ? json_object_array_length(eps) : 0,
-				kb_json_int(fe, "slots"), c1, c2);
+			snprintf(n1, sizeof(n1), "%zu", eps ? json_object_array_length(eps) : 0);
+			snprintf(n2, sizeof(n2), "%lld", kb_json_int(fe, "slots"));
+			kb_table_add(&t, front, kb_json_str(fe, "protocol"), kb_json_str(fe, "loadBalancer"),
+				     kb_json_str(fe, "route"), n1, n2, c1, c2);
 			continue;
 		}
 		if (!eps || !json_object_array_length(eps))
-			fprintf(f, "%-24s %-5s %-22s %-4s %-4s %-28s\n", front, kb_json_str(fe, "protocol"), "-", "-", "-",
-				"(none: connects are refused)");
+			kb_table_add(&t, front, kb_json_str(fe, "protocol"), "-", "-", "-", "(none: connects are refused)",
+				     NULL, NULL, NULL, NULL, NULL);
 		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
 			struct json_object *ep = json_object_array_get_idx(eps, e), *es = NULL, *h = NULL;
 			const char *be = kb_json_str(ep, "backend"), *slash = strchr(be, '/');
-			char where[300], hc[64], oc[96];
+			char where[300], hc[64], oc[96], prio[16], wt[24], share[24], slots[24];
 
 			kb_json_hostport(where, sizeof(where), ep);
 			json_object_object_get_ex(ep, "stats", &es);
 			json_object_object_get_ex(ep, "healthy", &h);
 			counter(c1, sizeof(c1), es, "connects");
 			health_cells(ep, json_object_get_boolean(h), hc, sizeof(hc), oc, sizeof(oc));
-			fprintf(f, "%-24s %-5s %-22s %-4lld %-4lld %-28s %-24s %-7.2f %-5lld %-10s %s\n", e ? "" : front,
-				e ? "" : kb_json_str(fe, "protocol"), wide || !slash ? be : slash + 1, kb_json_int(ep, "priority"),
-				kb_json_int(ep, "weight"), where, hc,
-				json_object_get_double(json_object_object_get(ep, "sharePercent")), kb_json_int(ep, "slots"),
-				c1, oc);
+			snprintf(prio, sizeof(prio), "%lld", kb_json_int(ep, "priority"));
+			snprintf(wt, sizeof(wt), "%lld", kb_json_int(ep, "weight"));
+			snprintf(share, sizeof(share), "%.2f", json_object_get_double(json_object_object_get(ep, "sharePercent")));
+			snprintf(slots, sizeof(slots), "%lld", kb_json_int(ep, "slots"));
+			kb_table_add(&t, e ? "" : front, e ? "" : kb_json_str(fe, "protocol"), wide || !slash ? be : slash + 1,
+				     prio, wt, where, hc, share, slots, c1, oc);
 		}
 		/* FQDNs with no usable address yet hold no slot; show them so the gap is visible. */
-		struct json_object *locs = NULL;
-
 		json_object_object_get_ex(fe, "localities", &locs);
 		for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
 			struct json_object *lc = json_object_array_get_idx(locs, l), *un = NULL;
 			const char *be = kb_json_str(lc, "backend"), *slash = strchr(be, '/');
+			char prio[16], wt[24];
 
 			json_object_object_get_ex(lc, "unresolved", &un);
+			snprintf(prio, sizeof(prio), "%lld", kb_json_int(lc, "priority"));
+			snprintf(wt, sizeof(wt), "%lld", kb_json_int(lc, "weight"));
 			for (size_t u = 0; un && u < json_object_array_length(un); u++)
-				fprintf(f, "%-24s %-5s %-22s %-4lld %-4lld %-28s %-7s %-7.2f %-5d\n", "", "",
-					wide || !slash ? be : slash + 1, kb_json_int(lc, "priority"), kb_json_int(lc, "weight"),
-					json_object_get_string(json_object_array_get_idx(un, u)), "unres.", 0.0, 0);
+				kb_table_add(&t, "", "", wide || !slash ? be : slash + 1, prio, wt,
+					     json_object_get_string(json_object_array_get_idx(un, u)), "unresolved", "0.00",
+					     "0", "-", "-");
 		}
 	}
+	kb_table_print(f, &t);
+	kb_table_free(&t);
 	if (view == KB_TABLE_ENDPOINTS && wide)
 		print_dns_table(f, fes);
 }

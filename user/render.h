@@ -31,8 +31,8 @@ int kb_print_doc(FILE *f, struct json_object *v, enum kb_output fmt);
 /* Tables for people, printed from the same JSON documents that -o json prints. */
 void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool refused_only);
 
-enum kb_table { KB_TABLE_FRONTENDS, KB_TABLE_ENDPOINTS };
-void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table view, bool wide);
+enum kb_table_view { KB_TABLE_FRONTENDS, KB_TABLE_ENDPOINTS };
+void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_view view, bool wide);
 
 /* Small readers for the JSON documents above: "" / 0 when the key is missing. */
 const char *kb_json_str(struct json_object *o, const char *k);
