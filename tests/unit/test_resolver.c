@@ -37,6 +37,7 @@ struct dns {
 	char hosts[128];
 	const char *args[MAX_ARGS];	/* extra arguments, kept for restarts */
 	size_t nargs;
+	bool no_local;			/* no --local=/test/: unknown .test names are REFUSED (no upstream) */
 };
 
 static pid_t live_children[8];
@@ -127,7 +128,8 @@ static void dns_start(struct dns *d)
 	argv[k++] = "--pid-file";
 	argv[k++] = "--listen-address=127.0.0.1";
 	argv[k++] = "--bind-interfaces";
-	argv[k++] = "--local=/test/";	/* names under .test that no record names are NXDOMAIN */
+	if (!d->no_local)
+		argv[k++] = "--local=/test/";	/* names under .test that no record names are NXDOMAIN */
 	argv[k++] = port;
 	argv[k++] = hosts;
 	for (size_t i = 0; i < d->nargs; i++)
@@ -719,7 +721,14 @@ static void test_ssrf_filters_answers(void **state)
 	assert_non_null(strstr(why, "link-local (169.254.0.0/16), refused by kbackend's SSRF guard"));
 	assert_non_null(strstr(why, "--allow-endpoint 169.254.169.254/32"));
 	json_object_put(h);
-	assert_st(f, "meta.test", "state", "resolved");	/* a good answer, with nothing usable */
+	assert_st(f, "meta.test", "state", "refused");	/* a good answer, with nothing usable */
+	assert_st(f, "meta.test", "last_error", "(null)");
+	{
+		char b2[256];
+
+		assert_non_null(strstr(st_str(f, "meta.test", "reason", b2, sizeof(b2)),
+				       "no usable address: 1 answered address refused by the SSRF guard"));
+	}
 
 	assert_addrs(f, "lo.test", "");	/* IPv4Preferred: A refused, no AAAA */
 	ref = st_get(f, "lo.test", "refused", &h);
@@ -766,6 +775,75 @@ static void test_ssrf_filters_answers(void **state)
 		assert_non_null(strstr(why2, "loopback (127.0.0.0/8)"));
 	}
 	(void)b;
+}
+
+/* The answer of one record type in the last round ("NOERROR", "REFUSED", ...), from last_answers. */
+static const char *last_answer(struct fx *f, const char *host, const char *type, char *buf, size_t len)
+{
+	struct json_object *h, *v = st_get(f, host, "last_answers", &h), *t = NULL;
+
+	snprintf(buf, len, "%s", v && json_object_object_get_ex(v, type, &t) && t ? json_object_get_string(t) : "(null)");
+	json_object_put(h);
+	return buf;
+}
+
+/*
+ * One family answers only addresses the SSRF guard refuses, the other fails
+ * with a server error (a second dnsmasq with no upstream answers REFUSED):
+ * the name shows what was answered (the refused address, with its reason),
+ * why nothing is programmed (state "refused"), and the other family's error
+ * as the rcode it was.
+ */
+static void test_refused_answer_other_family_fails(void **state)
+{
+	struct fx *f = *state;
+	struct dns up = { .no_local = true };
+	char fwd[64], b[256];
+	struct kb_resolver_name names[] = {
+		{ "pref.ref.test", KB_LOOKUP_V4_PREFERRED, 0, true },	/* A refused, then AAAA REFUSED */
+		{ "both.ref.test", KB_LOOKUP_V4_AND_V6, 0, true },	/* A refused, AAAA REFUSED at once */
+		{ "v6p.ref.test", KB_LOOKUP_V6_PREFERRED, 0, true },	/* AAAA refused, then A REFUSED */
+	};
+	struct json_object *h, *ref;
+
+	if (!have_dnsmasq())
+		skip();
+	up.port = free_port();
+	snprintf(up.hosts, sizeof(up.hosts), "%s", f->dns.hosts);
+	write_hosts(&f->dns, "");
+	dns_start(&up);
+	/* The record types with no local record go to the upstream, which refuses them. */
+	snprintf(fwd, sizeof(fwd), "--server=/ref.test/127.0.0.1#%d", up.port);
+	dns_arg(&f->dns, fwd);
+	dns_arg(&f->dns, "--host-record=pref.ref.test,both.ref.test,169.254.169.254,60");
+	dns_arg(&f->dns, "--host-record=v6p.ref.test,fe80::7,60");
+	start(f, "", NULL);
+	assert_int_equal(kb_resolver_set_names(f->r, names, 3), 0);
+	settle(f);
+	for (size_t i = 0; i < 3; i++) {
+		const char *host = names[i].host, *bad = i < 2 ? "169.254.169.254" : "fe80::7";
+		const char *good_t = i < 2 ? "A" : "AAAA", *bad_t = i < 2 ? "AAAA" : "A";
+
+		assert_addrs(f, host, "");
+		print_message("# %s: state %s, last_error %s, %s %s, %s %s\n", host, st_str(f, host, "state", b, 64),
+			      st_str(f, host, "last_error", b + 64, 64), good_t, last_answer(f, host, good_t, b + 128, 64),
+			      bad_t, last_answer(f, host, bad_t, b + 192, 64));
+		assert_st(f, host, "state", "refused");
+		assert_st(f, host, "last_error", "REFUSED");
+		assert_string_equal(last_answer(f, host, good_t, b, sizeof(b)), "NOERROR");
+		assert_string_equal(last_answer(f, host, bad_t, b, sizeof(b)), "REFUSED");
+		ref = st_get(f, host, "refused", &h);
+		assert_int_equal(json_object_array_length(ref), 1);
+		assert_string_equal(json_object_get_string(json_object_object_get(json_object_array_get_idx(ref, 0), "address")),
+				    bad);
+		assert_non_null(strstr(json_object_get_string(json_object_object_get(json_object_array_get_idx(ref, 0), "reason")),
+				       "refused by kbackend's SSRF guard"));
+		json_object_put(h);
+		st_str(f, host, "reason", b, sizeof(b));
+		assert_non_null(strstr(b, "no usable address"));
+		assert_non_null(strstr(b, "REFUSED"));
+	}
+	dns_stop(&up);
 }
 
 static void test_absolute_names_skip_search(void **state)
@@ -945,6 +1023,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_server_down_keeps_answer_and_recovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nxdomain_empties_after_ttl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssrf_filters_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_answer_other_family_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_absolute_names_skip_search, setup, teardown),
 		cmocka_unit_test(test_bad_servers_refused),
 		cmocka_unit_test_setup_teardown(test_thousand_names_never_block, setup, teardown),
