@@ -34,14 +34,6 @@ static struct env E;
 
 static int group_teardown(void **state);
 
-/* CI runs with CI=true: there every check must run, so a missing root or kernel feature fails too. */
-static bool in_ci(void)
-{
-	const char *ci = getenv("CI");
-
-	return ci && *ci && strcmp(ci, "false") != 0 && strcmp(ci, "0") != 0;
-}
-
 static void no_dump(void)
 {
 }
@@ -54,7 +46,7 @@ static void no_dump(void)
 static int group_setup(void **state)
 {
 	E.skip = e2e_skip_reason();
-	if (E.skip && in_ci())
+	if (E.skip && e2e_in_ci())
 		return e2e_setup_failed(E.skip, no_dump, group_teardown);
 	if (E.skip)
 		return 0;
