@@ -173,11 +173,11 @@ static void dns_stop(struct dns *d)
 	}
 }
 
+/* dnsmasq rereads the hosts file in its loop; callers wait for the answer they expect, bounded. */
 static void dns_reload(struct dns *d)
 {
 	assert_true(d->pid > 0);
 	assert_int_equal(kill(d->pid, SIGHUP), 0);
-	usleep(100000);	/* dnsmasq rereads the hosts file in its loop */
 }
 
 static void dns_arg(struct dns *d, const char *a)
@@ -508,6 +508,21 @@ static void test_lookup_families(void **state)
 	(void)b;
 }
 
+/* zero.test's TTL restarted: more than 2 s after *t0 (its clamped TTL) it still has time left. */
+static bool ttl_restarted(struct fx *f, void *t0)
+{
+	return now_ms() - *(int64_t *)t0 > 2000 && st_int(f, "zero.test", "ttl_left_s") >= 1;
+}
+
+/* At least *want good answers in all. */
+static bool refreshed(struct fx *f, void *want)
+{
+	uint64_t r, e;
+
+	kb_resolver_counters(f->r, &r, &e);
+	return r >= *(uint64_t *)want;
+}
+
 static void test_ttl_clamped(void **state)
 {
 	struct fx *f = *state;
@@ -518,6 +533,7 @@ static void test_ttl_clamped(void **state)
 		{ "fixed.test", KB_LOOKUP_V4, 1500, false },	/* respectDnsTtl false: every 1.5 s */
 	};
 	int64_t left, t0, next;
+	uint64_t r0, e0;
 
 	dns_arg(&f->dns, "--host-record=long.test,198.51.100.11,3600");
 	/* hosts-file records get --local-ttl, 0 by default */
@@ -534,16 +550,23 @@ static void test_ttl_clamped(void **state)
 	assert_true(left >= 1 && left <= 2);	/* raised to min 2 s */
 	next = st_int(f, "fixed.test", "next_refresh_s");
 	assert_true(next >= 1 && next <= 2);
-	/* Refreshes follow the clamped TTL: after 2.3 s zero.test was asked again (its TTL restarted). */
-	drive(f, 2300, NULL, NULL);
-	assert_true(now_ms() - t0 >= 2300);
-	left = st_int(f, "zero.test", "ttl_left_s");
-	assert_true(left == 2);
+	assert_true(kb_resolver_changed(f->r));	/* from the first answers */
+	/*
+	 * Refreshes follow the clamped TTL: zero.test is asked again after 2 s,
+	 * and its TTL restarts (without a refresh it would be 0 by then).
+	 */
+	if (!drive(f, 6000, ttl_restarted, &t0))
+		fail_msg("zero.test was not asked again within 6 s (ttl_left_s %lld)",
+			 (long long)st_int(f, "zero.test", "ttl_left_s"));
+	print_message("# zero.test re-asked; TTL restarted %lld ms after the first answer\n", (long long)(now_ms() - t0));
 	assert_st(f, "zero.test", "state", "resolved");
 	assert_addrs(f, "zero.test", "198.51.100.12");
-	/* Identical answers are no change. */
-	assert_true(kb_resolver_changed(f->r));	/* from the first answers */
-	drive(f, 1200, NULL, NULL);
+	/* Identical answers are no change: two more refreshes (of any name), and nothing changed. */
+	kb_resolver_counters(f->r, &r0, &e0);
+	r0 += 2;
+	assert_true(drive(f, 6000, refreshed, &r0));
+	kb_resolver_counters(f->r, &r0, &e0);
+	assert_int_equal(e0, 0);
 	assert_false(kb_resolver_changed(f->r));
 }
 
@@ -581,6 +604,11 @@ static bool state_is(struct fx *f, void *arg)
 	return strcmp(st_str(f, w[0], "state", b, sizeof(b)), w[1]) == 0;
 }
 
+static bool failed_twice(struct fx *f, void *host)
+{
+	return st_int(f, host, "consecutive_failures") >= 2;
+}
+
 static void test_server_down_keeps_answer_and_recovers(void **state)
 {
 	struct fx *f = *state;
@@ -602,8 +630,9 @@ static void test_server_down_keeps_answer_and_recovers(void **state)
 	assert_addrs(f, "up.test", "198.51.100.30");	/* the last good answer stays */
 	st_str(f, "up.test", "last_error", b, sizeof(b));
 	assert_true(strcmp(b, "connection refused") == 0 || strcmp(b, "timeout") == 0);
-	drive(f, 1000, NULL, NULL);
-	assert_true(st_int(f, "up.test", "consecutive_failures") >= 2);	/* retried with backoff */
+	/* Retried with backoff (200 ms, then 400 ms). */
+	if (!drive(f, 4000, failed_twice, "up.test"))
+		fail_msg("up.test: %lld consecutive failure(s) after 4 s", (long long)st_int(f, "up.test", "consecutive_failures"));
 	assert_addrs(f, "up.test", "198.51.100.30");
 	assert_true(kb_resolver_changed(f->r));	/* the first answer only */
 	assert_false(kb_resolver_changed(f->r));
@@ -633,11 +662,19 @@ static bool is_empty(struct fx *f, void *host)
 	return kb_resolver_lookup(f->r, host, (__u8[1]){ 0 }, (__u32[1][4]){ { 0 } }, 1) == 0;
 }
 
+static bool nxdomain_seen(struct fx *f, void *host)
+{
+	char b[64];
+
+	return strcmp(st_str(f, host, "last_error", b, sizeof(b)), "NXDOMAIN") == 0;
+}
+
 static void test_nxdomain_empties_after_ttl(void **state)
 {
 	struct fx *f = *state;
 	struct kb_resolver_opts o = { .min_ttl_ms = 1000, .retry_base_ms = 200 };
 	const char *resolved[] = { "gone.test", "resolved" };
+	char b[64];
 	int64_t t0;
 
 	f->one_fd = true;
@@ -652,8 +689,10 @@ static void test_nxdomain_empties_after_ttl(void **state)
 	write_hosts(&f->dns, "");
 	dns_reload(&f->dns);
 
-	drive(f, (int)(1700 - (now_ms() - t0)), NULL, NULL);
-	assert_st(f, "gone.test", "last_error", "NXDOMAIN");
+	/* The next refresh (1 s) sees NXDOMAIN; the answer is kept while its 3 s TTL lasts. */
+	if (!drive(f, 2900 - (int)(now_ms() - t0), nxdomain_seen, "gone.test"))
+		fail_msg("gone.test: no NXDOMAIN within its 3 s TTL (last_error \"%s\")",
+			 st_str(f, "gone.test", "last_error", b, sizeof(b)));
 	assert_st(f, "gone.test", "state", "stale");
 	assert_addrs(f, "gone.test", "198.51.100.40");	/* within the TTL: kept */
 	assert_false(kb_resolver_changed(f->r));
@@ -975,7 +1014,12 @@ static void test_thousand_names_never_block(void **state)
 	t0 = now_ms();
 	assert_int_equal(kb_resolver_set_names(f->r, names, NBIG), 0);
 	dt = now_ms() - t0;
-	if (dt > 200)
+	/*
+	 * Never blocks: a call that waited for the network would last at least
+	 * one query timeout (1 s here), so that is the bound; the calls measured
+	 * here are CPU only (tens of ms, more under ASan on a loaded machine).
+	 */
+	if (dt >= o.timeout_ms)
 		fail_msg("set_names of %d names took %lld ms", NBIG, (long long)dt);
 	assert_true(kb_resolver_busy(f->r) == NBIG);
 	/* Halfway, the desired set moves: 500 names stay, 500 go (some in flight), 500 come. */
@@ -998,7 +1042,7 @@ static void test_thousand_names_never_block(void **state)
 	assert_int_equal(resolved, NBIG);
 	print_message("# 1,000 names (1,500 asked) in %lld ms; slowest process/tick call %lld ms; %d sockets at most\n",
 		      (long long)dt, (long long)f->max_call_ms, e.max_fds);
-	if (f->max_call_ms > 200)
+	if (f->max_call_ms >= o.timeout_ms)
 		fail_msg("a process/tick call took %lld ms", (long long)f->max_call_ms);
 	assert_true(dt < 10000);
 	{
