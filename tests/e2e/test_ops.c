@@ -660,8 +660,10 @@ static int dns_start(void)
 	long deadline;
 	pid_t pid;
 
-	if (access("/usr/sbin/dnsmasq", X_OK))
-		return 0;	/* the DNS test skips */
+	if (access("/usr/sbin/dnsmasq", X_OK)) {
+		fprintf(stderr, "# /usr/sbin/dnsmasq is missing (package dnsmasq-base; run `make deps`)\n");
+		return -1;
+	}
 	snprintf(port, sizeof(port), "--port=%d", DNS_PORT);
 	pid = fork();
 	if (pid < 0)
@@ -1185,8 +1187,7 @@ static void test_metrics_dns(void **state)
 	double ok = -1, nx = -1, refreshes = -1, errors = -1, nxfail = -1;
 
 	NEED_ENV();
-	if (!E.dnsd)
-		skip();
+	assert_true(E.dnsd > 0);	/* group setup fails without it */
 	daemon_ensure();
 	watch_put("60-dns.yaml", yaml);
 	wait_state(12, 3);
