@@ -882,6 +882,27 @@ static void test_refused_answer_other_family_fails(void **state)
 		assert_non_null(strstr(b, "no usable address"));
 		assert_non_null(strstr(b, "REFUSED"));
 	}
+	/*
+	 * With two servers (the same one twice) c-ares keeps its failover and
+	 * cannot tell REFUSED from a refused connection: the text says so.
+	 */
+	{
+		const char *two[] = { f->server, f->server };
+		struct kb_resolver_opts o2 = { .servers = two, .nservers = 2, .set_search = true, .policy = &f->pol,
+					       .timeout_ms = 300, .tries = 1 };
+		struct kb_resolver *one = f->r;
+		char err[256];
+
+		f->r = kb_resolver_new(&o2, err, sizeof(err));
+		if (!f->r)
+			fail_msg("kb_resolver_new: %s", err);
+		set1(f, "pref.ref.test", KB_LOOKUP_V4_PREFERRED, 0, true);
+		settle(f);
+		assert_st(f, "pref.ref.test", "state", "refused");
+		assert_st(f, "pref.ref.test", "last_error", "no server answered (connection refused, REFUSED or SERVFAIL)");
+		kb_resolver_free(f->r);
+		f->r = one;
+	}
 	dns_stop(&up);
 }
 
