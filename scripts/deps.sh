@@ -2,10 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # Install every Debian package that the build, the tests, the demo and the
 # benchmarks need. Idempotent, and quiet when nothing is missing.
+# groff-base (groff) and systemd (systemd-analyze) serve the man page and
+# unit file checks; installing systemd does not make it init (that is
+# systemd-sysv), so it is safe in a container too.
 set -eu
 PKGS="clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make
 libyaml-dev libc-ares-dev libjson-c-dev libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev
-iproute2 dnsmasq-base socat nftables haproxy perl procps"
+iproute2 dnsmasq-base socat nftables haproxy perl procps
+groff-base systemd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -345,11 +345,29 @@ static bool server_entry(const char *s, char *out, size_t outlen)
 	return snprintf(out, outlen, v6 ? "[%s]:%ld" : "%s:%ld", host, p) < (int)outlen;
 }
 
+/* How many servers /etc/resolv.conf names (0 if it cannot be read). */
+static size_t system_servers(void)
+{
+	struct ares_addr_port_node *list = NULL;
+	ares_channel ch;
+	size_t k = 0;
+
+	if (ares_init(&ch) != ARES_SUCCESS)
+		return 0;
+	if (ares_get_servers_ports(ch, &list) == ARES_SUCCESS)
+		for (struct ares_addr_port_node *p = list; p; p = p->next)
+			k++;
+	ares_free_data(list);
+	ares_destroy(ch);
+	return k;
+}
+
 struct kb_resolver *kb_resolver_new(const struct kb_resolver_opts *opts, char *err, size_t errlen)
 {
 	struct kb_resolver_opts none = { 0 };
 	struct kb_resolver *r;
 	struct ares_options ao;
+	size_t nserv;
 	int mask, rc;
 
 	if (!opts)
@@ -400,6 +418,19 @@ struct kb_resolver *kb_resolver_new(const struct kb_resolver_opts *opts, char *e
 	ao.sock_state_cb = sock_state;
 	ao.sock_state_cb_data = r;
 	mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
+	/*
+	 * c-ares 1.18 (Debian 12) reports a REFUSED or SERVFAIL answer as
+	 * ECONNREFUSED once it has no other server to try. With one server there
+	 * is nothing to fail over to, so take such answers as they are and name
+	 * the rcode (resolver_query.c then checks the question itself). With
+	 * several, keep c-ares' failover and say that the causes are lumped.
+	 */
+	nserv = opts->nservers ? opts->nservers : system_servers();
+	if (nserv == 1) {
+		ao.flags = ARES_FLAG_NOCHECKRESP;
+		mask |= ARES_OPT_FLAGS;
+	}
+	r->lumped = nserv > 1;
 	if (opts->set_search) {
 		ao.domains = (char **)opts->search;
 		ao.ndomains = (int)opts->nsearch;

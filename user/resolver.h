@@ -193,7 +193,9 @@ size_t kb_resolver_busy(const struct kb_resolver *r);
  *   host, lookupFamily, respectDnsTtl, refreshRateMs,
  *   state: "pending" (never answered), "resolved", "stale" (last query failed,
  *          last good answer kept), "expired" (NXDOMAIN/NODATA past the TTL:
- *          emptied), "literal" (an IP literal),
+ *          emptied), "literal" (an IP literal), "refused" (answered, but the
+ *          SSRF guard refused every address: nothing is programmed, even
+ *          when the other family failed),
  *   addresses: [{address, family: "IPv4"|"IPv6"}],
  *   refused: [{address, family, reason}],
  *   ttl_s (the records' TTL as answered, before clamping), ttl_left_s,
@@ -201,6 +203,9 @@ size_t kb_resolver_busy(const struct kb_resolver *r);
  *   next_refresh_s (seconds until the next query; 0 while one is in flight),
  *   last_error ("NXDOMAIN", "NODATA", "SERVFAIL", "REFUSED", "timeout",
  *               "connection refused", ... or null), last_error_time,
+ *   last_answers ({"A": "NOERROR"|"REFUSED"|..., "AAAA": ...}: how each
+ *               record type of the last round ended; null if not asked),
+ *   reason (state "refused": why nothing is programmed; else null),
  *   consecutive_failures.
  */
 struct json_object *kb_resolver_status_json(struct kb_resolver *r);

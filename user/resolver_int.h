@@ -71,6 +71,8 @@ struct rname {
 	unsigned failures;		/* consecutive */
 	int64_t backoff_ms;
 	bool negative;			/* the last round said NXDOMAIN/NODATA */
+	bool asked[2];			/* the last round asked [0] A, [1] AAAA ... */
+	int last_status[2];		/* ... and how each ended (ARES_SUCCESS or an error) */
 	char last_error[64];
 	time_t last_error_time;
 	/* schedule */
@@ -112,6 +114,7 @@ struct kb_resolver {
 	struct rsock *socks;
 	size_t nsocks, sockcap;
 	int epfd;			/* holds every c-ares socket: one fd for the daemon's epoll */
+	bool lumped;			/* several servers: c-ares reports REFUSED/SERVFAIL as ECONNREFUSED */
 	uint64_t refreshes, errors;	/* rounds that ended with a good answer / a failure (metrics) */
 };
 
@@ -146,6 +149,8 @@ struct rname *rv_find(const struct kb_resolver *r, const char *host);
 
 /* Begin a refresh of n now, or queue it for a slot. */
 void rv_round_begin(struct kb_resolver *r, struct rname *n);
+/* Text for a c-ares status: DNS rcodes as dig prints them ("NOERROR", "REFUSED", ...), transport errors in words. */
+const char *rv_status_text(const struct kb_resolver *r, int st);
 /* Empty a name whose NXDOMAIN/NODATA outlived its last answer's TTL. */
 void rv_expire(struct kb_resolver *r, struct rname *n);
 /* An IP literal resolves to itself: if n's host is one, answer n with it (never queried) and return true. */

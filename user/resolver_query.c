@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -17,10 +18,11 @@
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
-/* Text for last_error: DNS rcodes as dig prints them, transport errors in words. */
-static const char *status_text(int st)
+const char *rv_status_text(const struct kb_resolver *r, int st)
 {
 	switch (st) {
+	case ARES_SUCCESS:
+		return "NOERROR";
 	case ARES_ENOTFOUND:
 		return "NXDOMAIN";
 	case ARES_ENODATA:
@@ -36,7 +38,8 @@ static const char *status_text(int st)
 	case ARES_ETIMEOUT:
 		return "timeout";
 	case ARES_ECONNREFUSED:
-		return "connection refused";
+		/* c-ares 1.18 ends a query that every server answered with REFUSED/SERVFAIL/NOTIMP the same way. */
+		return r->lumped ? "no server answered (connection refused, REFUSED or SERVFAIL)" : "connection refused";
 	case ARES_EBADRESP:
 		return "bad response";
 	case ARES_EBADNAME:
@@ -187,8 +190,34 @@ static void send_types(struct kb_resolver *r, struct rname *n, bool a, bool aaaa
 		phase_done(r, n);
 }
 
+/*
+ * The answer is to the question asked: one question, of the asked type, for
+ * the host or the host under a search domain. c-ares checks this itself
+ * unless ARES_FLAG_NOCHECKRESP is set (see kb_resolver_new), so check here.
+ */
+static bool same_question(const struct rname *n, int idx, const unsigned char *abuf, int alen)
+{
+	size_t hl = strlen(n->host) - (n->absolute ? 1 : 0);
+	char *name = NULL;
+	long enclen = 0;
+	bool ok;
+	int type;
+
+	if (alen < 12 || abuf[4] != 0 || abuf[5] != 1)
+		return false;
+	if (ares_expand_name(abuf + 12, abuf, alen, &name, &enclen) != ARES_SUCCESS)
+		return false;
+	ok = 12 + enclen + 4 <= alen;
+	type = ok ? abuf[12 + enclen] << 8 | abuf[12 + enclen + 1] : 0;
+	ok = ok && type == (idx ? T_AAAA : T_A) && strncasecmp(name, n->host, hl) == 0 &&
+	     (name[hl] == '\0' || (name[hl] == '.' && !n->absolute));
+	ares_free_string(name);
+	return ok;
+}
+
 /* Parse one answer into res, judging each address with the SSRF guard. */
-static void parse_answer(struct kb_resolver *r, struct rres *res, int idx, int status, unsigned char *abuf, int alen)
+static void parse_answer(struct kb_resolver *r, const struct rname *n, struct rres *res, int idx, int status,
+			 unsigned char *abuf, int alen)
 {
 	int rc, cnt = KB_RESOLVER_MAX_ADDRS;
 
@@ -196,6 +225,10 @@ static void parse_answer(struct kb_resolver *r, struct rres *res, int idx, int s
 	res->ttl = 0;
 	if (status != ARES_SUCCESS) {
 		res->status = status;
+		return;
+	}
+	if (!same_question(n, idx, abuf, alen)) {
+		res->status = ARES_EBADRESP;
 		return;
 	}
 	if (idx == 0) {
@@ -265,7 +298,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	struct kb_resolver *r = n->r;
 
 	if (!n->dropped && !r->destroying && n->res)
-		parse_answer(r, &n->res[q->idx], q->idx, status, abuf, alen);
+		parse_answer(r, n, &n->res[q->idx], q->idx, status, abuf, alen);
 	query_done(r, n);
 }
 
@@ -295,6 +328,50 @@ void rv_clear_answer(struct rname *n)
 	n->naddrs = 0;
 }
 
+/* The addresses of use[] that the SSRF guard refused, each with its reason, into out (room for all). */
+static size_t refused_of(struct kb_resolver *r, const struct rres *const *use, size_t nuse, struct rrefused *out)
+{
+	size_t nr = 0;
+
+	for (size_t i = 0; i < nuse; i++)
+		for (size_t k = 0; k < use[i]->n; k++) {
+			char why[256];
+
+			if (use[i]->allowed[k])
+				continue;
+			kb_policy_allows_ip(r->o.policy, use[i]->a[k].family, use[i]->a[k].ip, why, sizeof(why));
+			out[nr].a = use[i]->a[k];
+			out[nr++].why = strdup(why);
+		}
+	return nr;
+}
+
+/*
+ * A failed round in which a family did answer, with refused addresses only.
+ * While no usable address is in force, those refusals become the name's, so
+ * its status says why nothing is programmed rather than only the other
+ * family's error. A usable answer in force keeps its own list.
+ */
+static void note_refused(struct kb_resolver *r, struct rname *n)
+{
+	const struct rres *use[2];
+	struct rrefused *refused;
+	size_t nuse = 0, total = 0;
+
+	if (n->naddrs)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (n->res[i].status == ARES_SUCCESS && n->res[i].n > n->res[i].nallowed) {
+			use[nuse++] = &n->res[i];
+			total += n->res[i].n;
+		}
+	if (!nuse || !(refused = calloc(total, sizeof(*refused))))
+		return;
+	rv_clear_answer(n);
+	n->refused = refused;
+	n->nrefused = refused_of(r, use, nuse, refused);
+}
+
 /* A good answer: the usable addresses of use[] become the name's set. */
 static void commit_success(struct kb_resolver *r, struct rname *n, const struct rres *const *use, size_t nuse)
 {
@@ -322,18 +399,11 @@ static void commit_success(struct kb_resolver *r, struct rname *n, const struct 
 
 		if (res->n && (ttl < 0 || res->ttl < ttl))
 			ttl = res->ttl;
-		for (size_t k = 0; k < res->n; k++) {
-			if (res->allowed[k]) {
+		for (size_t k = 0; k < res->n; k++)
+			if (res->allowed[k])
 				addrs[na++] = res->a[k];
-			} else {
-				char why[256];
-
-				kb_policy_allows_ip(r->o.policy, res->a[k].family, res->a[k].ip, why, sizeof(why));
-				refused[nr].a = res->a[k];
-				refused[nr++].why = strdup(why);
-			}
-		}
 	}
+	nr = refused_of(r, use, nuse, refused);
 	qsort(addrs, na, sizeof(*addrs), addr_cmp);
 	if (na > 1) {
 		size_t w = 1;
@@ -387,11 +457,12 @@ static void commit_failure(struct kb_resolver *r, struct rname *n, int status)
 
 	if (cap < r->o.retry_base_ms)
 		cap = r->o.retry_base_ms;
+	note_refused(r, n);
 	n->failures++;
 	r->errors++;
 	n->backoff_ms = n->failures == 1 ? r->o.retry_base_ms : min64(n->backoff_ms * 2, cap);
 	n->next_ms = now + n->backoff_ms;
-	set_error(n, status_text(status));
+	set_error(n, rv_status_text(r, status));
 	/* Only a good answer ends a negative spell: a timeout in between proves nothing. */
 	if (is_negative(status))
 		n->negative = true;
@@ -413,6 +484,10 @@ static void phase_done(struct kb_resolver *r, struct rname *n)
 	int pi = n->round_family == KB_LOOKUP_V6_PREFERRED ? 1 : 0;	/* preferred index */
 	const struct rres *p = &n->res[pi], *s = &n->res[1 - pi];
 
+	for (int i = 0; i < 2; i++) {
+		n->asked[i] = n->res[i].status != ARES_ECANCELLED;
+		n->last_status[i] = n->res[i].status;
+	}
 	switch (n->round_family) {
 	case KB_LOOKUP_V4:
 	case KB_LOOKUP_V6: {

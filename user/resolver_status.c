@@ -32,11 +32,37 @@ static const char *state_name(const struct rname *n)
 {
 	if (n->literal)
 		return "literal";
+	if (!n->naddrs && n->nrefused)
+		return "refused";	/* answered, but the SSRF guard refused every address */
 	if (!n->answered)
 		return "pending";
 	if (n->expired)
 		return "expired";
 	return n->failures ? "stale" : "resolved";
+}
+
+/* How each record type of the last round ended: {"A": "NOERROR", "AAAA": "REFUSED"}; a type not asked is null. */
+static struct json_object *answers_json(const struct rname *n)
+{
+	struct json_object *o = json_object_new_object();
+	static const char *const type[2] = { "A", "AAAA" };
+
+	for (int i = 0; i < 2; i++)
+		json_object_object_add(o, type[i], n->asked[i] ? json_object_new_string(rv_status_text(n->r, n->last_status[i]))
+							      : NULL);
+	return o;
+}
+
+/* Why nothing is programmed for a name in state "refused" (null otherwise). */
+static struct json_object *reason_json(const struct rname *n)
+{
+	char buf[256];
+
+	if (n->literal || n->naddrs || !n->nrefused)
+		return NULL;
+	snprintf(buf, sizeof(buf), "no usable address: %zu answered address%s refused by the SSRF guard%s%s", n->nrefused,
+		 n->nrefused == 1 ? "" : "es", n->failures ? "; last error: " : "", n->failures ? n->last_error : "");
+	return json_object_new_string(buf);
 }
 
 static struct json_object *name_json(const struct rname *n, int64_t now)
@@ -73,6 +99,8 @@ static struct json_object *name_json(const struct rname *n, int64_t now)
 				       json_object_new_int64(n->active || n->queued || n->next_ms <= now
 							     ? 0 : (n->next_ms - now + 999) / 1000));
 	json_object_object_add(o, "last_error", n->last_error[0] ? json_object_new_string(n->last_error) : NULL);
+	json_object_object_add(o, "last_answers", answers_json(n));
+	json_object_object_add(o, "reason", reason_json(n));
 	json_object_object_add(o, "last_error_time",
 			       n->last_error[0] ? json_object_new_int64((int64_t)n->last_error_time) : NULL);
 	json_object_object_add(o, "consecutive_failures", json_object_new_int64(n->failures));
