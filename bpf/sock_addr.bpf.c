@@ -436,9 +436,18 @@ int sock_release(struct bpf_sock *ctx)
 	if (!BPF_CORE_READ((struct sock *)ctx, __sk_common.skc_cookie.counter))
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
-	bpf_map_delete_elem(&sock_peers, &cookie);
-	/* Only UDP sockets can have a udp_replies record: TCP closes skip the second delete. */
-	if (ctx->type == SOCK_DGRAM)
+	if (ctx->type != SOCK_DGRAM) {
+		bpf_map_delete_elem(&sock_peers, &cookie);
+		return 1;
+	}
+	/*
+	 * A UDP socket has a record in one map or the other (or in both, if it
+	 * sent unconnected and then connected): a lookup, lock-free, is cheaper
+	 * than a delete that misses, which still takes the bucket lock.
+	 */
+	if (bpf_map_lookup_elem(&sock_peers, &cookie))
+		bpf_map_delete_elem(&sock_peers, &cookie);
+	if (bpf_map_lookup_elem(&udp_replies, &cookie))
 		bpf_map_delete_elem(&udp_replies, &cookie);
 	return 1;
 }
