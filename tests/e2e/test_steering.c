@@ -190,17 +190,9 @@ static int group_setup(void **state)
 	int p[2];
 	char c;
 
-	E.skip = e2e_skip_reason();
+	E.skip = e2e_netns_skip_reason(E.cgroot, sizeof(E.cgroot), &E.cgmounted);
 	if (E.skip)
 		return 0;
-	if (e2e_sh("command -v ip")) {
-		E.skip = "needs iproute2";
-		return 0;
-	}
-	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
-		E.skip = "no cgroup2 hierarchy";
-		return 0;
-	}
 	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-steer-%d", E.cgroot, (int)getpid());
 	snprintf(E.pin, sizeof(E.pin), "/sys/fs/bpf/kbackend-test-%d", (int)getpid());
 	snprintf(E.node, sizeof(E.node), "kbt-node-%d", (int)getpid());
