@@ -48,16 +48,9 @@ struct {
 	__type(value, __u32);
 } rr_cursors SEC(".maps");
 
-/* kb_endpoint_key (UDP endpoint) -> kb_frontend_key; writer: dataplane apply; reader: recvmsg4/6. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, KB_MAX_ENDPOINTS_DEFAULT);
-	__type(key, struct kb_endpoint_key);
-	__type(value, struct kb_frontend_key);
-} udp_reverse SEC(".maps");
-
 /*
- * socket cookie (__u64) -> kb_peer; writer: connect4/6 (insert), sock_release (delete); reader: getpeername4/6.
+ * socket cookie (__u64) -> kb_peer; writer: connect4/6 (insert), sock_release (delete);
+ * reader: getpeername4/6, recvmsg4/6 (a connected UDP socket's replies), udp_destroy.
  * A preallocated hash: an insert takes a per-CPU freelist and one bucket lock, no global lock, and
  * costs half of what an LRU insert with its evictions does (bench/bpf_cost.c). Entries live exactly
  * as long as their socket, since sock_release deletes them at close(); when the map is full the
@@ -70,7 +63,24 @@ struct {
 	__type(value, struct kb_peer);
 } sock_peers SEC(".maps");
 
-/* key 0 -> per-CPU count (__u64) of steered connects whose sock_peers record did not fit; writer: connect4/6; reader: bpftool. */
+/*
+ * socket cookie (__u64) -> kb_udp_replies, for unconnected UDP sockets only; writer: sendmsg4/6 (insert or
+ * replace, only when the socket meets a new endpoint), sock_release (delete, UDP sockets); reader: recvmsg4/6.
+ * Keyed by socket, so a reply is shown from a frontend only to a socket that sent to that frontend: a socket
+ * that names the endpoint itself sees the endpoint (invariant 3), and two frontends sharing an endpoint
+ * each get their own replies. Preallocated like sock_peers, and freed the same way (sock_release at close).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KB_MAX_UDP_SENDERS_DEFAULT);
+	__type(key, __u64);
+	__type(value, struct kb_udp_replies);
+} udp_replies SEC(".maps");
+
+/*
+ * key 0 -> per-CPU count (__u64) of steered connects and sends whose sock_peers or udp_replies record did
+ * not fit (the map was full); writer: connect4/6, sendmsg4/6; reader: bpftool.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

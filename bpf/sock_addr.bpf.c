@@ -155,6 +155,36 @@ static __always_inline __u32 kb_least_request(__u32 base, __u32 n, __u8 proto)
 	return kb_slot_active(sb, proto) < kb_slot_active(sa, proto) ? b : a;
 }
 
+_Static_assert(sizeof(struct kb_endpoint_key) == 20 && sizeof(struct kb_frontend_key) == 20,
+	       "kb_key_eq compares endpoint and frontend keys as five words");
+
+/* Two 20-byte keys (kb_endpoint_key or kb_frontend_key) are the same: no memcmp in BPF. */
+static __always_inline bool kb_key_eq(const void *a, const void *b)
+{
+	const __u32 *x = a, *y = b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+static __always_inline void kb_count_peer_drop(void)
+{
+	__u32 zero = 0;
+	__u64 *drops = bpf_map_lookup_elem(&peer_drops, &zero);
+
+	if (drops)
+		(*drops)++;
+}
+
+static __always_inline void kb_peer_of(struct kb_peer *peer, const struct kb_frontend_key *key,
+				       const struct kb_slot *slot)
+{
+	peer->frontend = *key;
+	__builtin_memcpy(peer->endpoint.ip, slot->ip, sizeof(peer->endpoint.ip));
+	peer->endpoint.port = slot->port;
+	peer->endpoint.family = slot->family;
+	peer->endpoint.proto = key->proto;
+}
+
 /*
  * Remember the frontend for getpeername(), keyed by the socket cookie (never
  * reused); sock_release deletes the record at close(). When it cannot be
@@ -166,20 +196,57 @@ static __always_inline void kb_remember_peer(struct bpf_sock_addr *ctx, const st
 					     const struct kb_slot *slot)
 {
 	struct kb_peer peer = {};
-	__u64 cookie = bpf_get_socket_cookie(ctx), *drops;
-	__u32 zero = 0;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
 
-	peer.frontend = *key;
-	__builtin_memcpy(peer.endpoint.ip, slot->ip, sizeof(peer.endpoint.ip));
-	peer.endpoint.port = slot->port;
-	peer.endpoint.family = slot->family;
-	peer.endpoint.proto = key->proto;
+	kb_peer_of(&peer, key, slot);
 	if (!bpf_map_update_elem(&sock_peers, &cookie, &peer, BPF_ANY))
 		return;
 	bpf_map_delete_elem(&sock_peers, &cookie);
-	drops = bpf_map_lookup_elem(&peer_drops, &zero);
-	if (drops)
-		(*drops)++;
+	kb_count_peer_drop();
+}
+
+/*
+ * An unconnected UDP send was steered: remember (this socket, endpoint) ->
+ * frontend, so that recvmsg shows the frontend to this socket only. A socket
+ * that keeps sending to endpoints it already has pays one lookup; a new
+ * endpoint rewrites the socket's whole value in one update (readers see the
+ * old or the new table). Two threads adding endpoints to one socket at the
+ * same moment may lose one entry: that endpoint's reply then shows its own
+ * address, the same as when more than KB_UDP_REPLY_WAYS endpoints are in use.
+ */
+static __always_inline void kb_remember_reply(struct bpf_sock_addr *ctx, const struct kb_frontend_key *key,
+					      const struct kb_slot *slot)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct kb_udp_replies *cur, nv = {};
+	struct kb_peer peer = {};
+	__u32 i, w = KB_UDP_REPLY_WAYS;
+
+	kb_peer_of(&peer, key, slot);
+	cur = bpf_map_lookup_elem(&udp_replies, &cookie);
+	if (cur) {
+		nv = *cur;
+		for (i = 0; i < KB_UDP_REPLY_WAYS; i++) {
+			if (kb_key_eq(&nv.ent[i].endpoint, &peer.endpoint)) {
+				if (kb_key_eq(&nv.ent[i].frontend, key))
+					return;	/* known: nothing to write */
+				w = i;	/* the same endpoint through another frontend: the newest wins */
+				break;
+			}
+		}
+		for (i = 0; w == KB_UDP_REPLY_WAYS && i < KB_UDP_REPLY_WAYS; i++)
+			if (!nv.ent[i].endpoint.family)
+				w = i;
+		if (w == KB_UDP_REPLY_WAYS)
+			w = nv.next++ % KB_UDP_REPLY_WAYS;
+	} else {
+		w = 0;
+	}
+	if (w >= KB_UDP_REPLY_WAYS)
+		return;	/* for the verifier */
+	nv.ent[w] = peer;
+	if (bpf_map_update_elem(&udp_replies, &cookie, &nv, BPF_ANY))
+		kb_count_peer_drop();
 }
 
 /*
@@ -256,6 +323,8 @@ static __always_inline int kb_steer(struct bpf_sock_addr *ctx, bool v6, bool is_
 
 	if (!is_sendmsg)
 		kb_remember_peer(ctx, &key, slot);
+	else
+		kb_remember_reply(ctx, &key, slot);
 	return 1;
 
 refuse:
@@ -283,21 +352,52 @@ static __always_inline int kb_peername(struct bpf_sock_addr *ctx, bool v6)
 	return 1;
 }
 
-/* recvmsg() on unconnected UDP: a reply from an endpoint appears to come from its frontend. */
+/*
+ * The socket's cookie if it has one, else 0, without making one: only a
+ * socket that was steered (connect4/6, sendmsg4/6 made its cookie) can have
+ * a record. A CO-RE probe read of the kernel's context (its sk), as in
+ * sock_release, keeps an unsteered socket's recvmsg to two loads.
+ */
+static __always_inline __u64 kb_cookie_if_any(struct bpf_sock_addr *ctx)
+{
+	return BPF_CORE_READ((struct bpf_sock_addr_kern *)ctx, sk, __sk_common.skc_cookie.counter);
+}
+
+/*
+ * recvmsg() on UDP: a reply appears to come from the frontend only when this
+ * socket sent to that frontend and was steered to the replying endpoint
+ * (udp_replies for unconnected sends, sock_peers for a connected socket).
+ * Anything else, such as a socket that named the endpoint itself, is untouched.
+ */
 static __always_inline int kb_recvmsg(struct bpf_sock_addr *ctx, bool v6)
 {
-	struct kb_endpoint_key key = {};
-	struct kb_frontend_key *fk;
+	struct kb_endpoint_key src = {};
+	struct kb_udp_replies *r;
+	struct kb_peer *p;
 	struct kb_addr a;
+	__u64 cookie = kb_cookie_if_any(ctx);
+	__u32 i;
 
+	if (!cookie)
+		return 1;	/* invariant 3: never steered, untouched */
 	kb_read_addr(ctx, v6, &a);
-	__builtin_memcpy(key.ip, a.ip, sizeof(key.ip));
-	key.family = a.family;
-	key.port = (__be16)ctx->user_port;
-	key.proto = KB_PROTO_UDP;
-	fk = bpf_map_lookup_elem(&udp_reverse, &key);
-	if (fk)
-		kb_write_addr(ctx, v6, fk->family, fk->ip, fk->port);
+	__builtin_memcpy(src.ip, a.ip, sizeof(src.ip));
+	src.family = a.family;
+	src.port = (__be16)ctx->user_port;
+	src.proto = KB_PROTO_UDP;
+	r = bpf_map_lookup_elem(&udp_replies, &cookie);
+	if (r) {
+		for (i = 0; i < KB_UDP_REPLY_WAYS; i++) {
+			if (kb_key_eq(&r->ent[i].endpoint, &src)) {
+				kb_write_addr(ctx, v6, r->ent[i].frontend.family, r->ent[i].frontend.ip,
+					      r->ent[i].frontend.port);
+				return 1;
+			}
+		}
+	}
+	p = bpf_map_lookup_elem(&sock_peers, &cookie);
+	if (p && kb_key_eq(&p->endpoint, &src))
+		kb_write_addr(ctx, v6, p->frontend.family, p->frontend.ip, p->frontend.port);
 	return 1;
 }
 
@@ -316,9 +416,10 @@ static __always_inline int kb_bind(struct bpf_sock_addr *ctx, bool v6)
 }
 
 /*
- * close() of an inet socket in the cgroup: drop its sock_peers record, so the
- * map holds live sockets only. The context of a cgroup sock program is the
- * kernel's struct sock, and a socket without a cookie was never recorded
+ * close() of an inet socket in the cgroup: drop its sock_peers and
+ * udp_replies records, so the maps hold live sockets only. The context of a
+ * cgroup sock program is the kernel's struct sock, and a socket without a
+ * cookie was never recorded
  * (recording makes the cookie): an unsteered socket leaves without making one
  * or taking a bucket lock (about 110 ns against 300 ns, bench/bpf_cost.c).
  * A CO-RE probe read rather than bpf_rdonly_cast (50 ns cheaper, 6.2+) keeps
@@ -335,7 +436,19 @@ int sock_release(struct bpf_sock *ctx)
 	if (!BPF_CORE_READ((struct sock *)ctx, __sk_common.skc_cookie.counter))
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
-	bpf_map_delete_elem(&sock_peers, &cookie);
+	if (ctx->type != SOCK_DGRAM) {
+		bpf_map_delete_elem(&sock_peers, &cookie);
+		return 1;
+	}
+	/*
+	 * A UDP socket has a record in one map or the other (or in both, if it
+	 * sent unconnected and then connected): a lookup, lock-free, is cheaper
+	 * than a delete that misses, which still takes the bucket lock.
+	 */
+	if (bpf_map_lookup_elem(&sock_peers, &cookie))
+		bpf_map_delete_elem(&sock_peers, &cookie);
+	if (bpf_map_lookup_elem(&udp_replies, &cookie))
+		bpf_map_delete_elem(&udp_replies, &cookie);
 	return 1;
 }
 

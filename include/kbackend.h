@@ -18,8 +18,12 @@
 /* Default map sizes; the loader may override them before load. */
 #define KB_MAX_FRONTENDS_DEFAULT (1u << 17)	/* frontends, frontend_stats, rr_cursors */
 #define KB_MAX_SLOTS_DEFAULT (1u << 20)		/* slots */
-#define KB_MAX_ENDPOINTS_DEFAULT (1u << 17)	/* endpoint_stats, udp_reverse */
-#define KB_MAX_PEERS_DEFAULT (1u << 17)		/* sock_peers: live steered sockets */
+#define KB_MAX_ENDPOINTS_DEFAULT (1u << 17)	/* endpoint_stats */
+#define KB_MAX_PEERS_DEFAULT (1u << 17)		/* sock_peers: live connected steered sockets */
+#define KB_MAX_UDP_SENDERS_DEFAULT (1u << 15)	/* udp_replies: live unconnected UDP sockets that used a frontend */
+
+/* Endpoints one unconnected UDP socket is answered from through frontends at a time (udp_replies). */
+#define KB_UDP_REPLY_WAYS 4
 
 /* Load-balancer types, as BackendTrafficPolicy loadBalancer.type names them. */
 enum kb_lb {
@@ -82,9 +86,10 @@ struct kb_conn_stats {
 };
 
 /*
- * udp_reverse: key. An endpoint as the source of a reply datagram shows it;
- * same layout as kb_frontend_key. The value is the kb_frontend_key to show
- * to recvmsg() instead. IPv4-mapped IPv6 addresses are stored as AF_INET.
+ * An endpoint address: the key of the per-endpoint health maps, and the
+ * source a reply datagram shows. Same 20-byte layout as kb_frontend_key
+ * (the programs compare both as five words). IPv4-mapped IPv6 addresses are
+ * stored as AF_INET.
  */
 struct kb_endpoint_key {
 	__u32 ip[4];		/* network order words; IPv4 in ip[0] */
@@ -131,12 +136,27 @@ struct kb_health_event {
 
 /*
  * sock_peers: value, keyed by socket cookie (__u64). Written by connect4/6
- * when they steer, read by getpeername4/6, which restores the frontend only
- * while the socket's peer is still that endpoint (a UDP socket may reconnect).
+ * when they steer, read by getpeername4/6 and recvmsg4/6, which restore the
+ * frontend only while the socket's peer is still that endpoint (a UDP socket
+ * may reconnect). Also the entry type of kb_udp_replies.
  */
 struct kb_peer {
 	struct kb_frontend_key frontend;
 	struct kb_endpoint_key endpoint;
+};
+
+/*
+ * udp_replies: value, keyed by socket cookie (__u64). The endpoints an
+ * unconnected UDP socket has sent to through a frontend, each with that
+ * frontend: sendmsg4/6 write it, recvmsg4/6 show the frontend as the source
+ * of a reply only when the socket has an entry for the replying endpoint.
+ * An entry whose endpoint.family is 0 is empty. With all ways in use a new
+ * endpoint replaces entry `next % KB_UDP_REPLY_WAYS`, and `next` moves on.
+ */
+struct kb_udp_replies {
+	struct kb_peer ent[KB_UDP_REPLY_WAYS];
+	__u32 next;
+	__u32 pad;
 };
 
 /* frontend_addrs: key. A frontend address without port; bind() to it is refused. */

@@ -121,6 +121,8 @@ static const struct kb_dataplane_ops kb_bpf_ops = {
 
 /* ---- open, attach, pin ---- */
 
+static const char *const kb_retired_maps[] = { "udp_reverse" };
+
 static int kb_mkdir(const char *path, mode_t mode)
 {
 	return mkdir(path, mode) && errno != EEXIST ? -errno : 0;
@@ -248,6 +250,18 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 	if (err)
 		goto out_close_cg;
 
+	/*
+	 * Maps an older kbackend pinned and this one no longer has: udp_reverse
+	 * (endpoint -> frontend, replaced by the per-socket udp_replies). The
+	 * pinned recvmsg programs keep their own reference until their links
+	 * point at the new programs, so removing the pin first drops nothing.
+	 */
+	for (size_t i = 0; i < sizeof(kb_retired_maps) / sizeof(kb_retired_maps[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", pin, kb_retired_maps[i]);
+		if (!unlink(path))
+			kb_log_info("removed pinned %s: this version does not use it", kb_retired_maps[i]);
+	}
+
 	d->skel = sock_addr_bpf__open();
 	if (!d->skel) {
 		err = kb_fail(-errno, "open", "sock_addr BPF object");
@@ -289,7 +303,7 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 			max = d->max_frontends;
 		} else if (map == d->skel->maps.slots) {
 			max = d->max_slots;
-		} else if (map == d->skel->maps.endpoint_stats || map == d->skel->maps.udp_reverse) {
+		} else if (map == d->skel->maps.endpoint_stats) {
 			max = d->max_endpoints;
 		} else if (map == d->skel->maps.sock_peers) {
 			max = d->max_peers;

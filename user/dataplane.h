@@ -12,7 +12,7 @@ struct kb_dataplane_opts {
 	const char *cgroup;	/* cgroup v2 directory to attach sock_addr/sockops programs to */
 	__u32 max_frontends;	/* map sizes; 0: defaults (KB_MAX_*_DEFAULT); pinned maps keep theirs */
 	__u32 max_slots;
-	__u32 max_endpoints;	/* distinct endpoints (endpoint_stats, udp_reverse) */
+	__u32 max_endpoints;	/* distinct endpoints (endpoint_stats) */
 };
 
 struct kb_dataplane;

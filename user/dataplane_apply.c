@@ -133,17 +133,15 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 	struct kb_index feix = { 0 }, epix = { 0 }, nfeix = { 0 }, nepix = { 0 };
 	struct kb_fe_state *nfes = NULL;
 	struct kb_ep_state *neps = NULL;
-	struct kb_endpoint_key *rkeys = NULL;
-	struct kb_frontend_key *rvals = NULL;
 	struct kb_addr_key *akeys = NULL;
 	__u32 *avals = NULL;
-	size_t nnfes = 0, nneps = 0, nrev = 0, naddr = 0, totslots = 0, i, hole;
+	size_t nnfes = 0, nneps = 0, naddr = 0, totslots = 0, i, hole;
 	bool *matched = NULL, *changed = NULL, *fresh_ep = NULL;
 	__u64 freeslots = 0, needslots = 0;
 	int fefd = bpf_map__fd(d->skel->maps.frontends);
 	int err = 0;
 
-	/* Sized for every slot and every endpoint: both index into neps and the reverse keys. */
+	/* Sized for every slot and every endpoint: both may add to neps. */
 	for (i = 0; i < c->nfes; i++)
 		totslots += c->fes[i].nslots + c->fes[i].neps;
 	if (c->nfes > d->max_frontends) {
@@ -154,14 +152,12 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 
 	nfes = calloc(c->nfes ? c->nfes : 1, sizeof(*nfes));
 	neps = calloc(totslots ? totslots : 1, sizeof(*neps));
-	rkeys = calloc(totslots ? totslots : 1, sizeof(*rkeys));
-	rvals = calloc(totslots ? totslots : 1, sizeof(*rvals));
 	akeys = calloc(c->nfes ? c->nfes : 1, sizeof(*akeys));
 	avals = calloc(c->nfes ? c->nfes : 1, sizeof(*avals));
 	matched = calloc(d->nfes ? d->nfes : 1, sizeof(*matched));
 	changed = calloc(c->nfes ? c->nfes : 1, sizeof(*changed));
 	fresh_ep = calloc(totslots ? totslots : 1, sizeof(*fresh_ep));
-	if (!nfes || !neps || !rkeys || !rvals || !akeys || !avals || !matched || !changed || !fresh_ep) {
+	if (!nfes || !neps || !akeys || !avals || !matched || !changed || !fresh_ep) {
 		err = -ENOMEM;
 		goto out_fail;
 	}
@@ -240,16 +236,6 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 				neps[e].id = o >= 0 ? d->eps[o].id : UINT32_MAX;
 				nepix.tab[hole] = (__u32)e + 1;
 			}
-			/* Replies from a UDP endpoint show its frontend; the first frontend wins (kb_sync_hash). */
-			if (cf->proto == KB_PROTO_UDP && id.kind == KB_SLOT_IP) {
-				struct kb_endpoint_key *rk = &rkeys[nrev];
-
-				memcpy(rk->ip, id.ip, sizeof(rk->ip));
-				rk->port = id.port;
-				rk->family = id.family;
-				rk->proto = KB_PROTO_UDP;
-				rvals[nrev++] = cf->key;
-			}
 			sl->endpoint_id = (__u32)e;	/* fixed up below, once ids exist */
 		}
 		old = kb_index_find(&feix, &cf->key, sizeof(cf->key), d->fes, sizeof(*d->fes), &hole);
@@ -318,16 +304,11 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 		}
 	}
 
-	/* Reverse entries and frontend addresses go in before the frontends that need them. */
+	/* Frontend addresses go in before the frontends that need them. */
 	{
 		/* Add-only pass: deletes wait until the frontends are gone. */
-		int rfd = bpf_map__fd(d->skel->maps.udp_reverse), afd = bpf_map__fd(d->skel->maps.frontend_addrs);
+		int afd = bpf_map__fd(d->skel->maps.frontend_addrs);
 
-		for (i = 0; i < nrev; i++)
-			if (bpf_map_update_elem(rfd, &rkeys[i], &rvals[i], BPF_NOEXIST) && errno != EEXIST) {
-				err = kb_fail(-errno, "update", "udp_reverse map");
-				goto out_put_ids;
-			}
 		for (i = 0; i < naddr; i++)
 			if (bpf_map_update_elem(afd, &akeys[i], &avals[i], BPF_NOEXIST) && errno != EEXIST) {
 				err = kb_fail(-errno, "update", "frontend_addrs map");
@@ -395,10 +376,9 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 		if (kb_index_find(&nepix, &d->eps[i].ident, sizeof(d->eps[i].ident), neps, sizeof(*neps), &hole) < 0)
 			kb_id_put(&d->ep_ids, d->eps[i].id);
 
-	err = kb_sync_hash(d->skel->maps.udp_reverse, rkeys, rvals, nrev);
-	err = err ?: kb_sync_hash(d->skel->maps.frontend_addrs, akeys, avals, naddr);
+	err = kb_sync_hash(d->skel->maps.frontend_addrs, akeys, avals, naddr);
 	if (err)
-		err = kb_fail(err, "prune", "reverse and address maps");
+		err = kb_fail(err, "prune", "frontend_addrs map");
 
 	/* The new mirror replaces the old one. */
 	for (i = 0; i < d->nfes; i++)
@@ -446,8 +426,6 @@ out:
 			free(nfes[i].slots);
 	free(nfes);
 	free(neps);
-	free(rkeys);
-	free(rvals);
 	free(akeys);
 	free(avals);
 	free(matched);

@@ -150,6 +150,24 @@ static inline int e2e_sh(const char *fmt, ...)
 	return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/*
+ * The skip checks of a dataplane test with its own namespaces: root and a
+ * kernel that loads sock_addr programs, iproute2, and a cgroup2 hierarchy
+ * (found, or mounted: see e2e_cgroup2_root). NULL when the test can run.
+ */
+static inline const char *e2e_netns_skip_reason(char *cgroot, size_t len, bool *mounted)
+{
+	const char *skip = e2e_skip_reason();
+
+	if (skip)
+		return skip;
+	if (e2e_sh("command -v ip"))
+		return "needs iproute2";
+	if (e2e_cgroup2_root(cgroot, len, mounted))
+		return "no cgroup2 hierarchy";
+	return NULL;
+}
+
 /* Enter the named netns (made by `ip netns add`) in this process. */
 static inline int e2e_setns(const char *name)
 {

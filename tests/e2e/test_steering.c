@@ -190,17 +190,9 @@ static int group_setup(void **state)
 	int p[2];
 	char c;
 
-	E.skip = e2e_skip_reason();
+	E.skip = e2e_netns_skip_reason(E.cgroot, sizeof(E.cgroot), &E.cgmounted);
 	if (E.skip)
 		return 0;
-	if (e2e_sh("command -v ip")) {
-		E.skip = "needs iproute2";
-		return 0;
-	}
-	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted)) {
-		E.skip = "no cgroup2 hierarchy";
-		return 0;
-	}
 	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-steer-%d", E.cgroot, (int)getpid());
 	snprintf(E.pin, sizeof(E.pin), "/sys/fs/bpf/kbackend-test-%d", (int)getpid());
 	snprintf(E.node, sizeof(E.node), "kbt-node-%d", (int)getpid());
@@ -286,7 +278,29 @@ static socklen_t mk_addr(const char *ip, __u16 port, struct sockaddr_storage *ss
 	return sizeof(*s4);
 }
 
-enum op { OP_TCP, OP_UDP_CONNECTED, OP_UDP_SENDTO, OP_BIND };
+/*
+ * OP_UDP_CONNECTED shows getpeername(); OP_UDP_CONNECTED_FROM shows the
+ * source recvfrom() reports on the connected socket; OP_UDP_SENDMSG uses
+ * sendmsg()/recvmsg() with msg_name, as opposed to sendto()/recvfrom().
+ * OP_UDP_SENDTO2 sends twice on one socket before it reads two replies,
+ * reported in sorted order and joined by ','.
+ */
+enum op { OP_TCP, OP_UDP_CONNECTED, OP_UDP_CONNECTED_FROM, OP_UDP_SENDTO, OP_UDP_SENDTO2, OP_UDP_SENDMSG, OP_BIND };
+
+/* Put two strings of size sz in order. */
+static void sort2(char *a, char *b, size_t sz)
+{
+	char t[128];
+
+	if (strcmp(a, b) <= 0 || sz > sizeof(t))
+		return;
+	memcpy(t, a, sz);
+	memcpy(a, b, sz);
+	memcpy(b, t, sz);
+}
+
+/* When set, client sockets bind to this source address (port 0) before they connect. */
+static const char *client_src;
 
 /* One exchange; out gets "<endpoint that answered> <peer the client sees>" or "E<errno>". */
 static void client_op(enum op op, const char *ip, __u16 port, char *out, size_t len)
@@ -299,6 +313,8 @@ static void client_op(enum op op, const char *ip, __u16 port, char *out, size_t 
 	int fd;
 
 	fd = socket(ss.ss_family, op == OP_TCP || op == OP_BIND ? SOCK_STREAM : SOCK_DGRAM, 0);
+	if (fd < 0)
+		goto err;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	switch (op) {
@@ -310,10 +326,25 @@ static void client_op(enum op op, const char *ip, __u16 port, char *out, size_t 
 		return;
 	case OP_TCP:
 	case OP_UDP_CONNECTED:
+	case OP_UDP_CONNECTED_FROM:
+		if (client_src) {
+			struct sockaddr_storage src;
+			socklen_t srl = mk_addr(client_src, 0, &src);
+
+			if (bind(fd, (struct sockaddr *)&src, srl))
+				goto err;
+		}
 		if (connect(fd, (struct sockaddr *)&ss, sl))
 			goto err;
-		if (op == OP_UDP_CONNECTED && send(fd, "q", 1, 0) != 1)
+		if (op != OP_TCP && send(fd, "q", 1, 0) != 1)
 			goto err;
+		if (op == OP_UDP_CONNECTED_FROM) {
+			n = recvfrom(fd, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&peer, &pl);
+			if (n < 0)
+				goto err;
+			buf[n] = '\0';
+			break;
+		}
 		n = recv(fd, buf, sizeof(buf) - 1, 0);
 		if (n < 0)
 			goto err;
@@ -321,6 +352,40 @@ static void client_op(enum op op, const char *ip, __u16 port, char *out, size_t 
 		if (getpeername(fd, (struct sockaddr *)&peer, &pl))
 			goto err;
 		break;
+	case OP_UDP_SENDTO2: {
+		char one[2][128];
+
+		for (int k = 0; k < 2; k++)
+			if (sendto(fd, "q", 1, 0, (struct sockaddr *)&ss, sl) != 1)
+				goto err;
+		for (int k = 0; k < 2; k++) {
+			pl = sizeof(peer);
+			n = recvfrom(fd, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&peer, &pl);
+			if (n < 0)
+				goto err;
+			buf[n] = '\0';
+			addr_str(&peer, ps, sizeof(ps), true);
+			snprintf(one[k], sizeof(one[k]), "%s %s", buf, ps);
+		}
+		sort2(one[0], one[1], sizeof(one[0]));
+		snprintf(out, len, "%s,%s", one[0], one[1]);
+		close(fd);
+		return;
+	}
+	case OP_UDP_SENDMSG: {
+		struct iovec iov = { .iov_base = "q", .iov_len = 1 };
+		struct msghdr mh = { .msg_name = &ss, .msg_namelen = sl, .msg_iov = &iov, .msg_iovlen = 1 };
+
+		if (sendmsg(fd, &mh, 0) != 1)
+			goto err;
+		iov = (struct iovec){ .iov_base = buf, .iov_len = sizeof(buf) - 1 };
+		mh = (struct msghdr){ .msg_name = &peer, .msg_namelen = pl, .msg_iov = &iov, .msg_iovlen = 1 };
+		n = recvmsg(fd, &mh, 0);
+		if (n < 0)
+			goto err;
+		buf[n] = '\0';
+		break;
+	}
 	case OP_UDP_SENDTO:
 		if (sendto(fd, "q", 1, 0, (struct sockaddr *)&ss, sl) != 1)
 			goto err;
@@ -506,22 +571,141 @@ static void test_tcp6_and_udp6(void **state)
 	assert_string_equal(out, "2001:db8:1::2 [2001:db8:f::10]:53");
 }
 
-static void test_consistent_hash_sticks(void **state)
+/* One client run of one op per row: "<ip> <port> <op> <expected>". */
+struct udp_row {
+	const char *ip;
+	__u16 port;
+	enum op op;
+	const char *want;
+};
+
+/* Every row runs; each mismatch is printed, then the test fails with the count. */
+static void run_rows(const struct udp_row *rows, size_t n)
 {
-	struct e2e_fe f;
-	char out[2048], first[64];
-	char *tok, *save = NULL;
+	char out[512];
+	size_t bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		run_client(true, rows[i].op, rows[i].ip, rows[i].port, 1, out, sizeof(out));
+		if (!strcmp(out, rows[i].want))
+			continue;
+		bad++;
+		printf("# row %zu: op %d to %s:%u: got \"%s\", want \"%s\"\n", i, (int)rows[i].op, rows[i].ip,
+		       rows[i].port, out, rows[i].want);
+	}
+	if (bad)
+		fail_msg("%zu of %zu rows differ", bad, n);
+}
+
+/*
+ * Invariant 3 for UDP: with UDP frontends that steer to 198.51.100.2 and
+ * 2001:db8:1::2, a socket that names the endpoint itself (unconnected with
+ * sendto or sendmsg, or connected) sees the endpoint as the source of the
+ * reply, and a frontend address on another port is not rewritten at all.
+ */
+static void test_udp_non_frontend_untouched(void **state)
+{
+	static const struct udp_row rows[] = {
+		{ "198.51.100.2", EP_PORT, OP_UDP_SENDTO, "198.51.100.2 198.51.100.2:8080" },
+		{ "198.51.100.2", EP_PORT, OP_UDP_SENDMSG, "198.51.100.2 198.51.100.2:8080" },
+		{ "198.51.100.2", EP_PORT, OP_UDP_CONNECTED_FROM, "198.51.100.2 198.51.100.2:8080" },
+		{ "198.51.100.2", EP_PORT, OP_UDP_CONNECTED, "198.51.100.2 198.51.100.2:8080" },
+		{ "2001:db8:1::2", EP_PORT, OP_UDP_SENDTO, "2001:db8:1::2 [2001:db8:1::2]:8080" },
+		{ "2001:db8:1::2", EP_PORT, OP_UDP_SENDMSG, "2001:db8:1::2 [2001:db8:1::2]:8080" },
+		{ "2001:db8:1::2", EP_PORT, OP_UDP_CONNECTED_FROM, "2001:db8:1::2 [2001:db8:1::2]:8080" },
+		{ "2001:db8:1::2", EP_PORT, OP_UDP_CONNECTED, "2001:db8:1::2 [2001:db8:1::2]:8080" },
+		/* A frontend address on a port that is no frontend: unroutable from the node, untouched. */
+		{ "198.18.0.11", 54, OP_UDP_SENDTO, "E101" },
+		{ "198.18.0.11", 54, OP_UDP_CONNECTED, "E101" },
+		{ "2001:db8:f::11", 54, OP_UDP_SENDMSG, "E101" },
+		{ "2001:db8:f::11", 54, OP_UDP_CONNECTED, "E101" },
+		/* The frontends themselves still steer, both ways. */
+		{ "198.18.0.11", 53, OP_UDP_SENDTO, "198.51.100.2 198.18.0.11:53" },
+		{ "2001:db8:f::11", 53, OP_UDP_SENDMSG, "2001:db8:1::2 [2001:db8:f::11]:53" },
+	};
+	struct e2e_fe f[2];
 
 	NEED_ENV();
+	e2e_fe_init(&f[0], "198.18.0.11", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps4 + 1, 1, EP_PORT, false);
+	e2e_fe_init(&f[1], "2001:db8:f::11", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps6 + 1, 1, EP_PORT, false);
+	apply(f, 2);
+	run_rows(rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+/*
+ * Two UDP frontends share one endpoint: each socket's reply shows the
+ * frontend that socket sent to, unconnected or connected, IPv4 and IPv6.
+ */
+static void test_udp_reply_shows_its_own_frontend(void **state)
+{
+	static const struct udp_row rows[] = {
+		{ "198.18.0.11", 53, OP_UDP_SENDTO, "198.51.100.2 198.18.0.11:53" },
+		{ "198.18.0.12", 53, OP_UDP_SENDTO, "198.51.100.2 198.18.0.12:53" },
+		{ "198.18.0.12", 53, OP_UDP_SENDMSG, "198.51.100.2 198.18.0.12:53" },
+		{ "198.18.0.11", 53, OP_UDP_SENDMSG, "198.51.100.2 198.18.0.11:53" },
+		{ "198.18.0.12", 53, OP_UDP_CONNECTED_FROM, "198.51.100.2 198.18.0.12:53" },
+		{ "198.18.0.11", 53, OP_UDP_CONNECTED_FROM, "198.51.100.2 198.18.0.11:53" },
+		{ "2001:db8:f::12", 53, OP_UDP_SENDTO, "2001:db8:1::2 [2001:db8:f::12]:53" },
+		{ "2001:db8:f::11", 53, OP_UDP_SENDTO, "2001:db8:1::2 [2001:db8:f::11]:53" },
+		{ "2001:db8:f::11", 53, OP_UDP_CONNECTED_FROM, "2001:db8:1::2 [2001:db8:f::11]:53" },
+		{ "2001:db8:f::12", 53, OP_UDP_CONNECTED_FROM, "2001:db8:1::2 [2001:db8:f::12]:53" },
+		/* And the endpoint addressed directly is still itself. */
+		{ "198.51.100.2", EP_PORT, OP_UDP_SENDTO, "198.51.100.2 198.51.100.2:8080" },
+	};
+	struct e2e_fe f[4];
+
+	NEED_ENV();
+	e2e_fe_init(&f[0], "198.18.0.11", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps4 + 1, 1, EP_PORT, false);
+	e2e_fe_init(&f[1], "198.18.0.12", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps4 + 1, 1, EP_PORT, false);
+	e2e_fe_init(&f[2], "2001:db8:f::11", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps6 + 1, 1, EP_PORT, false);
+	e2e_fe_init(&f[3], "2001:db8:f::12", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps6 + 1, 1, EP_PORT, false);
+	apply(f, 4);
+	run_rows(rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+#define CH_SOURCES 16
+
+/*
+ * ConsistentHash on the bound source address: 16 client addresses
+ * (198.51.100.100-115 on the node's veth) connect 4 times each. Sticky:
+ * every source lands on one endpoint every time. Spread: each of the two
+ * endpoints takes at least 3 of the 16 sources, which a pick that ignores
+ * the source (always one slot) cannot pass; for this fixed set the hash
+ * gives a split well inside that bound, so the check is deterministic.
+ */
+static void test_consistent_hash_sticks(void **state)
+{
+	int per_ep[2] = { 0, 0 };
+	struct e2e_fe f;
+	char out[2048], src[32], first[64];
+
+	NEED_ENV();
+	for (int i = 0; i < CH_SOURCES; i++)
+		assert_int_equal(e2e_sh("ip -n %s addr add 198.51.100.%d/32 dev kbn%d", E.node, 100 + i, (int)getpid()),
+				 0);
 	e2e_fe_init(&f, "198.18.0.12", 80, KB_PROTO_TCP, KB_LB_CONSISTENT_HASH, eps4, 2, EP_PORT, false);
 	apply(&f, 1);
-	run_client(true, OP_TCP, "198.18.0.12", 80, 6, out, sizeof(out));
-	tok = strtok_r(out, "|", &save);
-	assert_non_null(tok);
-	snprintf(first, sizeof(first), "%s", tok);
-	assert_true(strstr(first, "198.51.100.") == first);
-	while ((tok = strtok_r(NULL, "|", &save)))
-		assert_string_equal(tok, first);
+	for (int i = 0; i < CH_SOURCES; i++) {
+		char *tok, *save = NULL;
+
+		snprintf(src, sizeof(src), "198.51.100.%d", 100 + i);
+		client_src = src;
+		run_client(true, OP_TCP, "198.18.0.12", 80, 4, out, sizeof(out));
+		client_src = NULL;
+		tok = strtok_r(out, "|", &save);
+		if (!tok || strncmp(tok, "198.51.100.", 11))
+			fail_msg("source %s: got %s", src, tok ? tok : "nothing");
+		snprintf(first, sizeof(first), "%s", tok);
+		while ((tok = strtok_r(NULL, "|", &save)))
+			if (strcmp(tok, first))
+				fail_msg("source %s is not sticky: %s, then %s", src, first, tok);
+		per_ep[!strncmp(first, eps4[1], strlen(eps4[1]))]++;
+	}
+	printf("# consistent hash: %d sources on %s, %d on %s\n", per_ep[0], eps4[0], per_ep[1], eps4[1]);
+	for (int i = 0; i < CH_SOURCES; i++)
+		e2e_sh("ip -n %s addr del 198.51.100.%d/32 dev kbn%d", E.node, 100 + i, (int)getpid());
+	if (per_ep[0] < 3 || per_ep[1] < 3)
+		fail_msg("no spread: %d and %d of %d sources per endpoint", per_ep[0], per_ep[1], CH_SOURCES);
 }
 
 static int pinned_map(const char *name)
@@ -568,59 +752,119 @@ static void test_peer_records_freed_on_close(void **state)
 {
 	struct e2e_fe f[2];
 	char out[2048];
-	int fd;
+	int fd, ufd;
 
 	NEED_ENV();
 	e2e_fe_init(&f[0], "198.18.0.10", 80, KB_PROTO_TCP, KB_LB_RANDOM, eps4, 1, EP_PORT, false);
 	e2e_fe_init(&f[1], "198.18.0.11", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps4 + 1, 1, EP_PORT, false);
 	apply(f, 2);
 	fd = pinned_map("sock_peers");
+	ufd = pinned_map("udp_replies");
 	run_client(true, OP_TCP, "198.18.0.10", 80, 3, out, sizeof(out));
 	assert_string_equal(out, "198.51.100.1 198.18.0.10:80|198.51.100.1 198.18.0.10:80|"
 				 "198.51.100.1 198.18.0.10:80");
 	run_client(true, OP_UDP_CONNECTED, "198.18.0.11", 53, 2, out, sizeof(out));
 	assert_string_equal(out, "198.51.100.2 198.18.0.11:53|198.51.100.2 198.18.0.11:53");
+	/* Unconnected sends leave a udp_replies record each, until close. */
+	run_client(true, OP_UDP_SENDTO, "198.18.0.11", 53, 2, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.2 198.18.0.11:53|198.51.100.2 198.18.0.11:53");
+	run_client(true, OP_UDP_SENDMSG, "198.18.0.11", 53, 1, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.2 198.18.0.11:53");
 	/* Unsteered sockets (getpeername made their cookie) leave nothing either. */
 	run_client(true, OP_TCP, "198.51.100.2", EP_PORT, 2, out, sizeof(out));
 	assert_string_equal(out, "198.51.100.2 198.51.100.2:8080|198.51.100.2 198.51.100.2:8080");
+	run_client(true, OP_UDP_SENDTO, "198.51.100.2", EP_PORT, 1, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.2 198.51.100.2:8080");
 	assert_int_equal(map_count(fd), 0);
+	assert_int_equal(map_count(ufd), 0);
 	close(fd);
+	close(ufd);
 }
 
-/* A full sock_peers map never fails a connect: the socket shows its endpoint, and peer_drops counts it. */
-static void test_peer_map_full_still_connects(void **state)
+/*
+ * Fill the pinned map `name` with junk records (value_size bytes of zeros)
+ * until it is full; cookies count up from 1, so keys from the top of the
+ * range never meet a real socket. Returns the lowest key used.
+ */
+static __u64 map_fill(int fd, size_t value_size)
 {
-	struct kb_peer junk = { 0 };
-	struct e2e_fe f;
 	struct bpf_map_info info = { 0 };
 	__u32 len = sizeof(info);
-	__u64 key, drops;
+	void *junk = calloc(1, value_size);
+	__u64 key;
+
+	assert_non_null(junk);
+	assert_int_equal(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+	for (key = ~0ull;; key--) {
+		if (bpf_map_update_elem(fd, &key, junk, BPF_NOEXIST)) {
+			assert_int_equal(errno, E2BIG);
+			break;
+		}
+		assert_true(~0ull - key < info.max_entries);
+	}
+	free(junk);
+	return key + 1;
+}
+
+static void map_unfill(int fd, __u64 lowest)
+{
+	for (__u64 key = lowest; key != 0; key++)
+		assert_int_equal(bpf_map_delete_elem(fd, &key), 0);
+}
+
+/*
+ * A full record map never fails a connect or a send: the socket shows its
+ * endpoint, and peer_drops counts it. sock_peers serves connected sockets,
+ * udp_replies unconnected ones.
+ */
+static void check_full_map(const char *map, size_t value_size, enum op op)
+{
+	struct e2e_fe f;
+	__u64 lowest, drops;
 	char out[512];
 	int fd;
 
 	NEED_ENV();
 	e2e_fe_init(&f, "198.18.0.11", 53, KB_PROTO_UDP, KB_LB_RANDOM, eps4 + 1, 1, EP_PORT, false);
 	apply(&f, 1);
-	fd = pinned_map("sock_peers");
-	assert_int_equal(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
-	/* Cookies count up from 1; keys from the top of the range never meet a real socket. */
-	for (key = ~0ull;; key--) {
-		if (bpf_map_update_elem(fd, &key, &junk, BPF_NOEXIST)) {
-			assert_int_equal(errno, E2BIG);
-			break;
-		}
-		assert_true(~0ull - key < info.max_entries);
-	}
+	fd = pinned_map(map);
+	lowest = map_fill(fd, value_size);
 	drops = peer_drops();
-	run_client(true, OP_UDP_CONNECTED, "198.18.0.11", 53, 1, out, sizeof(out));
+	run_client(true, op, "198.18.0.11", 53, 1, out, sizeof(out));
 	assert_string_equal(out, "198.51.100.2 198.51.100.2:8080");
 	assert_int_equal(peer_drops(), drops + 1);
-	for (key++; key != 0; key++)
-		assert_int_equal(bpf_map_delete_elem(fd, &key), 0);
-	run_client(true, OP_UDP_CONNECTED, "198.18.0.11", 53, 1, out, sizeof(out));
+	map_unfill(fd, lowest);
+	run_client(true, op, "198.18.0.11", 53, 1, out, sizeof(out));
 	assert_string_equal(out, "198.51.100.2 198.18.0.11:53");
 	assert_int_equal(map_count(fd), 0);
 	close(fd);
+}
+
+static void test_peer_map_full_still_connects(void **state)
+{
+	check_full_map("sock_peers", sizeof(struct kb_peer), OP_UDP_CONNECTED);
+}
+
+static void test_udp_replies_full_still_sends(void **state)
+{
+	check_full_map("udp_replies", sizeof(struct kb_udp_replies), OP_UDP_SENDTO);
+}
+
+/*
+ * One unconnected socket, several endpoints in flight: with RoundRobin over
+ * two endpoints, two sends before any receive reach both, and both replies
+ * show the frontend (one record per socket and endpoint, not per socket).
+ */
+static void test_udp_one_socket_two_endpoints(void **state)
+{
+	struct e2e_fe f;
+	char out[512];
+
+	NEED_ENV();
+	e2e_fe_init(&f, "198.18.0.13", 53, KB_PROTO_UDP, KB_LB_ROUND_ROBIN, eps4, 2, EP_PORT, false);
+	apply(&f, 1);
+	run_client(true, OP_UDP_SENDTO2, "198.18.0.13", 53, 1, out, sizeof(out));
+	assert_string_equal(out, "198.51.100.1 198.18.0.13:53,198.51.100.2 198.18.0.13:53");
 }
 
 int main(void)
@@ -633,9 +877,13 @@ int main(void)
 		cmocka_unit_test(test_bind_to_frontend_refused),
 		cmocka_unit_test(test_udp4_both_ways),
 		cmocka_unit_test(test_tcp6_and_udp6),
+		cmocka_unit_test(test_udp_non_frontend_untouched),
+		cmocka_unit_test(test_udp_reply_shows_its_own_frontend),
 		cmocka_unit_test(test_consistent_hash_sticks),
 		cmocka_unit_test(test_peer_records_freed_on_close),
 		cmocka_unit_test(test_peer_map_full_still_connects),
+		cmocka_unit_test(test_udp_replies_full_still_sends),
+		cmocka_unit_test(test_udp_one_socket_two_endpoints),
 	};
 
 	if (getenv("KB_VERBOSE"))
