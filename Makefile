@@ -56,7 +56,7 @@ deps:
 
 $(OUT)/bpf/%.bpf.o: bpf/%.bpf.c Makefile | $(OUT)/bpf
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MT $@ -MF $(OUT)/bpf/$*.bpf.d -c $< -o $@.tmp
 	$(Q)$(STRIP) -g $@.tmp -o $@ && rm -f $@.tmp
 
 $(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o | $(OUT)

@@ -568,20 +568,13 @@ int e2e_env_setup(struct e2e_env *env, const char *name)
 {
 	int pid = (int)getpid();
 
-	env->skip = e2e_skip_reason();
+	if (e2e_netns_check(env->cgroot, sizeof(env->cgroot), &env->cgmounted, &env->skip))
+		return -1;
 	if (env->skip)
 		return 0;
-	if (e2e_sh("command -v ip")) {
-		env->skip = "needs iproute2";
-		return 0;
-	}
 	if (e2e_kbackend_path(env->kb, sizeof(env->kb))) {
-		env->skip = "build/kbackend is not built";
-		return 0;
-	}
-	if (e2e_cgroup2_root(env->cgroot, sizeof(env->cgroot), &env->cgmounted)) {
-		env->skip = "no cgroup2 hierarchy";
-		return 0;
+		fprintf(stderr, "# %s is not built or not executable (make)\n", env->kb);
+		return -1;
 	}
 	snprintf(env->tmp, sizeof(env->tmp), "/tmp/kbt-%s-XXXXXX", name);
 	if (!mkdtemp(env->tmp)) {

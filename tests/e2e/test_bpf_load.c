@@ -47,13 +47,10 @@ static void no_dump(void)
  */
 static int group_setup(void **state)
 {
-	E.skip = e2e_skip_reason();
-	if (E.skip && e2e_in_ci())
-		return e2e_setup_failed(E.skip, no_dump, group_teardown);
+	if (e2e_netns_check(E.cgroot, sizeof(E.cgroot), &E.cgmounted, &E.skip))
+		return e2e_setup_failed("see above", no_dump, group_teardown);
 	if (E.skip)
 		return 0;
-	if (e2e_cgroup2_root(E.cgroot, sizeof(E.cgroot), &E.cgmounted))
-		return e2e_setup_failed("no cgroup2 hierarchy", no_dump, group_teardown);
 	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-load-%d", E.cgroot, (int)getpid());
 	if (mkdir(E.cgroup, 0755)) {
 		fprintf(stderr, "# mkdir %s: %s\n", E.cgroup, strerror(errno));

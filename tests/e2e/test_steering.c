@@ -190,7 +190,8 @@ static int group_setup(void **state)
 	int p[2];
 	char c;
 
-	E.skip = e2e_netns_skip_reason(E.cgroot, sizeof(E.cgroot), &E.cgmounted);
+	if (e2e_netns_check(E.cgroot, sizeof(E.cgroot), &E.cgmounted, &E.skip))
+		return setup_failed();
 	if (E.skip)
 		return 0;
 	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-steer-%d", E.cgroot, (int)getpid());

@@ -185,7 +185,10 @@ static int group_setup(void **state)
 	int p[2];
 	char c;
 
-	E.skip = e2e_netns_skip_reason(E.cgroot, sizeof(E.cgroot), &E.cgmounted);
+	if (e2e_netns_check(E.cgroot, sizeof(E.cgroot), &E.cgmounted, &E.skip)) {
+		group_teardown(NULL);
+		return -1;
+	}
 	if (E.skip)
 		return 0;
 	snprintf(E.cgroup, sizeof(E.cgroup), "%s/kbt-swap-%d", E.cgroot, (int)getpid());
