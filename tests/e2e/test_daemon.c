@@ -585,10 +585,10 @@ static __u32 cgroup_progs(enum bpf_attach_type type)
 	return cnt;
 }
 
-/* Entries under the pin directory, -1 when it does not exist. */
-static int pin_entries(char *names, size_t len)
+/* Entries of dir whose names start with prefix, as "name name ... " in names; their count, -1 when dir does not exist. */
+static int dir_entries(const char *dir, const char *prefix, char *names, size_t len)
 {
-	DIR *d = opendir(E.env.bpffs);
+	DIR *d = opendir(dir);
 	struct dirent *e;
 	int n = 0;
 
@@ -596,7 +596,7 @@ static int pin_entries(char *names, size_t len)
 	if (!d)
 		return -1;
 	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || strncmp(e->d_name, prefix, strlen(prefix)))
 			continue;
 		n++;
 		strncat(names, e->d_name, len - strlen(names) - 2);
@@ -604,6 +604,12 @@ static int pin_entries(char *names, size_t len)
 	}
 	closedir(d);
 	return n;
+}
+
+/* Entries under the pin directory, -1 when it does not exist. */
+static int pin_entries(char *names, size_t len)
+{
+	return dir_entries(E.env.bpffs, "", names, len);
 }
 
 /* ---- setup and teardown ---- */
@@ -1343,6 +1349,553 @@ static void test_unload_leaves_nothing(void **state)
 	assert_int_equal(s.first_err, ENETUNREACH);
 }
 
+/* ---- replace, a bad state file, stalled control clients (issue 11) ---- */
+
+/* The baseline (weights 1/1/0) written to <tmp>/name; its path in path. */
+static void write_yaml(char *path, size_t len, const char *name, const char *content)
+{
+	snprintf(path, len, "%s/%s", E.env.tmp, name);
+	assert_int_equal(e2e_write_file(path, content), 0);
+}
+
+static void write_baseline(char *path, size_t len)
+{
+	static const int w[NEPS] = { 1, 1, 0 };
+	static char yaml[16384];
+
+	yaml_all(yaml, sizeof(yaml), w, NULL);
+	write_yaml(path, len, "baseline.yaml", yaml);
+}
+
+/* `kbackend apply --replace -f path`: fails the test unless accepted. */
+static void replace_with(const char *path)
+{
+	struct json_object *reply;
+	int rc;
+
+	reply = CLI_JSON(&rc, "apply", "--replace", "-f", path);
+	if (rc != 0 || !e2e_reply_ok(reply)) {
+		dump_log();
+		fail_msg("apply --replace -f %s: exit %d, %s", path, rc, json_object_to_json_string(reply));
+	}
+	json_object_put(reply);
+}
+
+static long status_objects(void)
+{
+	struct json_object *st = ctl("status", 5000);
+	long n = e2e_jint(st, "objects");
+
+	json_object_put(st);
+	return n;
+}
+
+/* Lines of dump_frontends_map(): the frontends the pinned map holds. */
+static int pinned_frontends(void)
+{
+	char *m = dump_frontends_map();
+	int n = 0;
+
+	for (char *p = m; *p; p++)
+		n += *p == '\n';
+	free(m);
+	return n;
+}
+
+/* A Gateway with one TCP listener "tcp" at addr:port. */
+static void yaml_gateway(char *buf, size_t len, const char *name, const char *addr, int port)
+{
+	snprintf(buf, len,
+		 "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: %s\n  namespace: default\n"
+		 "spec:\n  gatewayClassName: eg\n  addresses:\n    - type: IPAddress\n      value: %s\n"
+		 "  listeners:\n    - name: tcp\n      protocol: TCP\n      port: %d\n",
+		 name, addr, port);
+}
+
+/* A Backend, a second Gateway (198.18.0.11:81) and a route to it: three objects and one frontend on top of the baseline. */
+static void yaml_extra(char *buf, size_t len)
+{
+	char gw[1024];
+
+	yaml_gateway(gw, sizeof(gw), "eg2", "198.18.0.11", 81);
+	snprintf(buf, len,
+		 "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: extra\n"
+		 "  namespace: default\nspec:\n  endpoints:\n    - ip:\n        address: 198.51.100.9\n"
+		 "        port: 8080\n---\n%s---\n"
+		 "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata:\n  name: app2\n"
+		 "  namespace: default\nspec:\n  parentRefs:\n    - name: eg2\n      sectionName: tcp\n  rules:\n"
+		 "    - backendRefs:\n        - group: gateway.envoyproxy.io\n          kind: Backend\n"
+		 "          name: extra\n",
+		 gw);
+}
+
+/* `apply --replace`: the request is the whole state; objects it does not name go, from the store and the maps; all or nothing. */
+static void test_replace_removes_unnamed(void **state)
+{
+	char base[PATH_MAX], extra[PATH_MAX], bad[PATH_MAX], *map0, *map1;
+	static char yaml[32768];
+	struct json_object *reply, *fes, *req;
+	long objects;
+	int rc;
+
+	NEED_ENV();
+	daemon_ensure();
+	write_baseline(base, sizeof(base));
+	replace_with(base);
+	objects = status_objects();
+	assert_int_equal(pinned_frontends(), 1);
+	yaml_extra(yaml, sizeof(yaml));
+	write_yaml(extra, sizeof(extra), "extra.yaml", yaml);
+	reply = CLI_JSON(&rc, "apply", "-f", extra);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+	assert_int_equal(status_objects(), objects + 3);
+	assert_int_equal(pinned_frontends(), 2);
+
+	/* A dry run computes the request alone: one frontend, where a merging dry run shows two. */
+	reply = CLI_JSON(&rc, "apply", "--replace", "--dry-run", "-f", base);
+	assert_int_equal(rc, 0);
+	assert_true(e2e_reply_ok(reply));
+	assert_non_null(fes = e2e_jget(reply, "frontends"));
+	assert_int_equal(json_object_array_length(fes), 1);
+	json_object_put(reply);
+	reply = CLI_JSON(&rc, "apply", "--dry-run", "-f", base);
+	assert_int_equal(rc, 0);
+	assert_int_equal(json_object_array_length(e2e_jget(reply, "frontends")), 2);
+	json_object_put(reply);
+	assert_int_equal(status_objects(), objects + 3);
+
+	/* All or nothing: a replace with one refused object changes nothing. */
+	map0 = e2e_read_text(base);
+	assert_non_null(map0);
+	snprintf(yaml, sizeof(yaml), "%s---\n%s", map0,
+		 "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: meta\n"
+		 "  namespace: default\nspec:\n  endpoints:\n    - ip:\n        address: 169.254.169.254\n"
+		 "        port: 80\n");
+	free(map0);
+	write_yaml(bad, sizeof(bad), "replace-refused.yaml", yaml);
+	map0 = dump_frontends_map();
+	reply = CLI_JSON(&rc, "apply", "--replace", "-f", bad);
+	if (rc != 1 || e2e_reply_ok(reply))
+		fail_msg("a replace with a refused object: exit %d, %s", rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+	map1 = dump_frontends_map();
+	assert_string_equal(map0, map1);
+	free(map0);
+	free(map1);
+	assert_int_equal(status_objects(), objects + 3);
+
+	/* The replace: the extra objects and their frontend are gone, the baseline serves on. */
+	replace_with(base);
+	assert_int_equal(status_objects(), objects);
+	assert_int_equal(pinned_frontends(), 1);
+	{
+		char names[512];
+
+		get_names("backends", names, sizeof(names));
+		assert_null(strstr(names, " extra "));
+		get_names("gateways", names, sizeof(names));
+		assert_null(strstr(names, " eg2 "));
+	}
+
+	/* The op on the control socket, as test_health.c sends it: the baseline and the extra objects. */
+	{
+		char *b = e2e_read_text(base), *x = e2e_read_text(extra);
+
+		assert_true(b && x);
+		snprintf(yaml, sizeof(yaml), "%s---\n%s", b, x);
+		free(b);
+		free(x);
+	}
+	req = e2e_files_req("replace", "both.yaml", yaml);
+	reply = kb_ctl_call(E.env.sock, req, 30000);
+	json_object_put(req);
+	if (!e2e_reply_ok(reply))
+		fail_msg("op replace: %s", reply ? json_object_to_json_string(reply) : strerror(errno));
+	json_object_put(reply);
+	assert_int_equal(status_objects(), objects + 3);
+	assert_int_equal(pinned_frontends(), 2);
+	replace_with(base);
+	assert_int_equal(status_objects(), objects);
+	{
+		struct e2e_sum s = connect_n(50, false);
+
+		e2e_assert_no_failure(s);
+		assert_int_equal(s.ok[0] + s.ok[1], 50);
+	}
+}
+
+/* Entries named applied.yaml.bad-* in the state dir: their count, the first one's path in path. */
+static int state_aside(char *path, size_t len)
+{
+	char names[1024];
+	int n = dir_entries(E.env.state, KB_STATE_FILE ".bad-", names, sizeof(names));
+
+	path[0] = '\0';
+	if (n > 0)
+		snprintf(path, len, "%s/%.*s", E.env.state, (int)strcspn(names, " "), names);
+	return n < 0 ? 0 : n;
+}
+
+enum bad_state { BAD_TRUNCATED, BAD_GARBAGE, BAD_FUTURE, BAD_UNREADABLE };
+
+/* Damage the state file as kind says; what it holds afterwards (NULL: not a file). */
+static char *damage_state(enum bad_state kind, const char *file)
+{
+	char *text = e2e_read_text(file), *p, *body;
+	static char buf[65536];
+
+	assert_non_null(text);
+	switch (kind) {
+	case BAD_TRUNCATED:
+		/* Cut at the last document boundary: still valid YAML, but the route is gone. */
+		p = strstr(text, "\n---\n");
+		for (char *q = p; q; q = strstr(q + 1, "\n---\n"))
+			p = q;
+		assert_non_null(p);
+		p[1] = '\0';
+		break;
+	case BAD_GARBAGE:
+		snprintf(buf, sizeof(buf), "\x7f" "ELF\x02\x01 not: [a state file\n\xff\xfe{{{\n");
+		free(text);
+		text = strdup(buf);
+		break;
+	case BAD_FUTURE:
+		/* A newer kbackend's file: the same documents under a format number this one does not know. */
+		for (body = text; *body == '#';)
+			body = strchr(body, '\n') ? strchr(body, '\n') + 1 : body + strlen(body);
+		snprintf(buf, sizeof(buf), "# kbackend state: the accepted objects. Written by the daemon; do not edit.\n"
+					   "# kbackend-state-format: 99\n%s", body);
+		free(text);
+		text = strdup(buf);
+		break;
+	case BAD_UNREADABLE:
+		/* A directory where the file should be: open() works, read() fails with EISDIR, even for root. */
+		free(text);
+		assert_int_equal(unlink(file), 0);
+		assert_int_equal(mkdir(file, 0700), 0);
+		return NULL;
+	}
+	assert_int_equal(e2e_write_file(file, text), 0);
+	return text;
+}
+
+/*
+ * A truncated, garbage, future-format or unreadable applied.yaml: after a
+ * restart the pinned frontend still serves, status says the state is
+ * degraded, an apply that would drop the frontend is refused with the way
+ * out, the bad file is kept aside, and a replace recovers.
+ */
+static void test_bad_state_file_keeps_serving(void **state)
+{
+	static const char *const kinds[] = { "truncated", "garbage", "future", "unreadable" };
+	static const char *const problem[] = { "truncated", "not a kbackend state file", "newer", "Is a directory" };
+	char file[PATH_MAX], base[PATH_MAX], other[PATH_MAX], aside[PATH_MAX], yaml[1024], *bad, *out;
+	struct json_object *st, *sf, *reply, *unacc;
+	struct e2e_sum s;
+	int rc;
+
+	NEED_ENV();
+	kb_store_path(E.env.state, file, sizeof(file));
+	write_baseline(base, sizeof(base));
+	/* A Gateway that no route uses, accepted on its own: an apply that names only it. */
+	yaml_gateway(yaml, sizeof(yaml), "other", "198.18.0.12", 82);
+	write_yaml(other, sizeof(other), "other.yaml", yaml);
+	for (int k = BAD_TRUNCATED; k <= BAD_UNREADABLE; k++) {
+		printf("# bad state file: %s\n", kinds[k]);
+		daemon_ensure();
+		apply_weights(1, 1, 0);
+		s = connect_n(20, false);
+		e2e_assert_no_failure(s);
+		daemon_kill();
+		e2e_sh("rm -rf '%s'/" KB_STATE_FILE ".bad-*", E.env.state);
+		bad = damage_state(k, file);
+		if (daemon_start()) {
+			dump_log();
+			fail_msg("%s: the daemon did not start", kinds[k]);
+		}
+
+		/* The pinned frontend still serves, on both endpoints it had. */
+		s = connect_n(50, false);
+		e2e_assert_no_failure(s);
+		assert_int_equal(s.ok[0] + s.ok[1], 50);
+
+		/* An apply that names only another object would drop the frontend: refused, with the way out. */
+		reply = CLI_JSON(&rc, "apply", "-f", other);
+		if (rc != 1 || e2e_reply_ok(reply) || !strstr(e2e_jstr(reply, "error"), "--replace") ||
+		    !strstr(e2e_jstr(reply, "error"), "unload") || !strstr(e2e_jstr(reply, "error"), FE_ADDR)) {
+			s = connect_n(20, false);
+			fail_msg("%s: apply of another object: exit %d, %s; then %ld of 20 connections failed (%s)",
+				 kinds[k], rc, json_object_to_json_string(reply), s.fail, strerror(s.first_err));
+		}
+		json_object_put(reply);
+		s = connect_n(50, false);
+		e2e_assert_no_failure(s);
+		assert_int_equal(s.ok[0] + s.ok[1], 50);
+
+		/* status says so, in JSON and in the table. */
+		st = CLI_JSON(&rc, "status");
+		assert_int_equal(rc, 0);
+		if (!e2e_jget(st, "degraded") || !json_object_get_boolean(e2e_jget(st, "degraded")))
+			fail_msg("%s: status is not degraded: %s", kinds[k], json_object_to_json_string(st));
+		sf = e2e_jget(st, "stateFile");
+		if (!strstr(e2e_jstr(sf, "problem"), problem[k]))
+			fail_msg("%s: the problem does not say \"%s\": %s", kinds[k], problem[k],
+				 json_object_to_json_string(st));
+		unacc = e2e_jget(sf, "unaccountedFrontends");
+		assert_non_null(unacc);
+		assert_int_equal(json_object_array_length(unacc), 1);
+		assert_string_equal(json_object_get_string(json_object_array_get_idx(unacc, 0)), FE_ADDR ":80/TCP");
+		json_object_put(st);
+		assert_int_equal(CLI(&out, "status"), 0);
+		if (!strstr(out, "DEGRADED") || !strstr(out, "--replace"))
+			fail_msg("%s: `kbackend status` does not say it: %s", kinds[k], out);
+		free(out);
+
+		/* Kept aside, as it was. */
+		assert_int_equal(state_aside(aside, sizeof(aside)), 1);
+		if (bad) {
+			char *kept = e2e_read_text(aside);
+
+			assert_non_null(kept);
+			assert_string_equal(kept, bad);
+			free(kept);
+		} else {
+			struct stat sb;
+
+			assert_int_equal(stat(aside, &sb), 0);
+			assert_true(S_ISDIR(sb.st_mode));
+		}
+		free(bad);
+
+		if (k == BAD_GARBAGE) {
+			/* Restarted again (no applied.yaml now): still degraded, still serving, nothing new set aside. */
+			daemon_kill();
+			if (daemon_start())
+				fail_msg("%s: the daemon did not restart", kinds[k]);
+			st = ctl("status", 5000);
+			if (!json_object_get_boolean(e2e_jget(st, "degraded")) ||
+			    !strstr(e2e_jstr(e2e_jget(st, "stateFile"), "problem"), aside))
+				fail_msg("second restart: not degraded, or the bad file is not named: %s",
+					 json_object_to_json_string(st));
+			json_object_put(st);
+			assert_int_equal(state_aside(aside, sizeof(aside)), 1);
+			s = connect_n(50, false);
+			e2e_assert_no_failure(s);
+		}
+
+		/* The way out: state the whole set. */
+		replace_with(base);
+		st = ctl("status", 5000);
+		if (json_object_get_boolean(e2e_jget(st, "degraded")))
+			fail_msg("%s: still degraded after a replace: %s", kinds[k], json_object_to_json_string(st));
+		json_object_put(st);
+		s = connect_n(50, false);
+		e2e_assert_no_failure(s);
+		assert_int_equal(s.ok[0] + s.ok[1], 50);
+	}
+	e2e_sh("rm -rf '%s'/" KB_STATE_FILE ".bad-*", E.env.state);
+}
+
+/* Stalled control clients: their fds, closed after the test even when it fails. */
+#define STALL_BIG 40
+#define STALL_IDLE 10
+static int stall_fds[KB_CTL_MAX_CLIENTS + STALL_BIG + STALL_IDLE + 1];
+static int nstall_fds;
+
+static int stall_teardown(void **state)
+{
+	for (int i = 0; i < nstall_fds; i++)
+		close(stall_fds[i]);
+	nstall_fds = 0;
+	return test_teardown(state);
+}
+
+static int stall_connect(void)
+{
+	int fd = ctl_connect();
+
+	assert_true(fd >= 0);
+	assert_true(nstall_fds < (int)(sizeof(stall_fds) / sizeof(stall_fds[0])));
+	stall_fds[nstall_fds++] = fd;
+	return fd;
+}
+
+static void stall_close_all(void)
+{
+	for (int i = 0; i < nstall_fds; i++)
+		close(stall_fds[i]);
+	nstall_fds = 0;
+}
+
+/* Wait until every fd of fds[0..n-1] shows events, bounded; how many did. */
+static int wait_events(const int *fds, int n, short events, long timeout_ms)
+{
+	long deadline = kb_now_ms() + timeout_ms;
+	int ready;
+
+	for (;;) {
+		ready = 0;
+		for (int i = 0; i < n; i++) {
+			struct pollfd p = { .fd = fds[i], .events = events };
+
+			ready += poll(&p, 1, 0) == 1 && (p.revents & events);
+		}
+		if (ready == n || kb_now_ms() > deadline)
+			return ready;
+		e2e_sleep_ms(20);
+	}
+}
+
+static long control_clients(const char *what)
+{
+	struct json_object *st = ctl("status", 5000);
+	long n = e2e_jint(e2e_jget(st, "controlClients"), what);
+
+	json_object_put(st);
+	return n;
+}
+
+/*
+ * Control clients that send a request with a large reply and never read, or
+ * send nothing, or half a frame, do not hold up the daemon: status answers
+ * within 100 ms, a reader that reads gets the whole large reply, the stalled
+ * ones are dropped after the deadline, and a client over the limit is told
+ * `too many clients`.
+ */
+static void test_stalled_control_clients(void **state)
+{
+	static const char req[] = "{\"op\":\"get\",\"what\":\"backends\"}";
+	unsigned char half[] = { 0, 0, 0, 40, '{', '"', 'o', 'p' };
+	int nbig = 2000, big[STALL_BIG], rc, fd, got;
+	char path[PATH_MAX], *out = NULL;
+	long ms[5], worst = 0, t0;
+	struct json_object *reply, *items;
+	size_t len = 0, cap = 1 << 20;
+	char *yaml = malloc(cap);
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	assert_non_null(yaml);
+	/* 2,000 Backends that nothing routes to: `get backends` answers with megabytes. */
+	for (int i = 0; i < nbig; i++) {
+		if (len + 512 > cap)
+			assert_non_null(yaml = realloc(yaml, cap *= 2));
+		len += (size_t)snprintf(yaml + len, cap - len,
+					"---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n"
+					"  name: bulk-%d\n  namespace: bulk\nspec:\n  endpoints:\n    - ip:\n"
+					"        address: 203.0.113.%d\n        port: %d\n",
+					i, 10 + i % 200, 1000 + i);
+	}
+	write_yaml(path, sizeof(path), "bulk.yaml", yaml);
+	free(yaml);
+	reply = CLI_JSON(&rc, "apply", "-f", path);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+
+	/* For comparison in the output: status with no other client. */
+	for (int i = 0; i < 5; i++) {
+		t0 = kb_now_ms();
+		json_object_put(ctl("status", 30000));
+		ms[i] = kb_now_ms() - t0;
+	}
+	printf("# status alone: %ld %ld %ld %ld %ld ms\n", ms[0], ms[1], ms[2], ms[3], ms[4]);
+
+	/* The stalled: 40 send a request with a large reply and never read; 5 send nothing; 5 half a frame. */
+	for (int i = 0; i < STALL_BIG; i++) {
+		big[i] = stall_connect();
+		assert_int_equal(kb_ctl_write_frame(big[i], req, strlen(req)), 0);
+	}
+	for (int i = 0; i < STALL_IDLE; i++) {
+		fd = stall_connect();
+		if (i % 2)
+			send_all(fd, half, sizeof(half));
+	}
+	/* Each large reply has begun to arrive: the daemon has taken every request. */
+	got = wait_events(big, STALL_BIG, POLLIN, 30000);
+	printf("# %d of %d stalled clients have the start of their reply\n", got, STALL_BIG);
+
+	/* status answers at once (the issue's bound: 100 ms), in-process so that only the request is timed. */
+	for (int i = 0; i < 5; i++) {
+		t0 = kb_now_ms();
+		reply = ctl("status", 30000);
+		ms[i] = kb_now_ms() - t0;
+		if (!e2e_reply_ok(reply))
+			fail_msg("status with stalled clients: %s", reply ? json_object_to_json_string(reply) : strerror(errno));
+		json_object_put(reply);
+		worst = ms[i] > worst ? ms[i] : worst;
+	}
+	printf("# status with %d stalled clients: %ld %ld %ld %ld %ld ms\n", STALL_BIG + STALL_IDLE, ms[0], ms[1], ms[2],
+	       ms[3], ms[4]);
+	if (worst >= 100)
+		fail_msg("status took %ld ms with stalled clients (bound: 100 ms)", worst);
+	assert_int_equal(got, STALL_BIG);
+	assert_int_equal(CLI(&out, "status"), 0);
+	free(out);
+
+	/* A reader that reads gets the whole large reply meanwhile. */
+	reply = CLI_JSON(&rc, "get", "backends", "-n", "bulk");
+	assert_int_equal(rc, 0);
+	assert_non_null(items = e2e_jget(reply, "items"));
+	assert_int_equal(json_object_array_length(items), nbig);
+	{
+		/* Large: more than twice what a socket buffer holds, so that a peer that does not read stalls a writer. */
+		char *wmem = e2e_read_text("/proc/sys/net/core/wmem_default");
+		size_t n = strlen(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+
+		assert_non_null(wmem);
+		printf("# get backends: %zu bytes (socket buffer %ld)\n", n, atol(wmem));
+		assert_true(n > 2 * (size_t)atol(wmem));
+		free(wmem);
+	}
+	json_object_put(reply);
+
+	/* After the deadline the daemon drops the stalled readers (their reply cut short) and the idle ones. */
+	t0 = kb_now_ms();
+	got = wait_events(big, STALL_BIG, POLLRDHUP, 60000);
+	printf("# %d stalled readers dropped after %ld ms\n", got, kb_now_ms() - t0);
+	assert_int_equal(got, STALL_BIG);
+	{
+		struct json_object *r = NULL;
+
+		/* What one of them can still read is a partial frame, then EOF: not a reply. */
+		assert_true(ctl_read(big[0], &r) < 0 || r == NULL);
+		json_object_put(r);
+	}
+	assert_true(control_clients("dropped") >= STALL_BIG);
+	stall_close_all();
+	for (t0 = kb_now_ms(); control_clients("connected") != 1 && kb_now_ms() - t0 < 30000;)
+		e2e_sleep_ms(20);
+	assert_int_equal(control_clients("connected"), 1);
+
+	/* Every slot held by a half frame: one more client is told why it is not served. */
+	for (int i = 0; i < KB_CTL_MAX_CLIENTS; i++)
+		send_all(stall_connect(), half, sizeof(half));
+	fd = ctl_connect();
+	assert_true(fd >= 0);
+	assert_int_equal(kb_ctl_write_frame(fd, "{\"op\":\"status\"}", 15), 0);
+	rc = ctl_read(fd, &reply);
+	close(fd);
+	if (rc != 1)
+		fail_msg("a client over the limit got no reply (%d: %s)", rc, rc < 0 ? strerror(-rc) : "closed");
+	assert_refused_reply(reply, "too many clients");
+	stall_close_all();
+	for (t0 = kb_now_ms(); !daemon_serves() && kb_now_ms() - t0 < 30000;)
+		e2e_sleep_ms(20);
+	assert_true(control_clients("refused") >= 1);
+
+	/* Back to the baseline. */
+	reply = CLI_JSON(&rc, "delete", "-f", path);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+	{
+		struct e2e_sum s = connect_n(20, false);
+
+		e2e_assert_no_failure(s);
+	}
+}
+
 /* Interrupted or hung (watchdog): clean up anyway, then fail. */
 int main(void)
 {
@@ -1354,6 +1907,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_hammer_apply_under_load, test_teardown),
 		cmocka_unit_test_teardown(test_kill9_and_restart, test_teardown),
 		cmocka_unit_test_teardown(test_unload_leaves_nothing, test_teardown),
+		cmocka_unit_test_teardown(test_replace_removes_unnamed, test_teardown),
+		cmocka_unit_test_teardown(test_bad_state_file_keeps_serving, test_teardown),
+		cmocka_unit_test_teardown(test_stalled_control_clients, stall_teardown),
 	};
 
 	e2e_main_init("test_daemon", group_teardown, 300);
