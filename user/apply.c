@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The daemon's change pipeline: apply, delete, DNS-driven recompiles and the restore at start, each all or nothing. */
+/* The daemon's change pipeline: apply, delete, replace and DNS-driven recompiles, each all or nothing. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
@@ -131,6 +131,11 @@ void kb_daemon_recompile(struct daemon *d)
 	struct kb_compiled c = { 0 };
 	int err;
 
+	if (d->nunaccounted) {
+		/* Degraded: the stored state does not hold what the pins serve, so it is not programmed over them. */
+		kb_log_debug("a DNS or health change while the state is not restored: the pinned tables stay");
+		return;
+	}
 	if (kb_compile(&d->state, &env, &c)) {
 		kb_err("failed to recompile after a DNS or health change; keeping the current selection");
 		kb_compiled_free(&c);
@@ -241,7 +246,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	size_t nreq;
 	struct kb_arena ixa = { 0 };
 	struct kb_smap in_ix = { .a = &ixa }, state_ix = { .a = &ixa };
-	char why[512];
+	char why[2048];
 	int refused, err;
 
 	kb_model_init(&in);
@@ -294,6 +299,11 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		reply = change_reply(&next, &in_ix, NULL, false, false, "compile failed; nothing was changed");
 		goto out_count;
 	}
+	/* A state that was not restored: a change may not silently unprogram what the pins still serve. */
+	if (mode != KB_CHANGE_REPLACE && kb_daemon_would_drop(d, &c, change_verb[mode], why, sizeof(why))) {
+		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why);
+		goto out_count;
+	}
 	if (dry_run) {
 		reply = change_reply(&next, &in_ix, &c, true, true, NULL);
 		goto out;
@@ -319,6 +329,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	kb_compiled_free(&d->compiled);
 	d->state = next;
 	d->compiled = c;
+	kb_daemon_accounted(d);
 	kb_model_init(&next);
 	memset(&c, 0, sizeof(c));
 	d->applies++;
@@ -345,73 +356,6 @@ out:
 	kb_model_free(&next);
 	kb_model_free(&in);
 	return reply;
-}
-
-/* ---- start-up ---------------------------------------------------------------- */
-
-static bool has_pending_names(const struct kb_compiled *c)
-{
-	for (size_t i = 0; i < c->nfes; i++)
-		for (size_t l = 0; l < c->fes[i].nlocs; l++)
-			if (c->fes[i].locs[l].npending)
-				return true;
-	return false;
-}
-
-/* Restore the stored state and program it, so a restart reconciles with what the pins already serve. */
-void kb_daemon_restore(struct daemon *d)
-{
-	struct kb_model m;
-	struct kb_compiled c = { 0 };
-	int refused, err;
-
-	kb_daemon_read_node_addrs(d);
-	kb_model_init(&m);
-	if (kb_store_load(d->state_dir, &m) < 0 || m.nerrors) {
-		kb_err("failed to restore state from %s: unreadable; keeping what the maps serve", d->state_dir);
-		kb_print_diags(stderr, &m);
-		kb_model_free(&m);
-		return;
-	}
-	struct kb_compile_env env = kb_daemon_compile_env(d);
-
-	refused = kb_validate(&m, &d->policy);
-	if (refused || m.nerrors || kb_compile(&m, &env, &c)) {
-		kb_err("failed to restore state from %s: %d object(s) refused under the current flags; "
-		       "keeping what the maps serve", d->state_dir, refused);
-		kb_print_diags(stderr, &m);
-		snprintf(d->last_error, sizeof(d->last_error), "stored state refused under the current flags");
-		kb_compiled_free(&c);
-		kb_model_free(&m);
-		return;
-	}
-	if (has_pending_names(&c)) {
-		/*
-		 * FQDN answers are not in yet: programming now would empty those
-		 * localities. The pinned maps keep serving the old selection until
-		 * the resolver has answered (or RESTORE_DNS_WAIT_MS has passed).
-		 */
-		d->state = m;
-		d->compiled = c;
-		d->restore_deadline = kb_now_ms() + RESTORE_DNS_WAIT_MS;
-		kb_daemon_update_names(d);
-		kb_health_sync(d->health, &d->compiled);
-		kb_log_info("restored %zu object(s) from %s; waiting for DNS before programming", m.nobjects,
-			    d->state_dir);
-		return;
-	}
-	err = d->dp->ops->apply(d->dp, &c);
-	if (err) {
-		kb_err("failed to program restored state: %s", strerror(-err));
-		kb_compiled_free(&c);
-		kb_model_free(&m);
-		return;
-	}
-	d->state = m;
-	d->compiled = c;
-	kb_daemon_update_names(d);
-	kb_health_sync(d->health, &d->compiled);
-	kb_log_info("restored %zu object(s), %zu frontend(s) from %s", m.nobjects, c.nfes, d->state_dir);
 }
 
 /* ---- DNS ------------------------------------------------------------------------ */

@@ -80,6 +80,21 @@ int kb_ctl_write_frame_fd(int fd, const char *buf, size_t len, int pass_fd)
 	return 0;
 }
 
+char *kb_ctl_frame(const char *buf, size_t len, size_t *out_len)
+{
+	char *f = malloc(len + 4);
+
+	if (!f)
+		return NULL;
+	f[0] = (char)(len >> 24);
+	f[1] = (char)(len >> 16);
+	f[2] = (char)(len >> 8);
+	f[3] = (char)len;
+	memcpy(f + 4, buf, len);
+	*out_len = len + 4;
+	return f;
+}
+
 void kb_frame_reset(struct kb_frame_reader *r)
 {
 	free(r->msg);

@@ -9,6 +9,8 @@
 #define KB_SOCKET_DEFAULT "/run/kbackend/kbackend.sock"
 /* Large enough for 10,000 Backends in one apply; anything bigger is refused unread. */
 #define KB_CTL_MAX_MSG (64u << 20)
+/* Control connections served at once; one more is answered `too many clients` and closed. */
+#define KB_CTL_MAX_CLIENTS 64
 
 /* The socket path: $KBACKEND_SOCKET, else the default. */
 const char *kb_ctl_socket_path(const char *override);
@@ -23,6 +25,9 @@ struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, in
 int kb_ctl_write_frame(int fd, const char *buf, size_t len);
 /* The same, with pass_fd (>= 0) sent as SCM_RIGHTS along with the first bytes. */
 int kb_ctl_write_frame_fd(int fd, const char *buf, size_t len, int pass_fd);
+
+/* One frame (the 4-byte length, then buf) in a new buffer of *out_len bytes, for a nonblocking writer; NULL when out of memory. */
+char *kb_ctl_frame(const char *buf, size_t len, size_t *out_len);
 
 /*
  * Server-side incremental reader for one connection. Feed it until it returns

@@ -37,7 +37,7 @@ static void cmd_help_one(FILE *f, const struct kb_cmd *c);
 
 
 enum { OPT_ENABLE_BACKEND = 256, OPT_UNIX_DIR, OPT_ALLOW, OPT_CLUSTER_DOMAIN, OPT_CONFIG, OPT_DRY_RUN, OPT_SOCKET,
-       OPT_BPFFS, OPT_EACH_FILE };
+       OPT_BPFFS, OPT_EACH_FILE, OPT_REPLACE };
 
 static const struct option client_longopts[] = {
 	{ "filename", required_argument, NULL, 'f' },
@@ -45,6 +45,7 @@ static const struct option client_longopts[] = {
 	{ "namespace", required_argument, NULL, 'n' },
 	{ "all-namespaces", no_argument, NULL, 'A' },
 	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "replace", no_argument, NULL, OPT_REPLACE },
 	{ "each-file", no_argument, NULL, OPT_EACH_FILE },
 	{ "watch", no_argument, NULL, 'w' },
 	{ "enable-backend", no_argument, NULL, OPT_ENABLE_BACKEND },
@@ -104,6 +105,9 @@ int ctl_parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 			break;
 		case OPT_DRY_RUN:
 			o->dry_run = true;
+			break;
+		case OPT_REPLACE:
+			o->replace = true;
 			break;
 		case 'w':
 			o->watch = true;
@@ -346,8 +350,10 @@ static const struct kb_cmd commands[] = {
 	  "[--metrics-addr ADDR:PORT] [--bridge-netns PATH]... [--bridge-buffer SIZE] [--bridge-mode copy|splice] "
 	  "[--no-inbound] " POLICY_FLAGS " [-v]",
 	  "load the BPF programs, restore the stored state and serve the control socket" },
-	{ "apply", ctl_cmd_apply, "-f FILE|DIR|- [--dry-run] [-o wide|json|yaml] [" POLICY_FLAGS " with --dry-run]",
-	  "apply manifests through the daemon, all or nothing; --dry-run needs no daemon or root" },
+	{ "apply", ctl_cmd_apply,
+	  "-f FILE|DIR|- [--replace] [--dry-run] [-o wide|json|yaml] [" POLICY_FLAGS " with --dry-run]",
+	  "apply manifests through the daemon, all or nothing; --replace makes them the whole state (stored objects "
+	  "they do not name are deleted); --dry-run needs no daemon or root" },
 	{ "delete", ctl_cmd_delete, "-f FILE|DIR|- | KIND NAME [-n NS]", "delete objects, all or nothing" },
 	{ "get", ctl_cmd_get, "backends|gateways|routes|policies|frontends|endpoints [NAME] [-n NS|-A] [-o wide|json|yaml]",
 	  "show objects with their status, or the programmed frontends and endpoints" },

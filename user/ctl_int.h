@@ -18,6 +18,7 @@ struct opts {
 	enum kb_output out;
 	bool out_set;
 	bool dry_run;
+	bool replace;		/* apply: the files are the whole desired state */
 	bool watch;		/* stats: repeat every 2 s */
 	bool each_file;		/* validate: every file is its own set */
 	struct kb_policy policy;

@@ -153,6 +153,9 @@ static int change(const char *cmd, int argc, char **argv, bool del)
 	int err;
 
 	PARSE_OR_RETURN(cmd, argc, argv, &o);
+	if (del && o.replace)
+		return ctl_usage_error(cmd, "--replace is for apply");
+	/* An offline dry run computes the files alone, which is what --replace means too. */
 	if (!del && o.dry_run && (o.policy_flags || access(o.socket, F_OK))) {
 		/* No daemon, or policy flags to try out: compute the dry run here, without root. */
 		if (!o.nfiles || o.nargs)
@@ -195,7 +198,7 @@ static int change(const char *cmd, int argc, char **argv, bool del)
 			return err;
 		}
 	}
-	req = request(del ? "delete" : "apply");
+	req = request(del ? "delete" : o.replace ? "replace" : "apply");
 	json_object_object_add(req, "files", files);
 	json_object_object_add(req, "dryRun", json_object_new_boolean(o.dry_run));
 	reply = call(&o, req);
@@ -369,9 +372,35 @@ int ctl_cmd_describe(int argc, char **argv)
 	return err;
 }
 
+/* The state line; when the stored state was not restored, loudly, with what is at risk and the way out. */
+static void print_state(struct json_object *reply)
+{
+	struct json_object *sf = json_object_object_get(reply, "stateFile"), *un, *v;
+	const char *problem = kb_json_str(sf, "problem"), *aside = kb_json_str(sf, "setAsideAs");
+
+	if (!json_object_object_get_ex(reply, "degraded", &v) || !json_object_get_boolean(v)) {
+		printf("state:       %lld object(s) in %s\n", kb_json_int(reply, "objects"), kb_json_str(reply, "stateDir"));
+		if (*problem)
+			printf("             at start: %s%s%s\n", problem, *aside ? "; set aside as " : "", aside);
+		return;
+	}
+	printf("state:       DEGRADED: the stored state was not restored: %s\n", problem);
+	if (*aside)
+		printf("             the bad file is kept as %s\n", aside);
+	if (json_object_object_get_ex(sf, "unaccountedFrontends", &un)) {
+		printf("             the pinned maps still serve %zu frontend(s) no stored object accounts for:",
+		       json_object_array_length(un));
+		for (size_t i = 0; i < json_object_array_length(un) && i < 10; i++)
+			printf(" %s", json_object_get_string(json_object_array_get_idx(un, i)));
+		if (json_object_array_length(un) > 10)
+			printf(" and %zu more (-o json lists them)", json_object_array_length(un) - 10);
+		printf("\n             an apply or delete that would drop them is refused: %s\n", kb_json_str(sf, "wayOut"));
+	}
+}
+
 int ctl_cmd_status(int argc, char **argv)
 {
-	struct json_object *reply;
+	struct json_object *reply, *un;
 	struct opts o;
 	int err;
 
@@ -388,8 +417,11 @@ int ctl_cmd_status(int argc, char **argv)
 		printf("daemon:      running (pid %lld, up %llds)\n", kb_json_int(reply, "pid"),
 		       kb_json_int(reply, "uptimeSeconds"));
 		printf("programs:    attached to %s, pinned under %s\n", kb_json_str(reply, "cgroup"), kb_json_str(reply, "bpffs"));
-		printf("state:       %lld object(s) in %s\n", kb_json_int(reply, "objects"), kb_json_str(reply, "stateDir"));
-		printf("frontends:   %lld programmed\n", kb_json_int(reply, "frontends"));
+		print_state(reply);
+		printf("frontends:   %lld programmed", kb_json_int(reply, "frontends"));
+		if (json_object_object_get_ex(json_object_object_get(reply, "stateFile"), "unaccountedFrontends", &un))
+			printf(", %zu more still served from the pins", json_object_array_length(un));
+		printf("\n");
 		printf("applies:     %lld ok, %lld refused\n", kb_json_int(reply, "applies"),
 		       kb_json_int(reply, "applyErrors"));
 		if (*kb_json_str(reply, "lastError"))

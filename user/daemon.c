@@ -277,5 +277,6 @@ out_close:
 	kb_arena_free(&d.node_arena);
 	kb_compiled_free(&d.compiled);
 	kb_model_free(&d.state);
+	kb_daemon_accounted(&d);
 	return err;
 }

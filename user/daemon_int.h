@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Internal to the daemon (daemon.c, apply.c, serve.c): its state, shared by the start-up, the change pipeline and the server. */
+/* Internal to the daemon (daemon*.c, apply.c, serve.c): its state, shared by the start-up, the change pipeline and the server. */
 #ifndef KB_DAEMON_INT_H
 #define KB_DAEMON_INT_H
 
@@ -18,8 +18,9 @@
 #include "resolver.h"
 #include "validate.h"
 
-#define MAX_CLIENTS 64
+#define MAX_CLIENTS KB_CTL_MAX_CLIENTS
 #define CLIENT_DEADLINE_MS 5000		/* a client must send its whole request within this */
+#define CLIENT_REPLY_MS 10000		/* and take its whole reply within this, or be dropped */
 #define MAX_FLAG_LIST 64
 #define MAX_NODE_ADDRS 256
 #define RESTORE_DNS_WAIT_MS 5000	/* longest a restart waits for FQDN answers before programming */
@@ -31,6 +32,9 @@ struct client {
 	long deadline;
 	struct kb_frame_reader rd;
 	struct daemon *d;
+	/* The reply (header and body), written as the peer takes it; NULL while the request is read. */
+	char *out;
+	size_t outlen, outoff;
 };
 
 struct daemon {
@@ -70,12 +74,20 @@ struct daemon {
 	struct kb_watch *watch;
 	struct kb_metrics *metrics;
 	struct client clients[MAX_CLIENTS];
+	unsigned long clients_refused;	/* over the limit: answered `too many clients` */
+	unsigned long clients_dropped;	/* did not take their reply in time */
+	/* The state file at start (daemon_state.c): what was wrong with it, and what the pins serve that no stored object accounts for. */
+	char state_path[4096];
+	char state_problem[1024];
+	char state_aside[4200];
+	struct kb_frontend_key *unaccounted;	/* sorted; any: degraded */
+	size_t nunaccounted;
 	bool stop, unload;
 	time_t started;
 	/* Apply bookkeeping, shown by `status`. */
 	unsigned long applies, apply_errors;
 	time_t last_apply;
-	char last_error[512];
+	char last_error[1024];
 };
 
 /* apply.c: the change pipeline. */
@@ -92,12 +104,24 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 void kb_daemon_recompile(struct daemon *d);
 /* Tell the resolver which names the programmed frontends need. */
 void kb_daemon_update_names(struct daemon *d);
-/* Restore --state-dir at start and program it (after DNS has answered, when FQDNs are in it). */
-void kb_daemon_restore(struct daemon *d);
 /* Re-read the node's own addresses into the SSRF policy (before every validation). */
 void kb_daemon_read_node_addrs(struct daemon *d);
 /* Register the resolver's fd and timer with the loop; recompiles when an answer changes. */
 int kb_daemon_dns_start(struct daemon *d);
+
+/* daemon_state.c: the stored state at start, and the degraded mode when it cannot be trusted. */
+/*
+ * Restore --state-dir at start and program it (after DNS has answered, when
+ * FQDNs are in it). A file that cannot be trusted is set aside, nothing is
+ * programmed, and the pinned frontends become unaccounted for.
+ */
+void kb_daemon_restore(struct daemon *d);
+/* True (why set) when next lacks a pinned frontend that no stored object accounts for: verb ("apply") is refused. */
+bool kb_daemon_would_drop(struct daemon *d, const struct kb_compiled *next, const char *verb, char *why, size_t len);
+/* A change took effect (or the restore did): whatever the pins serve is now accounted for. */
+void kb_daemon_accounted(struct daemon *d);
+/* status's "stateFile": path, format, and when something is wrong, the problem, the set-aside copy and the unaccounted frontends. */
+struct json_object *kb_daemon_state_json(struct daemon *d);
 
 /* daemon_bridge.c: the unix bridge and inbound steering. */
 enum { OPT_BRIDGE_NETNS = 512, OPT_BRIDGE_BUFFER, OPT_BRIDGE_MODE, OPT_NO_INBOUND };

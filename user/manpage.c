@@ -35,6 +35,10 @@ static const struct opt_doc opts[] = {
 	{ S_COMMON, "--dry-run", NULL,
 	  "apply: parse, validate and compile in the CLI process and print the frontends that would be programmed; "
 	  "needs neither the daemon nor root." },
+	{ S_COMMON, "--replace", NULL,
+	  "apply: the files are the whole desired state. Stored objects they do not name are deleted, and their "
+	  "frontends unprogrammed, in the same all-or-nothing change. This is also the way out when status shows the "
+	  "state as DEGRADED (a bad state file at start)." },
 	{ S_COMMON, "--each-file", NULL,
 	  "validate: treat every file as its own set of manifests, as test cases are written." },
 	{ S_COMMON, "-w, --watch", NULL, "stats: print the counters again every second." },
@@ -162,7 +166,9 @@ static const char *const body_tail =
 	"\\fIlinks/\\fR, the pinned cgroup links.\n"
 	".TP\n"
 	"\\fI" KB_STATE_DIR_DEFAULT "/applied.yaml\\fR\n"
-	"The accepted manifests, restored when the daemon starts.\n"
+	"The accepted manifests, restored when the daemon starts. One that cannot be trusted (unreadable,\n"
+	"truncated, corrupt, from a newer kbackend) is renamed \\fIapplied.yaml.bad\\-TIME\\fR; the pinned\n"
+	"frontends keep serving and \\fBstatus\\fR shows the state as DEGRADED until \\fBapply \\-\\-replace\\fR.\n"
 	".SH \"EXIT STATUS\"\n"
 	"0 on success, 1 when the command failed (an error line \\fBkbackend: ...\\fR on standard error, or\n"
 	"a refused object), 2 on a usage error.\n"

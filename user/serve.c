@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The control socket's server side: accept, check the peer, read one request, answer it. */
+/* The control socket's server side: accept, check the peer, read one request, answer it without ever waiting on the peer. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -146,6 +146,9 @@ static struct json_object *do_status(struct daemon *d)
 	json_object_object_add(r, "bpffs", json_object_new_string(d->bpffs));
 	json_object_object_add(r, "cgroup", json_object_new_string(d->cgroup));
 	json_object_object_add(r, "stateDir", json_object_new_string(d->state_dir));
+	/* Degraded: the stored state was not restored and the pins serve frontends no stored object accounts for. */
+	json_object_object_add(r, "degraded", json_object_new_boolean(d->nunaccounted > 0));
+	json_object_object_add(r, "stateFile", kb_daemon_state_json(d));
 	json_object_object_add(r, "objects", json_object_new_int64((int64_t)d->state.nobjects));
 	json_object_object_add(r, "frontends", json_object_new_int64((int64_t)d->compiled.nfes));
 	json_object_object_add(r, "applies", json_object_new_int64((int64_t)d->applies));
@@ -158,6 +161,18 @@ static struct json_object *do_status(struct daemon *d)
 	if (d->metrics_addr)
 		json_object_object_add(r, "metricsAddr", json_object_new_string(d->metrics_addr));
 	json_object_object_add(r, "bridge", kb_daemon_bridge_status(d));
+	{
+		struct json_object *cc = json_object_new_object();
+		int n = 0;
+
+		for (int i = 0; i < MAX_CLIENTS; i++)
+			n += d->clients[i].fd >= 0;
+		json_object_object_add(cc, "connected", json_object_new_int(n));
+		json_object_object_add(cc, "limit", json_object_new_int(MAX_CLIENTS));
+		json_object_object_add(cc, "refused", json_object_new_int64((int64_t)d->clients_refused));
+		json_object_object_add(cc, "dropped", json_object_new_int64((int64_t)d->clients_dropped));
+		json_object_object_add(r, "controlClients", cc);
+	}
 	return r;
 }
 
@@ -179,6 +194,8 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd)
 		reply = kb_ctl_error("malformed request: no \"op\"");
 	else if (strcmp(op, "apply") == 0)
 		reply = kb_daemon_change(d, files, KB_CHANGE_APPLY, req_bool(req, "dryRun"));
+	else if (strcmp(op, "replace") == 0)
+		reply = kb_daemon_change(d, files, KB_CHANGE_REPLACE, req_bool(req, "dryRun"));
 	else if (strcmp(op, "delete") == 0)
 		reply = kb_daemon_change(d, files, KB_CHANGE_DELETE, req_bool(req, "dryRun"));
 	else if (strcmp(op, "get") == 0)
@@ -199,20 +216,85 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd)
 
 /* ---- the control socket --------------------------------------------------------- */
 
-static void reply_and_close(struct client *c, struct json_object *reply)
-{
-	const char *s = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
-	struct timeval tv = { .tv_sec = 2 };
-	int fl = fcntl(c->fd, F_GETFL);
+/*
+ * Every socket is nonblocking and the loop never waits on a peer: a reply is
+ * kept with its client and written as the peer takes it (EPOLLOUT), and a
+ * peer that has not taken it by its deadline is dropped.
+ */
 
-	/* Replies go out blocking but bounded, so a client that stops reading can't stall the loop for long. */
-	fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
-	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	kb_ctl_write_frame(c->fd, s, strlen(s));
-	json_object_put(reply);
+static void on_client(void *ctx, int fd, uint32_t events);
+
+static void client_close(struct client *c)
+{
+	kb_loop_del(c->d->loop, c->fd);
 	close(c->fd);
 	kb_frame_reset(&c->rd);
+	free(c->out);
+	c->out = NULL;
 	c->fd = -1;
+}
+
+/* Write what the peer takes now; close once it is all written or the peer is gone. */
+static void client_flush(struct client *c)
+{
+	while (c->outoff < c->outlen) {
+		ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0)
+			break;
+		c->outoff += (size_t)n;
+	}
+	client_close(c);
+}
+
+/* Queue the reply (taking it) and write as much as the peer takes now; the rest goes on EPOLLOUT. */
+static void client_reply(struct client *c, struct json_object *reply)
+{
+	const char *s = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
+	size_t len = strlen(s);
+	int err;
+
+	kb_frame_reset(&c->rd);
+	c->out = kb_ctl_frame(s, len, &c->outlen);
+	json_object_put(reply);
+	if (!c->out) {
+		kb_err("failed to answer a control request: out of memory for %zu bytes", len);
+		client_close(c);
+		return;
+	}
+	c->outoff = 0;
+	c->deadline = kb_now_ms() + CLIENT_REPLY_MS;
+	/* Watched for EPOLLOUT only from now: a second request on the connection is not read. */
+	err = kb_loop_mod(c->d->loop, c->fd, EPOLLOUT);
+	if (err == -ENOENT)
+		err = kb_loop_add(c->d->loop, c->fd, EPOLLOUT, on_client, c);
+	if (err) {
+		kb_err("failed to watch a control client: %s", strerror(-err));
+		client_close(c);
+		return;
+	}
+	client_flush(c);
+}
+
+/* One over the limit: a short answer that fits the empty socket buffer of a fresh connection, then close. */
+static void refuse_busy(struct daemon *d, int fd)
+{
+	struct json_object *e = kb_ctl_error("too many clients: %d control connections are open; try again", MAX_CLIENTS);
+	const char *s = json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN);
+	size_t len;
+	char *f = kb_ctl_frame(s, strlen(s), &len);
+
+	if (f && send(fd, f, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		kb_log_debug("could not tell a control client over the limit: %s", strerror(errno));
+	free(f);
+	json_object_put(e);
+	close(fd);
+	if (d->clients_refused++ == 0)
+		kb_log_info("a control client over the limit (%d) was refused; `kbackend status` counts them", MAX_CLIENTS);
 }
 
 static int listen_socket(const char *path)
@@ -253,8 +335,6 @@ static int listen_socket(const char *path)
 	return fd;
 }
 
-static void on_client(void *ctx, int fd, uint32_t events);
-
 static void on_accept(void *ctx, int lfd, uint32_t events)
 {
 	struct daemon *d = ctx;
@@ -263,7 +343,7 @@ static void on_accept(void *ctx, int lfd, uint32_t events)
 		struct ucred cred = { .uid = (uid_t)-1 };
 		socklen_t len = sizeof(cred);
 		struct client *c = NULL;
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int err, fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0)
 			return;
@@ -271,43 +351,48 @@ static void on_accept(void *ctx, int lfd, uint32_t events)
 			if (d->clients[i].fd < 0)
 				c = &d->clients[i];
 		if (!c) {
-			close(fd);
+			refuse_busy(d, fd);
 			continue;
 		}
 		c->fd = fd;
+		c->d = d;
 		c->deadline = kb_now_ms() + CLIENT_DEADLINE_MS;
 		memset(&c->rd, 0, sizeof(c->rd));
 		/* The socket is 0600, and peer credentials are checked too, in case its mode was changed. */
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || (cred.uid != 0 && cred.uid != geteuid())) {
 			kb_log_info("refused control connection from uid %u", (unsigned)cred.uid);
-			reply_and_close(c, kb_ctl_error("permission denied: uid %u may not use the control socket",
-							(unsigned)cred.uid));
+			client_reply(c, kb_ctl_error("permission denied: uid %u may not use the control socket",
+						     (unsigned)cred.uid));
 			continue;
 		}
-		c->d = d;
-		kb_loop_add(d->loop, fd, EPOLLIN, on_client, c);
+		err = kb_loop_add(d->loop, fd, EPOLLIN, on_client, c);
+		if (err) {
+			kb_err("failed to watch a control client: %s", strerror(-err));
+			client_close(c);
+		}
 	}
 }
 
 static void on_client(void *ctx, int fd, uint32_t events)
 {
 	struct client *c = ctx;
-	struct daemon *d = c->d;
-	int r = kb_frame_read(fd, &c->rd);
+	int r;
 
+	if (c->out) {
+		client_flush(c);
+		return;
+	}
+	r = kb_frame_read(fd, &c->rd);
 	if (r == 0)
 		return;
-	kb_loop_del(d->loop, fd);
 	if (r == -EMSGSIZE) {
 		kb_log_info("refused an oversized control message (%zu bytes)", c->rd.len);
-		reply_and_close(c, kb_ctl_error("message too large: %zu bytes (limit %u)", c->rd.len, KB_CTL_MAX_MSG));
+		client_reply(c, kb_ctl_error("message too large: %zu bytes (limit %u)", c->rd.len, KB_CTL_MAX_MSG));
 	} else if (r < 0) {
 		/* A truncated message: the client went away mid-frame. Nothing to answer. */
-		close(c->fd);
-		kb_frame_reset(&c->rd);
-		c->fd = -1;
+		client_close(c);
 	} else {
-		reply_and_close(c, handle(d, &c->rd));
+		client_reply(c, handle(c->d, &c->rd));
 	}
 }
 
@@ -323,7 +408,7 @@ static int clients_due(void *ctx)
 	return (int)due;
 }
 
-/* A client that has not sent a whole request in time gets an error and is closed. */
+/* A client that has not sent a whole request in time gets an error; one that has not taken its reply is dropped. */
 static void clients_expire(void *ctx)
 {
 	struct daemon *d = ctx;
@@ -332,10 +417,16 @@ static void clients_expire(void *ctx)
 	for (int i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = &d->clients[i];
 
-		if (c->fd >= 0 && now > c->deadline) {
-			kb_loop_del(d->loop, c->fd);
-			reply_and_close(c, kb_ctl_error("timed out waiting for a complete request"));
+		if (c->fd < 0 || now <= c->deadline)
+			continue;
+		if (!c->out) {
+			client_reply(c, kb_ctl_error("timed out waiting for a complete request"));
+			continue;
 		}
+		kb_log_info("dropped a control client that took %zu of its %zu-byte reply in %d s", c->outoff,
+			    c->outlen, CLIENT_REPLY_MS / 1000);
+		d->clients_dropped++;
+		client_close(c);
 	}
 }
 
@@ -368,12 +459,8 @@ void kb_serve_unlink(struct daemon *d)
 void kb_serve_stop(struct daemon *d)
 {
 	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (d->clients[i].fd >= 0) {
-			kb_loop_del(d->loop, d->clients[i].fd);
-			close(d->clients[i].fd);
-			kb_frame_reset(&d->clients[i].rd);
-			d->clients[i].fd = -1;
-		}
+		if (d->clients[i].fd >= 0)
+			client_close(&d->clients[i]);
 	if (d->lfd >= 0) {
 		kb_loop_del(d->loop, d->lfd);
 		close(d->lfd);

@@ -7,6 +7,13 @@
 
 #define KB_STATE_DIR_DEFAULT "/var/lib/kbackend"
 #define KB_STATE_FILE "applied.yaml"
+/*
+ * The file's format, on its second line ("# kbackend-state-format: 2").
+ * Format 2 ends with "# kbackend-state-end: N objects, crc32 X" over every
+ * byte before it, so a file cut short, even at a document boundary, is
+ * recognised. Format 1 (no format line) is read without that check.
+ */
+#define KB_STATE_FORMAT 2
 
 /* Path of the state file in dir, into buf. */
 void kb_store_path(const char *dir, char *buf, size_t len);
@@ -18,7 +25,16 @@ void kb_store_path(const char *dir, char *buf, size_t len);
  */
 int kb_store_save(const char *dir, const struct kb_model *m);
 
-/* Load dir/applied.yaml into m. A missing file is an empty state: returns 0. -errno on I/O errors. */
-int kb_store_load(const char *dir, struct kb_model *m);
+enum kb_store_result {
+	KB_STORE_OK,		/* read, checked and parsed into m */
+	KB_STORE_MISSING,	/* no file: an empty state */
+	KB_STORE_BAD,		/* unreadable, not ours, from a newer kbackend, truncated or corrupt: why says which */
+};
+
+/* Load dir/applied.yaml into m; on KB_STORE_BAD, why says what is wrong with it (m is then not to be used). */
+enum kb_store_result kb_store_load(const char *dir, struct kb_model *m, char *why, size_t whylen);
+
+/* Rename a bad dir/applied.yaml to applied.yaml.bad-<UTC time>, its new path in out. 0 or -errno. */
+int kb_store_set_aside(const char *dir, char *out, size_t len);
 
 #endif /* KB_STORE_H */

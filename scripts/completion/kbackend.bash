@@ -11,7 +11,7 @@ _kbackend_flags()
 	daemon)   echo "--cgroup --bpffs --state-dir --socket --watch-dir --metrics-addr --dns-server --dns-min-ttl
 	                --dns-max-ttl --bridge-netns --bridge-buffer --bridge-mode --no-inbound $_kbackend_policy_flags
 	                --verbose -v" ;;
-	apply)    echo "-f --filename --dry-run -o --output --socket --help $_kbackend_policy_flags" ;;
+	apply)    echo "-f --filename --replace --dry-run -o --output --socket --help $_kbackend_policy_flags" ;;
 	delete)   echo "-f --filename -n --namespace --socket --help" ;;
 	get)      echo "-n --namespace -A --all-namespaces -o --output --socket --help" ;;
 	describe) echo "-n --namespace -o --output --socket --help" ;;

@@ -219,21 +219,16 @@ static int daemon_start(void)
 	return e2e_daemon_wait(&E.daemon, E.env.sock, 15000);
 }
 
+/* Make yaml the daemon's whole state (op replace): objects of an earlier step that it does not name are deleted. */
 static void apply_yaml(const char *yaml)
 {
 	struct json_object *req = e2e_files_req("replace", "health.yaml", yaml), *r;
 
 	r = kb_ctl_call(E.env.sock, req, 30000);
-	if (!(e2e_reply_ok(r))) {
-		/* An older daemon without "replace": apply instead (the tests always send the whole state). */
-		json_object_put(r);
-		json_object_object_add(req, "op", json_object_new_string("apply"));
-		r = kb_ctl_call(E.env.sock, req, 30000);
-	}
 	json_object_put(req);
 	if (!(e2e_reply_ok(r))) {
 		dump_log();
-		fail_msg("apply refused: %s", r ? json_object_to_json_string(r) : strerror(errno));
+		fail_msg("replace refused: %s", r ? json_object_to_json_string(r) : strerror(errno));
 	}
 	json_object_put(r);
 }
