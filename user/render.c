@@ -499,6 +499,30 @@ static void print_dns_table(FILE *f, struct json_object *fes)
 	json_object_put(seen);
 }
 
+/* Unix endpoints whose connects the bridge reset, once each: how many and why (the last reason). */
+static void print_bridge_table(FILE *f, struct json_object *fes)
+{
+	struct json_object *seen = json_object_new_object();
+
+	for (size_t i = 0; i < json_object_array_length(fes); i++) {
+		struct json_object *eps = NULL;
+
+		json_object_object_get_ex(json_object_array_get_idx(fes, i), "endpoints", &eps);
+		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
+			struct json_object *ep = json_object_array_get_idx(eps, e), *br;
+			const char *path = kb_json_str(ep, "address");
+
+			if (!json_object_object_get_ex(ep, "bridge", &br) || json_object_object_get_ex(seen, path, NULL))
+				continue;
+			if (!json_object_object_length(seen))
+				fprintf(f, "\n%-48s %-7s %s\n", "UNIX-SOCKET", "RESETS", "LAST-RESET-REASON");
+			json_object_object_add(seen, path, NULL);
+			fprintf(f, "%-48s %-7lld %s\n", path, kb_json_int(br, "refused"), kb_json_str(br, "lastRefusal"));
+		}
+	}
+	json_object_put(seen);
+}
+
 void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table view, bool wide)
 {
 	if (view == KB_TABLE_FRONTENDS)
@@ -557,8 +581,10 @@ void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table vi
 					json_object_get_string(json_object_array_get_idx(un, u)), "unres.", 0.0, 0);
 		}
 	}
-	if (view == KB_TABLE_ENDPOINTS && wide)
+	if (view == KB_TABLE_ENDPOINTS && wide) {
 		print_dns_table(f, fes);
+		print_bridge_table(f, fes);
+	}
 }
 
 void kb_print_diags(FILE *f, const struct kb_model *m)

@@ -46,12 +46,19 @@
 #define P_FIRST 82
 #define P_ABSENT 83
 #define P_RESTART 84
+#define P_RACE 85
+#define P_RACEDIR 86
+#define P_INNOCENT 87
+#define P_FLOOD 88
+#define P_RESET 89
 #define FIRST_BYTES (1u << 20)
 
 struct shared {
 	long first_got;		/* speak-first sidecar: bytes read after its own half-close */
 	int first_ok;		/* 1: all of them matched the pattern, then EOF */
 	int first_done;
+	int outside_accepts;	/* the sidecar outside --unix-dir: connections it accepted */
+	uint64_t flood_sent;	/* the flooding sidecar: bytes written (to a client that never reads) */
 };
 
 struct env {
@@ -60,7 +67,9 @@ struct env {
 	char node[64], host[64], cl[64];
 	bool netns_made;
 	int rootns;
-	pid_t daemon, sidecar, restart;
+	const char *innocent;	/* the path (under the sidecar dir) of Backend innocent */
+	char outdir[PATH_MAX];	/* a directory outside --unix-dir, with a counting sidecar */
+	pid_t daemon, sidecar, restart, outside, racer;
 	struct shared *sh;
 };
 
@@ -129,7 +138,14 @@ static bool pat_check(uint64_t seed, uint64_t off, const unsigned char *p, size_
 
 /* ---- sidecars ---- */
 
-enum sc_mode { SC_ECHO, SC_STALL, SC_FIRST };
+enum sc_mode {
+	SC_ECHO,
+	SC_STALL,	/* never reads */
+	SC_FIRST,	/* speaks first, then half-closes */
+	SC_OUTSIDE,	/* echo, counted in E.sh */
+	SC_FLOOD,	/* writes until the peer stops taking bytes, counted in E.sh */
+	SC_RESET,	/* echoes one read, then closes with bytes unread: the bridge sees a reset mid-stream */
+};
 
 struct sc_conn {
 	int fd;
@@ -184,6 +200,44 @@ static void *first_thread(void *arg)
 	E.sh->first_got = (long)off;
 	E.sh->first_ok = ok;
 	__atomic_store_n(&E.sh->first_done, 1, __ATOMIC_SEQ_CST);
+	close(fd);
+	return NULL;
+}
+
+/* Writes a pattern for as long as the peer takes it; E.sh->flood_sent says how far it got. */
+static void *flood_thread(void *arg)
+{
+	int fd = (int)(long)arg;
+	static unsigned char buf[65536];
+	int fl = fcntl(fd, F_GETFL);
+
+	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	pat_fill(10, 0, buf, sizeof(buf));
+	for (;;) {
+		ssize_t w = write(fd, buf, sizeof(buf));
+
+		if (w <= 0)
+			break;
+		__atomic_add_fetch(&E.sh->flood_sent, (uint64_t)w, __ATOMIC_SEQ_CST);
+	}
+	close(fd);
+	return NULL;
+}
+
+/* Echo the first read, then close with the rest unread: a unix peer then reads ECONNRESET. */
+static void *reset_thread(void *arg)
+{
+	int fd = (int)(long)arg;
+	char buf[4096];
+	int fl = fcntl(fd, F_GETFL);
+	ssize_t r;
+
+	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	r = read(fd, buf, sizeof(buf));
+	if (r > 0 && write(fd, buf, (size_t)r) != r)
+		{ /* the close below is the point */ }
+	/* Wait for more to arrive, so that the close leaves bytes unread. */
+	r = recv(fd, buf, 1, MSG_PEEK);
 	close(fd);
 	return NULL;
 }
@@ -270,10 +324,15 @@ static void sidecar_main(const char *const *paths, const enum sc_mode *modes, in
 					struct sc_conn *c;
 					pthread_t th;
 
+					if (lmodes[li] == SC_OUTSIDE)
+						__atomic_add_fetch(&E.sh->outside_accepts, 1, __ATOMIC_SEQ_CST);
 					if (lmodes[li] == SC_STALL)
 						continue;	/* kept open, never read: the fd leaks on purpose */
-					if (lmodes[li] == SC_FIRST) {
-						if (pthread_create(&th, NULL, first_thread, (void *)(long)fd))
+					if (lmodes[li] == SC_FIRST || lmodes[li] == SC_FLOOD || lmodes[li] == SC_RESET) {
+						void *(*fn)(void *) = lmodes[li] == SC_FIRST ? first_thread :
+								      lmodes[li] == SC_FLOOD ? flood_thread : reset_thread;
+
+						if (pthread_create(&th, NULL, fn, (void *)(long)fd))
 							close(fd);
 						else
 							pthread_detach(th);
@@ -303,7 +362,9 @@ static pid_t sidecar_start(const char *const *names, const enum sc_mode *modes, 
 	pid_t pid;
 
 	for (int i = 0; i < n; i++) {
-		snprintf(paths[i], sizeof(paths[i]), "%s/%s", E.scdir, names[i]);
+		/* Relative: under the sidecar dir (--unix-dir). */
+		snprintf(paths[i], sizeof(paths[i]), "%s%s%s", names[i][0] == '/' ? "" : E.scdir,
+			 names[i][0] == '/' ? "" : "/", names[i]);
 		pp[i] = paths[i];
 	}
 	if (pipe(p))
@@ -329,10 +390,12 @@ static pid_t sidecar_start(const char *const *names, const enum sc_mode *modes, 
 
 static void yaml_config(char *buf, size_t len, const char *extra)
 {
-	static const struct { const char *name; int port; const char *sock; } be[] = {
+	const struct { const char *name; int port; const char *sock; } be[] = {
 		{ "echo", P_ECHO, "echo.sock" },	 { "stall", P_STALL, "stall.sock" },
 		{ "first", P_FIRST, "first.sock" },	 { "absent", P_ABSENT, "absent.sock" },
-		{ "restart", P_RESTART, "restart.sock" },
+		{ "restart", P_RESTART, "restart.sock" }, { "race", P_RACE, "race.sock" },
+		{ "racedir", P_RACEDIR, "rdir/r.sock" }, { "innocent", P_INNOCENT, E.innocent },
+		{ "flood", P_FLOOD, "flood.sock" }, { "reset", P_RESET, "reset.sock" },
 	};
 	size_t n = (size_t)snprintf(buf, len,
 				    "apiVersion: gateway.envoyproxy.io/v1alpha1\n"
@@ -348,10 +411,10 @@ static void yaml_config(char *buf, size_t len, const char *extra)
 				    "  addresses: [{type: IPAddress, value: " FE "}]\n"
 				    "  listeners:\n");
 
-	for (size_t i = 0; i < 5; i++)
+	for (size_t i = 0; i < sizeof(be) / sizeof(be[0]); i++)
 		n += (size_t)snprintf(buf + n, len - n, "    - {name: %s, protocol: TCP, port: %d}\n", be[i].name,
 				      be[i].port);
-	for (size_t i = 0; i < 5; i++)
+	for (size_t i = 0; i < sizeof(be) / sizeof(be[0]); i++)
 		n += (size_t)snprintf(buf + n, len - n,
 				      "---\n"
 				      "apiVersion: gateway.envoyproxy.io/v1alpha1\n"
@@ -359,7 +422,7 @@ static void yaml_config(char *buf, size_t len, const char *extra)
 				      "metadata: {name: %s, namespace: default}\n"
 				      "spec:\n"
 				      "  endpoints:\n"
-				      "    - unix: {path: %s/%s}\n"
+				      "    - unix: {path: %s%s%s}\n"
 				      "---\n"
 				      "apiVersion: gateway.networking.k8s.io/v1alpha2\n"
 				      "kind: TCPRoute\n"
@@ -367,7 +430,8 @@ static void yaml_config(char *buf, size_t len, const char *extra)
 				      "spec:\n"
 				      "  parentRefs: [{name: eg, sectionName: %s}]\n"
 				      "  rules: [{backendRefs: [{group: gateway.envoyproxy.io, kind: Backend, name: %s}]}]\n",
-				      be[i].name, E.scdir, be[i].sock, be[i].name, be[i].name, be[i].name);
+				      be[i].name, be[i].sock[0] == '/' ? "" : E.scdir, be[i].sock[0] == '/' ? "" : "/",
+				      be[i].sock, be[i].name, be[i].name, be[i].name);
 	if (extra)
 		snprintf(buf + n, len - n, "---\n%s", extra);
 }
@@ -383,12 +447,44 @@ static struct json_object *apply_yaml(const char *yaml)
 
 /* ---- the daemon ---- */
 
-static int daemon_start(void)
+/* A daemon configuration the limit tests run under (NULL fields: the defaults). */
+struct bconf {
+	const char *name;
+	const char *mode;	/* --bridge-mode */
+	const char *buffer;	/* --bridge-buffer */
+	uint64_t B;		/* the bound it sets */
+	const char *idle;	/* --bridge-idle-timeout */
+	int fd_conns;		/* connections in the fd test */
+};
+
+static const struct bconf C_DEFAULT = { "copy, default buffer", NULL, NULL, 4u << 20, NULL, 10000 };
+static const struct bconf C_SPLICE = { "splice, 1MiB", "splice", "1MiB", 1u << 20, NULL, 2000 };
+static const struct bconf C_SMALL = { "copy, 256KiB", "copy", "256KiB", 256u << 10, NULL, 2000 };
+static const struct bconf C_IDLE = { "copy, idle 2s", NULL, NULL, 4u << 20, "2s", 0 };
+static const struct bconf *E_conf = &C_DEFAULT;	/* what the running daemon was started with */
+
+static int daemon_start(const struct bconf *c)
 {
 	char cl[PATH_MAX];
+	const char *argv[32] = { "kbackend", "daemon", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs,
+				 "--state-dir", E.env.state, "--socket", E.env.sock, "--unix-dir", E.scdir,
+				 "--bridge-netns", cl };
+	int n = 14;
 	pid_t pid;
 
 	snprintf(cl, sizeof(cl), "/var/run/netns/%s", E.cl);
+	if (c->mode) {
+		argv[n++] = "--bridge-mode";
+		argv[n++] = c->mode;
+	}
+	if (c->buffer) {
+		argv[n++] = "--bridge-buffer";
+		argv[n++] = c->buffer;
+	}
+	if (c->idle) {
+		argv[n++] = "--bridge-idle-timeout";
+		argv[n++] = c->idle;
+	}
 	pid = fork();
 	if (pid < 0)
 		return -1;
@@ -403,17 +499,34 @@ static int daemon_start(void)
 		e2e_cgroup_enter(E.env.cgroot, 0);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		execl(E.env.kb, "kbackend", "daemon", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs, "--state-dir", E.env.state,
-		      "--socket", E.env.sock, "--unix-dir", E.scdir, "--bridge-netns", cl, (char *)NULL);
+		execv(E.env.kb, (char *const *)argv);
 		_exit(127);
 	}
 	E.daemon = pid;
+	E_conf = c;
 	return e2e_daemon_wait(&E.daemon, E.env.sock, 15000);
+}
+
+/* Run the daemon with configuration c (restarted when it runs with another); its state comes back from --state-dir. */
+static void use_conf(const struct bconf *c)
+{
+	if (E_conf == c && E.daemon > 0)
+		return;
+	if (E.daemon > 0) {
+		kill(E.daemon, SIGTERM);
+		waitpid(E.daemon, NULL, 0);
+		E.daemon = 0;
+	}
+	if (daemon_start(c)) {
+		dump_log();
+		fail_msg("the daemon did not start with %s", c->name);
+	}
 }
 
 /* ---- clients (this process: node netns, test cgroup) ---- */
 
-static int tcp_connect(const char *ip, int port, int timeout_s)
+/* A connected TCP socket with send and receive timeouts (and, unless 0, that SO_RCVBUF), or -errno. */
+static int tcp_connect_rcvbuf(const char *ip, int port, int timeout_s, int rcvbuf)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct timeval tv = { timeout_s, 0 };
@@ -422,6 +535,8 @@ static int tcp_connect(const char *ip, int port, int timeout_s)
 	if (fd < 0)
 		return -errno;
 	inet_pton(AF_INET, ip, &sa.sin_addr);
+	if (rcvbuf)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
@@ -432,6 +547,14 @@ static int tcp_connect(const char *ip, int port, int timeout_s)
 	}
 	return fd;
 }
+
+static int tcp_connect(const char *ip, int port, int timeout_s)
+{
+	return tcp_connect_rcvbuf(ip, port, timeout_s, 0);
+}
+
+/* What the last failed echo_check failed at: "send", "recv", "eof" (too early), "bytes" or "no-eof". */
+static const char *echo_fail;
 
 /* Send n bytes of stream seed, half-close, read the echo to EOF. 0, or a negative errno / -1000 for bad bytes. */
 static int echo_check(int fd, size_t n, uint64_t seed)
@@ -446,8 +569,10 @@ static int echo_check(int fd, size_t n, uint64_t seed)
 
 			pat_fill(seed, sent, buf, k);
 			w = send(fd, buf, k, MSG_NOSIGNAL);
-			if (w < 0)
+			if (w < 0) {
+				echo_fail = "send";
 				return -errno;
+			}
 			sent += (uint64_t)w;
 			if (sent == n)
 				shutdown(fd, SHUT_WR);
@@ -456,6 +581,7 @@ static int echo_check(int fd, size_t n, uint64_t seed)
 		}
 		ssize_t r = recv(fd, buf, sizeof(buf), 0);
 
+		echo_fail = r < 0 ? "recv" : r == 0 ? "eof" : "bytes";
 		if (r < 0)
 			return -errno;
 		if (r == 0)
@@ -465,7 +591,12 @@ static int echo_check(int fd, size_t n, uint64_t seed)
 		got += (uint64_t)r;
 	}
 	/* Then the echo's own EOF: the half-close came back. */
-	return recv(fd, buf, 1, 0) == 0 ? 0 : -EPROTO;
+	echo_fail = "no-eof";
+	{
+		ssize_t r = recv(fd, buf, 1, 0);
+
+		return r == 0 ? 0 : r < 0 ? -errno : -EPROTO;
+	}
 }
 
 /* ---- group setup ---- */
@@ -506,14 +637,15 @@ static int topo_up(void)
 static int group_setup(void **state)
 {
 	char yaml[16384];
-	static const char *const names[] = { "echo.sock", "stall.sock", "first.sock" };
-	static const enum sc_mode modes[] = { SC_ECHO, SC_STALL, SC_FIRST };
+	static const char *const names[] = { "echo.sock", "stall.sock", "first.sock", "flood.sock", "reset.sock" };
+	static const enum sc_mode modes[] = { SC_ECHO, SC_STALL, SC_FIRST, SC_FLOOD, SC_RESET };
 	static const char *const rs[] = { "restart.sock" };
 	static const enum sc_mode rsm[] = { SC_ECHO };
 	struct json_object *r;
 	struct rlimit rl;
 
 	E.rootns = -1;
+	E.innocent = "innocent.sock";
 	if (e2e_env_setup(&E.env, "bridge"))
 		return setup_failed("test environment (temp dir, cgroup, bpffs)");
 	if (E.env.skip)
@@ -547,11 +679,11 @@ static int group_setup(void **state)
 	E.rootns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (e2e_setns(E.node) || e2e_cgroup_enter(E.env.cgroup, 0))
 		return setup_failed("enter the node netns and the test cgroup");
-	E.sidecar = sidecar_start(names, modes, 3);
+	E.sidecar = sidecar_start(names, modes, 5);
 	E.restart = sidecar_start(rs, rsm, 1);
 	if (E.sidecar <= 0 || E.restart <= 0)
 		return setup_failed("sidecars");
-	if (daemon_start())
+	if (daemon_start(&C_DEFAULT))
 		return setup_failed("daemon did not start (see its log)");
 	yaml_config(yaml, sizeof(yaml), NULL);
 	r = apply_yaml(yaml);
@@ -568,6 +700,8 @@ static int group_teardown(void **state)
 {
 	e2e_kill_group(&E.sidecar);
 	e2e_kill_group(&E.restart);
+	e2e_kill_group(&E.outside);
+	e2e_kill_group(&E.racer);
 	e2e_kill(&E.daemon);
 	if (E.env.bpffs[0])
 		kb_dataplane_unload(E.env.bpffs);
@@ -577,6 +711,7 @@ static int group_teardown(void **state)
 			{ /* the netns deletion below still works */ }
 		close(E.rootns);
 		E.rootns = -1;
+	E.innocent = "innocent.sock";
 	}
 	e2e_netns_del(&E.netns_made, E.node, E.host, E.cl, NULL);
 	e2e_env_teardown(&E.env, dump_log);
@@ -593,6 +728,18 @@ static int group_teardown(void **state)
 	} while (0)
 
 /* ---- tests ---- */
+
+/* The configuration a limit test runs under: its prestate, or the default. */
+static const struct bconf *conf_of(void **state)
+{
+	const struct bconf *c = *state ? *state : &C_DEFAULT;
+
+	SKIP_IF_NEEDED();
+	fprintf(stderr, "# under %s\n", c->name);
+	use_conf(c);
+	return c;
+}
+
 
 struct pusher {
 	int fd;
@@ -747,7 +894,7 @@ static void test_half_close_both_ways(void **state)
 	uint64_t off = 0, sum = 0;
 	int fd, rc;
 
-	SKIP_IF_NEEDED();
+	conf_of(state);
 	/* Client first: echo_check half-closes after sending, and wants the echo's own EOF back. */
 	fd = tcp_connect(FE, P_ECHO, 10);
 	assert_true(fd >= 0);
@@ -802,8 +949,8 @@ static long mem_available_kib(void)
 	return v;
 }
 
-/* ss -tm of the bridge's accepted socket (the one whose peer is our port): its rmem, wmem. */
-static int bridge_skmem(int port, long *r, long *t)
+/* ss -tm of the bridge's accepted socket (the one whose peer is our port): its rmem, and its queued send bytes. */
+static int bridge_skmem(int port, long *r, long *w)
 {
 	char cmd[256], line[1024], *p;
 	FILE *f;
@@ -813,7 +960,7 @@ static int bridge_skmem(int port, long *r, long *t)
 	f = popen(cmd, "r");
 	while (f && fgets(line, sizeof(line), f)) {
 		p = strstr(line, "skmem:(");
-		if (p && sscanf(p, "skmem:(r%ld,rb%*ld,t%ld", r, t) == 2)
+		if (p && sscanf(p, "skmem:(r%ld,rb%*d,t%*d,tb%*d,f%*d,w%ld", r, w) == 2)
 			found = 1;
 	}
 	if (f)
@@ -821,23 +968,53 @@ static int bridge_skmem(int port, long *r, long *t)
 	return found ? 0 : -1;
 }
 
+static long read_sysctl(const char *path, int field)
+{
+	long v[3] = { -1, -1, -1 };
+	FILE *f = fopen(path, "r");
+
+	if (f) {
+		if (fscanf(f, "%ld %ld %ld", &v[0], &v[1], &v[2]) < field + 1)
+			v[field] = -1;
+		fclose(f);
+	}
+	return v[field];
+}
+
+/* Poll *counter until it stops growing for 1.5 s (bounded): how far it got. */
+static uint64_t wait_stalled(uint64_t *counter)
+{
+	uint64_t last = __atomic_load_n(counter, __ATOMIC_SEQ_CST);
+	long since = kb_now_ms(), deadline = since + 60000;
+
+	while (kb_now_ms() - since < 1500 && kb_now_ms() < deadline) {
+		uint64_t v;
+
+		e2e_sleep_ms(50);
+		v = __atomic_load_n(counter, __ATOMIC_SEQ_CST);
+		if (v != last) {
+			last = v;
+			since = kb_now_ms();
+		}
+	}
+	return last;
+}
+
 /* A sidecar that never reads: the client stalls after about the bound, and memory stays flat. */
 static void test_stalled_sidecar_memory_bound(void **state)
 {
-	const uint64_t N = 1ull << 30, B = 4u << 20;
+	const struct bconf *c = conf_of(state);
+	const uint64_t N = 1ull << 30, B = c->B;
 	static unsigned char buf[1 << 20];
 	struct sockaddr_in me;
 	socklen_t ml = sizeof(me);
-	long mem0, mem1, r = -1, t = -1, last = kb_now_ms(), wmax;
+	long mem0, mem1, r = -1, w = -1, last = kb_now_ms(), wmax;
 	uint64_t sent = 0;
 	int fd, fl;
-	FILE *f;
 
 	SKIP_IF_NEEDED();
-	f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
-	assert_non_null(f);
-	assert_int_equal(fscanf(f, "%*ld %*ld %ld", &wmax), 1);
-	fclose(f);
+	wmax = read_sysctl("/proc/sys/net/ipv4/tcp_wmem", 2);
+	assert_true(wmax > 0);
 	mem0 = mem_available_kib();
 	fd = tcp_connect(FE, P_STALL, 10);
 	assert_true(fd >= 0);
@@ -847,12 +1024,12 @@ static void test_stalled_sidecar_memory_bound(void **state)
 	pat_fill(9, 0, buf, sizeof(buf));
 	/* Push until 1.5 s pass without progress (or, if the bound failed, all 1 GiB went). */
 	while (sent < N && kb_now_ms() - last < 1500) {
-		ssize_t w = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
+		ssize_t k = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
 
-		if (w > 0) {
-			sent += (uint64_t)w;
+		if (k > 0) {
+			sent += (uint64_t)k;
 			last = kb_now_ms();
-		} else if (w < 0 && errno == EAGAIN) {
+		} else if (k < 0 && errno == EAGAIN) {
 			struct pollfd pf = { .fd = fd, .events = POLLOUT };
 
 			poll(&pf, 1, 100);
@@ -861,10 +1038,10 @@ static void test_stalled_sidecar_memory_bound(void **state)
 		}
 	}
 	mem1 = mem_available_kib();
-	assert_int_equal(bridge_skmem(ntohs(me.sin_port), &r, &t), 0);
+	assert_int_equal(bridge_skmem(ntohs(me.sin_port), &r, &w), 0);
 	close(fd);
-	fprintf(stderr, "# stalled: client wrote %.1f MiB; bridge socket r=%ld t=%ld; MemAvailable %+ld KiB\n",
-		sent / 1048576.0, r, t, mem1 - mem0);
+	fprintf(stderr, "# stalled sidecar: client wrote %.1f MiB; bridge socket r=%ld; MemAvailable %+ld KiB\n",
+		sent / 1048576.0, r, mem1 - mem0);
 	/* Everything written sits in: the client's own send buffer (at most tcp_wmem max), and the bridge (<= B). */
 	if (sent > B + (uint64_t)wmax + (1u << 20))
 		fail_msg("the client got %llu bytes out: more than the bound allows", (unsigned long long)sent);
@@ -872,6 +1049,41 @@ static void test_stalled_sidecar_memory_bound(void **state)
 	if (r > (long)(B / 2) + 65536)
 		fail_msg("the bridge socket holds %ld bytes", r);
 	/* Generous: other processes use memory too; without a bound this would be a GiB. */
+	if (mem0 > 0 && mem1 > 0 && mem0 - mem1 > 128 * 1024)
+		fail_msg("MemAvailable fell by %ld KiB", mem0 - mem1);
+}
+
+/* A client that never reads, and a sidecar that writes without end: the sidecar stalls after about the bound. */
+static void test_stalled_client_memory_bound(void **state)
+{
+	const struct bconf *c = conf_of(state);
+	const int rcv = 64 << 10;	/* the client's own buffer, small: the kernel doubles it */
+	struct sockaddr_in me;
+	socklen_t ml = sizeof(me);
+	long mem0, mem1, r = -1, w = -1, wdef;
+	uint64_t s0, got;
+	int fd;
+
+	SKIP_IF_NEEDED();
+	wdef = read_sysctl("/proc/sys/net/core/wmem_default", 0);
+	assert_true(wdef > 0);
+	mem0 = mem_available_kib();
+	s0 = __atomic_load_n(&E.sh->flood_sent, __ATOMIC_SEQ_CST);
+	fd = tcp_connect_rcvbuf(FE, P_FLOOD, 10, rcv);
+	assert_true(fd >= 0);
+	getsockname(fd, (struct sockaddr *)&me, &ml);
+	got = wait_stalled(&E.sh->flood_sent) - s0;
+	mem1 = mem_available_kib();
+	assert_int_equal(bridge_skmem(ntohs(me.sin_port), &r, &w), 0);
+	close(fd);
+	fprintf(stderr, "# stalled client: sidecar wrote %.1f MiB; bridge socket send queue %ld; MemAvailable %+ld KiB\n",
+		got / 1048576.0, w, mem1 - mem0);
+	/* It sits in: the sidecar's own send buffer (wmem_default), the bridge (<= B), the client's receive buffer (2 rcv). */
+	if (got > c->B + (uint64_t)wdef + 2u * rcv + (1u << 20))
+		fail_msg("the sidecar got %llu bytes out: more than the bound allows", (unsigned long long)got);
+	/* The bridge's TCP send queue is at most half the bound (SO_SNDBUF B/4, doubled). */
+	if (w > (long)(c->B / 2) + 65536)
+		fail_msg("the bridge socket queues %ld bytes to send", w);
 	if (mem0 > 0 && mem1 > 0 && mem0 - mem1 > 128 * 1024)
 		fail_msg("MemAvailable fell by %ld KiB", mem0 - mem1);
 }
@@ -894,14 +1106,43 @@ static int count_fds(pid_t pid)
 	return n;
 }
 
-/* 10,000 connections (echoed, reset by the client, or refused by an absent sidecar): no fd is left behind. */
+/* The bridge's counters from `status` (accepted, refused, active, idleClosed): -1 each when unreadable. */
+struct bcount {
+	long accepted, refused, active, idle_closed;
+};
+
+static struct bcount bridge_counters(void)
+{
+	struct json_object *r = e2e_ctl(E.env.sock, "status", 10000), *b = e2e_jget(r, "bridge");
+	struct bcount c = { e2e_jint(b, "accepted"), e2e_jint(b, "refused"), e2e_jint(b, "active"),
+			    e2e_jint(b, "idleClosed") };
+
+	json_object_put(r);
+	return c;
+}
+
+/* One failed connection of the fd test: which, what it was doing, and how. */
+struct cfail {
+	int i, port, err;
+	const char *kind;
+	long ms;
+};
+
+/*
+ * c->fd_conns connections: echoed, reset by the client, reset mid-stream by
+ * the sidecar, or refused by an absent sidecar. No fd is left behind, and
+ * every connection that failed is named (kind, errno, time taken).
+ */
 static void test_fds_return_to_baseline(void **state)
 {
+	const struct bconf *c = conf_of(state);
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	static unsigned char big[16384];
+	struct cfail fl[16];
+	struct bcount b0, b1;
 	char buf[64];
 	int base, now = -1, fails = 0;
 
-	SKIP_IF_NEEDED();
 	/* Warm up, so the baseline holds whatever a first connection makes for good. */
 	for (int i = 0; i < 3; i++) {
 		int fd = tcp_connect(FE, P_ECHO, 5);
@@ -910,36 +1151,167 @@ static void test_fds_return_to_baseline(void **state)
 		assert_int_equal(echo_check(fd, 16, 1), 0);
 		close(fd);
 	}
-	e2e_sleep_ms(200);
+	for (long deadline = kb_now_ms() + 5000; kb_now_ms() < deadline && bridge_counters().active != 0;)
+		e2e_sleep_ms(20);
 	base = count_fds(E.daemon);
 	assert_true(base > 0);
-	for (int i = 0; i < 10000; i++) {
-		int fd = tcp_connect(FE, i % 10 == 9 ? P_ABSENT : P_ECHO, 5);
+	b0 = bridge_counters();
+	for (int i = 0; i < c->fd_conns; i++) {
+		int port = i % 10 == 9 ? P_ABSENT : i % 10 == 7 ? P_RESET : P_ECHO;
+		long t0 = kb_now_ms();
+		const char *kind = NULL;
+		int fd = tcp_connect(FE, port, 5), err = 0;
+		ssize_t r;
 
 		if (fd < 0) {
-			fails++;
-			continue;
-		}
-		if (i % 10 == 9) {
-			if (recv(fd, buf, sizeof(buf), 0) >= 0)
-				fails++;	/* an absent sidecar must reset */
+			kind = "connect";
+			err = -fd;
+		} else if (i % 10 == 9) {
+			r = recv(fd, buf, sizeof(buf), 0);
+			if (r >= 0 || errno != ECONNRESET) {
+				kind = r > 0 ? "data, not a reset" : r == 0 ? "eof, not a reset" : "recv";
+				err = r < 0 ? errno : 0;
+			}
 		} else if (i % 10 == 8) {
-			if (send(fd, "x", 1, MSG_NOSIGNAL) != 1)
-				fails++;
+			if (send(fd, "x", 1, MSG_NOSIGNAL) != 1) {
+				kind = "send";
+				err = errno;
+			}
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));	/* client resets */
-		} else if (echo_check(fd, 32, (uint64_t)i)) {
-			fails++;
+		} else if (i % 10 == 7) {
+			/* The sidecar echoes one read and closes with the rest unread: any ending is fine, a hang is not. */
+			if (send(fd, big, sizeof(big), MSG_NOSIGNAL) < 0 && errno != ECONNRESET && errno != EPIPE) {
+				kind = "send";
+				err = errno;
+			}
+			while ((r = recv(fd, big, sizeof(big), 0)) > 0)
+				;
+			if (r < 0 && errno != ECONNRESET) {
+				kind = "recv";
+				err = errno;
+			}
+		} else if ((err = -echo_check(fd, 32, (uint64_t)i))) {
+			kind = echo_fail;
 		}
-		close(fd);
+		if (fd >= 0)
+			close(fd);
+		if (kind && fails < (int)(sizeof(fl) / sizeof(fl[0])))
+			fl[fails] = (struct cfail){ i, port, err, kind, kb_now_ms() - t0 };
+		fails += kind != NULL;
 	}
 	for (long deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(50)) {
 		now = count_fds(E.daemon);
 		if (now == base)
 			break;
 	}
-	fprintf(stderr, "# daemon fds: %d before, %d after 10,000 connections; %d failed\n", base, now, fails);
+	b1 = bridge_counters();
+	fprintf(stderr, "# daemon fds: %d before, %d after %d connections; %d failed; bridge accepted +%ld, "
+			"refused +%ld, active %ld -> %ld\n",
+		base, now, c->fd_conns, fails, b1.accepted - b0.accepted, b1.refused - b0.refused, b0.active, b1.active);
+	for (int k = 0; k < fails && k < (int)(sizeof(fl) / sizeof(fl[0])); k++)
+		fprintf(stderr, "#   connection %d (port %d) failed at %s: %s, after %ld ms\n", fl[k].i, fl[k].port,
+			fl[k].kind, fl[k].err == 1000 ? "bytes differ" : strerror(fl[k].err), fl[k].ms);
 	assert_int_equal(fails, 0);
 	assert_int_equal(now, base);
+	assert_int_equal(b1.active, b0.active);
+}
+
+/* One byte to the echo sidecar and back: 0, or -errno (-EPIPE: EOF). */
+static int ping(int fd)
+{
+	char ch = 'p';
+	ssize_t r;
+
+	if (send(fd, &ch, 1, MSG_NOSIGNAL) != 1)
+		return -errno;
+	r = recv(fd, &ch, 1, 0);
+	return r == 1 ? 0 : r == 0 ? -EPIPE : -errno;
+}
+
+/*
+ * --bridge-idle-timeout 2s: a connection that moves nothing is closed (not
+ * before the timeout), one that moves a byte every 300 ms lives on past
+ * several timeouts, and the fds come back.
+ */
+static void test_idle_timeout(void **state)
+{
+	const long T = 2000;
+	struct bcount b0, b1;
+	struct pollfd pf;
+	long t0, ended = -1;
+	int idle, active, base, now = -1, alive = 0;
+
+	conf_of(state);
+	idle = tcp_connect(FE, P_ECHO, 30);
+	assert_true(idle >= 0);
+	active = tcp_connect(FE, P_ECHO, 30);
+	assert_true(active >= 0);
+	assert_int_equal(ping(active), 0);
+	for (long deadline = kb_now_ms() + 5000; kb_now_ms() < deadline && bridge_counters().active != 2;)
+		e2e_sleep_ms(20);
+	base = count_fds(E.daemon);
+	b0 = bridge_counters();
+	assert_int_equal(ping(idle), 0);
+	t0 = kb_now_ms();
+	/* Until the idle one ends (bounded), and then two timeouts more: the active one pings all along. */
+	for (long deadline = t0 + 60000; kb_now_ms() < deadline;) {
+		pf = (struct pollfd){ .fd = idle, .events = POLLIN };
+		if (ended < 0 && poll(&pf, 1, 300) == 1) {
+			char ch;
+
+			ended = kb_now_ms() - t0;
+			if (recv(idle, &ch, 1, MSG_DONTWAIT) > 0)
+				fail_msg("the idle connection got a byte");
+		}
+		if (ended >= 0)
+			e2e_sleep_ms(300);
+		if (ping(active))
+			fail_msg("the active connection failed after %ld ms: %s", kb_now_ms() - t0, strerror(errno));
+		alive++;
+		if (ended >= 0 && kb_now_ms() - t0 > ended + 2 * T)
+			break;
+	}
+	if (ended < 0)
+		fail_msg("the idle connection is still open after 60 s");
+	if (ended < T)
+		fail_msg("the idle connection was closed after %ld ms, before the %ld ms timeout", ended, T);
+	close(idle);
+	close(active);
+	for (long deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(50)) {
+		now = count_fds(E.daemon);
+		if (now == base - 4)
+			break;
+	}
+	b1 = bridge_counters();
+	fprintf(stderr, "# idle closed after %ld ms; the active one pinged %d times; fds %d -> %d\n", ended, alive, base,
+		now);
+	assert_int_equal(b1.idle_closed - b0.idle_closed, 1);
+	assert_int_equal(now, base - 4);	/* both connections' two fds each */
+}
+
+/* The bridge's client-side socket has TCP keepalive armed (ss shows its timer). */
+static void test_client_keepalive(void **state)
+{
+	struct sockaddr_in me;
+	socklen_t ml = sizeof(me);
+	char cmd[256], line[1024];
+	bool ka = false;
+	FILE *f;
+	int fd;
+
+	conf_of(state);
+	fd = tcp_connect(FE, P_ECHO, 10);
+	assert_true(fd >= 0);
+	assert_int_equal(ping(fd), 0);
+	getsockname(fd, (struct sockaddr *)&me, &ml);
+	snprintf(cmd, sizeof(cmd), "ss -tonH state established '( dport = :%d )' 2>/dev/null", ntohs(me.sin_port));
+	f = popen(cmd, "r");
+	while (f && fgets(line, sizeof(line), f))
+		ka = ka || strstr(line, "timer:(keepalive") != NULL;
+	if (f)
+		pclose(f);
+	close(fd);
+	assert_true(ka);
 }
 
 /* A reset that comes fast: connect works (the bridge accepts), the first read says ECONNRESET. */
@@ -1120,32 +1492,21 @@ static void test_inbound_sk_lookup(void **state)
 /* A unix path outside --unix-dir is refused at apply, and the message names the flag. */
 static void test_unix_outside_dir_refused(void **state)
 {
-	static const char extra[] =
-		"apiVersion: gateway.envoyproxy.io/v1alpha1\n"
-		"kind: Backend\n"
-		"metadata: {name: outside, namespace: default}\n"
-		"spec:\n"
-		"  endpoints:\n"
-		"    - unix: {path: /run/elsewhere/app.sock}\n"
-		"---\n"
-		"apiVersion: gateway.networking.k8s.io/v1alpha2\n"
-		"kind: TCPRoute\n"
-		"metadata: {name: outside, namespace: default}\n"
-		"spec:\n"
-		"  parentRefs: [{name: eg, sectionName: echo}]\n"
-		"  rules: [{backendRefs: [{group: gateway.envoyproxy.io, kind: Backend, name: outside}]}]\n";
 	static char yaml[20000];
 	struct json_object *r;
 	const char *s;
 	int fd;
 
 	SKIP_IF_NEEDED();
-	yaml_config(yaml, sizeof(yaml), extra);
+	/* On its own listener, so that nothing else can be the reason. */
+	E.innocent = "/run/elsewhere/app.sock";
+	yaml_config(yaml, sizeof(yaml), NULL);
+	E.innocent = "innocent.sock";
 	r = apply_yaml(yaml);
 	assert_non_null(r);
 	assert_false(e2e_reply_ok(r));
-	s = json_object_to_json_string(r);
-	if (!strstr(s, "--unix-dir"))
+	s = json_object_to_json_string_ext(r, JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (!strstr(s, "/run/elsewhere/app.sock is not under an allowed sidecar directory") || !strstr(s, "--unix-dir"))
 		fail_msg("the refusal does not name --unix-dir: %.600s", s);
 	json_object_put(r);
 	/* Nothing changed: the echo sidecar still serves. */
@@ -1155,6 +1516,169 @@ static void test_unix_outside_dir_refused(void **state)
 	close(fd);
 }
 
+/* The outside sidecar: o.sock and r.sock in a directory that is not --unix-dir; it counts what it accepts. */
+static void outside_start(void)
+{
+	static const char *names[2];
+	static const enum sc_mode modes[] = { SC_OUTSIDE, SC_OUTSIDE };
+	static char o[PATH_MAX], r[PATH_MAX];
+
+	snprintf(E.outdir, sizeof(E.outdir), "%s/outside", E.env.tmp);
+	snprintf(o, sizeof(o), "%s/o.sock", E.outdir);
+	snprintf(r, sizeof(r), "%s/r.sock", E.outdir);
+	names[0] = o;
+	names[1] = r;
+	if (E.outside > 0)
+		return;
+	assert_true(mkdir(E.outdir, 0755) == 0 || errno == EEXIST);
+	E.outside = sidecar_start(names, modes, 2);
+	assert_true(E.outside > 0);
+	__atomic_store_n(&E.sh->outside_accepts, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Apply time: a symlinked socket or directory under --unix-dir is refused, and the message names it. */
+static void test_unix_symlink_refused(void **state)
+{
+	static const struct {
+		const char *name;	/* the link, under the sidecar dir */
+		const char *target;	/* under the outside dir ("": the dir itself) */
+		const char *path;	/* the Backend's path, under the sidecar dir */
+	} rows[] = {
+		{ "innocent.sock", "/o.sock", "innocent.sock" },
+		{ "sub", "", "sub/o.sock" },
+	};
+	static char yaml[20000];
+	char link[PATH_MAX], target[PATH_MAX], want[PATH_MAX + 64];
+
+	SKIP_IF_NEEDED();
+	outside_start();
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct json_object *r;
+		const char *s;
+
+		snprintf(link, sizeof(link), "%s/%s", E.scdir, rows[i].name);
+		snprintf(target, sizeof(target), "%s%s", E.outdir, rows[i].target);
+		unlink(link);
+		assert_int_equal(symlink(target, link), 0);
+		E.innocent = rows[i].path;
+		yaml_config(yaml, sizeof(yaml), NULL);
+		E.innocent = "innocent.sock";
+		r = apply_yaml(yaml);
+		unlink(link);
+		assert_non_null(r);
+		s = json_object_to_json_string_ext(r, JSON_C_TO_STRING_NOSLASHESCAPE);
+		snprintf(want, sizeof(want), "%s is a symbolic link", link);
+		if (e2e_reply_ok(r) || !strstr(s, want))
+			fail_msg("[%s] expected a refusal saying \"%s\": %.1500s", rows[i].name, want,
+				 strstr(s, "\"innocent\"") ? strstr(s, "\"innocent\"") : s);
+		json_object_put(r);
+	}
+	assert_int_equal(__atomic_load_n(&E.sh->outside_accepts, __ATOMIC_SEQ_CST), 0);
+}
+
+/* Put race.sock and rdir back as plain entries (the links a race test made are removed). */
+static void race_restore(void)
+{
+	char p[PATH_MAX], q[PATH_MAX];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/race.sock", E.scdir);
+	if (!lstat(p, &st) && S_ISLNK(st.st_mode))
+		unlink(p);
+	snprintf(p, sizeof(p), "%s/rdir", E.scdir);
+	snprintf(q, sizeof(q), "%s/rdir.old", E.scdir);
+	if (!lstat(p, &st) && S_ISLNK(st.st_mode))
+		unlink(p);
+	if (!lstat(q, &st))
+		rename(q, p);
+	e2e_kill_group(&E.racer);
+}
+
+/* The `get endpoints` JSON entry of the endpoint at path, as a string ("" when absent). */
+static char *endpoint_json(const char *path)
+{
+	static const char *const args[] = { "get", "endpoints", "-o", "json", NULL };
+	struct json_object *fes, *all;
+	char *out = strdup("");
+	int rc;
+
+	all = e2e_cli_json(E.env.kb, E.env.sock, E.env.log, &rc, args);
+	fes = json_object_is_type(all, json_type_array) ? all : e2e_jget(all, "frontends");
+	for (size_t i = 0; fes && i < json_object_array_length(fes); i++) {
+		struct json_object *eps = e2e_jget(json_object_array_get_idx(fes, i), "endpoints");
+
+		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
+			struct json_object *ep = json_object_array_get_idx(eps, e);
+
+			if (!strcmp(e2e_jstr(ep, "address"), path)) {
+				free(out);
+				out = strdup(json_object_to_json_string_ext(ep, JSON_C_TO_STRING_NOSLASHESCAPE));
+			}
+		}
+	}
+	json_object_put(all);
+	return out;
+}
+
+/*
+ * After apply: race.sock (and the directory rdir) are swapped for symlinks to
+ * sockets outside --unix-dir. Every connect is reset, the outside sidecar hears
+ * nothing, and `get endpoints` says why.
+ */
+static void test_unix_symlink_swapped_after_apply(void **state)
+{
+	static const char *const names[] = { "race.sock", "rdir/r.sock" };
+	static const enum sc_mode modes[] = { SC_ECHO, SC_ECHO };
+	static const char *const wide[] = { "get", "endpoints", "-o", "wide", NULL };
+	char p[PATH_MAX], q[PATH_MAX], *out = NULL, *js;
+	int fd;
+
+	SKIP_IF_NEEDED();
+	outside_start();
+	snprintf(p, sizeof(p), "%s/rdir", E.scdir);
+	assert_true(mkdir(p, 0755) == 0 || errno == EEXIST);
+	E.racer = sidecar_start(names, modes, 2);
+	assert_true(E.racer > 0);
+	/* Plain sockets first: the frontends work. */
+	for (int port = P_RACE; port <= P_RACEDIR; port++) {
+		fd = tcp_connect(FE, port, 5);
+		assert_true(fd >= 0);
+		assert_int_equal(echo_check(fd, 1000, 13), 0);
+		close(fd);
+	}
+	/* The swap: a link to the outside socket, and a directory turned into a link to the outside dir. */
+	snprintf(p, sizeof(p), "%s/race.sock", E.scdir);
+	snprintf(q, sizeof(q), "%s/o.sock", E.outdir);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink(q, p), 0);
+	snprintf(p, sizeof(p), "%s/rdir", E.scdir);
+	snprintf(q, sizeof(q), "%s/rdir.old", E.scdir);
+	assert_int_equal(rename(p, q), 0);
+	assert_int_equal(symlink(E.outdir, p), 0);
+	for (int k = 0; k < 3; k++) {
+		expect_fast_reset(P_RACE);
+		expect_fast_reset(P_RACEDIR);
+	}
+	assert_int_equal(__atomic_load_n(&E.sh->outside_accepts, __ATOMIC_SEQ_CST), 0);
+	/* Why, per endpoint: in the JSON and in the wide table. */
+	snprintf(p, sizeof(p), "%s/race.sock", E.scdir);
+	js = endpoint_json(p);
+	if (!strstr(js, "symbolic link"))
+		fail_msg("get endpoints -o json does not say why %s is refused: %s", p, js);
+	free(js);
+	snprintf(p, sizeof(p), "%s/rdir/r.sock", E.scdir);
+	js = endpoint_json(p);
+	if (!strstr(js, "symbolic link"))
+		fail_msg("get endpoints -o json does not say why %s is refused: %s", p, js);
+	free(js);
+	assert_int_equal(e2e_cli(E.env.kb, E.env.sock, E.env.log, &out, wide), 0);
+	snprintf(p, sizeof(p), "%s/race.sock", E.scdir);
+	if (!out || !strstr(out, p) || !strstr(out, "symbolic link"))
+		fail_msg("get endpoints -o wide does not show the refusal of %s:\n%s", p, out ? out : "");
+	free(out);
+	race_restore();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1162,11 +1686,25 @@ int main(void)
 		cmocka_unit_test(test_sidecar_absent_and_restart),
 		cmocka_unit_test(test_bridge_netns_client),
 		cmocka_unit_test(test_unix_outside_dir_refused),
+		cmocka_unit_test(test_unix_symlink_refused),
+		cmocka_unit_test(test_unix_symlink_swapped_after_apply),
+		cmocka_unit_test(test_client_keepalive),
 		cmocka_unit_test(test_inbound_sk_lookup),
 		cmocka_unit_test(test_1000_concurrent),
 		cmocka_unit_test(test_stalled_sidecar_memory_bound),
+		cmocka_unit_test(test_stalled_client_memory_bound),
 		cmocka_unit_test(test_fds_return_to_baseline),
 		cmocka_unit_test(test_bulk_1gib_each_way),
+		/* Invariant 7 again under splice and smaller bounds: each row restarts the daemon once. */
+		cmocka_unit_test_prestate(test_stalled_sidecar_memory_bound, (void *)&C_SPLICE),
+		cmocka_unit_test_prestate(test_stalled_client_memory_bound, (void *)&C_SPLICE),
+		cmocka_unit_test_prestate(test_half_close_both_ways, (void *)&C_SPLICE),
+		cmocka_unit_test_prestate(test_fds_return_to_baseline, (void *)&C_SPLICE),
+		cmocka_unit_test_prestate(test_stalled_sidecar_memory_bound, (void *)&C_SMALL),
+		cmocka_unit_test_prestate(test_stalled_client_memory_bound, (void *)&C_SMALL),
+		cmocka_unit_test_prestate(test_half_close_both_ways, (void *)&C_SMALL),
+		cmocka_unit_test_prestate(test_fds_return_to_baseline, (void *)&C_SMALL),
+		cmocka_unit_test_prestate(test_idle_timeout, (void *)&C_IDLE),
 	};
 
 	e2e_main_init("test_bridge", group_teardown, 600);
