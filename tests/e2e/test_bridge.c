@@ -981,6 +981,37 @@ static long read_sysctl(const char *path, int field)
 	return v[field];
 }
 
+/* The bridge's counters from `status` (accepted, refused, active, idleClosed): -1 each when unreadable. */
+struct bcount {
+	long accepted, refused, active, idle_closed;
+};
+
+static struct bcount bridge_counters(void)
+{
+	struct json_object *r = e2e_ctl(E.env.sock, "status", 10000), *b = e2e_jget(r, "bridge");
+	struct bcount c = { e2e_jint(b, "accepted"), e2e_jint(b, "refused"), e2e_jint(b, "active"),
+			    e2e_jint(b, "idleClosed") };
+
+	json_object_put(r);
+	return c;
+}
+
+/* Reset the client's end and wait (bounded) until the bridge holds as many connections as before: none may outlive it. */
+static void reset_and_settle(int fd, long active_before)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	long a = -1;
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	for (long deadline = kb_now_ms() + 30000; kb_now_ms() < deadline; e2e_sleep_ms(20)) {
+		a = bridge_counters().active;
+		if (a == active_before)
+			return;
+	}
+	fail_msg("the bridge still holds %ld connection(s) after the client reset (%ld before)", a, active_before);
+}
+
 /* Poll *counter until it stops growing for 1.5 s (bounded): how far it got. */
 static uint64_t wait_stalled(uint64_t *counter)
 {
@@ -1008,13 +1039,14 @@ static void test_stalled_sidecar_memory_bound(void **state)
 	static unsigned char buf[1 << 20];
 	struct sockaddr_in me;
 	socklen_t ml = sizeof(me);
-	long mem0, mem1, r = -1, w = -1, last = kb_now_ms(), wmax;
+	long mem0, mem1, r = -1, w = -1, last = kb_now_ms(), wmax, a0;
 	uint64_t sent = 0;
 	int fd, fl;
 
 	SKIP_IF_NEEDED();
 	wmax = read_sysctl("/proc/sys/net/ipv4/tcp_wmem", 2);
 	assert_true(wmax > 0);
+	a0 = bridge_counters().active;
 	mem0 = mem_available_kib();
 	fd = tcp_connect(FE, P_STALL, 10);
 	assert_true(fd >= 0);
@@ -1039,7 +1071,7 @@ static void test_stalled_sidecar_memory_bound(void **state)
 	}
 	mem1 = mem_available_kib();
 	assert_int_equal(bridge_skmem(ntohs(me.sin_port), &r, &w), 0);
-	close(fd);
+	reset_and_settle(fd, a0);
 	fprintf(stderr, "# stalled sidecar: client wrote %.1f MiB; bridge socket r=%ld; MemAvailable %+ld KiB\n",
 		sent / 1048576.0, r, mem1 - mem0);
 	/* Everything written sits in: the client's own send buffer (at most tcp_wmem max), and the bridge (<= B). */
@@ -1048,9 +1080,11 @@ static void test_stalled_sidecar_memory_bound(void **state)
 	/* The bridge's TCP receive queue is at most half the bound (SO_RCVBUF B/4, doubled). */
 	if (r > (long)(B / 2) + 65536)
 		fail_msg("the bridge socket holds %ld bytes", r);
-	/* Generous: other processes use memory too; without a bound this would be a GiB. */
-	if (mem0 > 0 && mem1 > 0 && mem0 - mem1 > 128 * 1024)
-		fail_msg("MemAvailable fell by %ld KiB", mem0 - mem1);
+	/*
+	 * MemAvailable is printed, not asserted: on a machine shared with other
+	 * test runs it moved by over 110 MiB during one 256 KiB-bound run. The
+	 * byte counts above are the bound.
+	 */
 }
 
 /* A client that never reads, and a sidecar that writes without end: the sidecar stalls after about the bound. */
@@ -1060,13 +1094,14 @@ static void test_stalled_client_memory_bound(void **state)
 	const int rcv = 64 << 10;	/* the client's own buffer, small: the kernel doubles it */
 	struct sockaddr_in me;
 	socklen_t ml = sizeof(me);
-	long mem0, mem1, r = -1, w = -1, wdef;
+	long mem0, mem1, r = -1, w = -1, wdef, a0;
 	uint64_t s0, got;
 	int fd;
 
 	SKIP_IF_NEEDED();
 	wdef = read_sysctl("/proc/sys/net/core/wmem_default", 0);
 	assert_true(wdef > 0);
+	a0 = bridge_counters().active;
 	mem0 = mem_available_kib();
 	s0 = __atomic_load_n(&E.sh->flood_sent, __ATOMIC_SEQ_CST);
 	fd = tcp_connect_rcvbuf(FE, P_FLOOD, 10, rcv);
@@ -1075,7 +1110,7 @@ static void test_stalled_client_memory_bound(void **state)
 	got = wait_stalled(&E.sh->flood_sent) - s0;
 	mem1 = mem_available_kib();
 	assert_int_equal(bridge_skmem(ntohs(me.sin_port), &r, &w), 0);
-	close(fd);
+	reset_and_settle(fd, a0);
 	fprintf(stderr, "# stalled client: sidecar wrote %.1f MiB; bridge socket send queue %ld; MemAvailable %+ld KiB\n",
 		got / 1048576.0, w, mem1 - mem0);
 	/* It sits in: the sidecar's own send buffer (wmem_default), the bridge (<= B), the client's receive buffer (2 rcv). */
@@ -1084,7 +1119,7 @@ static void test_stalled_client_memory_bound(void **state)
 	/* The bridge's TCP send queue is at most half the bound (SO_SNDBUF B/4, doubled). */
 	if (w > (long)(c->B / 2) + 65536)
 		fail_msg("the bridge socket queues %ld bytes to send", w);
-	/* MemAvailable is printed, not asserted: on a shared machine others move it more than this bound. */
+	/* MemAvailable is printed, not asserted (see the stalled-sidecar test). */
 }
 
 static int count_fds(pid_t pid)
@@ -1103,21 +1138,6 @@ static int count_fds(pid_t pid)
 			n++;
 	closedir(d);
 	return n;
-}
-
-/* The bridge's counters from `status` (accepted, refused, active, idleClosed): -1 each when unreadable. */
-struct bcount {
-	long accepted, refused, active, idle_closed;
-};
-
-static struct bcount bridge_counters(void)
-{
-	struct json_object *r = e2e_ctl(E.env.sock, "status", 10000), *b = e2e_jget(r, "bridge");
-	struct bcount c = { e2e_jint(b, "accepted"), e2e_jint(b, "refused"), e2e_jint(b, "active"),
-			    e2e_jint(b, "idleClosed") };
-
-	json_object_put(r);
-	return c;
 }
 
 /*
@@ -1173,6 +1193,9 @@ static void test_fds_return_to_baseline(void **state)
 	for (long deadline = kb_now_ms() + 5000; kb_now_ms() < deadline && bridge_counters().active != 0;)
 		e2e_sleep_ms(20);
 	b0 = bridge_counters();
+	/* A connection left over from an earlier test could end mid-count and make the fds look freed. */
+	if (b0.active != 0)
+		fail_msg("the bridge holds %ld connection(s) before the test", b0.active);
 	base = settled_fds();
 	assert_true(base > 0);
 	for (int i = 0; i < c->fd_conns; i++) {
