@@ -46,6 +46,14 @@
 #define CHUNK_MAX (256u << 10)		/* larger reads gain nothing measurable */
 #define SWEEP_GRACE_MS 3000		/* a listener no frontend uses lives on this long */
 #define LISTEN_BACKLOG 4096
+/*
+ * TCP keepalive on the client side: a peer that vanished without a FIN or a
+ * reset (host gone, path cut) is found after about KA_IDLE + KA_INTVL * KA_CNT
+ * seconds of silence (two minutes), and its connection closed with both fds.
+ */
+#define KA_IDLE 60
+#define KA_INTVL 10
+#define KA_CNT 6
 
 /* A unix path's listeners, owned by the main thread. */
 struct plisten {
@@ -120,6 +128,10 @@ static int make_listener(struct kb_bridge *b, int nsfd, __u16 port)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &b->tcp_rcv, sizeof(b->tcp_rcv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b->tcp_snd, sizeof(b->tcp_snd));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &(int){ KA_IDLE }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &(int){ KA_INTVL }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &(int){ KA_CNT }, sizeof(int));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, LISTEN_BACKLOG)) {
 		err = -errno;
 		close(fd);
@@ -255,6 +267,36 @@ int kb_bridge_listener(void *ctx, const char *path, __u32 ip[4], __u16 *port)
 	return 0;
 }
 
+static void forget_refusal(struct kb_bridge *b, const char *path)
+{
+	pthread_mutex_lock(&b->mu);
+	for (size_t i = 0; i < b->nrefusals; i++)
+		if (!strcmp(b->refusals[i].path, path)) {
+			b->refusals[i] = b->refusals[--b->nrefusals];
+			break;
+		}
+	pthread_mutex_unlock(&b->mu);
+}
+
+bool kb_bridge_path_refusal(struct kb_bridge *b, const char *path, char *why, size_t len, uint64_t *count,
+			    long *ago_ms)
+{
+	bool found = false;
+
+	if (!b)
+		return false;
+	pthread_mutex_lock(&b->mu);
+	for (size_t i = 0; i < b->nrefusals && !found; i++)
+		if (!strcmp(b->refusals[i].path, path)) {
+			snprintf(why, len, "%s", b->refusals[i].why);
+			*count = b->refusals[i].count;
+			*ago_ms = kb_now_ms() - b->refusals[i].at_ms;
+			found = true;
+		}
+	pthread_mutex_unlock(&b->mu);
+	return found;
+}
+
 void kb_bridge_sweep(struct kb_bridge *b, const struct kb_compiled *c)
 {
 	long now = kb_now_ms();
@@ -273,6 +315,7 @@ void kb_bridge_sweep(struct kb_bridge *b, const struct kb_compiled *c)
 		if (!used && now - p->last_used > SWEEP_GRACE_MS) {
 			kb_log_debug("bridge: %s no longer used; listener closed", p->path);
 			retire(b, p);
+			forget_refusal(b, p->path);
 			continue;
 		}
 		b->ls[j++] = *p;
@@ -290,6 +333,7 @@ void kb_bridge_get_stats(struct kb_bridge *b, struct kb_bridge_stats *out)
 	out->active = atomic_load(&b->active);
 	out->bytes_up = atomic_load(&b->bytes_up);
 	out->bytes_down = atomic_load(&b->bytes_down);
+	out->idle_closed = atomic_load(&b->idle_closed);
 	out->listeners = b->nls;
 }
 
@@ -408,6 +452,7 @@ void kb_bridge_free(struct kb_bridge *b)
 		close(b->reserve_fd);
 	free(b->scratch);
 	free(b->ls);
+	free(b->refusals);
 	pthread_mutex_destroy(&b->mu);
 	free(b);
 }

@@ -12,6 +12,7 @@
 
 #define KB_BRIDGE_BUFFER_DEFAULT (4u << 20)	/* --bridge-buffer: bytes in flight per connection and direction */
 #define KB_BRIDGE_MAX_NETNS 16
+#define KB_BRIDGE_IDLE_DEFAULT_MS (3600L * 1000)	/* --bridge-idle-timeout */
 
 enum kb_bridge_mode {
 	KB_BRIDGE_COPY = 0,	/* recv()/send() through a bounded buffer */
@@ -23,6 +24,12 @@ struct kb_bridge_opts {
 	size_t nnetns;
 	size_t buffer;				/* --bridge-buffer; 0: the default */
 	enum kb_bridge_mode mode;		/* --bridge-mode */
+	long idle_ms;				/* --bridge-idle-timeout: close after this long with no byte moved; 0: never */
+	bool idle_set;				/* the flag was given (else the default) */
+	/* --unix-dir as given (what Backend paths are matched against) and each one resolved at start (opened at connect). */
+	char *const *unix_dirs;
+	char *const *unix_real;
+	size_t nunix_dirs;
 	/* A listener was made in the daemon's own netns (for sk_lookup); port is host order. */
 	void (*on_listen)(void *ctx, __u16 port, int fd);
 	void *on_listen_ctx;
@@ -31,7 +38,8 @@ struct kb_bridge_opts {
 /* Counters, for `status`. */
 struct kb_bridge_stats {
 	uint64_t accepted;	/* connections accepted */
-	uint64_t refused;	/* reset because the sidecar refused or was absent */
+	uint64_t refused;	/* reset because the sidecar refused or was absent, or its path was unsafe */
+	uint64_t idle_closed;	/* closed by --bridge-idle-timeout */
 	uint64_t active;	/* connections open now */
 	uint64_t bytes_up;	/* client -> sidecar */
 	uint64_t bytes_down;	/* sidecar -> client */
@@ -56,6 +64,10 @@ int kb_bridge_listener(void *ctx, const char *path, __u32 ip[4], __u16 *port);
 void kb_bridge_sweep(struct kb_bridge *b, const struct kb_compiled *c);
 
 void kb_bridge_get_stats(struct kb_bridge *b, struct kb_bridge_stats *out);
+
+/* Why connects to the sidecar at path were last reset, and how many were: false when none was. */
+bool kb_bridge_path_refusal(struct kb_bridge *b, const char *path, char *why, size_t len, uint64_t *count,
+			    long *ago_ms);
 
 /* "copy" or "splice"; false on anything else. */
 bool kb_bridge_parse_mode(const char *s, enum kb_bridge_mode *out);

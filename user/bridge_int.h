@@ -26,6 +26,14 @@ struct blisten {
 	struct blisten *next;		/* graveyard */
 };
 
+/* A unix path whose connects were refused: why, for `get endpoints` (under b->mu). */
+struct brefusal {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char why[256];
+	uint64_t count, unlogged;
+	long at_ms, logged_ms;
+};
+
 struct conn;				/* bridge_thread.c */
 struct plisten;				/* bridge.c */
 
@@ -47,6 +55,8 @@ struct kb_bridge {
 	/* Handed from the main thread to the bridge thread. */
 	pthread_mutex_t mu;
 	struct blisten *graveyard;
+	struct brefusal *refusals;	/* written by the bridge thread, read by the main thread */
+	size_t nrefusals, caprefusals;
 
 	/* Bridge thread only. */
 	char *scratch;
@@ -55,7 +65,7 @@ struct kb_bridge {
 	struct conn *live, *retry, *ready, *dead;
 	int reserve_fd;
 
-	_Atomic uint64_t accepted, refused, active, bytes_up, bytes_down;
+	_Atomic uint64_t accepted, refused, active, bytes_up, bytes_down, idle_closed;
 };
 
 /* bridge_thread.c: the bridge thread's body (pthread_create); it runs until b->stop. */

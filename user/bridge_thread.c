@@ -2,6 +2,7 @@
 /* The bridge thread: accepts on the bridge listeners, connects to sidecars and moves bytes both ways (copy or splice). */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -9,11 +10,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "bridge_int.h"
 #include "util.h"
+#include "validate.h"
 
 /*
  * Everything here runs on the bridge thread, and touches only the fields of
@@ -24,6 +28,7 @@
 #define PUMP_BUDGET 16			/* chunks a connection moves before others get a turn */
 #define CONNECT_RETRY_MS 1000		/* a sidecar whose backlog is full gets this long */
 #define MAX_EVENTS 256
+#define REFUSAL_LOG_MS 10000		/* a path's refusals are logged at most this often */
 
 struct end {
 	int type;			/* T_END */
@@ -51,6 +56,7 @@ struct conn {
 	struct conn *link;		/* retry, ready or dead list */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	long retry_until;
+	long active_ms;			/* the last time a byte moved (or the accept) */
 	bool dead, queued;
 };
 
@@ -328,10 +334,18 @@ static void conn_pump(struct kb_bridge *b, struct conn *c)
 {
 	int up, down;
 
+	uint64_t moved;
+
 	if (c->dead)
 		return;
+	/* Only this thread adds to them: a change means this connection moved bytes. */
+	moved = atomic_load_explicit(&b->bytes_up, memory_order_relaxed) +
+		atomic_load_explicit(&b->bytes_down, memory_order_relaxed);
 	up = pump_half(b, &c->up, &c->tcp, &c->ux, &b->bytes_up);
 	down = up < 0 ? 0 : pump_half(b, &c->down, &c->ux, &c->tcp, &b->bytes_down);
+	if (moved != atomic_load_explicit(&b->bytes_up, memory_order_relaxed) +
+			     atomic_load_explicit(&b->bytes_down, memory_order_relaxed))
+		c->active_ms = kb_now_ms();
 	if (up < 0 || down < 0) {
 		kb_log_debug("bridge %s: %s", c->path, strerror(-(up < 0 ? up : down)));
 		conn_close(b, c, true);
@@ -348,11 +362,115 @@ static void conn_pump(struct kb_bridge *b, struct conn *c)
 	}
 }
 
+/* Why a connect to a sidecar failed, in words for the log and `get endpoints`. */
+static const char *refusal_text(int err)
+{
+	switch (err) {
+	case ELOOP:
+		return "a component of the path is a symbolic link; links under --unix-dir are never followed";
+	case EXDEV:
+		return "the path leaves its --unix-dir";
+	case ENOTSOCK:
+		return "the path is not a socket";
+	case ENOENT:
+		return "no such socket (is the sidecar running?)";
+	case ECONNREFUSED:
+		return "no sidecar listens on the socket";
+	case EAGAIN:
+		return "the sidecar's listen backlog stayed full";
+	case ENOSYS:
+		return "the kernel has no openat2(), which a safe connect needs";
+	default:
+		return strerror(err);
+	}
+}
+
+/* Keep why path was refused for `get endpoints`; log it, at most once per REFUSAL_LOG_MS for each path. */
+static void note_refusal(struct kb_bridge *b, const char *path, int err)
+{
+	struct brefusal *r = NULL;
+	long now = kb_now_ms();
+	uint64_t quiet = 0;
+	bool log = false;
+
+	pthread_mutex_lock(&b->mu);
+	for (size_t i = 0; i < b->nrefusals && !r; i++)
+		if (!strcmp(b->refusals[i].path, path))
+			r = &b->refusals[i];
+	if (!r && b->nrefusals == b->caprefusals) {
+		size_t cap = b->caprefusals ? b->caprefusals * 2 : 8;
+		struct brefusal *v = realloc(b->refusals, cap * sizeof(*v));
+
+		if (v) {
+			b->refusals = v;
+			b->caprefusals = cap;
+		}
+	}
+	if (!r && b->nrefusals < b->caprefusals) {
+		r = &b->refusals[b->nrefusals++];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->path, sizeof(r->path), "%s", path);
+		r->logged_ms = now - REFUSAL_LOG_MS;
+	}
+	if (r) {
+		snprintf(r->why, sizeof(r->why), "%s", refusal_text(err));
+		r->count++;
+		r->at_ms = now;
+		if (now - r->logged_ms >= REFUSAL_LOG_MS) {
+			log = true;
+			quiet = r->unlogged;
+			r->unlogged = 0;
+			r->logged_ms = now;
+		} else {
+			r->unlogged++;
+		}
+	}
+	pthread_mutex_unlock(&b->mu);
+	if (log)
+		kb_log_info("bridge: connect to sidecar %s refused: %s; client reset (%llu more since the last report)",
+			    path, refusal_text(err), (unsigned long long)quiet);
+}
+
 static void conn_refuse(struct kb_bridge *b, struct conn *c, int err)
 {
-	kb_log_debug("bridge %s: sidecar refused: %s; client reset", c->path, strerror(err));
+	note_refusal(b, c->path, err);
 	atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
 	conn_close(b, c, true);
+}
+
+/*
+ * The sidecar socket at c->path as an O_PATH fd, reached from its --unix-dir
+ * without following any link and without leaving the directory: one
+ * openat2() resolves it, so nothing can be swapped between a check and the
+ * use. fd or -errno.
+ */
+static int sidecar_open(struct kb_bridge *b, const char *path)
+{
+	struct open_how how = { .flags = O_PATH | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+	size_t n;
+	int i = kb_unix_dir_of(b->o.unix_dirs, b->o.nunix_dirs, path, &n), dfd, fd, err = 0;
+	const char *rel;
+	struct stat st;
+
+	if (i < 0)
+		return -EXDEV;
+	dfd = open(b->o.unix_real[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	for (rel = path + n; *rel == '/'; rel++)
+		;
+	fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
+	if (fd < 0)
+		err = -errno;
+	close(dfd);
+	if (err)
+		return err;
+	if (fstat(fd, &st) || !S_ISSOCK(st.st_mode)) {
+		close(fd);
+		return -ENOTSOCK;
+	}
+	return fd;
 }
 
 /* Connect to the sidecar. 1: retry later (its backlog is full); 0: bridging; -errno: refused (c is closed). */
@@ -360,11 +478,18 @@ static int conn_connect(struct kb_bridge *b, struct conn *c)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct epoll_event ev = { .events = EV_BASE };
+	int sfd = sidecar_open(b, c->path), err = 0;
 
-	memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
-	if (connect(c->ux.fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		int err = errno;
-
+	if (sfd < 0) {
+		conn_refuse(b, c, -sfd);
+		return sfd;
+	}
+	/* Through the fd's magic link: the socket inode just checked, whatever the path names now. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", sfd);
+	if (connect(c->ux.fd, (struct sockaddr *)&sa, sizeof(sa)))
+		err = errno;
+	close(sfd);
+	if (err) {
 		if (err == EAGAIN || err == EINTR)
 			return 1;
 		conn_refuse(b, c, err);
@@ -411,6 +536,7 @@ static void conn_new(struct kb_bridge *b, int fd, const char *path)
 	half_init(&c->up);
 	half_init(&c->down);
 	snprintf(c->path, sizeof(c->path), "%s", path);
+	c->active_ms = kb_now_ms();
 	/* A unix stream's in-flight bytes are charged to the sender: only SO_SNDBUF bounds ours. */
 	setsockopt(c->ux.fd, SOL_SOCKET, SO_SNDBUF, &b->ux_snd, sizeof(b->ux_snd));
 	c->next = b->live;
@@ -497,6 +623,21 @@ static void run_ready(struct kb_bridge *b)
 	}
 }
 
+/* --bridge-idle-timeout: a connection that moved no byte either way for that long is closed (both fds). */
+static void close_idle(struct kb_bridge *b)
+{
+	long now = kb_now_ms();
+
+	for (struct conn *c = b->live, *nx; c; c = nx) {
+		nx = c->next;
+		if (now - c->active_ms >= b->o.idle_ms) {
+			kb_log_debug("bridge %s: idle for %ld ms; closed", c->path, now - c->active_ms);
+			atomic_fetch_add_explicit(&b->idle_closed, 1, memory_order_relaxed);
+			conn_close(b, c, false);
+		}
+	}
+}
+
 static void reap(struct kb_bridge *b)
 {
 	struct blisten *g, *n;
@@ -521,9 +662,12 @@ void *kb_bridge_thread(void *arg)
 {
 	struct kb_bridge *b = arg;
 	struct epoll_event evs[MAX_EVENTS];
+	/* Idle connections are looked for this often: an idle one lives at most 1.5 times the timeout. */
+	long idle_every = b->o.idle_ms > 0 && b->o.idle_ms / 2 < 1000 ? b->o.idle_ms / 2 : 1000;
+	long idle_at = kb_now_ms() + idle_every;
 
 	while (!atomic_load(&b->stop)) {
-		int timeout = b->ready ? 0 : b->retry ? 5 : 1000;
+		int timeout = b->ready ? 0 : b->retry ? 5 : (int)idle_every;
 		int n = epoll_wait(b->epfd, evs, MAX_EVENTS, timeout);
 
 		for (int i = 0; i < n; i++) {
@@ -572,6 +716,10 @@ void *kb_bridge_thread(void *arg)
 		run_ready(b);
 		if (b->retry)
 			run_retries(b);
+		if (b->o.idle_ms > 0 && kb_now_ms() >= idle_at) {
+			close_idle(b);
+			idle_at = kb_now_ms() + idle_every;
+		}
 		reap(b);
 	}
 	/* Stopping: every open connection is reset, every queued one freed. */

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The daemon's side of the unix bridge and of inbound steering: flags, start-up, the listener sweep, register. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,6 +40,18 @@ int kb_daemon_bridge_opt(struct daemon *d, int ch, const char *arg)
 			return -1;
 		}
 		return 1;
+	case OPT_BRIDGE_IDLE_TIMEOUT: {
+		int64_t ms;
+
+		if (!kb_parse_duration_ms(arg, &ms) || ms < 0) {
+			fprintf(stderr, "kbackend: daemon: --bridge-idle-timeout %s: expected a duration like 1h or 90s "
+					"(0: never)\n", arg);
+			return -1;
+		}
+		o->idle_ms = ms;
+		o->idle_set = true;
+		return 1;
+	}
 	case OPT_NO_INBOUND:
 		d->no_inbound = true;
 		return 1;
@@ -65,9 +79,35 @@ static void sweep_tick(void *ctx)
 	kb_bridge_sweep(d->bridge, &d->compiled);
 }
 
+/*
+ * --unix-dir is the operator's own flag, so a link in it is trusted: each is
+ * resolved once, here, and the bridge opens the directory it named at start.
+ * Below it, nothing is followed (bridge_thread.c).
+ */
+static void resolve_unix_dirs(struct daemon *d)
+{
+	for (size_t i = 0; i < d->policy.nunix_dirs; i++) {
+		char *r = realpath(d->policy.unix_dirs[i], NULL);
+
+		if (!r) {
+			kb_log_info("--unix-dir %s: %s; resolved at each connect until it exists", d->policy.unix_dirs[i],
+				    strerror(errno));
+			r = strdup(d->policy.unix_dirs[i]);
+		}
+		d->unix_real[i] = r;
+	}
+	d->bridge_opts.unix_dirs = d->policy.unix_dirs;
+	d->bridge_opts.unix_real = d->unix_real;
+	d->bridge_opts.nunix_dirs = d->policy.nunix_dirs;
+	if (!d->bridge_opts.idle_set)
+		d->bridge_opts.idle_ms = KB_BRIDGE_IDLE_DEFAULT_MS;
+}
+
 int kb_daemon_bridge_start(struct daemon *d)
 {
 	char why[256];
+
+	resolve_unix_dirs(d);
 
 	/* Inbound first: the bridge reports each listener it makes to it. */
 	if (!d->no_inbound && kb_inbound_open(d->bpffs, &d->inbound))
@@ -89,6 +129,36 @@ void kb_daemon_bridge_stop(struct daemon *d)
 	d->bridge = NULL;
 	kb_inbound_close(d->inbound);
 	d->inbound = NULL;
+	for (size_t i = 0; i < MAX_FLAG_LIST; i++) {
+		free(d->unix_real[i]);
+		d->unix_real[i] = NULL;
+	}
+}
+
+void kb_daemon_bridge_annotate(struct daemon *d, struct json_object *arr)
+{
+	for (size_t i = 0; i < d->compiled.nfes && i < json_object_array_length(arr); i++) {
+		const struct kb_cfrontend *fe = &d->compiled.fes[i];
+		struct json_object *eps;
+
+		if (!json_object_object_get_ex(json_object_array_get_idx(arr, i), "endpoints", &eps))
+			continue;
+		for (size_t e = 0; e < fe->neps && e < json_object_array_length(eps); e++) {
+			struct json_object *jb;
+			char why[256];
+			uint64_t n;
+			long ago;
+
+			if (fe->eps[e].type != KB_EP_UNIX || !fe->eps[e].address ||
+			    !kb_bridge_path_refusal(d->bridge, fe->eps[e].address, why, sizeof(why), &n, &ago))
+				continue;
+			jb = json_object_new_object();
+			json_object_object_add(jb, "refused", json_object_new_int64((int64_t)n));
+			json_object_object_add(jb, "lastRefusal", json_object_new_string(why));
+			json_object_object_add(jb, "lastRefusalSecondsAgo", json_object_new_int64(ago / 1000));
+			json_object_object_add(json_object_array_get_idx(eps, e), "bridge", jb);
+		}
+	}
 }
 
 struct json_object *kb_daemon_register(struct daemon *d, struct json_object *req, struct kb_frame_reader *rd,
@@ -128,6 +198,8 @@ struct json_object *kb_daemon_bridge_status(struct daemon *d)
 	json_object_object_add(o, "listeners", json_object_new_int64((int64_t)s.listeners));
 	json_object_object_add(o, "accepted", json_object_new_int64((int64_t)s.accepted));
 	json_object_object_add(o, "refused", json_object_new_int64((int64_t)s.refused));
+	json_object_object_add(o, "idleClosed", json_object_new_int64((int64_t)s.idle_closed));
+	json_object_object_add(o, "idleTimeoutSeconds", json_object_new_int64(d->bridge_opts.idle_ms / 1000));
 	json_object_object_add(o, "active", json_object_new_int64((int64_t)s.active));
 	json_object_object_add(o, "bytesUp", json_object_new_int64((int64_t)s.bytes_up));
 	json_object_object_add(o, "bytesDown", json_object_new_int64((int64_t)s.bytes_down));

@@ -53,6 +53,7 @@ struct daemon {
 	const char *watch_dir;		/* --watch-dir: the directory is the desired state (watch.c) */
 	const char *metrics_addr;	/* --metrics-addr: Prometheus /metrics (metrics.c) */
 	struct kb_bridge_opts bridge_opts;	/* --bridge-netns, --bridge-buffer, --bridge-mode (daemon_bridge.c) */
+	char *unix_real[MAX_FLAG_LIST];	/* each --unix-dir resolved once at start (daemon_bridge.c) */
 	bool no_inbound;		/* --no-inbound: no sk_lookup program on the node's netns */
 	/* The node's own addresses, read from the daemon's netns: refused as endpoints unless allowed. */
 	char *node_addrs[MAX_NODE_ADDRS];
@@ -124,11 +125,12 @@ void kb_daemon_accounted(struct daemon *d);
 struct json_object *kb_daemon_state_json(struct daemon *d);
 
 /* daemon_bridge.c: the unix bridge and inbound steering. */
-enum { OPT_BRIDGE_NETNS = 512, OPT_BRIDGE_BUFFER, OPT_BRIDGE_MODE, OPT_NO_INBOUND };
+enum { OPT_BRIDGE_NETNS = 512, OPT_BRIDGE_BUFFER, OPT_BRIDGE_MODE, OPT_NO_INBOUND, OPT_BRIDGE_IDLE_TIMEOUT };
 #define KB_BRIDGE_LONGOPTS                                                      \
 	{ "bridge-netns", required_argument, NULL, OPT_BRIDGE_NETNS },          \
 	{ "bridge-buffer", required_argument, NULL, OPT_BRIDGE_BUFFER },        \
 	{ "bridge-mode", required_argument, NULL, OPT_BRIDGE_MODE },            \
+	{ "bridge-idle-timeout", required_argument, NULL, OPT_BRIDGE_IDLE_TIMEOUT }, \
 	{ "no-inbound", no_argument, NULL, OPT_NO_INBOUND }
 /* A --bridge-* or --no-inbound flag (getopt's ch, optarg); 1 taken, 0 not ours, -1 bad value (message printed). */
 int kb_daemon_bridge_opt(struct daemon *d, int ch, const char *arg);
@@ -140,6 +142,8 @@ struct json_object *kb_daemon_register(struct daemon *d, struct json_object *req
 				       bool reg);
 /* The bridge's counters for `status`. */
 struct json_object *kb_daemon_bridge_status(struct daemon *d);
+/* Add "bridge" (why connects were reset) to the unix endpoints of `get endpoints` (arr: kb_render_frontends). */
+void kb_daemon_bridge_annotate(struct daemon *d, struct json_object *arr);
 
 /* serve.c: the control socket. */
 int kb_serve_start(struct daemon *d);

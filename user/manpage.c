@@ -90,6 +90,9 @@ static const struct opt_doc opts[] = {
 	{ S_DAEMON, "--bridge-mode", "copy|splice",
 	  "How the bridge moves bytes between TCP and unix sockets: a bounded user-space buffer (copy, the "
 	  "default) or splice(2) through a pipe." },
+	{ S_DAEMON, "--bridge-idle-timeout", "DURATION",
+	  "Close a bridged connection that moved no byte either way for this long (default 1h; 0: never). The "
+	  "client side also has TCP keepalive (60s idle, then 6 probes 10s apart)." },
 	{ S_DAEMON, "--no-inbound", NULL,
 	  "Do not attach the sk_lookup program that steers connections arriving from other hosts." },
 

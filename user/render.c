@@ -507,6 +507,39 @@ static void print_dns_table(FILE *f, struct json_object *fes)
 	json_object_put(seen);
 }
 
+/* Unix endpoints whose connects the bridge reset, once each: how many and why (the last reason). */
+static void print_bridge_table(FILE *f, struct json_object *fes)
+{
+	struct json_object *seen = json_object_new_object();
+	struct kb_table t;
+
+	kb_table_init(&t, 3);
+	kb_table_add(&t, "UNIX-SOCKET", "RESETS", "LAST-RESET-REASON");
+	for (size_t i = 0; i < json_object_array_length(fes); i++) {
+		struct json_object *eps = NULL;
+
+		json_object_object_get_ex(json_object_array_get_idx(fes, i), "endpoints", &eps);
+		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
+			struct json_object *ep = json_object_array_get_idx(eps, e), *br;
+			const char *path = kb_json_str(ep, "address");
+			char resets[24];
+
+			if (!json_object_object_get_ex(ep, "bridge", &br) || json_object_object_get_ex(seen, path, NULL))
+				continue;
+			json_object_object_add(seen, path, NULL);
+			snprintf(resets, sizeof(resets), "%lld", kb_json_int(br, "refused"));
+			kb_table_add(&t, path, resets, kb_json_str(br, "lastRefusal"));
+		}
+	}
+	/* Only the header: no unix endpoint was ever reset, and no table. */
+	if (t.ncells > t.ncols) {
+		fputc('\n', f);
+		kb_table_print(f, &t);
+	}
+	kb_table_free(&t);
+	json_object_put(seen);
+}
+
 void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_view view, bool wide)
 {
 	struct kb_table t;
@@ -573,8 +606,10 @@ void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_vi
 	}
 	kb_table_print(f, &t);
 	kb_table_free(&t);
-	if (view == KB_TABLE_ENDPOINTS && wide)
+	if (view == KB_TABLE_ENDPOINTS && wide) {
 		print_dns_table(f, fes);
+		print_bridge_table(f, fes);
+	}
 }
 
 void kb_print_diags(FILE *f, const struct kb_model *m)

@@ -65,6 +65,8 @@ static struct json_object *frontends_with_stats(struct daemon *d)
 {
 	struct json_object *arr = kb_render_frontends(&d->compiled);
 
+	kb_daemon_bridge_annotate(d, arr);	/* why a unix endpoint's connects were reset */
+
 	for (size_t i = 0; i < d->compiled.nfes; i++) {
 		const struct kb_cfrontend *fe = &d->compiled.fes[i];
 		struct json_object *jf = json_object_array_get_idx(arr, i), *eps, *locs;

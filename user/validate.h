@@ -44,4 +44,7 @@ char *kb_parent_key(struct kb_model *m, const struct kb_route *r, const struct k
 /* Is this backendRef a gateway.envoyproxy.io Backend (as opposed to a Service)? */
 bool kb_ref_is_backend(const struct kb_backend_ref *ref);
 
+/* The index of the first of dirs (--unix-dir) that holds the absolute path, and in *len its length in path; -1: none. */
+int kb_unix_dir_of(char *const *dirs, size_t ndirs, const char *path, size_t *len);
+
 #endif /* KB_VALIDATE_H */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <limits.h>
+#include <sys/stat.h>
 
 #include "validate_int.h"
 
@@ -597,10 +599,59 @@ void vx_backends(struct vx_ctx *c)
 	}
 }
 
+int kb_unix_dir_of(char *const *dirs, size_t ndirs, const char *path, size_t *len)
+{
+	for (size_t i = 0; i < ndirs; i++) {
+		const char *d = dirs[i];
+		size_t n = d ? strlen(d) : 0;
+
+		while (n > 1 && d[n - 1] == '/')
+			n--;	/* "/var/run/" and "/var/run" are the same directory */
+		if (n == 0 || d[0] != '/')
+			continue;
+		if ((n == 1 && path[0] == '/' && path[1]) ||
+		    (n > 1 && strncmp(path, d, n) == 0 && path[n] == '/' && path[n + 1])) {
+			*len = n == 1 ? 0 : n;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+/*
+ * The first component at or below the unix dir (path[0..dirlen)) that is a
+ * symlink, as a prefix of path in buf; NULL when none. A component that does
+ * not exist yet ends the walk: the socket may come later, and the bridge
+ * checks again, without following links, at every connect.
+ */
+static const char *unix_symlink_component(const char *path, size_t dirlen, char *buf, size_t len)
+{
+	struct stat st;
+	size_t i = dirlen;
+
+	if (strlen(path) >= len)
+		return NULL;
+	while (path[i]) {
+		while (path[i] == '/')
+			i++;
+		while (path[i] && path[i] != '/')
+			i++;
+		memcpy(buf, path, i);
+		buf[i] = '\0';
+		if (lstat(buf, &st))
+			return NULL;
+		if (S_ISLNK(st.st_mode))
+			return buf;
+	}
+	return NULL;
+}
+
 const char *vx_unix_refusal(const struct vx_ctx *c, const char *path)
 {
 	struct kb_model *m = c->m;
-	const char *s;
+	char buf[PATH_MAX];
+	const char *s, *link;
+	size_t n;
 
 	/* A ".." component would climb out of an allowed directory after the prefix check. */
 	for (s = path; (s = strstr(s, "..")) != NULL; s += 2)
@@ -608,17 +659,16 @@ const char *vx_unix_refusal(const struct vx_ctx *c, const char *path)
 			return kb_sprintf(&m->arena,
 					  "unix socket %s has a \"..\" component; name the socket by a plain path under a --unix-dir",
 					  path);
-	for (size_t i = 0; i < c->p->nunix_dirs; i++) {
-		const char *d = c->p->unix_dirs[i];
-		size_t n = d ? strlen(d) : 0;
-
-		while (n > 1 && d[n - 1] == '/')
-			n--;	/* "/var/run/" and "/var/run" are the same directory */
-		if (n == 0 || d[0] != '/')
-			continue;
-		if (n == 1 || (strncmp(path, d, n) == 0 && path[n] == '/' && path[n + 1]))
-			return NULL;
-	}
-	return kb_sprintf(&m->arena,
-			  "unix socket %s is not under an allowed sidecar directory; start kbackend with --unix-dir DIR", path);
+	if (kb_unix_dir_of(c->p->unix_dirs, c->p->nunix_dirs, path, &n) < 0)
+		return kb_sprintf(&m->arena,
+				  "unix socket %s is not under an allowed sidecar directory; start kbackend with --unix-dir DIR",
+				  path);
+	/* Anyone who can write in the dir could point a link anywhere: links are never followed there. */
+	link = unix_symlink_component(path, n, buf, sizeof(buf));
+	if (link)
+		return kb_sprintf(&m->arena,
+				  "unix socket %s: %s is a symbolic link; sidecar sockets under --unix-dir are reached "
+				  "without following links, so name the socket by its real path",
+				  path, link);
+	return NULL;
 }

@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Table-driven tests of validate: every refusal rule with its exact located message, and the policy flags that allow. */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "testutil.h"
 
 enum en { EN_ON, EN_FROM_CONFIG, EN_OFF };
@@ -457,6 +461,76 @@ static void test_conditions(void **state)
 	cur_live = false;
 }
 
+/*
+ * Symlinks under --unix-dir, on a real directory tree: a linked socket, a
+ * linked directory, and a link to a path inside the dir are all refused, and
+ * the message names the link; a missing tail and a linked --unix-dir itself
+ * (the operator's own flag) are fine.
+ */
+static void test_unix_symlinks(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *path;	/* under the unix dir */
+		const char *link;	/* the component named, under the unix dir; NULL: accepted */
+	} rows[] = {
+		{ "linked socket", "/l.sock", "/l.sock" },
+		{ "linked directory", "/ldir/a.sock", "/ldir" },
+		{ "link that stays inside", "/in.sock", "/in.sock" },
+		{ "link deep down", "/real/deep/a.sock", "/real/deep" },
+		{ "plain, not there yet", "/real/none/a.sock", NULL },
+		{ "plain socket file", "/real/a.sock", NULL },
+	};
+	char tmp[] = "/tmp/kbt-validate-XXXXXX", p[256], q[256], dir[256], want[512], yaml[2048];
+	struct pol pol = { 0 };
+	int failed = 0;
+
+	assert_non_null(mkdtemp(tmp));
+	snprintf(dir, sizeof(dir), "%s/d", tmp);
+	snprintf(p, sizeof(p), "%s/out", tmp);
+	assert_int_equal(mkdir(dir, 0755) | mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/real", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/real/a.sock", dir);
+	assert_int_equal(mknod(p, S_IFSOCK | 0600, 0), 0);
+	snprintf(p, sizeof(p), "%s/l.sock", dir);
+	snprintf(q, sizeof(q), "%s/out/x.sock", tmp);
+	assert_int_equal(symlink(q, p), 0);
+	snprintf(p, sizeof(p), "%s/ldir", dir);
+	snprintf(q, sizeof(q), "%s/out", tmp);
+	assert_int_equal(symlink(q, p), 0);
+	snprintf(p, sizeof(p), "%s/in.sock", dir);
+	assert_int_equal(symlink("real/a.sock", p), 0);
+	snprintf(p, sizeof(p), "%s/real/deep", dir);
+	assert_int_equal(symlink("..", p), 0);
+	/* The flag itself through a link: trusted, resolved by the daemon at start. */
+	snprintf(q, sizeof(q), "%s/dlink", tmp);
+	assert_int_equal(symlink("d", q), 0);
+	for (int via = 0; via < 2; via++) {
+		const char *ud = via ? q : dir;
+
+		pol.unix_dir = ud;
+		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+			char buf[16384];
+
+			snprintf(yaml, sizeof(yaml), HR("r") TO_GW RULE("u") GW UDS("u", "%s%s"), ud, rows[i].path);
+			run(yaml, &pol);
+			snprintf(want, sizeof(want), "unix socket %s%s: %s%s is a symbolic link", ud, rows[i].path, ud,
+				 rows[i].link ? rows[i].link : "");
+			if (rows[i].link ? !some_message(&cur, want) : cur.nerrors > 0) {
+				print_error("[%s via %s] want %s:\n%s", rows[i].name, ud,
+					    rows[i].link ? want : "accepted", tu_diags(&cur, buf, sizeof(buf)));
+				failed++;
+			}
+			kb_model_free(&cur);
+			cur_live = false;
+		}
+	}
+	snprintf(p, sizeof(p), "rm -rf '%s'", tmp);
+	assert_int_equal(system(p), 0);
+	assert_int_equal(failed, 0);
+}
+
 /* kb_parent_key and kb_parent_attaches on hand-built objects (no parser involved). */
 static void test_parent_helpers(void **state)
 {
@@ -546,6 +620,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_bad_inputs, teardown),
 		cmocka_unit_test_teardown(test_good_inputs, teardown),
 		cmocka_unit_test_teardown(test_conditions, teardown),
+		cmocka_unit_test_teardown(test_unix_symlinks, teardown),
 		cmocka_unit_test(test_parent_helpers),
 		cmocka_unit_test(test_ref_is_backend),
 		cmocka_unit_test_teardown(test_too_many_endpoints, teardown),
