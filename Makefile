@@ -46,8 +46,8 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRCS))
 E2E_SRCS  := $(wildcard tests/e2e/test_*.c)
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(OUT)/e2e/%,$(E2E_SRCS))
-# Helpers shared by the e2e tests (tests/e2e/*.c that are not test_*.c), linked into each.
-E2E_LIB   := $(filter-out $(E2E_SRCS),$(wildcard tests/e2e/*.c))
+# Helpers shared by every e2e test (daemon lifecycle, CLI, JSON, clients), linked into each.
+E2E_LIB   := tests/e2e/e2e_daemon.c
 
 all: $(OUT)/kbackend $(OUT)/kbackend.1 $(UNIT_BINS) $(E2E_BINS) $(OUT)/kbload
 
@@ -93,7 +93,15 @@ $(OUT)/tests/%: tests/unit/%.c $(SAN_OBJS) tests/unit/testutil.h Makefile | $(OU
 
 $(OUT)/e2e/%: tests/e2e/%.c $(E2E_LIB) $(CORE_OBJS) Makefile | $(OUT)/e2e
 	$(call msg,E2E-CC,$@)
-	$(Q)$(CC) $(CFLAGS) -Itests/e2e $< $(E2E_LIB) $(CORE_OBJS) $(LDLIBS) -lcmocka -pthread -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests/e2e $< $(E2E_LIB) $(E2E_GROUP) $(CORE_OBJS) $(LDLIBS) -lcmocka -pthread -o $@
+
+# A group's own environment (its topology and its one global E), linked only into that group's tests.
+NODE_TESTS   := $(OUT)/e2e/test_daemon $(OUT)/e2e/test_control $(OUT)/e2e/test_state
+BRIDGE_TESTS := $(OUT)/e2e/test_bridge $(OUT)/e2e/test_bridge_unix
+$(NODE_TESTS): E2E_GROUP := tests/e2e/e2e_node.c
+$(NODE_TESTS): tests/e2e/e2e_node.c
+$(BRIDGE_TESTS): E2E_GROUP := tests/e2e/bridge_env.c
+$(BRIDGE_TESTS): tests/e2e/bridge_env.c
 
 # Load tool for the demo and bench/: plain sockets and pthreads, no kbackend code.
 $(OUT)/kbload: bench/kbload.c Makefile | $(OUT)

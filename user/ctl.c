@@ -231,7 +231,7 @@ static int validate_set(struct opts *o, const char **files, int nfiles, struct j
 		struct json_object *list = kb_render_objects(&m, NULL, NULL);
 
 		kb_print_diags(stderr, &m);
-		kb_print_objects_table(stdout, list, o->out == KB_OUT_WIDE, false);
+		kb_print_objects_table(stdout, list, false);
 		json_object_put(list);
 		if (o->each_file)
 			putchar('\n');
@@ -311,7 +311,7 @@ int ctl_dry_run_offline(struct opts *o)
 		bool ok = !refused && !m.nerrors;
 
 		kb_print_diags(stderr, &m);
-		kb_print_objects_table(stdout, list, o->out == KB_OUT_WIDE, !ok);
+		kb_print_objects_table(stdout, list, !ok);
 		if (ok) {
 			fputc('\n', stdout);
 			kb_print_frontends_table(stdout, fes, KB_TABLE_ENDPOINTS, o->out == KB_OUT_WIDE);

@@ -139,7 +139,7 @@ static void print_change_reply(struct json_object *reply, bool wide, bool dry_ru
 				fprintf(stderr, "%s\n", json_object_get_string(t));
 		}
 	if (json_object_object_get_ex(reply, "objects", &objs))
-		kb_print_objects_table(stdout, objs, wide, !ok);
+		kb_print_objects_table(stdout, objs, !ok);
 	if (ok && dry_run && json_object_object_get_ex(reply, "frontends", &fes)) {
 		fputc('\n', stdout);
 		kb_print_frontends_table(stdout, fes, KB_TABLE_ENDPOINTS, wide);
@@ -273,7 +273,7 @@ int ctl_cmd_get(int argc, char **argv)
 		if (ctl_machine_output(&o))
 			kb_print_doc(stdout, list, o.out);
 		else {
-			kb_print_objects_table(stdout, list, o.out == KB_OUT_WIDE, false);
+			kb_print_objects_table(stdout, list, false);
 		}
 		json_object_put(list);
 	}

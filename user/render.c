@@ -347,12 +347,11 @@ static void object_row(struct kb_table *t, const char *kind, const char *ns, con
  * The message is the last column and is never cut: after a refused apply it
  * is the reason, and its important part is often at the end.
  */
-void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool refused_only)
+void kb_print_objects_table(FILE *f, struct json_object *list, bool refused_only)
 {
 	struct json_object *items;
 	struct kb_table t;
 
-	(void)wide;
 	/* Nothing parsed (an unreadable file, say): the diagnostics say why; a bare header would not. */
 	if (!json_object_object_get_ex(list, "items", &items) || !json_object_array_length(items))
 		return;

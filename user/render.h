@@ -29,7 +29,7 @@ int kb_print_yaml(FILE *f, struct json_object *v);
 int kb_print_doc(FILE *f, struct json_object *v, enum kb_output fmt);
 
 /* Tables for people, printed from the same JSON documents that -o json prints. */
-void kb_print_objects_table(FILE *f, struct json_object *list, bool wide, bool refused_only);
+void kb_print_objects_table(FILE *f, struct json_object *list, bool refused_only);
 
 enum kb_table_view { KB_TABLE_FRONTENDS, KB_TABLE_ENDPOINTS };
 void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_view view, bool wide);

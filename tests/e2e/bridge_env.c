@@ -586,11 +586,11 @@ int group_setup(void **state)
 		return setup_failed("test environment (temp dir, cgroup, bpffs)");
 	if (E.env.skip)
 		return 0;
-	if (e2e_sh("command -v ss")) {
-		E.env.skip = "needs iproute2 (ip, ss)";
-		return 0;
-	}
+	if (e2e_sh("command -v ss"))
+		return setup_failed("needs ss (iproute2; make deps installs it)");
 	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, NULL) != 1) {
+		if (e2e_in_ci())
+			return setup_failed("kernel cannot load sk_lookup programs (CI runs every test)");
 		E.env.skip = "kernel cannot load sk_lookup programs";
 		return 0;
 	}

@@ -54,7 +54,7 @@ static const char long_msg[] =
 
 static void print_objects(FILE *f, void *arg)
 {
-	kb_print_objects_table(f, arg, false, false);
+	kb_print_objects_table(f, arg, false);
 }
 
 static struct json_object *object(const char *kind, const char *ns, const char *name, const char *status,
