@@ -334,6 +334,7 @@ void kb_bridge_get_stats(struct kb_bridge *b, struct kb_bridge_stats *out)
 	out->bytes_up = atomic_load(&b->bytes_up);
 	out->bytes_down = atomic_load(&b->bytes_down);
 	out->idle_closed = atomic_load(&b->idle_closed);
+	out->pooled_pipes = atomic_load(&b->pooled_pipes);
 	out->listeners = b->nls;
 }
 

@@ -41,6 +41,7 @@ struct kb_bridge_stats {
 	uint64_t refused;	/* reset because the sidecar refused or was absent, or its path was unsafe */
 	uint64_t idle_closed;	/* closed by --bridge-idle-timeout */
 	uint64_t active;	/* connections open now */
+	uint64_t pooled_pipes;	/* empty pipes kept for reuse (splice mode): two fds each, no connection */
 	uint64_t bytes_up;	/* client -> sidecar */
 	uint64_t bytes_down;	/* sidecar -> client */
 	size_t listeners;	/* unix paths served */

@@ -66,6 +66,7 @@ struct kb_bridge {
 	int reserve_fd;
 
 	_Atomic uint64_t accepted, refused, active, bytes_up, bytes_down, idle_closed;
+	_Atomic uint64_t pooled_pipes;	/* npool, for status: pooled pipes hold fds with no connection */
 };
 
 /* bridge_thread.c: the bridge thread's body (pthread_create); it runs until b->stop. */

@@ -74,6 +74,7 @@ static int pipe_get(struct kb_bridge *b, struct half *h)
 		return 0;
 	if (b->npool) {
 		b->npool--;
+		atomic_store_explicit(&b->pooled_pipes, b->npool, memory_order_relaxed);
 		h->pipe[0] = b->pool[b->npool][0];
 		h->pipe[1] = b->pool[b->npool][1];
 		return 0;
@@ -94,6 +95,7 @@ static void pipe_put(struct kb_bridge *b, struct half *h, bool empty)
 		b->pool[b->npool][0] = h->pipe[0];
 		b->pool[b->npool][1] = h->pipe[1];
 		b->npool++;
+		atomic_store_explicit(&b->pooled_pipes, b->npool, memory_order_relaxed);
 	} else {
 		close(h->pipe[0]);
 		close(h->pipe[1]);

@@ -201,6 +201,7 @@ struct json_object *kb_daemon_bridge_status(struct daemon *d)
 	json_object_object_add(o, "idleClosed", json_object_new_int64((int64_t)s.idle_closed));
 	json_object_object_add(o, "idleTimeoutSeconds", json_object_new_int64(d->bridge_opts.idle_ms / 1000));
 	json_object_object_add(o, "active", json_object_new_int64((int64_t)s.active));
+	json_object_object_add(o, "pooledPipes", json_object_new_int64((int64_t)s.pooled_pipes));
 	json_object_object_add(o, "bytesUp", json_object_new_int64((int64_t)s.bytes_up));
 	json_object_object_add(o, "bytesDown", json_object_new_int64((int64_t)s.bytes_down));
 	json_object_object_add(o, "inbound", json_object_new_boolean(d->inbound != NULL));

@@ -80,7 +80,7 @@ struct bconf {
 
 /* The bridge's counters from `status` (accepted, refused, active, idleClosed): -1 each when unreadable. */
 struct bcount {
-	long accepted, refused, active, idle_closed;
+	long accepted, refused, active, idle_closed, pooled_pipes;
 };
 
 #define SKIP_IF_NEEDED()        \
@@ -122,9 +122,11 @@ int group_teardown(void **state);
 const struct bconf *conf_of(void **state);
 /* The bridge's counters from `status`. */
 struct bcount bridge_counters(void);
-/* Open fds of pid; the daemon's fd count with nothing in flight. */
+/* Open fds of pid; settled_fds: the lowest connection_fds() over 300 ms, with nothing in flight. */
 int count_fds(pid_t pid);
 int settled_fds(void);
+/* count_fds of the daemon less two per pipe in the bridge's pool: the fds that belong to connections and listeners. */
+int connection_fds(void);
 /* A connect to FE:port is accepted, then reset within a second. */
 void expect_fast_reset(int port);
 /* Run fn in a child inside netns name (and, unless in_cgroup, out of the test cgroup): its exit status. */
