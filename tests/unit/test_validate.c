@@ -175,8 +175,8 @@ static const struct bad bad[] = {
 	  "test.yaml:14:19: HTTPRoute default/r: spec.rules[0].backendRefs[0].weight: Failed to process route rule 0 backendRef 0: Invalid value: 1000001: weight must be between 0 and 1000000." },
 	{ "unknown kind", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - group: example.com\n          kind: Foo\n          name: f\n" GW, {},
 	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: kind example.com/Foo is not supported" },
-	{ "Backend kind in the wrong group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - kind: Backend\n          name: b1\n" GW B1, {},
-	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: kind Backend is not supported" },
+	{ "Backend kind in an unknown group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - group: example.com\n          kind: Backend\n          name: b1\n" GW B1, {},
+	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: kind example.com/Backend is not supported" },
 	{ "Service without port", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - name: svc\n" GW, {},
 	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: Must have port for Service reference." },
 	{ "cross-namespace without grant", HR("r") TO_GW RULE("b1") "          namespace: other\n" GW
@@ -269,6 +269,14 @@ static const struct good good[] = {
 	  "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata:\n  name: g\n  namespace: other\nspec:\n"
 	  "  from:\n    - {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}\n"
 	  "  to:\n    - {group: gateway.envoyproxy.io, kind: Backend}\n", {}, "Resolved all the Object references" },
+	/* Envoy Gateway checks group and kind apart and dispatches on kind (validate.go validateBackendRef). */
+	{ "Backend ref without a group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - kind: Backend\n          name: b1\n" GW B1, {},
+	  "Resolved all the Object references" },
+	{ "grant for a Backend ref without a group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - kind: Backend\n          name: b1\n          namespace: other\n" GW
+	  "---\n" HDRNS("gateway.envoyproxy.io/v1alpha1", "Backend", "b1", "other") EPS_IP("198.51.100.1", "80")
+	  "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata:\n  name: g\n  namespace: other\nspec:\n"
+	  "  from:\n    - {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}\n"
+	  "  to:\n    - {group: \"\", kind: Backend}\n", {}, "Resolved all the Object references" },
 	{ "Service ref with a port", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - name: svc\n          port: 8080\n" GW, {} },
 	{ "missing Gateway is not a refusal", HR("r") "  parentRefs:\n    - name: elsewhere\n" RULE("b1") B1, {},
 	  "Gateway default/elsewhere was not found in the applied set; no frontend is programmed" },
@@ -512,10 +520,15 @@ static void test_ref_is_backend(void **state)
 {
 	struct kb_backend_ref a = { .group = "gateway.envoyproxy.io", .kind = "Backend", .name = "x" };
 	struct kb_backend_ref b = { .kind = "Backend", .name = "x" };
+	struct kb_backend_ref mcs = { .group = "multicluster.x-k8s.io", .kind = "Backend", .name = "x" };
+	struct kb_backend_ref other = { .group = "example.com", .kind = "Backend", .name = "x" };
 	struct kb_backend_ref s = { .name = "svc" };
 
 	assert_true(kb_ref_is_backend(&a));
-	assert_false(kb_ref_is_backend(&b));
+	/* Envoy Gateway judges group and kind apart: any supported group with kind Backend is a Backend. */
+	assert_true(kb_ref_is_backend(&b));
+	assert_true(kb_ref_is_backend(&mcs));
+	assert_false(kb_ref_is_backend(&other));
 	assert_false(kb_ref_is_backend(&s));
 }
 
