@@ -411,6 +411,10 @@ static void crd_backend(struct bjudge *j)
 	bool dr = vx_streq(b->type, "DynamicResolver");
 	size_t nfqdn = 0;
 
+	if (!b->has_spec) {
+		crd(j, "spec", "Required value");
+		return;
+	}
 	if (b->type && !dr && strcmp(b->type, "Endpoints") != 0)
 		crd(j, "spec.type", "Unsupported value: \"%s\": supported values: \"Endpoints\", \"DynamicResolver\"",
 		    b->type);

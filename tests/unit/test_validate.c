@@ -87,6 +87,10 @@ static const struct bad bad[] = {
 	  "test.yaml:8:7: Backend default/x: spec.endpoints[0].ip.port: Required value" },
 	{ "port zero", BE("x") EPS_FQDN("a.example.com", "0"), {},
 	  "test.yaml:10:15: Backend default/x: spec.endpoints[0].fqdn.port: Invalid value: 0: port 0 cannot be connected to; an fqdn endpoint needs a port in 1..65535" },
+	/* The CRD requires spec (api/v1alpha1/backend_types.go: `json:"spec"`, no omitempty). */
+	{ "Backend without spec", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: x\n  namespace: default\n", {},
+	  "test.yaml:1:1: Backend default/x: spec: Required value" },
+	{ "Backend with a null spec", BE("x"), {}, "test.yaml:6:6: Backend default/x: spec: Required value" },
 	{ "empty endpoints", BE("x") "  endpoints: []\n", {},
 	  "test.yaml:7:3: Backend default/x: spec.endpoints: Invalid value: 0: spec.endpoints in body should have at least 1 items" },
 	{ "not an IP", BE("x") EPS_IP("198.51.100.1", "80") "    - ip:\n        address: 10.0.0.300\n        port: 80\n", {},
@@ -279,6 +283,7 @@ static const struct bad bad[] = {
 static const struct good good[] = {
 	{ "IPv4, IPv6 and FQDN with a trailing dot", BE("a") EPS_IP("198.51.100.1", "80") "---\n" BE("b")
 	  EPS_IP("\"2001:db8:1::1\"", "80") "---\n" BE("c") EPS_FQDN("api.example.com.", "443"), {}, "The Backend was accepted" },
+	{ "Backend with an empty spec", BE("x") "  {}\n", {}, "The Backend was accepted" },
 	{ "IP and unix together", BE("a") EPS_IP("198.51.100.1", "80") "    - unix:\n        path: /run/sidecar/a.sock\n", {} },
 	{ "seed shape and seed appProtocols", BE("a") "  appProtocols: [h2c, grpc, gateway.envoyproxy.io/ws]\n  endpoints:\n    - fqdn: api.example.com\n      port: 443\n", {} },
 	{ "seed fallback chain", BE("a") EPS_IP("198.51.100.1", "80") "  fallback:\n    backendRef:\n      name: b\n---\n"
@@ -508,6 +513,14 @@ static void test_conditions(void **state)
 	assert_string_equal(c->reason, "InvalidAddress");
 	assert_string_equal(c->message,
 			    "Failed to process route rule 0 backendRef 0: hostname backend should be a domain with at least two segments separated by dots.");
+	kb_model_free(&cur);
+	cur_live = false;
+
+	run("apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: nospec\n", &on);
+	c = kb_get_condition(cur.objects[0], "Accepted");
+	assert_non_null(c);
+	assert_int_equal(c->status, KB_COND_FALSE);
+	assert_string_equal(c->message, "The Backend was not accepted: spec: Required value");
 	kb_model_free(&cur);
 	cur_live = false;
 
