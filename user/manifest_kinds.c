@@ -502,7 +502,9 @@ static void eg_init(struct ctx *c, char *t)
 
 #define TOP_COMMON F_SKIP("apiVersion"), F_SKIP("kind"), F_SKIP("metadata")
 
-static const struct field top_backend[] = { TOP_COMMON, F_SUB("spec", backend_spec), F_ANY("status"), F_END };
+static const struct field top_backend[] = {
+	TOP_COMMON, F_MAPH("spec", struct kb_backend, has_spec, backend_spec), F_ANY("status"), F_END,
+};
 static const struct field top_gateway[] = { TOP_COMMON, F_SUB("spec", gateway_spec), F_ANY("status"), F_END };
 static const struct field top_route[] = { TOP_COMMON, F_SUB("spec", route_spec), F_ANY("status"), F_END };
 static const struct field top_btp[] = { TOP_COMMON, F_SUB("spec", btp_spec), F_ANY("status"), F_END };

@@ -137,6 +137,7 @@ struct kb_backend_tls {
 
 struct kb_backend {
 	struct kb_meta meta;
+	bool has_spec;			/* a non-null `spec:` (the CRD requires one) */
 	char *type;			/* NULL means Endpoints */
 	bool has_endpoints;		/* `endpoints:` key present (even if empty) */
 	struct kb_endpoint *endpoints;

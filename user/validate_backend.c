@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Judges Backends: Envoy Gateway's CRD/CEL rules, its translator rules, and kbackend's SSRF guard and L4 limits. */
 #include <arpa/inet.h>
-#include <ctype.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,32 +279,51 @@ static bool loopback_name(const char *h)
 	return n > 10 && strncasecmp(h + n - 10, ".localhost", 10) == 0;
 }
 
-/* RFC 1123 host name: dot-separated labels of letters, digits and '-', not starting or ending with '-'. */
-static bool dns_name_ok(const char *h)
+/*
+ * The Backend CRD's hostname patterns (api/v1alpha1/backend_types.go): an fqdn
+ * may end in the root dot, an endpoint's hostname may not. Neither limits a
+ * label to 63 characters, and neither does Envoy Gateway's translator.
+ */
+#define FQDN_PATTERN "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\.?$"
+#define HOST_PATTERN "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+static bool matches(const char *pattern, const char *s)
 {
-	size_t n = strlen(h), label = 0;
+	regex_t re;
+	bool ok;
 
-	if (n && h[n - 1] == '.')
-		n--;	/* the root label: "example.com." is fully qualified */
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)h[i];
+	if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
+		abort();	/* the patterns are constants */
+	ok = regexec(&re, s, 0, NULL, 0) == 0;
+	regfree(&re);
+	return ok;
+}
 
-		if (ch == '.') {
-			if (label == 0 || h[i - 1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!isalnum(ch) && ch != '-')
-			return false;
-		if (ch == '-' && label == 0)
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return label > 0 && h[n - 1] != '-';
+/* A hostname against the CRD, in the apiserver's order: maxLength, minLength, pattern. */
+static void crd_hostname(struct bjudge *j, const char *path, const char *h, const char *pattern)
+{
+	if (strlen(h) > 253)
+		crd(j, path, "Too long: may not be more than 253 bytes");
+	else if (!*h)
+		crd(j, path, "Invalid value: \"\": %s in body should be at least 1 chars long", path);
+	else if (!matches(pattern, h))
+		crd(j, path, "Invalid value: \"%s\": %s in body should match '%s'", h, path, pattern);
+}
+
+/*
+ * Envoy Gateway's validateHostname (internal/gatewayapi/backend.go) on a name
+ * the CRD admitted, so its DNS-1123 check cannot fail here. kbackend is never
+ * the Host infrastructure, where a single label would pass. NULL: fine.
+ */
+static const char *hostname_refusal(struct kb_model *m, const char *h)
+{
+	uint8_t b[16];
+
+	if (!strchr(h, '.'))
+		return kb_sprintf(&m->arena, "hostname %s should be a domain with at least two segments separated by dots", h);
+	if (inet_pton(AF_INET, h, b) == 1 || inet_pton(AF_INET6, h, b) == 1)
+		return kb_sprintf(&m->arena, "hostname %s is an IP address", h);
+	return NULL;
 }
 
 static const char *ep_addr_path(struct kb_model *m, const struct kb_endpoint *ep)
@@ -333,6 +352,8 @@ static void crd_endpoint(struct bjudge *j, const struct kb_endpoint *ep)
 	const char *apath, *ppath;
 	struct vx_addr a;
 
+	if (ep->hostname)
+		crd_hostname(j, kb_sprintf(&m->arena, "%s.hostname", ep->path), ep->hostname, HOST_PATTERN);
 	if (n == 0) {
 		crd(j, ep->path, "Invalid value: \"object\": one of fqdn, ip or unix must be specified");
 		return;
@@ -364,13 +385,12 @@ static void crd_endpoint(struct bjudge *j, const struct kb_endpoint *ep)
 		/* The CRD admits 0, then Envoy Gateway's IR refuses it (ErrDestEndpointPortInvalid); say so up front. */
 		crd(j, ppath, "Invalid value: 0: port 0 cannot be connected to; an %s endpoint needs a port in 1..65535",
 		    ep->type == KB_EP_IP ? "ip" : "fqdn");
-	if (!ep->address || !*ep->address)
+	if (ep->type == KB_EP_FQDN && ep->address)
+		crd_hostname(j, apath, ep->address, FQDN_PATTERN);
+	else if (!ep->address || !*ep->address)
 		crd(j, apath, "Required value");
 	else if (ep->type == KB_EP_IP && !vx_parse_addr(ep->address, &a))
 		crd(j, apath, "\"%s\" is not an IP address", ep->address);
-	else if (ep->type == KB_EP_FQDN && !dns_name_ok(ep->address))
-		crd(j, apath, "\"%s\" is not a valid DNS name (RFC 1123: labels of letters, digits and '-', at most 63 characters each and 253 in all)",
-		    ep->address);
 }
 
 /*
@@ -393,6 +413,10 @@ static void crd_backend(struct bjudge *j)
 	bool dr = vx_streq(b->type, "DynamicResolver");
 	size_t nfqdn = 0;
 
+	if (!b->has_spec) {
+		crd(j, "spec", "Required value");
+		return;
+	}
 	if (b->type && !dr && strcmp(b->type, "Endpoints") != 0)
 		crd(j, "spec.type", "Unsupported value: \"%s\": supported values: \"Endpoints\", \"DynamicResolver\"",
 		    b->type);
@@ -482,14 +506,24 @@ static void translate_backend(struct bjudge *j)
 		       "kbackend steers connections at L4 and does not originate TLS: spec.tls is not supported", NULL);
 	for (size_t i = 0; i < b->nendpoints; i++) {
 		const struct kb_endpoint *ep = &b->endpoints[i];
+		const char *why;
 		struct vx_addr a;
 
+		/* Envoy Gateway's order (validateBackend): the endpoint's hostname, then its address. */
+		if (ep->hostname && (why = hostname_refusal(m, ep->hostname))) {
+			refuse(j, R_INVALID_ADDR, kb_sprintf(&m->arena, "%s.hostname", ep->path), why, NULL);
+			continue;
+		}
 		if (ep->type == KB_EP_UNIX)
 			continue;	/* judged where a route uses it: --unix-dir */
-		if (vx_parse_addr(ep->address, &a)) {
-			/* An fqdn that is an IP literal resolves to itself: the same guard applies. */
-			ssrf_ip(j, ep_addr_path(m, ep), ep->address, &a);
-		} else if (ep->type == KB_EP_FQDN && loopback_name(ep->address)) {
+		if (ep->type == KB_EP_FQDN && (why = hostname_refusal(m, ep->address))) {
+			refuse(j, R_INVALID_ADDR, ep_addr_path(m, ep), why, NULL);
+			continue;
+		}
+		if (ep->type == KB_EP_IP) {
+			if (vx_parse_addr(ep->address, &a))
+				ssrf_ip(j, ep_addr_path(m, ep), ep->address, &a);
+		} else if (loopback_name(ep->address)) {
 			struct vx_addr lo4 = { .family = AF_INET, .b = { 127, 0, 0, 1 } };
 			struct vx_addr lo6 = { .family = AF_INET6, .b = { [15] = 1 } };
 

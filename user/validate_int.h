@@ -11,6 +11,7 @@
 
 #define VX_GROUP_GW "gateway.networking.k8s.io"
 #define VX_GROUP_EG "gateway.envoyproxy.io"
+#define VX_GROUP_MCS "multicluster.x-k8s.io"
 
 /* An address in binary form: IPv4 in b[0..3] (v4-mapped IPv6 is unmapped), or IPv6. */
 struct vx_addr {

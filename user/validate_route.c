@@ -83,9 +83,15 @@ bool kb_parent_attaches(const struct kb_route *r, const struct kb_parent_ref *pr
 	return protocol_fits(r->meta.kind, l->protocol);
 }
 
+/*
+ * Envoy Gateway checks a backendRef's group and kind apart and then goes by
+ * kind alone (internal/gatewayapi/validate.go validateBackendRef), so kind
+ * Backend in any group it supports, the core group included, is a Backend.
+ */
 bool kb_ref_is_backend(const struct kb_backend_ref *ref)
 {
-	return vx_streq(ref->kind, "Backend") && vx_streq(ref->group, VX_GROUP_EG);
+	return vx_streq(ref->kind, "Backend") &&
+	       (vx_core_group(ref->group) || vx_streq(ref->group, VX_GROUP_EG) || vx_streq(ref->group, VX_GROUP_MCS));
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -104,7 +110,9 @@ static const char *rule_sig(struct kb_model *m, const struct kb_route *r, const 
 	for (size_t i = 0; i < rule->nrefs; i++) {
 		const struct kb_backend_ref *ref = &rule->refs[i];
 
-		keys[i] = kb_sprintf(&m->arena, "%s|%s|%s|%s|%lld|%lld|%d", vx_core_group(ref->group) ? "" : ref->group,
+		/* Every spelling of a Backend ref names the same object. */
+		keys[i] = kb_sprintf(&m->arena, "%s|%s|%s|%s|%lld|%lld|%d",
+				     kb_ref_is_backend(ref) ? VX_GROUP_EG : vx_core_group(ref->group) ? "" : ref->group,
 				     ref->kind ? ref->kind : "Service", ref->namespace ? ref->namespace : vx_ns(&r->meta),
 				     ref->name ? ref->name : "", ref->has_port ? (long long)ref->port : 0LL,
 				     ref->has_weight ? (long long)ref->weight : 1LL, ref->fallback);
@@ -178,7 +186,8 @@ static const char *check_ref(const struct vx_ctx *c, const struct kb_route *r, c
 	if (is_service && !ref->has_port)
 		return "Must have port for Service reference";
 	if (strcmp(tns, rns) != 0 &&
-	    !vx_grant_allows(m, VX_GROUP_GW, kb_kind_name(r->meta.kind), rns, is_backend ? VX_GROUP_EG : "", kind, tns,
+	    /* The grant must name the group as the ref wrote it (Envoy Gateway's validateBackendNamespace). */
+	    !vx_grant_allows(m, VX_GROUP_GW, kb_kind_name(r->meta.kind), rns, ref->group ? ref->group : "", kind, tns,
 			     ref->name)) {
 		*reason = "RefNotPermitted";
 		return kb_sprintf(&m->arena, "%s %s/%s is in another namespace and no ReferenceGrant in %s allows %s references from %s",

@@ -59,6 +59,15 @@ struct good {
 #define B2 "---\n" BE("b2") EPS_IP("198.51.100.2", "8080")
 #define UDS(n, path) "---\n" BE(n) EPS_UNIX(path)
 
+/* The CRD's patterns for fqdn.hostname and an endpoint's hostname, as kubectl prints them. */
+#define FQDN_RE "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\.?$"
+#define HOST_RE "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+/* DNS labels of 60..63 characters, to build names near the 253 limit. */
+#define L60 "a23456789012345678901234567890123456789012345678901234567890"
+#define L61 L60 "1"
+#define L62 L60 "12"
+#define L63 L60 "123"
+
 #define LOOP "in the loopback range is only supported when using the Host infrastructure"
 #define SSRF "refused by kbackend's SSRF guard; allow it with --allow-endpoint"
 
@@ -82,16 +91,33 @@ static const struct bad bad[] = {
 	  "test.yaml:8:7: Backend default/x: spec.endpoints[0].ip.port: Required value" },
 	{ "port zero", BE("x") EPS_FQDN("a.example.com", "0"), {},
 	  "test.yaml:10:15: Backend default/x: spec.endpoints[0].fqdn.port: Invalid value: 0: port 0 cannot be connected to; an fqdn endpoint needs a port in 1..65535" },
+	/* The CRD requires spec (api/v1alpha1/backend_types.go: `json:"spec"`, no omitempty). */
+	{ "Backend without spec", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: x\n  namespace: default\n", {},
+	  "test.yaml:1:1: Backend default/x: spec: Required value" },
+	{ "Backend with a null spec", BE("x"), {}, "test.yaml:6:6: Backend default/x: spec: Required value" },
 	{ "empty endpoints", BE("x") "  endpoints: []\n", {},
 	  "test.yaml:7:3: Backend default/x: spec.endpoints: Invalid value: 0: spec.endpoints in body should have at least 1 items" },
 	{ "not an IP", BE("x") EPS_IP("198.51.100.1", "80") "    - ip:\n        address: 10.0.0.300\n        port: 80\n", {},
 	  "test.yaml:12:18: Backend default/x: spec.endpoints[1].ip.address: \"10.0.0.300\" is not an IP address" },
+	/* The CRD's hostname patterns and MaxLength (api/v1alpha1/backend_types.go), in kubectl's words. */
 	{ "bad DNS name", BE("x") EPS_FQDN("bad_host.example.com", "80"), {},
-	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: \"bad_host.example.com\" is not a valid DNS name" },
-	{ "DNS label over 63", BE("x") EPS_FQDN("a234567890123456789012345678901234567890123456789012345678901234.example.com", "80"), {},
-	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: \"a234567890123456789012345678901234567890123456789012345678901234.example.com\" is not a valid DNS name" },
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: Invalid value: \"bad_host.example.com\": spec.endpoints[0].fqdn.hostname in body should match '" FQDN_RE "'" },
 	{ "DNS label starts with -", BE("x") EPS_FQDN("-a.example.com", "80"), {},
-	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: \"-a.example.com\" is not a valid DNS name" },
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: Invalid value: \"-a.example.com\": spec.endpoints[0].fqdn.hostname in body should match '" FQDN_RE "'" },
+	{ "FQDN in uppercase", BE("x") EPS_FQDN("API.example.com", "80"), {},
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: Invalid value: \"API.example.com\": spec.endpoints[0].fqdn.hostname in body should match '" FQDN_RE "'" },
+	{ "FQDN of 254 characters", BE("x") EPS_FQDN(L63 "." L63 "." L63 "." L62 ".a", "80"), {},
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: Too long: may not be more than 253 bytes" },
+	{ "seed-shape FQDN in uppercase", BE("x") "  endpoints:\n    - fqdn: Api.example.com\n      port: 80\n", {},
+	  "test.yaml:8:13: Backend default/x: spec.endpoints[0].fqdn: Invalid value: \"Api.example.com\": spec.endpoints[0].fqdn in body should match '" FQDN_RE "'" },
+	{ "endpoint hostname in uppercase", BE("x") EPS_IP("198.51.100.1", "80") "      hostname: A.example.com\n", {},
+	  "test.yaml:11:17: Backend default/x: spec.endpoints[0].hostname: Invalid value: \"A.example.com\": spec.endpoints[0].hostname in body should match '" HOST_RE "'" },
+	{ "endpoint hostname with a trailing dot", BE("x") EPS_IP("198.51.100.1", "80") "      hostname: a.example.com.\n", {},
+	  "test.yaml:11:17: Backend default/x: spec.endpoints[0].hostname: Invalid value: \"a.example.com.\": spec.endpoints[0].hostname in body should match '" HOST_RE "'" },
+	{ "endpoint hostname empty", BE("x") EPS_IP("198.51.100.1", "80") "      hostname: \"\"\n", {},
+	  "test.yaml:11:17: Backend default/x: spec.endpoints[0].hostname: Invalid value: \"\": spec.endpoints[0].hostname in body should be at least 1 chars long" },
+	{ "endpoint hostname of 254 characters", BE("x") EPS_IP("198.51.100.1", "80") "      hostname: " L63 "." L63 "." L63 "." L62 ".a\n", {},
+	  "test.yaml:11:17: Backend default/x: spec.endpoints[0].hostname: Too long: may not be more than 253 bytes" },
 	{ "unix path relative", BE("x") EPS_UNIX("run/a.sock"), {},
 	  "test.yaml:9:15: Backend default/x: spec.endpoints[0].unix.path: Invalid value: \"run/a.sock\": a unix socket path must be absolute" },
 	{ "unix path too long", BE("x") EPS_UNIX("/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock"), {},
@@ -158,10 +184,21 @@ static const struct bad bad[] = {
 	  "test.yaml:9:18: Backend default/x: spec.endpoints[0].ip.address: IP address 169.254.169.254 is link-local" },
 	{ "localhost FQDN", BE("x") EPS_FQDN("localhost.", "80"), {},
 	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: hostname localhost. resolves to the loopback range" },
+	{ "localhost.localdomain FQDN", BE("x") EPS_FQDN("localhost.localdomain", "80"), {},
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: hostname localhost.localdomain resolves to the loopback range" },
+	/* Envoy Gateway's validateHostname (internal/gatewayapi/backend.go), before kbackend's own loopback names. */
 	{ "ip6-localhost FQDN", BE("x") EPS_FQDN("ip6-localhost", "80"), {},
-	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: hostname ip6-localhost resolves to the loopback range" },
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: hostname ip6-localhost should be a domain with at least two segments separated by dots" },
+	{ "FQDN of one label", BE("x") EPS_FQDN("backend", "80"), {},
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: hostname backend should be a domain with at least two segments separated by dots" },
 	{ "FQDN that is an IP literal", BE("x") EPS_FQDN("169.254.169.254", "80"), {},
-	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: IP address 169.254.169.254 is link-local" },
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: hostname 169.254.169.254 is an IP address" },
+	{ "FQDN that is a public IP literal", BE("x") EPS_FQDN("198.51.100.10", "80"), {},
+	  "test.yaml:9:19: Backend default/x: spec.endpoints[0].fqdn.hostname: hostname 198.51.100.10 is an IP address" },
+	{ "endpoint hostname of one label", BE("x") EPS_IP("198.51.100.1", "80") "      hostname: my-svc\n", {},
+	  "test.yaml:11:17: Backend default/x: spec.endpoints[0].hostname: hostname my-svc should be a domain with at least two segments separated by dots" },
+	{ "endpoint hostname that is an IP", BE("x") EPS_UNIX("/run/a.sock") "      hostname: 198.51.100.1\n", {},
+	  "test.yaml:10:17: Backend default/x: spec.endpoints[0].hostname: hostname 198.51.100.1 is an IP address" },
 	{ "tls refused at L4", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    wellKnownCACertificates: System\n", {},
 	  "test.yaml:11:3: Backend default/x: spec.tls: kbackend steers connections at L4 and does not originate TLS: spec.tls is not supported" },
 	{ "DynamicResolver refused at L4", BE("x") "  type: DynamicResolver\n", {},
@@ -179,8 +216,8 @@ static const struct bad bad[] = {
 	  "test.yaml:14:19: HTTPRoute default/r: spec.rules[0].backendRefs[0].weight: Failed to process route rule 0 backendRef 0: Invalid value: 1000001: weight must be between 0 and 1000000." },
 	{ "unknown kind", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - group: example.com\n          kind: Foo\n          name: f\n" GW, {},
 	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: kind example.com/Foo is not supported" },
-	{ "Backend kind in the wrong group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - kind: Backend\n          name: b1\n" GW B1, {},
-	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: kind Backend is not supported" },
+	{ "Backend kind in an unknown group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - group: example.com\n          kind: Backend\n          name: b1\n" GW B1, {},
+	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: kind example.com/Backend is not supported" },
 	{ "Service without port", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - name: svc\n" GW, {},
 	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: Must have port for Service reference." },
 	{ "cross-namespace without grant", HR("r") TO_GW RULE("b1") "          namespace: other\n" GW
@@ -250,6 +287,7 @@ static const struct bad bad[] = {
 static const struct good good[] = {
 	{ "IPv4, IPv6 and FQDN with a trailing dot", BE("a") EPS_IP("198.51.100.1", "80") "---\n" BE("b")
 	  EPS_IP("\"2001:db8:1::1\"", "80") "---\n" BE("c") EPS_FQDN("api.example.com.", "443"), {}, "The Backend was accepted" },
+	{ "Backend with an empty spec", BE("x") "  {}\n", {}, "The Backend was accepted" },
 	{ "IP and unix together", BE("a") EPS_IP("198.51.100.1", "80") "    - unix:\n        path: /run/sidecar/a.sock\n", {} },
 	{ "seed shape and seed appProtocols", BE("a") "  appProtocols: [h2c, grpc, gateway.envoyproxy.io/ws]\n  endpoints:\n    - fqdn: api.example.com\n      port: 443\n", {} },
 	{ "seed fallback chain", BE("a") EPS_IP("198.51.100.1", "80") "  fallback:\n    backendRef:\n      name: b\n---\n"
@@ -257,7 +295,13 @@ static const struct good good[] = {
 	{ "--allow-endpoint allows link-local", BE("x") EPS_IP("169.254.169.254", "80"), { .allow = "169.254.169.254/32" } },
 	{ "--allow-endpoint allows loopback", BE("x") EPS_IP("127.0.0.1", "80"), { .allow = "127.0.0.0/8" } },
 	{ "--allow-endpoint allows v6 link-local", BE("x") EPS_IP("\"fe80::1\"", "80"), { .allow = "fe80::/10" } },
-	{ "--allow-endpoint allows localhost", BE("x") EPS_FQDN("localhost", "80"), { .allow = "127.0.0.1" } },
+	{ "--allow-endpoint allows localhost", BE("x") EPS_FQDN("localhost.", "80"), { .allow = "127.0.0.1" } },
+	/* Envoy Gateway admits these: no 63-character label limit (IsDNS1123Subdomain), and "a." has two segments. */
+	{ "FQDN with a 64-character label", BE("x") EPS_FQDN(L63 "4.example.com", "80"), {}, "The Backend was accepted" },
+	{ "FQDN of 253 characters", BE("x") EPS_FQDN(L63 "." L63 "." L63 "." L61, "80"), {}, "The Backend was accepted" },
+	{ "FQDN of 253 characters and the root dot", BE("x") EPS_FQDN(L63 "." L63 "." L63 "." L60 ".", "80"), {} },
+	{ "FQDN of one label and the root dot", BE("x") EPS_FQDN("backend.", "80"), {} },
+	{ "endpoint hostname on an IP endpoint", BE("x") EPS_IP("198.51.100.1", "80") "      hostname: a.example.com\n", {} },
 	{ "node address elsewhere", BE("x") EPS_IP("198.51.100.1", "80"), { .node = "198.51.100.7" } },
 	{ "enableBackend from an EnvoyGateway object", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyGateway\nextensionApis:\n  enableBackend: true\n---\n"
 	  BE("x") EPS_IP("198.51.100.1", "80"), { .enable = EN_FROM_CONFIG }, "the Backend API is enabled" },
@@ -273,6 +317,14 @@ static const struct good good[] = {
 	  "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata:\n  name: g\n  namespace: other\nspec:\n"
 	  "  from:\n    - {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}\n"
 	  "  to:\n    - {group: gateway.envoyproxy.io, kind: Backend}\n", {}, "Resolved all the Object references" },
+	/* Envoy Gateway checks group and kind apart and dispatches on kind (validate.go validateBackendRef). */
+	{ "Backend ref without a group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - kind: Backend\n          name: b1\n" GW B1, {},
+	  "Resolved all the Object references" },
+	{ "grant for a Backend ref without a group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - kind: Backend\n          name: b1\n          namespace: other\n" GW
+	  "---\n" HDRNS("gateway.envoyproxy.io/v1alpha1", "Backend", "b1", "other") EPS_IP("198.51.100.1", "80")
+	  "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata:\n  name: g\n  namespace: other\nspec:\n"
+	  "  from:\n    - {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}\n"
+	  "  to:\n    - {group: \"\", kind: Backend}\n", {}, "Resolved all the Object references" },
 	{ "Service ref with a port", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - name: svc\n          port: 8080\n" GW, {} },
 	{ "missing Gateway is not a refusal", HR("r") "  parentRefs:\n    - name: elsewhere\n" RULE("b1") B1, {},
 	  "Gateway default/elsewhere was not found in the applied set; no frontend is programmed" },
@@ -451,6 +503,31 @@ static void test_conditions(void **state)
 	kb_model_free(&cur);
 	cur_live = false;
 
+	/* Envoy Gateway's validateHostname text and reason, on the Backend and on the route that uses it. */
+	run(HR("r") TO_GW RULE("one") GW "---\n" BE("one") EPS_FQDN("backend", "80"), &on);
+	c = kb_get_condition(cur.objects[2], "Accepted");
+	assert_non_null(c);
+	assert_int_equal(c->status, KB_COND_FALSE);
+	assert_string_equal(c->reason, "Invalid");
+	assert_string_equal(c->message,
+			    "The Backend was not accepted: hostname backend should be a domain with at least two segments separated by dots");
+	c = parent_cond(cur.objects[0], "default/gw", "ResolvedRefs");
+	assert_non_null(c);
+	assert_int_equal(c->status, KB_COND_FALSE);
+	assert_string_equal(c->reason, "InvalidAddress");
+	assert_string_equal(c->message,
+			    "Failed to process route rule 0 backendRef 0: hostname backend should be a domain with at least two segments separated by dots.");
+	kb_model_free(&cur);
+	cur_live = false;
+
+	run("apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: nospec\n", &on);
+	c = kb_get_condition(cur.objects[0], "Accepted");
+	assert_non_null(c);
+	assert_int_equal(c->status, KB_COND_FALSE);
+	assert_string_equal(c->message, "The Backend was not accepted: spec: Required value");
+	kb_model_free(&cur);
+	cur_live = false;
+
 	run(BE("ok") EPS_IP("198.51.100.1", "80"), &on);
 	c = kb_get_condition(cur.objects[0], "Accepted");
 	assert_non_null(c);
@@ -586,10 +663,15 @@ static void test_ref_is_backend(void **state)
 {
 	struct kb_backend_ref a = { .group = "gateway.envoyproxy.io", .kind = "Backend", .name = "x" };
 	struct kb_backend_ref b = { .kind = "Backend", .name = "x" };
+	struct kb_backend_ref mcs = { .group = "multicluster.x-k8s.io", .kind = "Backend", .name = "x" };
+	struct kb_backend_ref other = { .group = "example.com", .kind = "Backend", .name = "x" };
 	struct kb_backend_ref s = { .name = "svc" };
 
 	assert_true(kb_ref_is_backend(&a));
-	assert_false(kb_ref_is_backend(&b));
+	/* Envoy Gateway judges group and kind apart: any supported group with kind Backend is a Backend. */
+	assert_true(kb_ref_is_backend(&b));
+	assert_true(kb_ref_is_backend(&mcs));
+	assert_false(kb_ref_is_backend(&other));
 	assert_false(kb_ref_is_backend(&s));
 }
 
