@@ -189,11 +189,16 @@ static void count_refs_fn(struct ctx *c, const struct field *f, const struct yno
 	*(size_t *)(t + f->off) += v->nkids;
 }
 
+/* Envoy Gateway refuses a client certificate from another namespace: keep the namespace. */
+static const struct field client_cert_fields[] = {
+	F_STRX("group"), F_STRX("kind"), F_STRX("name"), F_STR("namespace", struct kb_backend_tls, client_cert_ns), F_END,
+};
+
 static void client_cert_fn(struct ctx *c, const struct field *f, const struct ynode *v, const char *path, char *t)
 {
 	if (mf_is_null(v))
 		return;
-	mf_walk_map(c, v, path, objref_fields, NULL);
+	mf_walk_map(c, v, path, client_cert_fields, t);
 	((struct kb_backend_tls *)t)->has_client_cert = true;
 }
 
@@ -498,6 +503,23 @@ static void eg_init(struct ctx *c, char *t)
 	((struct kb_envoy_gateway *)t)->enable_backend = -1;
 }
 
+/* ---- BackendTLSPolicy ------------------------------------------------------------------------ */
+
+static const struct seqspec btls_targets = SEQSPEC(struct kb_btls, struct kb_target_ref, targets, ntargets,
+						   PATH_OF(struct kb_target_ref), target_ref_fields, NULL, NULL);
+
+static const struct field btls_validation_fields[] = {
+	F_FNO("caCertificateRefs", count_refs_fn, offsetof(struct kb_btls, n_ca_refs)),
+	F_STR("wellKnownCACertificates", struct kb_btls, well_known_ca),
+	F_STRX("hostname"),
+	F_ANY("subjectAltNames"),
+	F_END,
+};
+
+static const struct field btls_spec[] = {
+	F_SEQ("targetRefs", &btls_targets), F_SUB("validation", btls_validation_fields), F_ANY("options"), F_END,
+};
+
 /* ---- top level ----------------------------------------------------------------------------------- */
 
 #define TOP_COMMON F_SKIP("apiVersion"), F_SKIP("kind"), F_SKIP("metadata")
@@ -509,6 +531,7 @@ static const struct field top_gateway[] = { TOP_COMMON, F_SUB("spec", gateway_sp
 static const struct field top_route[] = { TOP_COMMON, F_SUB("spec", route_spec), F_ANY("status"), F_END };
 static const struct field top_btp[] = { TOP_COMMON, F_SUB("spec", btp_spec), F_ANY("status"), F_END };
 static const struct field top_grant[] = { TOP_COMMON, F_SUB("spec", grant_spec), F_ANY("status"), F_END };
+static const struct field top_btls[] = { TOP_COMMON, F_SUB("spec", btls_spec), F_ANY("status"), F_END };
 static const struct field top_other[] = { TOP_COMMON, F_ANY("spec"), F_ANY("status"), F_END };
 
 /* The EnvoyGateway config document has no spec: its fields sit at the top. */
@@ -552,8 +575,7 @@ const struct kind_info mf_kinds[KB_KIND__COUNT] = {
 	[KB_KIND_BACKEND_TRAFFIC_POLICY] = { "gateway.envoyproxy.io", NULL, sizeof(struct kb_btp), top_btp, btp_init },
 	[KB_KIND_REFERENCE_GRANT] = { "gateway.networking.k8s.io", NULL, sizeof(struct kb_reference_grant),
 				      top_grant, NULL },
-	[KB_KIND_BACKEND_TLS_POLICY] = { "gateway.networking.k8s.io", NULL, sizeof(struct kb_other), top_other,
-					 NULL },
+	[KB_KIND_BACKEND_TLS_POLICY] = { "gateway.networking.k8s.io", NULL, sizeof(struct kb_btls), top_btls, NULL },
 	[KB_KIND_ENVOY_EXTENSION_POLICY] = { "gateway.envoyproxy.io", NULL, sizeof(struct kb_other), top_other, NULL },
 	[KB_KIND_SECURITY_POLICY] = { "gateway.envoyproxy.io", NULL, sizeof(struct kb_other), top_other, NULL },
 	[KB_KIND_ENVOY_PROXY] = { "gateway.envoyproxy.io", NULL, sizeof(struct kb_other), top_other, NULL },

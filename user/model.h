@@ -133,6 +133,7 @@ struct kb_backend_tls {
 	char *max_version;
 	size_t n_ciphers;
 	bool has_client_cert;
+	char *client_cert_ns;		/* clientCertificateRef.namespace; NULL: the Backend's */
 };
 
 struct kb_backend {
@@ -296,6 +297,18 @@ struct kb_envoy_gateway {
 
 struct kb_other {
 	struct kb_meta meta;	/* BackendTLSPolicy, EnvoyExtensionPolicy, ... */
+};
+
+/*
+ * A BackendTLSPolicy: listed with the others (it starts like a kb_other), and
+ * read because one aimed at a Backend asks for TLS origination, as spec.tls does.
+ */
+struct kb_btls {
+	struct kb_meta meta;
+	struct kb_target_ref *targets;
+	size_t ntargets;
+	char *well_known_ca;		/* spec.validation.wellKnownCACertificates */
+	size_t n_ca_refs;		/* spec.validation.caCertificateRefs */
 };
 
 /* ---- the model ------------------------------------------------------------------- */

@@ -422,6 +422,7 @@ int kb_validate(struct kb_model *m, const struct kb_policy *p)
 		kb_set_condition(m, o, "Accepted", KB_COND_UNKNOWN, "Ignored", "kbackend records %s but does not act on it",
 				 kb_kind_name(o->kind));
 	}
+	vx_btls_policies(&c);
 	/* Last, so a duplicate's refusal replaces whatever its kind's judge said. */
 	duplicates(m);
 	for (size_t i = 0; i < m->nobjects; i++)

@@ -8,20 +8,9 @@
 #include <strings.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include "validate_int.h"
-
-/* Refusal reasons a referencing route inherits (Envoy Gateway's route reasons). */
-#define R_INVALID_REF	"InvalidBackendRef"
-#define R_INVALID_ADDR	"InvalidAddress"
-#define R_UNSUPPORTED	"UnsupportedValue"
-
-struct bjudge {
-	struct vx_ctx *c;
-	struct kb_backend *b;
-	struct vx_bverdict *v;
-	int crd_errors;
-};
 
 /*
  * A CRD/CEL-layer refusal: the apiserver would have refused the object at
@@ -29,7 +18,7 @@ struct bjudge {
  * the condition repeats the path because the message alone ("Required value")
  * would not say what is wrong.
  */
-static void __attribute__((format(printf, 3, 4))) crd(struct bjudge *j, const char *path, const char *fmt, ...)
+void vx_crd(struct vx_bjudge *j, const char *path, const char *fmt, ...)
 {
 	struct kb_model *m = j->c->m;
 	va_list ap;
@@ -41,14 +30,13 @@ static void __attribute__((format(printf, 3, 4))) crd(struct bjudge *j, const ch
 	kb_diag_add(m, KB_SEV_ERROR, &j->b->meta, path, "%s", msg);
 	if (!j->v->refused) {
 		j->v->refused = true;
-		j->v->reason = R_INVALID_REF;
+		j->v->reason = VX_R_INVALID_REF;
 		j->v->why = kb_sprintf(&m->arena, "%s: %s", path, msg);
 	}
 	j->crd_errors++;
 }
 
-/* A translator-layer refusal: `why` goes into the condition as is; `hint` only into the diagnostic. */
-static void refuse(struct bjudge *j, const char *reason, const char *path, const char *why, const char *hint)
+void vx_refuse(struct vx_bjudge *j, const char *reason, const char *path, const char *why, const char *hint)
 {
 	kb_diag_add(j->c->m, KB_SEV_ERROR, &j->b->meta, path, "%s%s", why, hint ? hint : "");
 	if (!j->v->refused) {
@@ -166,31 +154,34 @@ static const char *allow_hint(struct kb_model *m, const char *lit, const struct 
 	return kb_sprintf(&m->arena, "%s/%d", lit, a->family == AF_INET ? 32 : 128);
 }
 
-/* Judge one IP literal (from an ip endpoint, or an fqdn that is an IP literal). */
-static void ssrf_ip(struct bjudge *j, const char *path, const char *lit, const struct vx_addr *a)
+/*
+ * Judge one IP endpoint's address: with eg, only by Envoy Gateway's own rule
+ * (loopback); without, only by kbackend's other ranges.
+ */
+static void ssrf_ip(struct vx_bjudge *j, const char *path, const char *lit, const struct vx_addr *a, bool eg)
 {
 	struct kb_model *m = j->c->m;
 	const struct ssrf_range *r = ssrf_refusal(j->c->allow, j->c->nallow, j->c->node, j->c->nnode, a);
 	const char *flag;
 
-	if (!r)
+	if (!r || eg != (r != &ssrf_node && strcmp(r->what, "loopback") == 0))
 		return;
 	flag = allow_hint(m, lit, a);
 	if (r == &ssrf_node) {
-		refuse(j, R_INVALID_ADDR, path,
+		vx_refuse(j, VX_R_INVALID_ADDR, path,
 		       kb_sprintf(&m->arena,
 				  "IP address %s is an address of this node, refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
 				  lit, flag),
 		       NULL);
 	} else if (strcmp(r->what, "loopback") == 0) {
 		/* Envoy Gateway's exact text (internal/gatewayapi/backend.go validateIP), address as written. */
-		refuse(j, R_INVALID_ADDR, path,
+		vx_refuse(j, VX_R_INVALID_ADDR, path,
 		       kb_sprintf(&m->arena,
 				  "IP address %s in the loopback range is only supported when using the Host infrastructure",
 				  lit),
 		       kb_sprintf(&m->arena, "; kbackend allows it with --allow-endpoint %s", flag));
 	} else {
-		refuse(j, R_INVALID_ADDR, path,
+		vx_refuse(j, VX_R_INVALID_ADDR, path,
 		       kb_sprintf(&m->arena,
 				  "IP address %s is %s (%s), refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
 				  lit, r->what, r->text, flag),
@@ -287,7 +278,20 @@ static bool loopback_name(const char *h)
 #define FQDN_PATTERN "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\.?$"
 #define HOST_PATTERN "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-static bool matches(const char *pattern, const char *s)
+/*
+ * The CRD's ip.address pattern. It refuses forms inet_pton takes (v4-mapped
+ * "::ffff:a.b.c.d", "::1", "2001:db8::1:2:3") and admits some it does not
+ * ("010.0.0.1", "1:2"), which Envoy Gateway's translator then refuses.
+ */
+#define IP_PATTERN                                                                                         \
+	"^((25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\\.){3}(25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)$|^(([0-9a-fA-F]{1,4}:){1,7}" \
+	"[0-9a-fA-F]{1,4}|::|(([0-9a-fA-F]{1,4}:){0,5})?(:[0-9a-fA-F]{1,4}){1,2})$"
+
+/* The Backend CRD's unix.path CEL rule (size() counts characters) and what kbackend's bridge can hold. */
+#define UNIX_MAX_CHARS 108
+#define UNIX_MAX_BYTES (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+
+bool vx_matches(const char *pattern, const char *s)
 {
 	regex_t re;
 	bool ok;
@@ -299,15 +303,25 @@ static bool matches(const char *pattern, const char *s)
 	return ok;
 }
 
-/* A hostname against the CRD, in the apiserver's order: maxLength, minLength, pattern. */
-static void crd_hostname(struct bjudge *j, const char *path, const char *h, const char *pattern)
+void vx_crd_string(struct vx_bjudge *j, const char *path, const char *s, size_t minlen, size_t maxlen,
+		   const char *pattern)
 {
-	if (strlen(h) > 253)
-		crd(j, path, "Too long: may not be more than 253 bytes");
-	else if (!*h)
-		crd(j, path, "Invalid value: \"\": %s in body should be at least 1 chars long", path);
-	else if (!matches(pattern, h))
-		crd(j, path, "Invalid value: \"%s\": %s in body should match '%s'", h, path, pattern);
+	if (strlen(s) > maxlen)
+		vx_crd(j, path, "Too long: may not be more than %zu bytes", maxlen);
+	else if (strlen(s) < minlen)
+		vx_crd(j, path, "Invalid value: \"%s\": %s in body should be at least %zu chars long", s, path, minlen);
+	else if (pattern && !vx_matches(pattern, s))
+		vx_crd(j, path, "Invalid value: \"%s\": %s in body should match '%s'", s, path, pattern);
+}
+
+/* Characters (UTF-8 code points), as CEL's size() counts them on a string. */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
 }
 
 /*
@@ -345,52 +359,50 @@ static const char *ep_port_path(struct kb_model *m, const struct kb_endpoint *ep
 	return kb_sprintf(&m->arena, "%s.%s.port", ep->path, ep->type == KB_EP_IP ? "ip" : "fqdn");
 }
 
-static void crd_endpoint(struct bjudge *j, const struct kb_endpoint *ep)
+static void crd_endpoint(struct vx_bjudge *j, const struct kb_endpoint *ep)
 {
 	struct kb_model *m = j->c->m;
 	unsigned n = __builtin_popcount(ep->present & (KB_EP_HAS_IP | KB_EP_HAS_FQDN | KB_EP_HAS_UNIX));
 	const char *apath, *ppath;
-	struct vx_addr a;
 
 	if (ep->hostname)
-		crd_hostname(j, kb_sprintf(&m->arena, "%s.hostname", ep->path), ep->hostname, HOST_PATTERN);
+		vx_crd_string(j, kb_sprintf(&m->arena, "%s.hostname", ep->path), ep->hostname, 1, 253, HOST_PATTERN);
 	if (n == 0) {
-		crd(j, ep->path, "Invalid value: \"object\": one of fqdn, ip or unix must be specified");
+		vx_crd(j, ep->path, "Invalid value: \"object\": one of fqdn, ip or unix must be specified");
 		return;
 	}
 	if (n > 1) {
-		crd(j, ep->path, "Invalid value: \"object\": only one of fqdn, ip or unix can be specified");
+		vx_crd(j, ep->path, "Invalid value: \"object\": only one of fqdn, ip or unix can be specified");
 		return;
 	}
 	apath = ep_addr_path(m, ep);
 	if (ep->type == KB_EP_UNIX) {
-		if (!ep->address || !*ep->address)
-			crd(j, apath, "Required value");
-		else if (ep->address[0] != '/')
-			crd(j, apath, "Invalid value: \"%s\": a unix socket path must be absolute", ep->address);
-		else if (strlen(ep->address) > 108)	/* Envoy Gateway's MaxLength, sun_path's size */
-			crd(j, apath, "Too long: may not be more than 108 bytes");
+		/* Required, but "" is admitted: the CRD has no minLength (kbackend refuses it later). */
+		if (!ep->address)
+			vx_crd(j, apath, "Required value");
+		else if (utf8_chars(ep->address) > UNIX_MAX_CHARS)
+			vx_crd(j, apath, "Invalid value: \"string\": unix domain socket path must not exceed 108 characters");
 		return;
 	}
 	ppath = ep_port_path(m, ep);
 	if (!ep->has_port)
-		crd(j, ppath, "Required value");
+		vx_crd(j, ppath, "Required value");
 	else if (ep->port > 65535)
-		crd(j, ppath, "Invalid value: %lld: %s in body should be less than or equal to 65535", (long long)ep->port,
+		vx_crd(j, ppath, "Invalid value: %lld: %s in body should be less than or equal to 65535", (long long)ep->port,
 		    ppath);
 	else if (ep->port < 0)
-		crd(j, ppath, "Invalid value: %lld: %s in body should be greater than or equal to 0", (long long)ep->port,
+		vx_crd(j, ppath, "Invalid value: %lld: %s in body should be greater than or equal to 0", (long long)ep->port,
 		    ppath);
 	else if (ep->port == 0)
 		/* The CRD admits 0, then Envoy Gateway's IR refuses it (ErrDestEndpointPortInvalid); say so up front. */
-		crd(j, ppath, "Invalid value: 0: port 0 cannot be connected to; an %s endpoint needs a port in 1..65535",
+		vx_crd(j, ppath, "Invalid value: 0: port 0 cannot be connected to; an %s endpoint needs a port in 1..65535",
 		    ep->type == KB_EP_IP ? "ip" : "fqdn");
-	if (ep->type == KB_EP_FQDN && ep->address)
-		crd_hostname(j, apath, ep->address, FQDN_PATTERN);
-	else if (!ep->address || !*ep->address)
-		crd(j, apath, "Required value");
-	else if (ep->type == KB_EP_IP && !vx_parse_addr(ep->address, &a))
-		crd(j, apath, "\"%s\" is not an IP address", ep->address);
+	if (!ep->address)
+		vx_crd(j, apath, "Required value");
+	else if (ep->type == KB_EP_FQDN)
+		vx_crd_string(j, apath, ep->address, 1, 253, FQDN_PATTERN);
+	else
+		vx_crd_string(j, apath, ep->address, 3, 45, IP_PATTERN);
 }
 
 /*
@@ -405,7 +417,7 @@ static const char *const app_protocols[] = {
 	"http", "https", "h2c", "h2", "grpc", "grpcs", "tcp", "udp",
 };
 
-static void crd_backend(struct bjudge *j)
+static void crd_backend(struct vx_bjudge *j)
 {
 	struct kb_model *m = j->c->m;
 	struct kb_backend *b = j->b;
@@ -414,23 +426,23 @@ static void crd_backend(struct bjudge *j)
 	size_t nfqdn = 0;
 
 	if (!b->has_spec) {
-		crd(j, "spec", "Required value");
+		vx_crd(j, "spec", "Required value");
 		return;
 	}
 	if (b->type && !dr && strcmp(b->type, "Endpoints") != 0)
-		crd(j, "spec.type", "Unsupported value: \"%s\": supported values: \"Endpoints\", \"DynamicResolver\"",
+		vx_crd(j, "spec.type", "Unsupported value: \"%s\": supported values: \"Endpoints\", \"DynamicResolver\"",
 		    b->type);
 	if (b->has_endpoints && b->nendpoints == 0)
-		crd(j, "spec.endpoints", "Invalid value: 0: spec.endpoints in body should have at least 1 items");
+		vx_crd(j, "spec.endpoints", "Invalid value: 0: spec.endpoints in body should have at least 1 items");
 	if (b->nendpoints > 256)
-		crd(j, "spec.endpoints", "Too many: %zu: must have at most 256 items", b->nendpoints);
+		vx_crd(j, "spec.endpoints", "Too many: %zu: must have at most 256 items", b->nendpoints);
 	for (size_t i = 0; i < b->nendpoints; i++) {
 		crd_endpoint(j, &b->endpoints[i]);
 		if (b->endpoints[i].present & KB_EP_HAS_FQDN)
 			nfqdn++;
 	}
 	if (nfqdn && nfqdn < b->nendpoints)
-		crd(j, "spec.endpoints",
+		vx_crd(j, "spec.endpoints",
 		    "Invalid value: \"array\": fqdn addresses cannot be mixed with other address types");
 	for (size_t i = 0; i < b->napp_protocols; i++) {
 		const char *ap = b->app_protocols[i];
@@ -439,117 +451,122 @@ static void crd_backend(struct bjudge *j)
 		for (size_t k = 0; k < sizeof(app_protocols) / sizeof(app_protocols[0]) && !ok; k++)
 			ok = vx_streq(ap, app_protocols[k]);
 		if (!ok)
-			crd(j, kb_sprintf(&m->arena, "spec.appProtocols[%zu]", i),
+			vx_crd(j, kb_sprintf(&m->arena, "spec.appProtocols[%zu]", i),
 			    "Unsupported value: \"%s\": supported values: \"gateway.envoyproxy.io/h2c\", \"gateway.envoyproxy.io/ws\", \"gateway.envoyproxy.io/wss\" (kbackend also accepts the seed's \"http\", \"https\", \"h2c\", \"h2\", \"grpc\", \"grpcs\", \"tcp\", \"udp\")",
 			    ap ? ap : "");
 	}
 	if (dr && (b->has_endpoints || b->nendpoints))
-		crd(j, "spec", "Invalid value: \"object\": DynamicResolver type cannot have endpoints specified");
+		vx_crd(j, "spec", "Invalid value: \"object\": DynamicResolver type cannot have endpoints specified");
 	if (dr && t->present && t->auto_sni)
-		crd(j, "spec", "Invalid value: \"object\": DynamicResolver type cannot use autoSNIFromEndpointHostname");
-	if (t->present) {
-		/* Envoy Gateway's CEL rules on BackendTLSSettings, in its order and words. */
-		if (t->insecure_skip_verify == 1 && (t->n_ca_refs || t->well_known_ca))
-			crd(j, "spec.tls",
-			    "Invalid value: \"object\": must not contain either CACertificateRefs or WellKnownCACertificates when InsecureSkipVerify is enabled");
-		if (t->n_ca_refs && t->well_known_ca)
-			crd(j, "spec.tls",
-			    "Invalid value: \"object\": must not contain both CACertificateRefs and WellKnownCACertificates");
-		if (t->well_known_ca && strcmp(t->well_known_ca, "System") != 0)
-			crd(j, "spec.tls.wellKnownCACertificates",
-			    "Unsupported value: \"%s\": supported values: \"System\"", t->well_known_ca);
-		if (t->sni && t->auto_sni)
-			crd(j, "spec.tls", "Invalid value: \"object\": sni and autoSNIFromEndpointHostname are mutually exclusive");
-		if (t->min_version && strcmp(t->min_version, "1.3") == 0 && t->n_ciphers)
-			crd(j, "spec.tls",
-			    "Invalid value: \"object\": setting ciphers has no effect if the minimum possible TLS version is 1.3");
-		if (t->auto_sni) {
-			for (size_t i = 0; i < b->nendpoints; i++) {
-				const struct kb_endpoint *ep = &b->endpoints[i];
-
-				if ((ep->present & (KB_EP_HAS_IP | KB_EP_HAS_UNIX)) && !ep->hostname) {
-					crd(j, "spec",
-					    "Invalid value: \"object\": when autoSNIFromEndpointHostname is enabled, IP and Unix endpoints must define a hostname");
-					break;
-				}
-			}
-		}
-	}
+		vx_crd(j, "spec", "Invalid value: \"object\": DynamicResolver type cannot use autoSNIFromEndpointHostname");
+	vx_tls_crd(j);
 	if (b->has_fallback_ref) {
 		if (!b->fallback_ref_name || !*b->fallback_ref_name)
-			crd(j, "spec.fallback.backendRef.name", "Required value");
+			vx_crd(j, "spec.fallback.backendRef.name", "Required value");
 		if (b->has_fallback_ref_port && (b->fallback_ref_port < 1 || b->fallback_ref_port > 65535))
-			crd(j, "spec.fallback.backendRef.port",
+			vx_crd(j, "spec.fallback.backendRef.port",
 			    "Invalid value: %lld: spec.fallback.backendRef.port in body should be between 1 and 65535",
 			    (long long)b->fallback_ref_port);
 	}
 }
 
-/* Translator layer and kbackend's own limits; runs only on a Backend the CRD would have admitted. */
-static void translate_backend(struct bjudge *j)
+/*
+ * Envoy Gateway's translator (validateBackend), in its order: the tls block,
+ * then per endpoint its hostname, then its address. Runs only on a Backend
+ * the CRD would have admitted, and before kbackend's own limits, so that
+ * whatever Envoy Gateway refuses gets Envoy Gateway's words.
+ */
+static void eg_translate(struct vx_bjudge *j)
+{
+	struct kb_model *m = j->c->m;
+	struct kb_backend *b = j->b;
+
+	vx_tls_translate(j);
+	for (size_t i = 0; i < b->nendpoints; i++) {
+		const struct kb_endpoint *ep = &b->endpoints[i];
+		const char *why;
+		struct vx_addr a;
+
+		if (ep->hostname && (why = hostname_refusal(m, ep->hostname))) {
+			vx_refuse(j, VX_R_INVALID_ADDR, kb_sprintf(&m->arena, "%s.hostname", ep->path), why, NULL);
+			continue;
+		}
+		if (ep->type == KB_EP_FQDN && (why = hostname_refusal(m, ep->address)))
+			vx_refuse(j, VX_R_INVALID_ADDR, ep_addr_path(m, ep), why, NULL);
+		else if (ep->type == KB_EP_IP && !vx_parse_addr(ep->address, &a))
+			/* The pattern admitted it; netip.ParseAddr, like inet_pton, refuses "010.0.0.1" and "1:2". */
+			vx_refuse(j, VX_R_INVALID_ADDR, ep_addr_path(m, ep),
+				  kb_sprintf(&m->arena, "IP address %s is invalid", ep->address), NULL);
+		else if (ep->type == KB_EP_IP)
+			ssrf_ip(j, ep_addr_path(m, ep), ep->address, &a, true);
+	}
+}
+
+/* A unix path Envoy Gateway admits and kbackend cannot serve (README: unix-path-form); NULL: fine. */
+static const char *unix_form_refusal(struct kb_model *m, const char *p)
+{
+	if (p[0] == '@' || p[0] != '/')
+		return kb_sprintf(&m->arena,
+				  "unix socket path \"%s\" is %s; kbackend reaches sockets only beneath a --unix-dir and refuses this form on purpose (Envoy Gateway admits it)",
+				  p, p[0] == '@' ? "abstract" : "relative");
+	if (strlen(p) > UNIX_MAX_BYTES)
+		return kb_sprintf(&m->arena,
+				  "unix socket path %s is %zu bytes long; kbackend's bridge holds a unix path in sun_path, at most %zu bytes, and refuses longer ones on purpose (Envoy Gateway admits up to %d characters)",
+				  p, strlen(p), UNIX_MAX_BYTES, UNIX_MAX_CHARS);
+	return NULL;
+}
+
+/* kbackend's own limits, after Envoy Gateway's rules: L4 only, the SSRF guard, unix paths, seed fallbacks. */
+static void kb_limits(struct vx_bjudge *j)
 {
 	struct vx_ctx *c = j->c;
 	struct kb_model *m = c->m;
 	struct kb_backend *b = j->b;
 
 	if (vx_streq(b->type, "DynamicResolver"))
-		refuse(j, R_UNSUPPORTED, "spec.type",
-		       "kbackend steers connections at L4 and cannot route by Host or SNI: type DynamicResolver is not supported",
-		       NULL);
-	/*
-	 * Envoy Gateway would next demand a trust anchor (cases/26); kbackend
-	 * refuses every tls block instead, because it never originates TLS, so a
-	 * Backend that asks for it must not silently get plaintext.
-	 */
-	if (b->tls.present)
-		refuse(j, R_INVALID_REF, "spec.tls",
-		       "kbackend steers connections at L4 and does not originate TLS: spec.tls is not supported", NULL);
+		vx_refuse(j, VX_R_UNSUPPORTED, "spec.type",
+			  "kbackend steers connections at L4 and cannot route by Host or SNI: type DynamicResolver is not supported",
+			  NULL);
+	vx_tls_l4(j);
 	for (size_t i = 0; i < b->nendpoints; i++) {
 		const struct kb_endpoint *ep = &b->endpoints[i];
 		const char *why;
 		struct vx_addr a;
 
-		/* Envoy Gateway's order (validateBackend): the endpoint's hostname, then its address. */
-		if (ep->hostname && (why = hostname_refusal(m, ep->hostname))) {
-			refuse(j, R_INVALID_ADDR, kb_sprintf(&m->arena, "%s.hostname", ep->path), why, NULL);
-			continue;
-		}
-		if (ep->type == KB_EP_UNIX)
-			continue;	/* judged where a route uses it: --unix-dir */
-		if (ep->type == KB_EP_FQDN && (why = hostname_refusal(m, ep->address))) {
-			refuse(j, R_INVALID_ADDR, ep_addr_path(m, ep), why, NULL);
-			continue;
-		}
-		if (ep->type == KB_EP_IP) {
+		if (ep->type == KB_EP_UNIX) {
+			/* Beyond the form, judged where a route uses it: --unix-dir. */
+			if ((why = unix_form_refusal(m, ep->address)))
+				vx_refuse(j, "UnsupportedAddressType", ep_addr_path(m, ep), why, NULL);
+		} else if (ep->type == KB_EP_IP) {
 			if (vx_parse_addr(ep->address, &a))
-				ssrf_ip(j, ep_addr_path(m, ep), ep->address, &a);
+				ssrf_ip(j, ep_addr_path(m, ep), ep->address, &a, false);
 		} else if (loopback_name(ep->address)) {
 			struct vx_addr lo4 = { .family = AF_INET, .b = { 127, 0, 0, 1 } };
 			struct vx_addr lo6 = { .family = AF_INET6, .b = { [15] = 1 } };
 
 			if (allowed(c, &lo4) || allowed(c, &lo6))
 				continue;
-			refuse(j, R_INVALID_ADDR, ep_addr_path(m, ep),
-			       kb_sprintf(&m->arena,
-					  "hostname %s resolves to the loopback range, which is only supported when using the Host infrastructure",
-					  ep->address),
-			       "; kbackend allows it with --allow-endpoint 127.0.0.1/32");
+			vx_refuse(j, VX_R_INVALID_ADDR, ep_addr_path(m, ep),
+				  kb_sprintf(&m->arena,
+					     "hostname %s resolves to the loopback range, which is only supported when using the Host infrastructure",
+					     ep->address),
+				  "; kbackend allows it with --allow-endpoint 127.0.0.1/32");
 		}
 	}
 	if (b->has_fallback_ref && b->fallback_ref_name) {
 		const char *ns = b->fallback_ref_namespace ? b->fallback_ref_namespace : vx_ns(&b->meta);
 
 		if (strcmp(ns, vx_ns(&b->meta)) == 0 && strcmp(b->fallback_ref_name, b->meta.name ? b->meta.name : "") == 0)
-			refuse(j, R_INVALID_REF, "spec.fallback.backendRef", "a Backend cannot be its own fallback", NULL);
+			vx_refuse(j, VX_R_INVALID_REF, "spec.fallback.backendRef", "a Backend cannot be its own fallback", NULL);
 		else if (vx_backend_index(c, ns, b->fallback_ref_name) < 0)
-			refuse(j, R_INVALID_REF, "spec.fallback.backendRef.name",
+			vx_refuse(j, VX_R_INVALID_REF, "spec.fallback.backendRef.name",
 			       kb_sprintf(&m->arena, "fallback Backend %s/%s not found in the applied set", ns,
 					  b->fallback_ref_name),
 			       NULL);
 		else if (strcmp(ns, vx_ns(&b->meta)) != 0 &&
 			 !vx_grant_allows(m, VX_GROUP_EG, "Backend", vx_ns(&b->meta), VX_GROUP_EG, "Backend", ns,
 					  b->fallback_ref_name))
-			refuse(j, "RefNotPermitted", "spec.fallback.backendRef.namespace",
+			vx_refuse(j, "RefNotPermitted", "spec.fallback.backendRef.namespace",
 			       kb_sprintf(&m->arena,
 					  "fallback Backend %s/%s is in another namespace and no ReferenceGrant in %s allows Backend references from %s",
 					  ns, b->fallback_ref_name, ns, vx_ns(&b->meta)),
@@ -582,9 +599,9 @@ static void fallback_cycles(struct vx_ctx *c)
 				break;
 			chain = kb_sprintf(&m->arena, "%s -> %s/%s", chain, ns, x->fallback_ref_name);
 			if ((size_t)cur == i) {
-				struct bjudge j = { .c = c, .b = b, .v = &c->bv[i] };
+				struct vx_bjudge j = { .c = c, .b = b, .v = &c->bv[i] };
 
-				refuse(&j, R_INVALID_REF, "spec.fallback.backendRef",
+				vx_refuse(&j, VX_R_INVALID_REF, "spec.fallback.backendRef",
 				       kb_sprintf(&m->arena, "fallback cycle: %s", chain), NULL);
 				break;
 			}
@@ -597,7 +614,7 @@ void vx_backends(struct vx_ctx *c)
 	struct kb_model *m = c->m;
 
 	for (size_t i = 0; i < m->nbackends; i++) {
-		struct bjudge j = { .c = c, .b = m->backends[i], .v = &c->bv[i] };
+		struct vx_bjudge j = { .c = c, .b = m->backends[i], .v = &c->bv[i] };
 
 		crd_backend(&j);
 		if (j.crd_errors)
@@ -605,13 +622,14 @@ void vx_backends(struct vx_ctx *c)
 		if (!c->backend_enabled) {
 			/* Envoy Gateway's text in the condition; the diagnostic also says how to turn it on. */
 			j.v->refused = true;
-			j.v->reason = R_UNSUPPORTED;
+			j.v->reason = VX_R_UNSUPPORTED;
 			j.v->why = NULL;
 			kb_diag_add(m, KB_SEV_ERROR, &j.b->meta, NULL,
 				    "The Backend was not accepted since Backend is not enabled in Envoy Gateway Config; apply an EnvoyGateway object with extensionApis.enableBackend: true");
 			continue;
 		}
-		translate_backend(&j);
+		eg_translate(&j);
+		kb_limits(&j);
 	}
 	fallback_cycles(c);
 	for (size_t i = 0; i < m->nbackends; i++) {

@@ -74,6 +74,36 @@ bool vx_grant_allows(const struct kb_model *m, const char *from_group, const cha
 /* NULL when a unix socket path is under an allowed --unix-dir, else why not. */
 const char *vx_unix_refusal(const struct vx_ctx *c, const char *path);
 
+/* One Backend being judged (validate_backend.c, validate_tls.c). */
+struct vx_bjudge {
+	struct vx_ctx *c;
+	struct kb_backend *b;
+	struct vx_bverdict *v;
+	int crd_errors;
+};
+
+/* Refusal reasons a referencing route inherits (Envoy Gateway's route reasons). */
+#define VX_R_INVALID_REF "InvalidBackendRef"
+#define VX_R_INVALID_ADDR "InvalidAddress"
+#define VX_R_UNSUPPORTED "UnsupportedValue"
+
+/* A CRD/CEL-layer refusal, in kubectl's words ("path: Invalid value: ..."). */
+void vx_crd(struct vx_bjudge *j, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A translator-layer refusal: `why` goes into the condition as is; `hint` only into the diagnostic. */
+void vx_refuse(struct vx_bjudge *j, const char *reason, const char *path, const char *why, const char *hint);
+/* Does s match the POSIX extended regex `pattern` (a constant)? */
+bool vx_matches(const char *pattern, const char *s);
+/* A string against a CRD property, in the apiserver's order: maxLength, minLength, pattern. */
+void vx_crd_string(struct vx_bjudge *j, const char *path, const char *s, size_t minlen, size_t maxlen,
+		   const char *pattern);
+
+/* spec.tls (validate_tls.c): the CRD's schema and CEL, Envoy Gateway's translator, kbackend's L4 refusal. */
+void vx_tls_crd(struct vx_bjudge *j);
+void vx_tls_translate(struct vx_bjudge *j);
+void vx_tls_l4(struct vx_bjudge *j);
+/* Conditions of BackendTLSPolicies aimed at applied Backends; after vx_backends. */
+void vx_btls_policies(struct vx_ctx *c);
+
 /* The per-kind judges. Backends run before routes: routes read c->bv. */
 void vx_backends(struct vx_ctx *c);
 void vx_routes(struct vx_ctx *c);

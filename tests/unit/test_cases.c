@@ -21,6 +21,8 @@ struct case_row {
 };
 
 #define TLS_L4 "kbackend steers connections at L4 and does not originate TLS: spec.tls is not supported"
+#define NO_CA "must specify either CACertificateRefs or WellKnownCACertificates when InsecureSkipVerify is unset or false"
+#define BTLS_L4 "kbackend steers connections at L4 and does not originate TLS: its target Backend "
 #define DR_L4 "kbackend steers connections at L4 and cannot route by Host or SNI: type DynamicResolver is not supported"
 #define OK_BE "The Backend was accepted"
 #define NO_GW "was not found in the applied set; no frontend is programmed"
@@ -99,14 +101,21 @@ static const struct case_row rows[] = {
 	  "The Backend was not accepted: IP address 0:0:0:0:0:0:0:1 " LOOP },
 	{ "24-rejected-loopback-ip.yaml", P_ENABLED, "HTTPRoute", "admin", REFUSE,
 	  "Failed to process route rule 0 backendRef 0: IP address 127.0.0.1 " LOOP ".", "InvalidAddress" },
+	/* Envoy Gateway's own refusal comes first; the condition carries it, a diagnostic adds kbackend's L4 one. */
+	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "Backend", "tls-no-ca", REFUSE,
+	  "The Backend was not accepted: " NO_CA, "Invalid" },
 	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "Backend", "tls-no-ca", REFUSE, TLS_L4 },
-	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "Backend", "tls-explicit-verify-no-ca", REFUSE, TLS_L4 },
-	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "Backend", "tls-ca-from-policy", REFUSE, TLS_L4 },
-	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "Backend", "tls-ca-policy-wrong-port", REFUSE, TLS_L4 },
-	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "BackendTLSPolicy", "btls-for-tls-ca-from-policy", ACCEPT,
-	  "kbackend records BackendTLSPolicy but does not act on it" },
-	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "BackendTLSPolicy", "btls-wrong-port", ACCEPT,
-	  "kbackend records BackendTLSPolicy but does not act on it" },
+	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "Backend", "tls-explicit-verify-no-ca", REFUSE,
+	  "The Backend was not accepted: " NO_CA },
+	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "Backend", "tls-ca-from-policy", REFUSE,
+	  "The Backend was not accepted: " TLS_L4 },
+	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "Backend", "tls-ca-policy-wrong-port", REFUSE,
+	  "The Backend was not accepted: " NO_CA },
+	/* A BackendTLSPolicy asks for TLS origination as spec.tls does: refused with the Backend it targets. */
+	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "BackendTLSPolicy", "btls-for-tls-ca-from-policy", REFUSE,
+	  BTLS_L4 "default/tls-ca-from-policy is refused", "Invalid" },
+	{ "26-rejected-tls-without-ca.yaml", P_ENABLED, "BackendTLSPolicy", "btls-wrong-port", REFUSE,
+	  BTLS_L4 "default/tls-ca-policy-wrong-port is refused", "Invalid" },
 	{ "27-rejected-backend-api-disabled.yaml", P_DEFAULT, "Backend", "backend-ip", REFUSE,
 	  "The Backend was not accepted since Backend is not enabled in Envoy Gateway Config", "Invalid" },
 	{ "27-rejected-backend-api-disabled.yaml", P_DEFAULT, "HTTPRoute", "httproute-1", REFUSE,
