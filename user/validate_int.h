@@ -101,7 +101,9 @@ void vx_crd_string(struct vx_bjudge *j, const char *path, const char *s, size_t 
 void vx_tls_crd(struct vx_bjudge *j);
 void vx_tls_translate(struct vx_bjudge *j);
 void vx_tls_l4(struct vx_bjudge *j);
-/* Conditions of BackendTLSPolicies aimed at applied Backends; after vx_backends. */
+/* Why a route may not send to Service ns/name: a BackendTLSPolicy asks for TLS to it. NULL: it may. */
+const char *vx_btls_service_refusal(const struct vx_ctx *c, const char *ns, const char *name);
+/* Conditions of BackendTLSPolicies aimed at applied Backends or used Services; after vx_backends. */
 void vx_btls_policies(struct vx_ctx *c);
 
 /* The per-kind judges. Backends run before routes: routes read c->bv. */

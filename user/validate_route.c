@@ -160,6 +160,7 @@ static const char *check_ref(const struct vx_ctx *c, const struct kb_route *r, c
 	const char *kind = ref->kind ? ref->kind : "Service";
 	bool is_backend = kb_ref_is_backend(ref);
 	bool is_service = strcmp(kind, "Service") == 0 && vx_core_group(ref->group);
+	const char *why;
 	long bi;
 
 	*path = ref->path;
@@ -192,6 +193,10 @@ static const char *check_ref(const struct vx_ctx *c, const struct kb_route *r, c
 		*reason = "RefNotPermitted";
 		return kb_sprintf(&m->arena, "%s %s/%s is in another namespace and no ReferenceGrant in %s allows %s references from %s",
 				  kind, tns, ref->name ? ref->name : "", tns, kb_kind_name(r->meta.kind), rns);
+	}
+	if (is_service && (why = vx_btls_service_refusal(c, tns, ref->name ? ref->name : ""))) {
+		*reason = VX_R_INVALID_REF;
+		return why;
 	}
 	if (is_service)
 		return NULL;	/* resolved through cluster DNS when compiled */

@@ -94,6 +94,30 @@ static bool names_backend(const struct kb_target_ref *r, const char *name)
 	return vx_streq(r->group, VX_GROUP_EG) && vx_streq(r->kind, "Backend") && vx_streq(r->name, name);
 }
 
+static bool names_service(const struct kb_target_ref *r, const char *name)
+{
+	return vx_core_group(r->group) && vx_streq(r->kind, "Service") && vx_streq(r->name, name);
+}
+
+/* Does some route in the set send to Service ns/name? */
+static bool service_used(const struct kb_model *m, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < m->nroutes; i++) {
+		const struct kb_route *r = m->routes[i];
+
+		for (size_t k = 0; k < r->nrules; k++)
+			for (size_t b = 0; b < r->rules[k].nrefs; b++) {
+				const struct kb_backend_ref *ref = &r->rules[k].refs[b];
+
+				if (vx_core_group(ref->group) && (!ref->kind || strcmp(ref->kind, "Service") == 0) &&
+				    vx_streq(ref->name, name) &&
+				    strcmp(ref->namespace ? ref->namespace : vx_ns(&r->meta), ns) == 0)
+					return true;
+			}
+	}
+	return false;
+}
+
 /*
  * Envoy Gateway's validateBackendTLSSettings: a Backend that verifies its
  * peer needs a trust anchor, from spec.tls or from BackendTLSPolicies, either
@@ -196,6 +220,23 @@ void vx_tls_l4(struct vx_bjudge *j)
 			  NULL);
 }
 
+const char *vx_btls_service_refusal(const struct vx_ctx *c, const char *ns, const char *name)
+{
+	struct kb_model *m = c->m;
+
+	for (size_t i = 0; i < m->nothers; i++) {
+		const struct kb_btls *p = btls_at(m, i);
+
+		if (!p || strcmp(vx_ns(&p->meta), ns) != 0)
+			continue;
+		for (size_t t = 0; t < p->ntargets; t++)
+			if (names_service(&p->targets[t], name))
+				return kb_sprintf(&m->arena, TLS_L4 ": BackendTLSPolicy %s/%s targets Service %s/%s", ns,
+						  p->meta.name, ns, name);
+	}
+	return NULL;
+}
+
 void vx_btls_policies(struct vx_ctx *c)
 {
 	struct kb_model *m = c->m;
@@ -207,11 +248,16 @@ void vx_btls_policies(struct vx_ctx *c)
 		if (!p)
 			continue;
 		ns = vx_ns(&p->meta);
-		for (size_t t = 0; t < p->ntargets && !why; t++)
-			if (names_backend(&p->targets[t], p->targets[t].name) && vx_backend_index(c, ns, p->targets[t].name) >= 0)
-				why = kb_sprintf(&m->arena, TLS_L4 ": its target Backend %s/%s is refused", ns,
-						 p->targets[t].name);
-		/* Aimed only at Services or at absent Backends: it stays Ignored, as the caller set it. */
+		for (size_t t = 0; t < p->ntargets && !why; t++) {
+			const struct kb_target_ref *r = &p->targets[t];
+
+			if (names_backend(r, r->name) && vx_backend_index(c, ns, r->name) >= 0)
+				why = kb_sprintf(&m->arena, TLS_L4 ": its target Backend %s/%s is refused", ns, r->name);
+			else if (names_service(r, r->name) && service_used(m, ns, r->name))
+				why = kb_sprintf(&m->arena, TLS_L4 ": the routes to its target Service %s/%s are refused",
+						 ns, r->name);
+		}
+		/* Aimed only at what no applied object uses: it stays Ignored, as the caller set it. */
 		if (!why)
 			continue;
 		kb_diag_add(m, KB_SEV_ERROR, &p->meta, NULL, "%s", why);

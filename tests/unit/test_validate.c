@@ -212,6 +212,14 @@ static const struct bad bad[] = {
 	  "test.yaml:1:1: Backend default/x: " TLS_L4 ": BackendTLSPolicy default/p targets this Backend" },
 	{ "BackendTLSPolicy on a Backend a route uses", HR("r") TO_GW RULE("b1") GW B1 BTLS("p", "b1"), {},
 	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: " TLS_L4 ": BackendTLSPolicy default/p targets this Backend." },
+	{ "BackendTLSPolicy on a Service a route uses", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - name: svc\n          port: 443\n" GW
+	  "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata:\n  name: p\nspec:\n"
+	  "  targetRefs:\n    - {group: \"\", kind: Service, name: svc}\n  validation:\n    wellKnownCACertificates: System\n    hostname: a.example.com\n", {},
+	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: " TLS_L4 ": BackendTLSPolicy default/p targets Service default/svc." },
+	{ "BackendTLSPolicy on a Service, itself", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - name: svc\n          port: 443\n" GW
+	  "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata:\n  name: p\nspec:\n"
+	  "  targetRefs:\n    - {group: \"\", kind: Service, name: svc}\n  validation:\n    wellKnownCACertificates: System\n    hostname: a.example.com\n", {},
+	  "BackendTLSPolicy default/p: " TLS_L4 ": the routes to its target Service default/svc are refused" },
 	{ "BackendTLSPolicy itself", BE("x") EPS_IP("198.51.100.1", "443") BTLS("p", "x"), {},
 	  "BackendTLSPolicy default/p: " TLS_L4 ": its target Backend default/x is refused" },
 	{ "appProtocol enum", BE("x") "  appProtocols: [HTTP7]\n" EPS_FQDN("a.example.com", "443"), {},
