@@ -342,10 +342,10 @@ static const struct field target_ref_fields[] = {
 static const struct seqspec btp_targets = SEQSPEC(struct kb_btp, struct kb_target_ref, targets, ntargets,
 						  PATH_OF(struct kb_target_ref), target_ref_fields, NULL, NULL);
 
-/* Older Envoy Gateway: a single `targetRef`; it joins the same list. */
-static void target_ref_fn(struct ctx *c, const struct field *f, const struct ynode *v, const char *path, char *t)
+/* A single `targetRef` (older APIs) joins the `targetRefs` list. */
+static void push_target_ref(struct ctx *c, const struct ynode *v, const char *path, struct kb_target_ref **list,
+			    size_t *n)
 {
-	struct kb_btp *p = (struct kb_btp *)t;
 	struct kb_target_ref *r;
 
 	if (mf_is_null(v))
@@ -354,9 +354,16 @@ static void target_ref_fn(struct ctx *c, const struct field *f, const struct yno
 		mf_err(c, v, path, "expected a mapping, got %s", mf_desc(c, v));
 		return;
 	}
-	r = KB_PUSH(&c->m->arena, p->targets, p->ntargets);
+	r = KB_PUSH(&c->m->arena, *list, *n);
 	r->path = kb_strdup(&c->m->arena, path);
 	mf_walk_map(c, v, path, target_ref_fields, (char *)r);
+}
+
+static void target_ref_fn(struct ctx *c, const struct field *f, const struct ynode *v, const char *path, char *t)
+{
+	struct kb_btp *p = (struct kb_btp *)t;
+
+	push_target_ref(c, v, path, &p->targets, &p->ntargets);
 }
 
 static const struct field hc_http_fields[] = {
@@ -516,8 +523,21 @@ static const struct field btls_validation_fields[] = {
 	F_END,
 };
 
+static void btls_target_ref_fn(struct ctx *c, const struct field *f, const struct ynode *v, const char *path, char *t)
+{
+	struct kb_btls *p = (struct kb_btls *)t;
+
+	push_target_ref(c, v, path, &p->targets, &p->ntargets);
+}
+
+/* v1alpha3 and v1; Gateway API 1.0's v1alpha2 had a single targetRef and `tls` for `validation`. */
 static const struct field btls_spec[] = {
-	F_SEQ("targetRefs", &btls_targets), F_SUB("validation", btls_validation_fields), F_ANY("options"), F_END,
+	F_SEQ("targetRefs", &btls_targets),
+	F_FN("targetRef", btls_target_ref_fn),
+	F_SUB("validation", btls_validation_fields),
+	F_ANY("tls"),
+	F_ANY("options"),
+	F_END,
 };
 
 /* ---- top level ----------------------------------------------------------------------------------- */

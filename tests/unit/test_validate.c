@@ -220,6 +220,10 @@ static const struct bad bad[] = {
 	  "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata:\n  name: p\nspec:\n"
 	  "  targetRefs:\n    - {group: \"\", kind: Service, name: svc}\n  validation:\n    wellKnownCACertificates: System\n    hostname: a.example.com\n", {},
 	  "BackendTLSPolicy default/p: " TLS_L4 ": the routes to its target Service default/svc are refused" },
+	{ "BackendTLSPolicy of Gateway API 1.0 (targetRef, tls)", BE("x") EPS_IP("198.51.100.1", "443")
+	  "---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: BackendTLSPolicy\nmetadata:\n  name: p\nspec:\n"
+	  "  targetRef: {group: gateway.envoyproxy.io, kind: Backend, name: x}\n  tls:\n    wellKnownCACerts: System\n    hostname: a.example.com\n", {},
+	  "test.yaml:1:1: Backend default/x: " TLS_L4 ": BackendTLSPolicy default/p targets this Backend" },
 	{ "BackendTLSPolicy itself", BE("x") EPS_IP("198.51.100.1", "443") BTLS("p", "x"), {},
 	  "BackendTLSPolicy default/p: " TLS_L4 ": its target Backend default/x is refused" },
 	{ "appProtocol enum", BE("x") "  appProtocols: [HTTP7]\n" EPS_FQDN("a.example.com", "443"), {},
