@@ -189,23 +189,33 @@ static void count_refs_fn(struct ctx *c, const struct field *f, const struct yno
 	*(size_t *)(t + f->off) += v->nkids;
 }
 
-/* Envoy Gateway refuses a client certificate from another namespace: keep the namespace. */
-static const struct field client_cert_fields[] = {
-	F_STRX("group"), F_STRX("kind"), F_STRX("name"), F_STR("namespace", struct kb_backend_tls, client_cert_ns), F_END,
+/* A Backend's certificate references, kept for the CRD's schema checks. */
+static const struct field kept_ref_fields[] = {
+	F_STR("group", struct kb_objref, group),
+	F_STR("kind", struct kb_objref, kind),
+	F_STR("name", struct kb_objref, name),
+	F_STR("namespace", struct kb_objref, namespace),
+	F_END,
 };
+
+static const struct seqspec tls_ca_refs = SEQSPEC(struct kb_backend_tls, struct kb_objref, ca_refs, n_ca_refs,
+						  PATH_OF(struct kb_objref), kept_ref_fields, NULL, NULL);
 
 static void client_cert_fn(struct ctx *c, const struct field *f, const struct ynode *v, const char *path, char *t)
 {
+	struct kb_backend_tls *tls = (struct kb_backend_tls *)t;
+
 	if (mf_is_null(v))
 		return;
-	mf_walk_map(c, v, path, client_cert_fields, t);
-	((struct kb_backend_tls *)t)->has_client_cert = true;
+	mf_walk_map(c, v, path, kept_ref_fields, (char *)&tls->client_cert);
+	tls->client_cert.path = kb_strdup(&c->m->arena, path);
+	tls->has_client_cert = true;
 }
 
 static const struct field backend_tls_fields[] = {
 	F_TRI("insecureSkipVerify", struct kb_backend_tls, insecure_skip_verify),
 	F_STR("wellKnownCACertificates", struct kb_backend_tls, well_known_ca),
-	F_FNO("caCertificateRefs", count_refs_fn, offsetof(struct kb_backend_tls, n_ca_refs)),
+	F_SEQ("caCertificateRefs", &tls_ca_refs),
 	F_STR("sni", struct kb_backend_tls, sni),
 	F_BOOL("autoSNIFromEndpointHostname", struct kb_backend_tls, auto_sni),
 	F_STR("minVersion", struct kb_backend_tls, min_version),
@@ -214,6 +224,7 @@ static const struct field backend_tls_fields[] = {
 	F_STRSX("ecdhCurves"),
 	F_STRSX("signatureAlgorithms"),
 	F_STRSX("alpnProtocols"),
+	F_STRS("fingerprints", struct kb_backend_tls, fingerprints, nfingerprints),
 	F_FN("clientCertificateRef", client_cert_fn),
 	F_ANY("session"),
 	F_END,

@@ -121,11 +121,21 @@ struct kb_endpoint {
 	char *path;		/* field path of this endpoint, e.g. "spec.endpoints[1]" */
 };
 
+/* A reference to a Secret or ConfigMap, kept for the CRD's schema checks; NULL: not written. */
+struct kb_objref {
+	char *group;
+	char *kind;
+	char *name;
+	char *namespace;
+	char *path;		/* "spec.tls.caCertificateRefs[0]" */
+};
+
 /* Backend spec.tls; kbackend refuses TLS, but checks Envoy Gateway's CEL rules first. */
 struct kb_backend_tls {
 	bool present;
 	int insecure_skip_verify;	/* -1 unset, 0 false, 1 true */
 	char *well_known_ca;		/* "System" or NULL */
+	struct kb_objref *ca_refs;
 	size_t n_ca_refs;
 	char *sni;
 	bool auto_sni;
@@ -133,7 +143,9 @@ struct kb_backend_tls {
 	char *max_version;
 	size_t n_ciphers;
 	bool has_client_cert;
-	char *client_cert_ns;		/* clientCertificateRef.namespace; NULL: the Backend's */
+	struct kb_objref client_cert;	/* clientCertificateRef; namespace NULL: the Backend's */
+	char **fingerprints;
+	size_t nfingerprints;
 };
 
 struct kb_backend {

@@ -37,6 +37,33 @@ static bool version_enum(struct vx_bjudge *j, const char *path, const char *v)
 	return false;
 }
 
+/* Gateway API's Group, Kind, ObjectName and Namespace, as the Backend CRD carries them. */
+#define GROUP_PATTERN "^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#define KIND_PATTERN "^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"
+#define NS_PATTERN "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+/* A LocalObjectReference (all three required) or a SecretObjectReference (name required). */
+static void crd_ref(struct vx_bjudge *j, const struct kb_objref *r, bool local)
+{
+	struct kb_model *m = j->c->m;
+	const char *p = r->path;
+
+	if (r->group)
+		vx_crd_string(j, kb_sprintf(&m->arena, "%s.group", p), r->group, 0, 253, GROUP_PATTERN);
+	else if (local)
+		vx_crd(j, kb_sprintf(&m->arena, "%s.group", p), "Required value");
+	if (r->kind)
+		vx_crd_string(j, kb_sprintf(&m->arena, "%s.kind", p), r->kind, 1, 63, KIND_PATTERN);
+	else if (local)
+		vx_crd(j, kb_sprintf(&m->arena, "%s.kind", p), "Required value");
+	if (r->name)
+		vx_crd_string(j, kb_sprintf(&m->arena, "%s.name", p), r->name, 1, 253, NULL);
+	else
+		vx_crd(j, kb_sprintf(&m->arena, "%s.name", p), "Required value");
+	if (r->namespace)
+		vx_crd_string(j, kb_sprintf(&m->arena, "%s.namespace", p), r->namespace, 1, 63, NS_PATTERN);
+}
+
 void vx_tls_crd(struct vx_bjudge *j)
 {
 	const struct kb_backend *b = j->b;
@@ -48,6 +75,15 @@ void vx_tls_crd(struct vx_bjudge *j)
 	/* The schema of BackendTLSSettings and its inlined BackendTLSConfig. */
 	if (t->n_ca_refs > 8)
 		vx_crd(j, "spec.tls.caCertificateRefs", "Too many: %zu: must have at most 8 items", t->n_ca_refs);
+	for (size_t i = 0; i < t->n_ca_refs; i++)
+		crd_ref(j, &t->ca_refs[i], true);
+	if (t->has_client_cert)
+		crd_ref(j, &t->client_cert, false);
+	for (size_t i = 0; i < t->nfingerprints; i++)
+		if (!vx_streq(t->fingerprints[i], "JA3") && !vx_streq(t->fingerprints[i], "JA4"))
+			vx_crd(j, kb_sprintf(&j->c->m->arena, "spec.tls.fingerprints[%zu]", i),
+			       "Unsupported value: \"%s\": supported values: \"JA3\", \"JA4\"",
+			       t->fingerprints[i] ? t->fingerprints[i] : "");
 	if (t->well_known_ca)
 		vx_crd_string(j, "spec.tls.wellKnownCACertificates", t->well_known_ca, 1, 253, WKCA_PATTERN);
 	if (t->sni)
@@ -179,11 +215,11 @@ void vx_tls_translate(struct vx_bjudge *j)
 		vx_refuse(j, VX_R_INVALID_REF, "spec.tls",
 			  "must specify either CACertificateRefs or WellKnownCACertificates when InsecureSkipVerify is unset or false",
 			  NULL);
-	else if (t->has_client_cert && t->client_cert_ns && strcmp(t->client_cert_ns, ns) != 0)
+	else if (t->has_client_cert && t->client_cert.namespace && strcmp(t->client_cert.namespace, ns) != 0)
 		vx_refuse(j, VX_R_INVALID_REF, "spec.tls.clientCertificateRef",
 			  kb_sprintf(&m->arena,
 				     "clientCertificateRef Secret is not located in the same namespace as Backend. Secret namespace: %s does not match Backend namespace: %s",
-				     t->client_cert_ns, ns),
+				     t->client_cert.namespace, ns),
 			  NULL);
 }
 

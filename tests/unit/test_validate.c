@@ -171,7 +171,7 @@ static const struct bad bad[] = {
 	  "test.yaml:6:1: Backend default/x: spec: Invalid value: \"object\": DynamicResolver type cannot use autoSNIFromEndpointHostname" },
 	{ "tls insecure with CA", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    insecureSkipVerify: true\n    wellKnownCACertificates: System\n", {},
 	  "test.yaml:11:3: Backend default/x: spec.tls: Invalid value: \"object\": must not contain either CACertificateRefs or WellKnownCACertificates when InsecureSkipVerify is enabled" },
-	{ "tls both CA sources", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    wellKnownCACertificates: System\n    caCertificateRefs:\n      - {kind: ConfigMap, name: ca}\n", {},
+	{ "tls both CA sources", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    wellKnownCACertificates: System\n    caCertificateRefs:\n      - {group: \"\", kind: ConfigMap, name: ca}\n", {},
 	  "test.yaml:11:3: Backend default/x: spec.tls: Invalid value: \"object\": must not contain both CACertificateRefs and WellKnownCACertificates" },
 	{ "tls sni and autoSNI", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    sni: a.example.com\n    autoSNIFromEndpointHostname: true\n", {},
 	  "test.yaml:11:3: Backend default/x: spec.tls: Invalid value: \"object\": sni and autoSNIFromEndpointHostname are mutually exclusive" },
@@ -194,6 +194,15 @@ static const struct bad bad[] = {
 	  "      - {group: \"\", kind: ConfigMap, name: d}\n      - {group: \"\", kind: ConfigMap, name: e}\n      - {group: \"\", kind: ConfigMap, name: f}\n"
 	  "      - {group: \"\", kind: ConfigMap, name: g}\n      - {group: \"\", kind: ConfigMap, name: h}\n      - {group: \"\", kind: ConfigMap, name: i}\n", {},
 	  "test.yaml:12:5: Backend default/x: spec.tls.caCertificateRefs: Too many: 9: must have at most 8 items" },
+	/* Gateway API's LocalObjectReference and SecretObjectReference, and the fingerprint enum. */
+	{ "tls CA ref without a group", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    caCertificateRefs:\n      - {kind: ConfigMap, name: ca}\n", {},
+	  "test.yaml:13:9: Backend default/x: spec.tls.caCertificateRefs[0].group: Required value" },
+	{ "tls CA ref kind pattern", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    caCertificateRefs:\n      - {group: \"\", kind: Config_Map, name: ca}\n", {},
+	  "Backend default/x: spec.tls.caCertificateRefs[0].kind: Invalid value: \"Config_Map\": spec.tls.caCertificateRefs[0].kind in body should match '^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$'" },
+	{ "tls client certificate without a name", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    insecureSkipVerify: true\n    clientCertificateRef:\n      kind: Secret\n", {},
+	  "test.yaml:13:5: Backend default/x: spec.tls.clientCertificateRef.name: Required value" },
+	{ "tls fingerprint enum", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    insecureSkipVerify: true\n    fingerprints: [JA3, JA5]\n", {},
+	  "Backend default/x: spec.tls.fingerprints[1]: Unsupported value: \"JA5\": supported values: \"JA3\", \"JA4\"" },
 	/* Envoy Gateway's translator (validateBackendTLSSettings) before kbackend's L4 refusal. */
 	{ "tls without a trust anchor", BE("x") EPS_FQDN("a.example.com", "443") "  tls:\n    insecureSkipVerify: false\n", {},
 	  "test.yaml:11:3: Backend default/x: spec.tls: must specify either CACertificateRefs or WellKnownCACertificates when InsecureSkipVerify is unset or false" },
