@@ -169,23 +169,23 @@ static void ssrf_ip(struct vx_bjudge *j, const char *path, const char *lit, cons
 	flag = allow_hint(m, lit, a);
 	if (r == &ssrf_node) {
 		vx_refuse(j, VX_R_INVALID_ADDR, path,
-		       kb_sprintf(&m->arena,
-				  "IP address %s is an address of this node, refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
-				  lit, flag),
-		       NULL);
+			  kb_sprintf(&m->arena,
+				     "IP address %s is an address of this node, refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
+				     lit, flag),
+			  NULL);
 	} else if (strcmp(r->what, "loopback") == 0) {
 		/* Envoy Gateway's exact text (internal/gatewayapi/backend.go validateIP), address as written. */
 		vx_refuse(j, VX_R_INVALID_ADDR, path,
-		       kb_sprintf(&m->arena,
-				  "IP address %s in the loopback range is only supported when using the Host infrastructure",
-				  lit),
-		       kb_sprintf(&m->arena, "; kbackend allows it with --allow-endpoint %s", flag));
+			  kb_sprintf(&m->arena,
+				     "IP address %s in the loopback range is only supported when using the Host infrastructure",
+				     lit),
+			  kb_sprintf(&m->arena, "; kbackend allows it with --allow-endpoint %s", flag));
 	} else {
 		vx_refuse(j, VX_R_INVALID_ADDR, path,
-		       kb_sprintf(&m->arena,
-				  "IP address %s is %s (%s), refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
-				  lit, r->what, r->text, flag),
-		       NULL);
+			  kb_sprintf(&m->arena,
+				     "IP address %s is %s (%s), refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
+				     lit, r->what, r->text, flag),
+			  NULL);
 	}
 }
 
@@ -389,14 +389,14 @@ static void crd_endpoint(struct vx_bjudge *j, const struct kb_endpoint *ep)
 		vx_crd(j, ppath, "Required value");
 	else if (ep->port > 65535)
 		vx_crd(j, ppath, "Invalid value: %lld: %s in body should be less than or equal to 65535", (long long)ep->port,
-		    ppath);
+		       ppath);
 	else if (ep->port < 0)
 		vx_crd(j, ppath, "Invalid value: %lld: %s in body should be greater than or equal to 0", (long long)ep->port,
-		    ppath);
+		       ppath);
 	else if (ep->port == 0)
 		/* The CRD admits 0, then Envoy Gateway's IR refuses it (ErrDestEndpointPortInvalid); say so up front. */
 		vx_crd(j, ppath, "Invalid value: 0: port 0 cannot be connected to; an %s endpoint needs a port in 1..65535",
-		    ep->type == KB_EP_IP ? "ip" : "fqdn");
+		       ep->type == KB_EP_IP ? "ip" : "fqdn");
 	if (!ep->address)
 		vx_crd(j, apath, "Required value");
 	else if (ep->type == KB_EP_FQDN)
@@ -431,7 +431,7 @@ static void crd_backend(struct vx_bjudge *j)
 	}
 	if (b->type && !dr && strcmp(b->type, "Endpoints") != 0)
 		vx_crd(j, "spec.type", "Unsupported value: \"%s\": supported values: \"Endpoints\", \"DynamicResolver\"",
-		    b->type);
+		       b->type);
 	if (b->has_endpoints && b->nendpoints == 0)
 		vx_crd(j, "spec.endpoints", "Invalid value: 0: spec.endpoints in body should have at least 1 items");
 	if (b->nendpoints > 256)
@@ -443,7 +443,7 @@ static void crd_backend(struct vx_bjudge *j)
 	}
 	if (nfqdn && nfqdn < b->nendpoints)
 		vx_crd(j, "spec.endpoints",
-		    "Invalid value: \"array\": fqdn addresses cannot be mixed with other address types");
+		       "Invalid value: \"array\": fqdn addresses cannot be mixed with other address types");
 	for (size_t i = 0; i < b->napp_protocols; i++) {
 		const char *ap = b->app_protocols[i];
 		bool ok = false;
@@ -452,8 +452,8 @@ static void crd_backend(struct vx_bjudge *j)
 			ok = vx_streq(ap, app_protocols[k]);
 		if (!ok)
 			vx_crd(j, kb_sprintf(&m->arena, "spec.appProtocols[%zu]", i),
-			    "Unsupported value: \"%s\": supported values: \"gateway.envoyproxy.io/h2c\", \"gateway.envoyproxy.io/ws\", \"gateway.envoyproxy.io/wss\" (kbackend also accepts the seed's \"http\", \"https\", \"h2c\", \"h2\", \"grpc\", \"grpcs\", \"tcp\", \"udp\")",
-			    ap ? ap : "");
+			       "Unsupported value: \"%s\": supported values: \"gateway.envoyproxy.io/h2c\", \"gateway.envoyproxy.io/ws\", \"gateway.envoyproxy.io/wss\" (kbackend also accepts the seed's \"http\", \"https\", \"h2c\", \"h2\", \"grpc\", \"grpcs\", \"tcp\", \"udp\")",
+			       ap ? ap : "");
 	}
 	if (dr && (b->has_endpoints || b->nendpoints))
 		vx_crd(j, "spec", "Invalid value: \"object\": DynamicResolver type cannot have endpoints specified");
@@ -465,8 +465,8 @@ static void crd_backend(struct vx_bjudge *j)
 			vx_crd(j, "spec.fallback.backendRef.name", "Required value");
 		if (b->has_fallback_ref_port && (b->fallback_ref_port < 1 || b->fallback_ref_port > 65535))
 			vx_crd(j, "spec.fallback.backendRef.port",
-			    "Invalid value: %lld: spec.fallback.backendRef.port in body should be between 1 and 65535",
-			    (long long)b->fallback_ref_port);
+			       "Invalid value: %lld: spec.fallback.backendRef.port in body should be between 1 and 65535",
+			       (long long)b->fallback_ref_port);
 	}
 }
 
@@ -560,17 +560,17 @@ static void kb_limits(struct vx_bjudge *j)
 			vx_refuse(j, VX_R_INVALID_REF, "spec.fallback.backendRef", "a Backend cannot be its own fallback", NULL);
 		else if (vx_backend_index(c, ns, b->fallback_ref_name) < 0)
 			vx_refuse(j, VX_R_INVALID_REF, "spec.fallback.backendRef.name",
-			       kb_sprintf(&m->arena, "fallback Backend %s/%s not found in the applied set", ns,
-					  b->fallback_ref_name),
-			       NULL);
+				  kb_sprintf(&m->arena, "fallback Backend %s/%s not found in the applied set", ns,
+					     b->fallback_ref_name),
+				  NULL);
 		else if (strcmp(ns, vx_ns(&b->meta)) != 0 &&
 			 !vx_grant_allows(m, VX_GROUP_EG, "Backend", vx_ns(&b->meta), VX_GROUP_EG, "Backend", ns,
 					  b->fallback_ref_name))
 			vx_refuse(j, "RefNotPermitted", "spec.fallback.backendRef.namespace",
-			       kb_sprintf(&m->arena,
-					  "fallback Backend %s/%s is in another namespace and no ReferenceGrant in %s allows Backend references from %s",
-					  ns, b->fallback_ref_name, ns, vx_ns(&b->meta)),
-			       NULL);
+				  kb_sprintf(&m->arena,
+					     "fallback Backend %s/%s is in another namespace and no ReferenceGrant in %s allows Backend references from %s",
+					     ns, b->fallback_ref_name, ns, vx_ns(&b->meta)),
+				  NULL);
 	}
 }
 
@@ -602,7 +602,7 @@ static void fallback_cycles(struct vx_ctx *c)
 				struct vx_bjudge j = { .c = c, .b = b, .v = &c->bv[i] };
 
 				vx_refuse(&j, VX_R_INVALID_REF, "spec.fallback.backendRef",
-				       kb_sprintf(&m->arena, "fallback cycle: %s", chain), NULL);
+					  kb_sprintf(&m->arena, "fallback cycle: %s", chain), NULL);
 				break;
 			}
 		}
