@@ -735,6 +735,41 @@ static void test_service_ref(void **state)
 	kb_model_free(&m);
 }
 
+/* A ServiceImport (multicluster.x-k8s.io) is a Service of the clusterset: <name>.<ns>.svc.<clusterset domain>. */
+static void test_service_import_ref(void **state)
+{
+	static const char *yaml_r =
+		"apiVersion: gateway.networking.k8s.io/v1alpha2\n"
+		"kind: TCPRoute\n"
+		"metadata: {name: r, namespace: default}\n"
+		"spec:\n"
+		"  parentRefs: [{name: eg}]\n"
+		"  rules:\n"
+		"    - backendRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: web, port: 8080}]\n";
+	char seen[512] = "";
+	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen, .clusterset_domain = "fleet.internal" };
+	char y[8192];
+	struct kb_model m;
+	struct kb_compiled c;
+	const struct kb_cfrontend *fe;
+
+	snprintf(y, sizeof(y), "%s%s", gw_yaml, yaml_r);
+	compile_yaml(&m, &c, y, &env);
+	fe = only_fe(&c);
+	assert_string_equal(seen, "web.default.svc.fleet.internal;");
+	assert_int_equal(fe->nlocs, 1);
+	assert_string_equal(fe->locs[0].pending[0], "web.default.svc.fleet.internal");
+	kb_compiled_free(&c);
+	kb_model_free(&m);
+
+	seen[0] = '\0';
+	env.clusterset_domain = NULL;
+	compile_yaml(&m, &c, y, &env);
+	assert_string_equal(seen, "web.default.svc.clusterset.local;");
+	kb_compiled_free(&c);
+	kb_model_free(&m);
+}
+
 static void test_ipv6_udp_and_order(void **state)
 {
 	static const char *yaml =
@@ -1132,6 +1167,7 @@ int main(void)
 		cmocka_unit_test(test_seed_chain_cycle_dedup),
 		cmocka_unit_test(test_fqdn_resolve),
 		cmocka_unit_test(test_service_ref),
+		cmocka_unit_test(test_service_import_ref),
 		cmocka_unit_test(test_ipv6_udp_and_order),
 		cmocka_unit_test(test_lb_policy),
 		cmocka_unit_test(test_unix_endpoint),
