@@ -80,6 +80,11 @@ static const char *check_ref(const struct vx_ctx *c, const struct kb_route *r, c
 		*path = kb_sprintf(&m->arena, "%s.port", ref->path);
 		return kb_sprintf(&m->arena, "Invalid value: %lld: port must be between 1 and 65535", (long long)ref->port);
 	}
+	/* The route CRD's own rule: the API server refuses this before Envoy Gateway sees it. */
+	if (!ref->group || !*ref->group) {
+		if (strcmp(kind, "Service") == 0 && !ref->has_port)
+			return "Invalid value: \"object\": Must have port for Service reference";
+	}
 	/* From here on Envoy Gateway's validateBackendRef, in its order and words. */
 	*reason = "InvalidKind";
 	if (rk == KB_REF_INVALID_GROUP)

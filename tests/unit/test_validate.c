@@ -219,6 +219,9 @@ static const struct bad bad[] = {
 	{ "Backend kind in an unknown group", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - group: example.com\n          kind: Backend\n          name: b1\n" GW B1, {},
 	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: Group is invalid, only the core API group (specified by omitting the group field or setting it to an empty string), multicluster.x-k8s.io and gateway.envoyproxy.io are supported." },
 	{ "Service without port", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - name: svc\n" GW, {},
+	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: Invalid value: \"object\": Must have port for Service reference." },
+	/* Not the CRD's rule (that needs the core group); Envoy Gateway's translator text. */
+	{ "ServiceImport without port", HR("r") TO_GW "  rules:\n    - backendRefs:\n        - {group: multicluster.x-k8s.io, kind: ServiceImport, name: svc}\n" GW, {},
 	  "test.yaml:11:11: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Failed to process route rule 0 backendRef 0: A valid port number corresponding to a port on the Service must be specified." },
 	{ "cross-namespace without grant", HR("r") TO_GW RULE("b1") "          namespace: other\n" GW
 	  "---\n" HDRNS("gateway.envoyproxy.io/v1alpha1", "Backend", "b1", "other") EPS_IP("198.51.100.1", "80"), {},
@@ -706,7 +709,7 @@ static void test_eg_route_verdicts(void **state)
 	const struct kb_meta *r;
 
 	/* 1. Every failed backendRef, one line each; the distinct reasons sorted and comma-joined. */
-	run(HR("r") TO_GW RULE("nope1") REF("nope2") "    - backendRefs:\n        - name: svc\n" GW, &on);
+	run(HR("r") TO_GW RULE("nope1") REF("nope2") "    - backendRefs:\n        - {group: multicluster.x-k8s.io, kind: ServiceImport, name: svc}\n" GW, &on);
 	want_parent(cur.objects[0], "default/gw", "ResolvedRefs", KB_COND_FALSE, "BackendNotFound,PortNotSpecified",
 		    "Failed to process route rule 0 backendRef 0: Backend default/nope1 not found.\n"
 		    "Failed to process route rule 0 backendRef 1: Backend default/nope2 not found.\n"
