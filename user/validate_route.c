@@ -219,6 +219,10 @@ static void judge_parent(const struct vx_ctx *c, struct kb_route *r, size_t pi, 
 		return;
 	}
 	g = kb_model_find_gateway(m, ns, pr->name ? pr->name : "");
+	if (!g && l4why) {	/* refused for itself, wherever it attaches */
+		kb_set_parent_condition(m, ps, "Accepted", KB_COND_FALSE, "UnsupportedValue", "%s", l4why);
+		return;
+	}
 	if (!g) {
 		/*
 		 * Not a refusal (cases/README.md): the route is a fine object, it

@@ -244,6 +244,9 @@ static const struct bad bad[] = {
 	/* -- routes: L4 honesty -- */
 	{ "rules with different backends", HR("r") TO_GW RULE("b1") "    - matches:\n        - path: {value: /b}\n      backendRefs:\n" REF("b2") GW B1 B2, {},
 	  "test.yaml:16:7: HTTPRoute default/r: spec.rules[1].backendRefs: kbackend steers whole connections at L4 and sees no path, header or SNI; rules 0 and 1 send requests to different backends" },
+	/* Refused for itself, even while its Gateway is not in the applied set. */
+	{ "rules with different backends, Gateway absent", HR("r") TO_GW RULE("b1") "    - matches:\n        - path: {value: /b}\n      backendRefs:\n" REF("b2") B1 B2, {},
+	  "test.yaml:16:7: HTTPRoute default/r: spec.rules[1].backendRefs: kbackend steers whole connections at L4 and sees no path, header or SNI; rules 0 and 1 send requests to different backends" },
 	{ "rules with different weights", HR("r") TO_GW RULE("b1") "          weight: 2\n    - backendRefs:\n" REF("b1") GW B1, {},
 	  "spec.rules[1].backendRefs: kbackend steers whole connections at L4 and sees no path, header or SNI; rules 0 and 1 send requests to different backends" },
 	{ "two routes on one listener", HR("r1") TO_GW RULE("b1") "---\n" HR("r2") TO_GW RULE("b2") GW B1 B2, {},
