@@ -72,6 +72,21 @@ static long bad_expr(const struct kb_listener *l)
 	return -1;
 }
 
+/* What metav1.LabelSelectorAsSelector says about a bad expression (the values as JSON, as it prints them). */
+static const char *selector_error(struct kb_model *m, const struct kb_label_expr *e)
+{
+	const char *vals = e->nvalues ? "[" : "null";
+
+	for (size_t i = 0; i < e->nvalues; i++)
+		vals = kb_sprintf(&m->arena, "%s%s\"%s\"%s", vals, i ? "," : "", e->values[i] ? e->values[i] : "",
+				  i + 1 == e->nvalues ? "]" : "");
+	if (vx_streq(e->op, "In") || vx_streq(e->op, "NotIn"))
+		return kb_sprintf(&m->arena, "values: Invalid value: %s: for 'in', 'notin' operators, values set can't be empty", vals);
+	if (vx_streq(e->op, "Exists") || vx_streq(e->op, "DoesNotExist"))
+		return kb_sprintf(&m->arena, "values: Invalid value: %s: values set must be empty for exists and does not exist", vals);
+	return kb_sprintf(&m->arena, "\"%s\" is not a valid label selector operator", e->op ? e->op : "");
+}
+
 static bool selector_matches(const struct kb_listener *l, const struct kb_namespace *ns)
 {
 	for (size_t i = 0; i < l->nmatch_labels; i++)
@@ -257,11 +272,6 @@ void vx_listener_diags(struct vx_ctx *c, const struct kb_gateway *g)
 			kb_diag_add(m, KB_SEV_WARNING, &g->meta,
 				    kb_sprintf(&m->arena, "%s.allowedRoutes.namespaces.selector.matchExpressions[%ld]", lp, bad),
 				    "The allowedRoutes.namespaces.selector could not be parsed: %s.",
-				    vx_streq(l->match_exprs[bad].op, "In") || vx_streq(l->match_exprs[bad].op, "NotIn")
-					    ? "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
-				    : vx_streq(l->match_exprs[bad].op, "Exists") || vx_streq(l->match_exprs[bad].op, "DoesNotExist")
-					    ? "values: Invalid value: values set must be empty for exists and does not exist"
-					    : kb_sprintf(&m->arena, "\"%s\" is not a valid label selector operator",
-							 l->match_exprs[bad].op ? l->match_exprs[bad].op : ""));
+				    selector_error(m, &l->match_exprs[bad]));
 	}
 }

@@ -756,8 +756,11 @@ static void test_eg_route_verdicts(void **state)
 
 	/* Listener kinds that its protocol cannot carry: Envoy Gateway's listener text, as a warning. */
 	run(GWH("gw") "  listeners:\n    - name: a\n      port: 80\n      protocol: HTTP\n      allowedRoutes:\n"
-	    "        kinds: [{kind: FooRoute}]\n", &on);
+	    "        kinds: [{kind: FooRoute}]\n"
+	    "    - name: b\n      port: 81\n      protocol: HTTP\n      allowedRoutes:\n        namespaces:\n          from: Selector\n"
+	    "          selector:\n            matchExpressions: [{key: foo, operator: Exists, values: [bar]}]\n", &on);
 	tu_assert_diag(&cur, "warning: Gateway default/gw: spec.listeners[0].allowedRoutes.kinds[0]: FooRoute is not supported, kind must be one of [HTTPRoute GRPCRoute]");
+	tu_assert_diag(&cur, "warning: Gateway default/gw: spec.listeners[1].allowedRoutes.namespaces.selector.matchExpressions[0]: The allowedRoutes.namespaces.selector could not be parsed: values: Invalid value: [\"bar\"]: values set must be empty for exists and does not exist.");
 	kb_model_free(&cur);
 	cur_live = false;
 
