@@ -699,75 +699,55 @@ static void test_fqdn_resolve(void **state)
 	kb_model_free(&m);
 }
 
-static void test_service_ref(void **state)
+/*
+ * A Service ref resolves as <name>.<ns>.svc.<cluster domain>, a ServiceImport
+ * (multicluster.x-k8s.io) as <name>.<ns>.svc.<clusterset domain>: set
+ * through the env, and by default.
+ */
+static void check_dns_ref(const char *ref, bool import, const char *set_host, const char *default_host)
 {
-	static const char *yaml_r =
-		"apiVersion: gateway.networking.k8s.io/v1alpha2\n"
-		"kind: TCPRoute\n"
-		"metadata: {name: r, namespace: default}\n"
-		"spec:\n"
-		"  parentRefs: [{name: eg}]\n"
-		"  rules:\n"
-		"    - backendRefs: [{name: web, port: 8080}]\n";
-	char seen[512] = "";
-	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen, .cluster_domain = "corp.internal" };
-	char y[8192];
+	char seen[512] = "", y[8192], want[300];
+	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen };
 	struct kb_model m;
 	struct kb_compiled c;
 	const struct kb_cfrontend *fe;
 
-	snprintf(y, sizeof(y), "%s%s", gw_yaml, yaml_r);
+	if (import)
+		env.clusterset_domain = "fleet.internal";
+	else
+		env.cluster_domain = "corp.internal";
+	snprintf(y, sizeof(y),
+		 "%sapiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: r, namespace: default}\n"
+		 "spec:\n  parentRefs: [{name: eg}]\n  rules:\n    - backendRefs: [%s]\n", gw_yaml, ref);
 	compile_yaml(&m, &c, y, &env);
 	fe = only_fe(&c);
-	assert_string_equal(seen, "web.default.svc.corp.internal;");
+	snprintf(want, sizeof(want), "%s;", set_host);
+	assert_string_equal(seen, want);
 	assert_int_equal(fe->nlocs, 1);
 	assert_string_equal(fe->locs[0].backend, "default/web");
 	assert_int_equal(fe->locs[0].npending, 1);
-	assert_string_equal(fe->locs[0].pending[0], "web.default.svc.corp.internal");
+	assert_string_equal(fe->locs[0].pending[0], set_host);
 	kb_compiled_free(&c);
 	kb_model_free(&m);
 
 	seen[0] = '\0';
-	env.cluster_domain = NULL;
+	env.cluster_domain = env.clusterset_domain = NULL;
 	compile_yaml(&m, &c, y, &env);
-	assert_string_equal(seen, "web.default.svc.cluster.local;");
+	snprintf(want, sizeof(want), "%s;", default_host);
+	assert_string_equal(seen, want);
 	kb_compiled_free(&c);
 	kb_model_free(&m);
 }
 
-/* A ServiceImport (multicluster.x-k8s.io) is a Service of the clusterset: <name>.<ns>.svc.<clusterset domain>. */
+static void test_service_ref(void **state)
+{
+	check_dns_ref("{name: web, port: 8080}", false, "web.default.svc.corp.internal", "web.default.svc.cluster.local");
+}
+
 static void test_service_import_ref(void **state)
 {
-	static const char *yaml_r =
-		"apiVersion: gateway.networking.k8s.io/v1alpha2\n"
-		"kind: TCPRoute\n"
-		"metadata: {name: r, namespace: default}\n"
-		"spec:\n"
-		"  parentRefs: [{name: eg}]\n"
-		"  rules:\n"
-		"    - backendRefs: [{group: multicluster.x-k8s.io, kind: ServiceImport, name: web, port: 8080}]\n";
-	char seen[512] = "";
-	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen, .clusterset_domain = "fleet.internal" };
-	char y[8192];
-	struct kb_model m;
-	struct kb_compiled c;
-	const struct kb_cfrontend *fe;
-
-	snprintf(y, sizeof(y), "%s%s", gw_yaml, yaml_r);
-	compile_yaml(&m, &c, y, &env);
-	fe = only_fe(&c);
-	assert_string_equal(seen, "web.default.svc.fleet.internal;");
-	assert_int_equal(fe->nlocs, 1);
-	assert_string_equal(fe->locs[0].pending[0], "web.default.svc.fleet.internal");
-	kb_compiled_free(&c);
-	kb_model_free(&m);
-
-	seen[0] = '\0';
-	env.clusterset_domain = NULL;
-	compile_yaml(&m, &c, y, &env);
-	assert_string_equal(seen, "web.default.svc.clusterset.local;");
-	kb_compiled_free(&c);
-	kb_model_free(&m);
+	check_dns_ref("{group: multicluster.x-k8s.io, kind: ServiceImport, name: web, port: 8080}", true,
+		      "web.default.svc.fleet.internal", "web.default.svc.clusterset.local");
 }
 
 static void test_ipv6_udp_and_order(void **state)
