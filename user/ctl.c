@@ -293,13 +293,16 @@ static int cmd_validate(int argc, char **argv)
 
 int ctl_dry_run_offline(struct opts *o)
 {
+	/* Nothing resolved offline: FQDNs, Service and ServiceImport names stay pending, named with the domain flags. */
+	struct kb_compile_env env = { .cluster_domain = o->policy.cluster_domain,
+				      .clusterset_domain = o->policy.clusterset_domain };
 	struct kb_compiled c = { 0 };
 	struct kb_model m;
 	int err, refused;
 
 	refused = load_and_validate(o, &m);
 	/* Like the daemon's apply, a dry run is all or nothing: a refusal compiles nothing. */
-	if (!refused && !m.nerrors && kb_compile(&m, NULL, &c) != 0)
+	if (!refused && !m.nerrors && kb_compile(&m, &env, &c) != 0)
 		refused = 1;
 	if (ctl_machine_output(o)) {
 		struct json_object *doc = json_object_new_object();
