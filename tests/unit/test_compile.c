@@ -750,6 +750,44 @@ static void test_service_import_ref(void **state)
 		      "web.default.svc.fleet.internal", "web.default.svc.clusterset.local");
 }
 
+/*
+ * A parentRef without sectionName reaches every listener of its Gateway, but
+ * only those whose allowedRoutes admit the route get its backends: listener b
+ * admits its own namespace only (the default), and c carries another kind.
+ */
+static void test_allowed_routes_compile(void **state)
+{
+	static const char *yaml =
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: eg, namespace: infra}\n"
+		"spec:\n  addresses: [{value: 198.18.0.10}]\n  listeners:\n"
+		"    - {name: a, protocol: TCP, port: 9001, allowedRoutes: {namespaces: {from: All}}}\n"
+		"    - {name: b, protocol: TCP, port: 9002}\n"
+		"    - {name: c, protocol: TCP, port: 9003, allowedRoutes: {namespaces: {from: All}, kinds: [{kind: UDPRoute}]}}\n"
+		"---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: r, namespace: app}\n"
+		"spec:\n  parentRefs: [{name: eg, namespace: infra}]\n  rules:\n    - backendRefs: [{name: web, port: 80}]\n";
+	struct kb_model m;
+	struct kb_compiled c;
+	size_t with_route = 0;
+
+	compile_yaml(&m, &c, yaml, NULL);
+	assert_int_equal(c.nfes, 3);
+	for (size_t i = 0; i < c.nfes; i++) {
+		const struct kb_cfrontend *fe = &c.fes[i];
+
+		if (fe->port == 9001) {
+			assert_string_equal(fe->route, "TCPRoute app/r");
+			assert_int_equal(fe->nlocs, 1);
+		} else {
+			assert_null(fe->route);
+			assert_int_equal(fe->nlocs, 0);
+		}
+		with_route += fe->route != NULL;
+	}
+	assert_int_equal(with_route, 1);
+	kb_compiled_free(&c);
+	kb_model_free(&m);
+}
+
 static void test_ipv6_udp_and_order(void **state)
 {
 	static const char *yaml =
@@ -1148,6 +1186,7 @@ int main(void)
 		cmocka_unit_test(test_fqdn_resolve),
 		cmocka_unit_test(test_service_ref),
 		cmocka_unit_test(test_service_import_ref),
+		cmocka_unit_test(test_allowed_routes_compile),
 		cmocka_unit_test(test_ipv6_udp_and_order),
 		cmocka_unit_test(test_lb_policy),
 		cmocka_unit_test(test_unix_endpoint),
