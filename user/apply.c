@@ -72,6 +72,7 @@ struct kb_compile_env kb_daemon_compile_env(struct daemon *d)
 		.healthy = env_healthy,
 		.ctx = d,
 		.cluster_domain = d->policy.cluster_domain,
+		.clusterset_domain = d->policy.clusterset_domain,
 		.bridge = d->bridge ? kb_bridge_listener : NULL,
 		.bridge_ctx = d->bridge,
 	};

@@ -61,6 +61,15 @@ static void check_api_version(struct ctx *c, const struct kind_info *ki, const s
 	size_t glen = slash ? (size_t)(slash - s) : 0;
 	bool group_ok;
 
+	if (!*ki->group) {	/* a core kind: "v1", no group */
+		if (slash)
+			mf_err(c, av, "apiVersion", "apiVersion %s does not match kind %s (expected v1)", mf_desc(c, av),
+			       kb_kind_name(k));
+		else if (!valid_version(s))
+			mf_err(c, av, "apiVersion", "apiVersion %s: the version is not an API version (v1, v1beta1, v1alpha2...)",
+			       mf_desc(c, av));
+		return;
+	}
 	group_ok = slash && ((strlen(ki->group) == glen && strncmp(s, ki->group, glen) == 0) ||
 			     (ki->alt_group && strlen(ki->alt_group) == glen && strncmp(s, ki->alt_group, glen) == 0));
 	if (!group_ok) {

@@ -12,6 +12,7 @@ void kb_policy_init(struct kb_policy *p)
 	memset(p, 0, sizeof(*p));
 	p->enable_backend = -1;
 	p->cluster_domain = "cluster.local";
+	p->clusterset_domain = "clusterset.local";
 }
 
 bool kb_object_refused(const struct kb_meta *obj)
@@ -267,6 +268,7 @@ static void judge_gateway(struct vx_ctx *c, struct kb_gateway *g)
 			}
 	}
 #undef GW_REFUSE
+	vx_listener_diags(c, g);
 	if (why)
 		kb_set_condition(m, &g->meta, "Accepted", KB_COND_FALSE, reason, "%s", why);
 	else
@@ -415,6 +417,9 @@ int kb_validate(struct kb_model *m, const struct kb_policy *p)
 		kb_set_condition(m, &m->envoy_gateways[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
 				 "The EnvoyGateway config was accepted; the Backend API is %s",
 				 c.backend_enabled ? "enabled" : "disabled");
+	for (size_t i = 0; i < m->nnamespaces; i++)
+		kb_set_condition(m, &m->namespaces[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
+				 "kbackend reads the Namespace's labels for listeners' allowedRoutes selectors");
 	for (size_t i = 0; i < m->nothers; i++) {
 		struct kb_meta *o = &m->others[i]->meta;
 

@@ -724,6 +724,17 @@ static const struct bad_case bad_cases[] = {
 	{ "apiVersion bad version", "apiVersion: gateway.envoyproxy.io/v1gamma\nkind: Backend\nmetadata: {name: a}\n",
 	  "test.yaml:1:13: Backend default/a: apiVersion: apiVersion \"gateway.envoyproxy.io/v1gamma\": the version is not "
 	  "an API version", true },
+	/* A core kind: its apiVersion is a bare version. */
+	{ "Namespace apiVersion with a group", "apiVersion: x/v1\nkind: Namespace\nmetadata: {name: a}\n",
+	  "test.yaml:1:13: Namespace default/a: apiVersion: apiVersion \"x/v1\" does not match kind Namespace (expected v1)",
+	  true },
+	{ "Namespace label not a string", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels: {team: [a]}\n",
+	  "test.yaml:5:18: Namespace default/a: metadata.labels.team: expected a string, got a list", true },
+	{ "allowedRoutes selector labels not a mapping", "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\n"
+	  "spec:\n  listeners:\n    - name: a\n      port: 80\n      protocol: HTTP\n      allowedRoutes:\n"
+	  "        namespaces: {from: Selector, selector: {matchLabels: [team]}}\n",
+	  "test.yaml:10:62: Gateway default/g: spec.listeners[0].allowedRoutes.namespaces.selector.matchLabels: expected a mapping, got a list",
+	  true },
 	{ "missing metadata", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nspec: {}\n",
 	  "test.yaml:1:1: Backend default/<unnamed>: metadata.name: missing required field \"metadata.name\"" },
 	{ "missing metadata.name", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  namespace: x\n",
