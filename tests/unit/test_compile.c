@@ -733,6 +733,22 @@ static void test_service_ref(void **state)
 	assert_string_equal(seen, "web.default.svc.cluster.local;");
 	kb_compiled_free(&c);
 	kb_model_free(&m);
+
+	/* The Service's own object (and its EndpointSlice) beside the route: read, ignored, still resolved by DNS. */
+	seen[0] = '\0';
+	snprintf(y, sizeof(y), "%s%s---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+		 "spec: {clusterIP: 10.96.0.10, ports: [{port: 8080}]}\n"
+		 "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1}\n"
+		 "addressType: IPv4\nendpoints: [{addresses: [198.51.100.7]}]\nports: [{port: 8080}]\n",
+		 gw_yaml, yaml_r);
+	compile_yaml(&m, &c, y, &env);
+	assert_int_equal(m.nothers, 2);
+	assert_string_equal(seen, "web.default.svc.cluster.local;");
+	fe = only_fe(&c);
+	assert_int_equal(fe->locs[0].npending, 1);
+	assert_string_equal(fe->locs[0].pending[0], "web.default.svc.cluster.local");
+	kb_compiled_free(&c);
+	kb_model_free(&m);
 }
 
 static void test_ipv6_udp_and_order(void **state)
