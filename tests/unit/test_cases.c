@@ -167,25 +167,6 @@ static bool conds_have(const struct kb_condition *c, size_t n, const char *msg, 
 	return hit;
 }
 
-/* Diagnostics of one object (errors only, or all), formatted, for checks and failure messages. */
-static void object_diags(struct kb_model *m, const struct kb_meta *o, bool errors_only, char *buf, size_t len)
-{
-	const char *label = kb_meta_label(m, o);
-	size_t n = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < m->ndiags && n + 2 < len; i++) {
-		if (!m->diags[i].object || strcmp(m->diags[i].object, label) != 0)
-			continue;
-		if (errors_only && m->diags[i].sev != KB_SEV_ERROR)
-			continue;
-		kb_diag_format(&m->diags[i], buf + n, len - n - 1);
-		n = strlen(buf);
-		buf[n++] = '\n';
-		buf[n] = '\0';
-	}
-}
-
 /* Judge every row of `file` under `pol`; returns the number of rows checked. */
 static size_t check_file(const char *dir, const char *file, enum pol pol)
 {
@@ -213,8 +194,8 @@ static size_t check_file(const char *dir, const char *file, enum pol pol)
 		o = find(m, r->kind, r->name);
 		if (!o)
 			fail_msg("%s: no %s %s", path, r->kind, r->name);
-		object_diags(m, o, true, errs, sizeof(errs));
-		object_diags(m, o, false, all, sizeof(all));
+		tu_object_diags(m, o, true, errs, sizeof(errs));
+		tu_object_diags(m, o, false, all, sizeof(all));
 		if (kb_object_refused(o) != (r->v == REFUSE))
 			fail_msg("%s: %s %s: want %s, got %s; diagnostics:\n%s", path, r->kind, r->name,
 				 r->v == REFUSE ? "refused" : "accepted", kb_object_refused(o) ? "refused" : "accepted",
@@ -284,31 +265,11 @@ static void check_dir(const char *dir)
 	assert_true(files >= 20);
 }
 
-/* A directory relative to the repository: the cwd (make, run.sh) or two levels above the binary. */
-static bool find_dir(const char *rel, char *out, size_t len)
-{
-	char exe[PATH_MAX];
-	ssize_t n;
-	struct stat st;
-
-	if (stat(rel, &st) == 0 && S_ISDIR(st.st_mode)) {
-		snprintf(out, len, "%s", rel);
-		return true;
-	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	*strrchr(exe, '/') = '\0';	/* build/tests */
-	snprintf(out, len, "%s/../../%s", exe, rel);
-	return stat(out, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static void test_fixture_cases(void **state)
 {
 	char dir[PATH_MAX];
 
-	if (!find_dir("tests/fixtures/cases", dir, sizeof(dir)))
+	if (!tu_find_dir("tests/fixtures/cases", dir, sizeof(dir)))
 		fail_msg("tests/fixtures/cases not found (run from the repository)");
 	check_dir(dir);
 }
@@ -324,7 +285,7 @@ static void test_shared_cases(void **state)
 
 	if (env && *env)
 		snprintf(dir, sizeof(dir), "%s", env);
-	else if (!find_dir("../shared/cases", dir, sizeof(dir))) {
+	else if (!tu_find_dir("../shared/cases", dir, sizeof(dir))) {
 		if (ci && *ci && strcmp(ci, "false") != 0 && strcmp(ci, "0") != 0)
 			fail_msg("../shared/cases not found, and CI runs every test");
 		skip();
