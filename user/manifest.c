@@ -72,8 +72,8 @@ static void check_api_version(struct ctx *c, const struct kind_info *ki, const s
 	const char *slash = strchr(av->s, '/');
 
 	if (!in_group(av->s, ki->group) && !in_group(av->s, ki->alt_group)) {
-		mf_err(c, av, "apiVersion", "apiVersion %s does not match kind %s (expected %s/<version>)", mf_desc(c, av),
-		       kb_kind_name(k), ki->group);
+		mf_err(c, av, "apiVersion", "apiVersion %s does not match kind %s (expected %s%s)", mf_desc(c, av),
+		       kb_kind_name(k), ki->group, *ki->group ? "/<version>" : "v1");
 		return;
 	}
 	if (!valid_version(slash ? slash + 1 : av->s))

@@ -35,7 +35,7 @@ enum kb_kind {
 	KB_KIND_ENVOY_PROXY,
 	KB_KIND_GATEWAY_CLASS,
 	/*
-	 * Any other kind (Secret, Service, Namespace, an Istio Gateway...): read
+	 * Any other kind (Secret, Service, Deployment, an Istio Gateway...): read
 	 * for its identity and text, kept and stored, never judged beyond
 	 * Accepted=Unknown/Ignored. kb_meta.kind_name says which kind it is.
 	 */
