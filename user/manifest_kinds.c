@@ -636,6 +636,8 @@ static const struct field top_btp[] = { TOP_COMMON, F_SUB("spec", btp_spec), F_A
 static const struct field top_grant[] = { TOP_COMMON, F_SUB("spec", grant_spec), F_ANY("status"), F_END };
 static const struct field top_btls[] = { TOP_COMMON, F_SUB("spec", btls_spec), F_ANY("status"), F_END };
 static const struct field top_other[] = { TOP_COMMON, F_ANY("spec"), F_ANY("status"), F_END };
+/* A kind kbackend does not use: its body (spec, data, rules...) is not read. */
+static const struct field top_foreign[] = { TOP_COMMON, F_REST, F_END };
 
 /* The EnvoyGateway config document has no spec: its fields sit at the top. */
 static const struct field top_envoy_gateway[] = {
@@ -698,4 +700,6 @@ const struct kind_info mf_kinds[KB_KIND__COUNT] = {
 	[KB_KIND_GATEWAY_CLASS] = { "gateway.networking.k8s.io", NULL, sizeof(struct kb_other), top_other, NULL },
 	/* The core group: apiVersion is a bare "v1". */
 	[KB_KIND_NAMESPACE] = { "", NULL, sizeof(struct kb_namespace), top_namespace, NULL },
+	/* No group: any apiVersion is read as written. */
+	[KB_KIND_FOREIGN] = { NULL, NULL, sizeof(struct kb_other), top_foreign, NULL },
 };

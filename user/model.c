@@ -47,18 +47,23 @@ static const char *const api_versions[KB_KIND__COUNT] = {
 /* The apiVersion kbackend writes for a kind it renders or synthesizes. */
 const char *kb_kind_api_version(enum kb_kind k)
 {
-	return (k > 0 && k < KB_KIND__COUNT) ? api_versions[k] : "v1";
+	return (k > 0 && k < KB_KIND__COUNT && api_versions[k]) ? api_versions[k] : "v1";
 }
 
 const char *kb_kind_name(enum kb_kind k)
 {
-	return (k > 0 && k < KB_KIND__COUNT) ? kind_names[k] : "Unknown";
+	return (k > 0 && k < KB_KIND__COUNT && kind_names[k]) ? kind_names[k] : "Unknown";
+}
+
+const char *kb_meta_kind(const struct kb_meta *obj)
+{
+	return obj->kind_name ? obj->kind_name : kb_kind_name(obj->kind);
 }
 
 enum kb_kind kb_kind_from_name(const char *name)
 {
 	for (int k = 1; k < KB_KIND__COUNT; k++)
-		if (name && strcmp(kind_names[k], name) == 0)
+		if (name && kind_names[k] && strcmp(kind_names[k], name) == 0)
 			return (enum kb_kind)k;
 	return KB_KIND_UNKNOWN;
 }
@@ -123,7 +128,7 @@ struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path)
 
 char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj)
 {
-	return kb_sprintf(&m->arena, "%s %s/%s", kb_kind_name(obj->kind), obj->namespace ? obj->namespace : "default",
+	return kb_sprintf(&m->arena, "%s %s/%s", kb_meta_kind(obj), obj->namespace ? obj->namespace : "default",
 			  obj->name ? obj->name : "<unnamed>");
 }
 

@@ -36,6 +36,12 @@ enum kb_kind {
 	KB_KIND_GATEWAY_CLASS,
 	/* Core kinds read for what validate needs of them. */
 	KB_KIND_NAMESPACE,	/* labels, for listeners' allowedRoutes selectors */
+	/*
+	 * Any other kind (Secret, Service, Deployment, an Istio Gateway...): read
+	 * for its identity and text, kept and stored, never judged beyond
+	 * Accepted=Unknown/Ignored. kb_meta.kind_name says which kind it is.
+	 */
+	KB_KIND_FOREIGN,
 	KB_KIND__COUNT,
 };
 
@@ -86,6 +92,7 @@ struct kb_field_loc {
 
 struct kb_meta {
 	enum kb_kind kind;
+	const char *kind_name;	/* the kind as written (arena); NULL: kb_kind_name(kind) */
 	char *api_version;
 	char *name;
 	char *namespace;	/* "default" when absent */
@@ -413,6 +420,9 @@ void kb_model_absorb(struct kb_model *dst, struct kb_model *src);
 /* Location of the field at `path` in obj, or of its nearest recorded ancestor. */
 struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path);
 void kb_meta_add_field(struct kb_model *m, struct kb_meta *obj, const char *path, struct kb_loc loc);
+
+/* The object's kind as written: kb_kind_name(kind) for the kinds kbackend reads, else its own (Secret, ...). */
+const char *kb_meta_kind(const struct kb_meta *obj);
 
 /* "Kind ns/name" into the arena. */
 char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj);

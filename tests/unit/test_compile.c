@@ -741,7 +741,31 @@ static void check_dns_ref(const char *ref, bool import, const char *set_host, co
 
 static void test_service_ref(void **state)
 {
+	char seen[512] = "", y[8192];
+	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen };
+	struct kb_model m;
+	struct kb_compiled c;
+	const struct kb_cfrontend *fe;
+
 	check_dns_ref("{name: web, port: 8080}", false, "web.default.svc.corp.internal", "web.default.svc.cluster.local");
+
+	/* The Service's own object (and its EndpointSlice) beside the route: read, ignored, still resolved by DNS. */
+	snprintf(y, sizeof(y),
+		 "%sapiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: r, namespace: default}\n"
+		 "spec:\n  parentRefs: [{name: eg}]\n  rules:\n    - backendRefs: [{name: web, port: 8080}]\n"
+		 "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+		 "spec: {clusterIP: 10.96.0.10, ports: [{port: 8080}]}\n"
+		 "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1}\n"
+		 "addressType: IPv4\nendpoints: [{addresses: [198.51.100.7]}]\nports: [{port: 8080}]\n",
+		 gw_yaml);
+	compile_yaml(&m, &c, y, &env);
+	assert_int_equal(m.nothers, 2);
+	assert_string_equal(seen, "web.default.svc.cluster.local;");
+	fe = only_fe(&c);
+	assert_int_equal(fe->locs[0].npending, 1);
+	assert_string_equal(fe->locs[0].pending[0], "web.default.svc.cluster.local");
+	kb_compiled_free(&c);
+	kb_model_free(&m);
 }
 
 static void test_service_import_ref(void **state)

@@ -664,6 +664,57 @@ static void test_conditions(void **state)
 }
 
 /*
+ * Kinds kbackend does not use are Accepted=Unknown/Ignored, naming the kind;
+ * they never refuse anything (a Service backendRef beside a Service object
+ * resolves as before; test_compile checks it still goes by DNS), and the
+ * same name under two such kinds is not a duplicate.
+ */
+static void test_ignored_kinds(void **state)
+{
+	static const struct pol on = { 0 };
+	const struct kb_condition *c;
+
+	assert_int_equal(run("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {k: dg==}\n"
+			     "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: v}\n"
+			     "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec: {ports: [{port: 80}]}\n"
+			     "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: HTTPRouteFilter\nmetadata: {name: x}\n"
+			     "spec: {}\n"
+			     "---\n" HR("r") TO_GW "  rules:\n    - backendRefs:\n        - {name: svc, port: 80}\n" GW,
+			     &on),
+			 0);
+	assert_int_equal(cur.nerrors, 0);
+	for (size_t i = 0; i < 4; i++) {
+		static const char *const want[] = {
+			"kbackend does not use Secret (v1): the object is read and ignored",
+			"kbackend does not use ConfigMap (v1): the object is read and ignored",
+			"kbackend does not use Service (v1): the object is read and ignored",
+			"kbackend does not use HTTPRouteFilter (gateway.envoyproxy.io/v1alpha1): the object is read and ignored",
+		};
+
+		c = kb_get_condition(cur.objects[i], "Accepted");
+		assert_non_null(c);
+		assert_int_equal(c->status, KB_COND_UNKNOWN);
+		assert_string_equal(c->reason, "Ignored");
+		assert_string_equal(c->message, want[i]);
+		assert_false(kb_object_refused(cur.objects[i]));
+	}
+	c = parent_cond(cur.objects[4], "default/gw", "ResolvedRefs");
+	assert_non_null(c);
+	assert_int_equal(c->status, KB_COND_TRUE);
+	assert_false(kb_object_refused(cur.objects[4]));
+	kb_model_free(&cur);
+	cur_live = false;
+
+	/* The same kind twice is still a duplicate, as for every kind. */
+	assert_int_equal(run("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n"
+			     "---\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\n", &on),
+			 1);
+	assert_true(some_message(&cur, "duplicate Secret default/x; first defined at test.yaml:1:1"));
+	kb_model_free(&cur);
+	cur_live = false;
+}
+
+/*
  * Symlinks under --unix-dir, on a real directory tree: a linked socket, a
  * linked directory, and a link to a path inside the dir are all refused, and
  * the message names the link; a missing tail and a linked --unix-dir itself
@@ -970,6 +1021,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_bad_inputs, teardown),
 		cmocka_unit_test_teardown(test_good_inputs, teardown),
 		cmocka_unit_test_teardown(test_conditions, teardown),
+		cmocka_unit_test_teardown(test_ignored_kinds, teardown),
 		cmocka_unit_test_teardown(test_unix_symlinks, teardown),
 		cmocka_unit_test(test_parent_helpers),
 		cmocka_unit_test_teardown(test_eg_route_verdicts, teardown),
