@@ -97,7 +97,8 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 fresh_daemon() {
 	topo_kb_stop
 	rm -rf "$TOPO_TMP/state"
-	topo_kb_start "$KB" --enable-backend || fail "the daemon did not start"
+	# 10,000 Backends are 10,000 frontends and 100,000 endpoint pairs: over the defaults (map-memory.sh).
+	topo_kb_start "$KB" --enable-backend --max-frontends 131072 --max-endpoints 131072 || fail "the daemon did not start"
 	[ "$(cat /proc/"$TOPO_KB_PID"/comm 2>/dev/null)" = kbackend ] || fail "pid $TOPO_KB_PID is not the daemon"
 }
 

@@ -52,7 +52,8 @@ static int read_config(struct daemon *d)
 
 enum { OPT_CONFIG = 256, OPT_STATE_DIR, OPT_CGROUP, OPT_BPFFS, OPT_UNIX_DIR, OPT_ALLOW, OPT_SOCKET,
        OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL,
-       OPT_WATCH_DIR, OPT_METRICS_ADDR };
+       OPT_WATCH_DIR, OPT_METRICS_ADDR, OPT_MAX_FRONTENDS, OPT_MAX_SLOTS, OPT_MAX_ENDPOINTS,
+       OPT_MAX_SOCKETS };
 
 static const struct option longopts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -69,10 +70,30 @@ static const struct option longopts[] = {
 	{ "dns-max-ttl", required_argument, NULL, OPT_DNS_MAX_TTL },
 	{ "watch-dir", required_argument, NULL, OPT_WATCH_DIR },
 	{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
+	{ "max-frontends", required_argument, NULL, OPT_MAX_FRONTENDS },
+	{ "max-slots", required_argument, NULL, OPT_MAX_SLOTS },
+	{ "max-endpoints", required_argument, NULL, OPT_MAX_ENDPOINTS },
+	{ "max-tracked-sockets", required_argument, NULL, OPT_MAX_SOCKETS },
 	KB_BRIDGE_LONGOPTS,
 	{ "verbose", no_argument, NULL, 'v' },
 	{ 0 },
 };
+
+/* A --max-* flag: a count from 16 to max, so that a typo cannot ask for a map that does not load or steers nothing. */
+static bool parse_limit(const char *flag, const char *arg, __u32 max, __u32 *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (errno || end == arg || *end || *arg == '-' || v < 16 || v > max) {
+		fprintf(stderr, "kbackend: daemon: --%s %s: expected a count from 16 to %u\n", flag, arg, max);
+		return false;
+	}
+	*out = (__u32)v;
+	return true;
+}
 
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
@@ -140,6 +161,22 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			d->metrics_addr = optarg;
 			break;
 		}
+		case OPT_MAX_FRONTENDS:
+			if (!parse_limit("max-frontends", optarg, KB_MAX_FRONTENDS_LIMIT, &d->dp_opts.max_frontends))
+				goto usage;
+			break;
+		case OPT_MAX_SLOTS:
+			if (!parse_limit("max-slots", optarg, KB_MAX_SLOTS_LIMIT, &d->dp_opts.max_slots))
+				goto usage;
+			break;
+		case OPT_MAX_ENDPOINTS:
+			if (!parse_limit("max-endpoints", optarg, KB_MAX_ENDPOINTS_LIMIT, &d->dp_opts.max_endpoints))
+				goto usage;
+			break;
+		case OPT_MAX_SOCKETS:
+			if (!parse_limit("max-tracked-sockets", optarg, KB_MAX_PEERS_LIMIT, &d->dp_opts.max_sockets))
+				goto usage;
+			break;
 		case 'v':
 			kb_verbosity++;
 			break;
@@ -183,7 +220,6 @@ static void on_health(void *ctx)
 int kb_daemon_main(int argc, char **argv)
 {
 	struct daemon d = { .lfd = -1, .sigfd = -1 };
-	struct kb_dataplane_opts dpo = { 0 };
 	sigset_t mask;
 	int err;
 
@@ -206,8 +242,8 @@ int kb_daemon_main(int argc, char **argv)
 	if (read_config(&d))
 		return 1;
 
-	dpo.bpffs = d.bpffs;
-	dpo.cgroup = d.cgroup;
+	d.dp_opts.bpffs = d.bpffs;
+	d.dp_opts.cgroup = d.cgroup;
 	{
 		struct kb_resolver_opts ro = {
 			.servers = d.dns_servers,
@@ -224,7 +260,7 @@ int kb_daemon_main(int argc, char **argv)
 			return 1;
 		}
 	}
-	err = kb_dataplane_bpf_open(&dpo, &d.dp);
+	err = kb_dataplane_bpf_open(&d.dp_opts, &d.dp);
 	if (err) {
 		kb_resolver_free(d.resolver);
 		return 1;

@@ -87,6 +87,57 @@ static int kb_bpf_endpoint_stats(struct kb_dataplane *dp, const struct kb_cfront
 	return kb_sum_stats(d, d->skel->maps.endpoint_stats, d->eps[i].id, out);
 }
 
+/* Entries in a hash map, counted in batches (one syscall per 1024); ~0 when the map cannot be read. */
+static __u64 kb_count_entries(struct bpf_map *map)
+{
+	size_t ksz = bpf_map__key_size(map), vsz = bpf_map__value_size(map);
+	char *keys = malloc(1024 * ksz), *vals = malloc(1024 * vsz);
+	__u64 in = 0, out = 0, n = 0;
+	int fd = bpf_map__fd(map);
+	bool first = true;
+
+	if (!keys || !vals) {
+		n = ~0ull;
+		goto out;
+	}
+	for (;;) {
+		__u32 count = 1024;
+		int err = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &count, NULL) ? -errno : 0;
+
+		if (err && err != -ENOENT) {
+			n = ~0ull;
+			break;
+		}
+		n += count;
+		if (err)
+			break;
+		in = out;
+		first = false;
+	}
+out:
+	free(keys);
+	free(vals);
+	return n;
+}
+
+static void kb_bpf_usage(struct kb_dataplane *dp, bool sockets, struct kb_dataplane_usage *u)
+{
+	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
+
+	memset(u, 0, sizeof(*u));
+	u->max_frontends = d->fe_ids.max < d->max_frontends ? d->fe_ids.max : d->max_frontends;
+	u->max_slots = d->max_slots;
+	u->max_endpoints = d->max_endpoints;
+	u->max_sockets = d->max_peers;
+	u->max_udp_senders = d->max_udp_senders;
+	u->frontends = d->nfes;
+	for (size_t i = 0; i < d->nfes; i++)
+		u->slots += d->fes[i].val.nslots;
+	u->endpoints = d->neps;
+	u->sockets = sockets ? kb_count_entries(d->skel->maps.sock_peers) : ~0ull;
+	u->udp_senders = sockets ? kb_count_entries(d->skel->maps.udp_replies) : ~0ull;
+}
+
 static void kb_bpf_close(struct kb_dataplane *dp)
 {
 	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
@@ -116,6 +167,8 @@ static const struct kb_dataplane_ops kb_bpf_ops = {
 	.apply = kb_bpf_apply,
 	.frontend_stats = kb_bpf_frontend_stats,
 	.endpoint_stats = kb_bpf_endpoint_stats,
+	.fits = kb_bpf_fits,
+	.usage = kb_bpf_usage,
 	.close = kb_bpf_close,
 };
 
@@ -211,6 +264,94 @@ static int kb_adopt_link(const char *path, struct bpf_program *prog, __u64 cgid,
 	return 1;
 }
 
+/*
+ * The size a map gets from the dataplane's limits, and the flag that sets it
+ * (*flag, when not NULL); 0 for the maps of a fixed size.
+ */
+static __u32 kb_map_size(const struct kb_bpf_dataplane *d, const struct bpf_map *map, const char **flag)
+{
+	const struct sock_addr_bpf *s = d->skel;
+	const char *f = NULL;
+	__u32 max = 0;
+
+	if (map == s->maps.frontends || map == s->maps.frontend_addrs || map == s->maps.frontend_stats ||
+	    map == s->maps.rr_cursors) {
+		f = "--max-frontends";
+		max = d->max_frontends;
+	} else if (map == s->maps.slots) {
+		f = "--max-slots";
+		max = d->max_slots;
+	} else if (map == s->maps.endpoint_stats || map == s->maps.endpoint_outcomes ||
+		   map == s->maps.endpoint_load || map == s->maps.eject_thresholds) {
+		f = "--max-endpoints";
+		max = d->max_endpoints;
+	} else if (map == s->maps.sock_peers) {
+		f = "--max-tracked-sockets";
+		max = d->max_peers;
+	} else if (map == s->maps.udp_replies) {
+		f = "--max-tracked-sockets";
+		max = d->max_peers >> KB_UDP_SENDERS_SHIFT;
+		if (!max)
+			max = 1;
+	}
+	if (flag)
+		*flag = f;
+	return max;
+}
+
+/*
+ * Pinned maps serve connects while the daemon restarts, and the programs hold
+ * them by reference, so their sizes cannot change under them: a restart keeps
+ * the pinned sizes. A --max-* flag that asks for another size is refused
+ * rather than silently ignored, with what to do instead.
+ */
+static int kb_pinned_sizes(struct kb_bpf_dataplane *d, const struct kb_dataplane_opts *opts, const char *pin)
+{
+	const struct sock_addr_bpf *s = d->skel;
+	struct {
+		struct bpf_map *map;
+		__u32 asked, *limit;
+	} group[] = {
+		{ s->maps.frontends, opts->max_frontends, &d->max_frontends },
+		{ s->maps.slots, opts->max_slots, &d->max_slots },
+		{ s->maps.endpoint_stats, opts->max_endpoints, &d->max_endpoints },
+		{ s->maps.sock_peers, opts->max_sockets, &d->max_peers },
+	};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(group) / sizeof(group[0]); i++) {
+		struct bpf_map_info info = { 0 };
+		__u32 len = sizeof(info);
+		const char *flag;
+		int fd, err;
+
+		snprintf(path, sizeof(path), "%s/%s", pin, bpf_map__name(group[i].map));
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		err = bpf_obj_get_info_by_fd(fd, &info, &len) ? -errno : 0;
+		close(fd);
+		if (err)
+			return kb_fail(err, "read", path);
+		if (info.type != bpf_map__type(group[i].map))
+			continue;	/* replaced at open (an older sock_peers) */
+		kb_map_size(d, group[i].map, &flag);
+		if (group[i].asked && group[i].asked != info.max_entries) {
+			kb_err("failed to start with %s %u: the maps pinned under %s were made with %s %u, and pinned "
+			       "maps cannot be resized while they steer; start with %s %u (or without the flag), or "
+			       "run `kbackend unload --bpffs %s` first (connects to frontends are then not steered "
+			       "until this daemon has restored its state)",
+			       flag, group[i].asked, pin, flag, info.max_entries, flag, info.max_entries, pin);
+			return -EEXIST;
+		}
+		if (!group[i].asked && *group[i].limit != info.max_entries)
+			kb_log_info("%s %u: the size of the pinned %s", flag, info.max_entries,
+				    bpf_map__name(group[i].map));
+		*group[i].limit = info.max_entries;
+	}
+	return 0;
+}
+
 int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_dataplane **out)
 {
 	const char *pin = opts->bpffs ? opts->bpffs : KB_PIN_DIR_DEFAULT;
@@ -234,7 +375,7 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 	d->max_frontends = opts->max_frontends ? opts->max_frontends : KB_MAX_FRONTENDS_DEFAULT;
 	d->max_slots = opts->max_slots ? opts->max_slots : KB_MAX_SLOTS_DEFAULT;
 	d->max_endpoints = opts->max_endpoints ? opts->max_endpoints : KB_MAX_ENDPOINTS_DEFAULT;
-	d->max_peers = KB_MAX_PEERS_DEFAULT;
+	d->max_peers = opts->max_sockets ? opts->max_sockets : KB_MAX_PEERS_DEFAULT;
 	d->ncpus = libbpf_num_possible_cpus();
 	if (d->ncpus <= 0) {
 		err = kb_fail(d->ncpus ? d->ncpus : -EINVAL, "count", "possible CPUs");
@@ -268,11 +409,14 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 		goto out_close_cg;
 	}
 
-	/* Sizes: a pinned map keeps its own, so that it can be reused as it is. */
+	err = kb_pinned_sizes(d, opts, pin);
+	if (err)
+		goto out_destroy;
+	/* Sizes: a pinned map keeps its own (and its flags), so that it can be reused as it is. */
 	bpf_object__for_each_map(map, d->skel->obj) {
 		const char *name = bpf_map__name(map);
 		struct bpf_map_info info = { 0 };
-		__u32 len = sizeof(info), max = 0;
+		__u32 len = sizeof(info), max;
 		int fd;
 
 		if (bpf_map__is_internal(map))
@@ -280,7 +424,7 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 		snprintf(path, sizeof(path), "%s/%s", pin, name);
 		fd = bpf_obj_get(path);
 		if (fd >= 0 && map == d->skel->maps.sock_peers && !bpf_obj_get_info_by_fd(fd, &info, &len) &&
-		    (info.type != bpf_map__type(map) || info.map_flags != bpf_map__map_flags(map))) {
+		    info.type != bpf_map__type(map)) {
 			/*
 			 * Pinned by an older kbackend with another kind of map (an
 			 * LRU). libbpf cannot reuse it, and its records only serve
@@ -291,25 +435,19 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 			close(fd);
 			unlink(path);
 			fd = -1;
-			memset(&info, 0, sizeof(info));
 		}
+		memset(&info, 0, sizeof(info));
 		if (fd >= 0) {
-			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
-				max = info.max_entries;
+			/* An older kbackend's maps were all preallocated: keep theirs. */
+			if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+				bpf_map__set_max_entries(map, info.max_entries);
+				bpf_map__set_map_flags(map, info.map_flags);
+			}
 			close(fd);
 			adopted = true;
-		} else if (map == d->skel->maps.frontends || map == d->skel->maps.frontend_stats ||
-			   map == d->skel->maps.rr_cursors || map == d->skel->maps.frontend_addrs) {
-			max = d->max_frontends;
-		} else if (map == d->skel->maps.slots) {
-			max = d->max_slots;
-		} else if (map == d->skel->maps.endpoint_stats) {
-			max = d->max_endpoints;
-		} else if (map == d->skel->maps.sock_peers) {
-			max = d->max_peers;
-		}
-		if (max)
+		} else if ((max = kb_map_size(d, map, NULL))) {
 			bpf_map__set_max_entries(map, max);
+		}
 		/* libbpf reuses a compatible pinned map, or pins the new one at load. */
 		err = bpf_map__set_pin_path(map, path);
 		if (err) {
@@ -320,6 +458,8 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 	d->max_frontends = bpf_map__max_entries(d->skel->maps.frontends);
 	d->max_slots = bpf_map__max_entries(d->skel->maps.slots);
 	d->max_endpoints = bpf_map__max_entries(d->skel->maps.endpoint_stats);
+	d->max_peers = bpf_map__max_entries(d->skel->maps.sock_peers);
+	d->max_udp_senders = bpf_map__max_entries(d->skel->maps.udp_replies);
 	d->fe_ids.max = bpf_map__max_entries(d->skel->maps.frontend_stats);
 	if (d->fe_ids.max > d->max_frontends)
 		d->fe_ids.max = d->max_frontends;
@@ -452,8 +592,10 @@ int kb_dataplane_reuse_pins(struct bpf_object *obj, const char *bpffs)
 		snprintf(path, sizeof(path), "%s/%s", bpffs, bpf_map__name(map));
 		fd = bpf_obj_get(path);
 		if (fd >= 0) {
-			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
 				bpf_map__set_max_entries(map, info.max_entries);
+				bpf_map__set_map_flags(map, info.map_flags);
+			}
 			close(fd);
 		}
 		err = bpf_map__set_pin_path(map, path);

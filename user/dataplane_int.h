@@ -74,7 +74,7 @@ struct kb_bpf_dataplane {
 	struct bpf_link **links;
 	size_t nlinks;
 	int ncpus;
-	__u32 max_frontends, max_slots, max_endpoints, max_peers;
+	__u32 max_frontends, max_slots, max_endpoints, max_peers, max_udp_senders;
 
 	struct kb_fe_state *fes;
 	size_t nfes;
@@ -87,8 +87,9 @@ struct kb_bpf_dataplane {
 
 /* dataplane.c: log "failed to <verb> <object>: ..." and return err as a negative errno (-EIO for 0). */
 
-/* dataplane_apply.c: kb_dataplane_ops.apply for the BPF dataplane. */
+/* dataplane_apply.c: kb_dataplane_ops.apply and .fits for the BPF dataplane. */
 int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c);
+int kb_bpf_fits(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len);
 
 /* dataplane_state.c: the index. */
 int kb_index_init(struct kb_index *ix, size_t n);

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+/* e2e: the map sizes (--max-*): the maps get them, an apply over one is refused whole, and a restart cannot change them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <bpf/bpf.h>
+#include <json-c/json.h>
+
+#include "e2e.h"
+#include "e2e_node.h"
+#include "control.h"
+
+/* The node, its endpoints and the daemon: e2e_node.h. Small limits, so that a few objects reach each. */
+static const char *const LIMITS[] = { "--max-frontends", "16", "--max-slots", "200", "--max-endpoints", "24",
+				      "--max-tracked-sockets", "64", NULL };
+
+/* max_entries of the pinned map name; -1 when it cannot be read. */
+static long pinned_max(const char *name)
+{
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", E.env.bpffs, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -1;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		info.max_entries = 0;
+	close(fd);
+	return info.max_entries ? (long)info.max_entries : -1;
+}
+
+/* status -o json's limits.<key>: its used and max. */
+static void status_limit(const char *key, long *used, long *max)
+{
+	struct json_object *st;
+	int rc;
+
+	st = CLI_JSON(&rc, "status");
+	assert_int_equal(rc, 0);
+	*used = e2e_jint(e2e_jget(e2e_jget(st, "limits"), key), "used");
+	*max = e2e_jint(e2e_jget(e2e_jget(st, "limits"), key), "max");
+	json_object_put(st);
+}
+
+/*
+ * The baseline (route weights w1/w2/0 over e1, e2) plus a Gateway "fan" at
+ * 198.18.0.20 with n TCP listeners, each routed to the Backend "wide" of
+ * nwide endpoints: n more frontends, n * nwide more slots and endpoints.
+ */
+static void yaml_fanout(char *buf, size_t len, int w1, int w2, int n, int nwide)
+{
+	const int w[NEPS] = { w1, w2, 0 };
+	size_t k;
+
+	yaml_all(buf, len, w, NULL);
+	if (!n)
+		return;
+	k = strlen(buf);
+	k += (size_t)snprintf(buf + k, len - k,
+			      "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: wide\n"
+			      "  namespace: default\nspec:\n  endpoints:\n");
+	for (int i = 0; i < nwide; i++)
+		k += (size_t)snprintf(buf + k, len - k, "    - ip:\n        address: 198.51.100.%d\n        port: 8080\n",
+				      100 + i);
+	k += (size_t)snprintf(buf + k, len - k,
+			      "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: fan\n"
+			      "  namespace: default\nspec:\n  gatewayClassName: eg\n  addresses:\n"
+			      "    - type: IPAddress\n      value: 198.18.0.20\n  listeners:\n");
+	for (int i = 0; i < n; i++)
+		k += (size_t)snprintf(buf + k, len - k, "    - name: l%d\n      protocol: TCP\n      port: %d\n", i,
+				      1000 + i);
+	for (int i = 0; i < n; i++)
+		k += (size_t)snprintf(buf + k, len - k,
+				      "---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata:\n"
+				      "  name: fan-%d\n  namespace: default\nspec:\n  parentRefs:\n    - name: fan\n"
+				      "      sectionName: l%d\n  rules:\n    - backendRefs:\n"
+				      "        - group: gateway.envoyproxy.io\n          kind: Backend\n          name: wide\n",
+				      i, i);
+	assert_true(k < len);
+}
+
+/* `apply --replace -f` of that set (the whole state); the reply (caller puts it) and the exit code in *rc. */
+static struct json_object *apply_fanout(int *rc, int w1, int w2, int n, int nwide)
+{
+	static char yaml[131072];
+	char path[PATH_MAX];
+
+	yaml_fanout(yaml, sizeof(yaml), w1, w2, n, nwide);
+	write_yaml(path, sizeof(path), "fanout.yaml", yaml);
+	return CLI_JSON(rc, "apply", "--replace", "-f", path);
+}
+
+/* An apply over a limit: refused with want in its error, and neither the maps nor the daemon's counts moved. */
+static void assert_refused(const char *what, int w1, int w2, int n, int nwide, const char *want)
+{
+	long used0[3], used1[3], max;
+	static const char *const keys[] = { "frontends", "slots", "endpoints" };
+	struct json_object *reply;
+	char *map0, *map1;
+	int rc;
+
+	for (int i = 0; i < 3; i++)
+		status_limit(keys[i], &used0[i], &max);
+	map0 = dump_frontends_map();
+	reply = apply_fanout(&rc, w1, w2, n, nwide);
+	if (rc != 1 || e2e_reply_ok(reply) || !strstr(e2e_jstr(reply, "error"), want))
+		fail_msg("%s: want a refusal saying \"%s\"; exit %d, %s", what, want, rc,
+			 json_object_to_json_string(reply));
+	json_object_put(reply);
+	map1 = dump_frontends_map();
+	if (strcmp(map0, map1))
+		fail_msg("%s: the refused apply changed the maps:\n%s\nthen\n%s", what, map0, map1);
+	free(map0);
+	free(map1);
+	for (int i = 0; i < 3; i++) {
+		status_limit(keys[i], &used1[i], &max);
+		if (used1[i] != used0[i])
+			fail_msg("%s: %s used went from %ld to %ld", what, keys[i], used0[i], used1[i]);
+	}
+	print_message("# %s refused: %s\n", what, want);
+}
+
+/* ---- tests ---- */
+
+/* The flags size the maps; each limit refuses the apply that would pass it, whole; one that reaches it exactly fits. */
+static void test_apply_refused_at_each_limit(void **state)
+{
+	struct json_object *reply;
+	long used, max;
+	char *out = NULL;
+	struct e2e_sum s;
+	int rc;
+
+	NEED_ENV();
+	daemon_ensure();
+	assert_int_equal(pinned_max("frontends"), 16);
+	assert_int_equal(pinned_max("frontend_stats"), 16);
+	assert_int_equal(pinned_max("slots"), 200);
+	assert_int_equal(pinned_max("endpoint_stats"), 24);
+	assert_int_equal(pinned_max("endpoint_load"), 24);
+	assert_int_equal(pinned_max("sock_peers"), 64);
+	assert_int_equal(pinned_max("udp_replies"), 16);
+
+	reply = apply_fanout(&rc, 1, 1, 0, 0);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+	status_limit("frontends", &used, &max);
+	assert_int_equal(used, 1);
+	assert_int_equal(max, 16);
+	status_limit("slots", &used, &max);
+	assert_int_equal(used, 2);
+	assert_int_equal(max, 200);
+	status_limit("trackedSockets", &used, &max);
+	assert_true(used >= 0);
+	assert_int_equal(max, 64);
+
+	/* 1 + 16 frontends; 1/300 is inexact, so 256 slots; 1 + 13 frontends of 2 endpoints: 2 + 26 endpoints. */
+	assert_refused("frontends", 1, 1, 16, 1,
+		       "the applied set needs 17 frontends; the daemon was started with --max-frontends 16");
+	assert_refused("slots", 1, 300, 0, 0,
+		       "the applied set needs 256 slots; the daemon was started with --max-slots 200");
+	assert_refused("endpoints", 1, 1, 13, 2,
+		       "the applied set needs 28 endpoints (frontend and endpoint pairs); the daemon was started with "
+		       "--max-endpoints 24");
+
+	/* Exactly at a limit fits: 2 + 11 * 2 = 24 endpoints. */
+	reply = apply_fanout(&rc, 1, 1, 11, 2);
+	if (rc != 0)
+		fail_msg("24 endpoints with --max-endpoints 24: exit %d, %s", rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+	status_limit("endpoints", &used, &max);
+	assert_int_equal(used, 24);
+	status_limit("frontends", &used, &max);
+	assert_int_equal(used, 12);
+	assert_int_equal(CLI(&out, "status"), 0);
+	if (!strstr(out, "frontends 12/16, slots 24/200, endpoints 24/24"))
+		fail_msg("status does not show the limits and their use:\n%s", out);
+	free(out);
+	s = connect_n(50, false);
+	e2e_assert_no_failure(s);
+
+	reply = apply_fanout(&rc, 1, 1, 0, 0);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+}
+
+/* The log's text from offset on (caller frees). */
+static char *log_since(long off)
+{
+	char *all = e2e_read_text(E.env.log), *out;
+
+	assert_non_null(all);
+	out = strdup(all + ((long)strlen(all) > off ? off : (long)strlen(all)));
+	free(all);
+	return out;
+}
+
+/*
+ * A restart that asks other sizes is refused, naming the flag, the pinned size
+ * and the way out, while the pinned programs go on steering; a restart without
+ * the flags keeps the pinned sizes. Clients connect in a loop throughout.
+ */
+static void test_restart_with_other_limits(void **state)
+{
+	static const char *const bigger[] = { "--max-frontends", "32", "--max-slots", "200", NULL };
+	const char *const *keep = daemon_args;
+	struct json_object *reply;
+	long used, max, off;
+	struct e2e_sum s;
+	char *log;
+	int rc;
+
+	NEED_ENV();
+	daemon_ensure();
+	reply = apply_fanout(&rc, 1, 1, 0, 0);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+	clients_start(2, 0, true);
+	assert_true(clients_reach(2, 50, 10000));
+
+	daemon_kill();
+	log = e2e_read_text(E.env.log);
+	assert_non_null(log);
+	off = (long)strlen(log);
+	free(log);
+	daemon_args = bigger;
+	rc = daemon_start();
+	daemon_args = keep;
+	if (rc == 0)
+		fail_msg("a restart with --max-frontends 32 over maps pinned at 16 was not refused");
+	log = log_since(off);
+	if (!strstr(log, "failed to start with --max-frontends 32: the maps pinned under") ||
+	    !strstr(log, "were made with --max-frontends 16") || !strstr(log, "kbackend unload --bpffs"))
+		fail_msg("the refusal does not name the flag, the sizes and the way out:\n%s", log);
+	print_message("# %s", strstr(log, "kbackend: failed to start") ? strstr(log, "kbackend: failed to start") : log);
+	free(log);
+	assert_int_equal(pinned_max("frontends"), 16);
+
+	/* Without the flags: the pinned sizes. */
+	daemon_args = NULL;
+	rc = daemon_start();
+	daemon_args = keep;
+	assert_int_equal(rc, 0);
+	status_limit("frontends", &used, &max);
+	assert_int_equal(used, 1);
+	assert_int_equal(max, 16);
+	status_limit("endpoints", &used, &max);
+	assert_int_equal(max, 24);
+	daemon_kill();
+	/* And with the same flags again. */
+	assert_int_equal(daemon_start(), 0);
+
+	/* Steering went on through all of it: more answers after the restarts, and not one failure. */
+	assert_true(clients_reach(2, clients_sum(2).total_ok + 50, 10000));
+	assert_int_equal(clients_stop(false), 0);
+	s = clients_sum(2);
+	e2e_assert_no_failure(s);
+	print_message("# %ld connects through the refused restart, none failed\n", s.total_ok);
+}
+
+static int group_setup(void **state)
+{
+	daemon_args = LIMITS;
+	return node_setup("limits", 'l');
+}
+
+/* Interrupted or hung (watchdog): clean up anyway, then fail. */
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_apply_refused_at_each_limit, test_teardown),
+		cmocka_unit_test_teardown(test_restart_with_other_limits, test_teardown),
+	};
+
+	e2e_main_init("test_limits", group_teardown, 300);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
