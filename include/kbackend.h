@@ -23,7 +23,7 @@
  */
 #define KB_MAX_FRONTENDS_DEFAULT (1u << 13)	/* frontends, frontend_addrs, frontend_stats, rr_cursors */
 #define KB_MAX_SLOTS_DEFAULT (1u << 17)		/* slots */
-#define KB_MAX_ENDPOINTS_DEFAULT (1u << 15)	/* endpoint_stats and the per-endpoint health maps */
+#define KB_MAX_ENDPOINTS_DEFAULT (1u << 14)	/* endpoint_stats and the per-endpoint health maps */
 #define KB_MAX_PEERS_DEFAULT (1u << 16)		/* sock_peers: live connected steered sockets */
 #define KB_UDP_SENDERS_SHIFT 2			/* udp_replies holds a quarter of sock_peers: unconnected UDP senders */
 #define KB_MAX_FRONTENDS_LIMIT (1u << 20)

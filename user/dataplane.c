@@ -345,7 +345,7 @@ static int kb_pinned_sizes(struct kb_bpf_dataplane *d, const struct kb_dataplane
 			return -EEXIST;
 		}
 		if (!group[i].asked && *group[i].limit != info.max_entries)
-			kb_log_info("%s %u: the size of the pinned %s", flag, info.max_entries,
+			kb_log_info("using %s %u, the size of the pinned %s map", flag, info.max_entries,
 				    bpf_map__name(group[i].map));
 		*group[i].limit = info.max_entries;
 	}

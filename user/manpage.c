@@ -103,7 +103,7 @@ static const struct opt_doc opts[] = {
 	  "Selection-table slots over all frontends, 16 to 16777216 (default 131072); a frontend with n endpoints "
 	  "of equal weight uses n, uneven weights up to 16384." },
 	{ S_DAEMON, "--max-endpoints", "N",
-	  "Distinct (frontend, endpoint) pairs, 16 to 1048576 (default 32768); also sizes the per-endpoint health "
+	  "Distinct (frontend, endpoint) pairs, 16 to 1048576 (default 16384); also sizes the per-endpoint health "
 	  "maps." },
 	{ S_DAEMON, "--max-tracked-sockets", "N",
 	  "Steered sockets open at once whose frontend getpeername and UDP replies can show, 16 to 4194304 (default "
