@@ -36,18 +36,9 @@ topo_up || fail "could not build the topology"
 topo_kb_start "$KB" --dns-server 127.0.0.1:53 "$@" || fail "the daemon did not start"
 pid=$TOPO_KB_PID
 
-# Sum of memlock over the distinct BPF maps the daemon holds open.
-total=0 seen=" "
-for f in /proc/"$pid"/fdinfo/*; do
-	id=$(sed -n 's/^map_id:[[:space:]]*//p' "$f" 2>/dev/null)
-	[ -n "$id" ] || continue
-	case $seen in *" $id "*) continue ;; esac
-	seen="$seen$id "
-	ml=$(sed -n 's/^memlock:[[:space:]]*//p' "$f" 2>/dev/null)
-	total=$((total + ${ml:-0}))
-done
+total=$(topo_maps_memlock "$pid")
 
-echo "Empty daemon, flags: ${*:-(defaults)}; $(nproc) possible CPUs ($(cat /sys/devices/system/cpu/possible))."
+echo "Empty daemon, flags: ${*:-(defaults)}; $(nproc) CPUs online, possible: $(cat /sys/devices/system/cpu/possible)."
 echo
 echo "| map | type | max_entries | memlock |"
 echo "|---|---|---:|---:|"

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,20 +80,37 @@ static const struct option longopts[] = {
 	{ 0 },
 };
 
-/* A --max-* flag: a count from 16 to max, so that a typo cannot ask for a map that does not load or steers nothing. */
-static bool parse_limit(const char *flag, const char *arg, __u32 max, __u32 *out)
+/*
+ * A --max-* flag (getopt's ch): a count from 16 to its ceiling, so that a
+ * typo cannot ask for a map that does not load or steers nothing.
+ */
+static bool parse_limit(int ch, const char *arg, struct kb_dataplane_opts *o)
 {
+#define LIMIT(opt, flag, max, field) { opt, flag, max, offsetof(struct kb_dataplane_opts, field) }
+	static const struct { int ch; const char *flag; __u32 max; size_t off; } limits[] = {
+		LIMIT(OPT_MAX_FRONTENDS, "max-frontends", KB_MAX_FRONTENDS_LIMIT, max_frontends),
+		LIMIT(OPT_MAX_SLOTS, "max-slots", KB_MAX_SLOTS_LIMIT, max_slots),
+		LIMIT(OPT_MAX_ENDPOINTS, "max-endpoints", KB_MAX_ENDPOINTS_LIMIT, max_endpoints),
+		LIMIT(OPT_MAX_SOCKETS, "max-tracked-sockets", KB_MAX_PEERS_LIMIT, max_sockets),
+	};
+#undef LIMIT
 	unsigned long long v;
 	char *end;
 
-	errno = 0;
-	v = strtoull(arg, &end, 10);
-	if (errno || end == arg || *end || *arg == '-' || v < 16 || v > max) {
-		fprintf(stderr, "kbackend: daemon: --%s %s: expected a count from 16 to %u\n", flag, arg, max);
-		return false;
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		if (limits[i].ch != ch)
+			continue;
+		errno = 0;
+		v = strtoull(arg, &end, 10);
+		if (errno || end == arg || *end || *arg == '-' || v < 16 || v > limits[i].max) {
+			fprintf(stderr, "kbackend: daemon: --%s %s: expected a count from 16 to %u\n", limits[i].flag, arg,
+				limits[i].max);
+			return false;
+		}
+		*(__u32 *)((char *)o + limits[i].off) = (__u32)v;
+		return true;
 	}
-	*out = (__u32)v;
-	return true;
+	return false;
 }
 
 static int parse_args(struct daemon *d, int argc, char **argv)
@@ -162,19 +180,10 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		}
 		case OPT_MAX_FRONTENDS:
-			if (!parse_limit("max-frontends", optarg, KB_MAX_FRONTENDS_LIMIT, &d->dp_opts.max_frontends))
-				goto usage;
-			break;
 		case OPT_MAX_SLOTS:
-			if (!parse_limit("max-slots", optarg, KB_MAX_SLOTS_LIMIT, &d->dp_opts.max_slots))
-				goto usage;
-			break;
 		case OPT_MAX_ENDPOINTS:
-			if (!parse_limit("max-endpoints", optarg, KB_MAX_ENDPOINTS_LIMIT, &d->dp_opts.max_endpoints))
-				goto usage;
-			break;
 		case OPT_MAX_SOCKETS:
-			if (!parse_limit("max-tracked-sockets", optarg, KB_MAX_PEERS_LIMIT, &d->dp_opts.max_sockets))
+			if (!parse_limit(ch, optarg, &d->dp_opts))
 				goto usage;
 			break;
 		case 'v':
