@@ -264,94 +264,6 @@ static int kb_adopt_link(const char *path, struct bpf_program *prog, __u64 cgid,
 	return 1;
 }
 
-/*
- * The size a map gets from the dataplane's limits, and the flag that sets it
- * (*flag, when not NULL); 0 for the maps of a fixed size.
- */
-static __u32 kb_map_size(const struct kb_bpf_dataplane *d, const struct bpf_map *map, const char **flag)
-{
-	const struct sock_addr_bpf *s = d->skel;
-	const char *f = NULL;
-	__u32 max = 0;
-
-	if (map == s->maps.frontends || map == s->maps.frontend_addrs || map == s->maps.frontend_stats ||
-	    map == s->maps.rr_cursors) {
-		f = "--max-frontends";
-		max = d->max_frontends;
-	} else if (map == s->maps.slots) {
-		f = "--max-slots";
-		max = d->max_slots;
-	} else if (map == s->maps.endpoint_stats || map == s->maps.endpoint_outcomes ||
-		   map == s->maps.endpoint_load || map == s->maps.eject_thresholds) {
-		f = "--max-endpoints";
-		max = d->max_endpoints;
-	} else if (map == s->maps.sock_peers) {
-		f = "--max-tracked-sockets";
-		max = d->max_peers;
-	} else if (map == s->maps.udp_replies) {
-		f = "--max-tracked-sockets";
-		max = d->max_peers >> KB_UDP_SENDERS_SHIFT;
-		if (!max)
-			max = 1;
-	}
-	if (flag)
-		*flag = f;
-	return max;
-}
-
-/*
- * Pinned maps serve connects while the daemon restarts, and the programs hold
- * them by reference, so their sizes cannot change under them: a restart keeps
- * the pinned sizes. A --max-* flag that asks for another size is refused
- * rather than silently ignored, with what to do instead.
- */
-static int kb_pinned_sizes(struct kb_bpf_dataplane *d, const struct kb_dataplane_opts *opts, const char *pin)
-{
-	const struct sock_addr_bpf *s = d->skel;
-	struct {
-		struct bpf_map *map;
-		__u32 asked, *limit;
-	} group[] = {
-		{ s->maps.frontends, opts->max_frontends, &d->max_frontends },
-		{ s->maps.slots, opts->max_slots, &d->max_slots },
-		{ s->maps.endpoint_stats, opts->max_endpoints, &d->max_endpoints },
-		{ s->maps.sock_peers, opts->max_sockets, &d->max_peers },
-	};
-	char path[PATH_MAX];
-
-	for (size_t i = 0; i < sizeof(group) / sizeof(group[0]); i++) {
-		struct bpf_map_info info = { 0 };
-		__u32 len = sizeof(info);
-		const char *flag;
-		int fd, err;
-
-		snprintf(path, sizeof(path), "%s/%s", pin, bpf_map__name(group[i].map));
-		fd = bpf_obj_get(path);
-		if (fd < 0)
-			continue;
-		err = bpf_obj_get_info_by_fd(fd, &info, &len) ? -errno : 0;
-		close(fd);
-		if (err)
-			return kb_fail(err, "read", path);
-		if (info.type != bpf_map__type(group[i].map))
-			continue;	/* replaced at open (an older sock_peers) */
-		kb_map_size(d, group[i].map, &flag);
-		if (group[i].asked && group[i].asked != info.max_entries) {
-			kb_err("failed to start with %s %u: the maps pinned under %s were made with %s %u, and pinned "
-			       "maps cannot be resized while they steer; start with %s %u (or without the flag), or "
-			       "run `kbackend unload --bpffs %s` first (connects to frontends are then not steered "
-			       "until this daemon has restored its state)",
-			       flag, group[i].asked, pin, flag, info.max_entries, flag, info.max_entries, pin);
-			return -EEXIST;
-		}
-		if (!group[i].asked && *group[i].limit != info.max_entries)
-			kb_log_info("using %s %u, the size of the pinned %s map", flag, info.max_entries,
-				    bpf_map__name(group[i].map));
-		*group[i].limit = info.max_entries;
-	}
-	return 0;
-}
-
 int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_dataplane **out)
 {
 	const char *pin = opts->bpffs ? opts->bpffs : KB_PIN_DIR_DEFAULT;
@@ -437,6 +349,13 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 			fd = -1;
 		}
 		memset(&info, 0, sizeof(info));
+		if (fd >= 0 && kb_map_resized(d, map)) {
+			/* Grown (kb_pinned_sizes): a fresh map, filled from the pin and pinned in its place after the swap. */
+			close(fd);
+			bpf_map__set_max_entries(map, kb_map_size(d, map, NULL));
+			adopted = true;
+			continue;
+		}
 		if (fd >= 0) {
 			/* An older kbackend's maps were all preallocated: keep theirs. */
 			if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
@@ -471,6 +390,9 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 		goto out_destroy;
 	}
 
+	err = kb_resize_copy(d, pin);
+	if (err)
+		goto out_destroy;
 	if (adopted) {
 		err = kb_adopt_state(d);
 		if (err) {
@@ -514,6 +436,10 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 		}
 		d->links[d->nlinks++] = link;
 	}
+	/* Every link now runs programs that use the grown maps: they take the old ones' pins. */
+	err = kb_resize_repin(d, pin);
+	if (err)
+		goto out_destroy;
 	close(cgfd);
 	kb_log_debug("sock_addr programs %s on %s, pinned under %s", adopted ? "adopted" : "attached",
 		     opts->cgroup, pin);

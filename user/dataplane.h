@@ -13,8 +13,9 @@ struct kb_dataplane_opts {
 	const char *cgroup;	/* cgroup v2 directory to attach sock_addr/sockops programs to */
 	/*
 	 * Map sizes (the daemon's --max-* flags); 0: the default (KB_MAX_*_DEFAULT),
-	 * or the size of the pinned maps when there are any. A size given here that
-	 * differs from the pinned map's is refused: see kb_dataplane_bpf_open.
+	 * or the size of the pinned maps when there are any. A larger size than the
+	 * pinned map's grows it while it steers; a smaller one, or another
+	 * max_sockets, is refused (user/dataplane_resize.c).
 	 */
 	__u32 max_frontends;	/* frontends, frontend_addrs, frontend_stats, rr_cursors */
 	__u32 max_slots;	/* slots */

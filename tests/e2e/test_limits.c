@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-/* e2e: the map sizes (--max-*): the maps get them, an apply over one is refused whole, and a restart cannot change them. */
+/* e2e: the map sizes (--max-*): the maps get them, an apply over one is refused whole, a restart grows them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -189,30 +189,45 @@ static void test_apply_refused_at_each_limit(void **state)
 	json_object_put(reply);
 }
 
-/* The log's text from offset on (caller frees). */
-static char *log_since(long off)
+/* Start the daemon with flags (NULL-terminated) after killing it: 0 when it serves; the log's new text in *log (caller frees). */
+static int restart_with(const char *const *flags, char **log)
 {
-	char *all = e2e_read_text(E.env.log), *out;
+	const char *const *keep = daemon_args;
+	char *all;
+	long off;
+	int rc;
 
+	daemon_kill();
+	all = e2e_read_text(E.env.log);
 	assert_non_null(all);
-	out = strdup(all + ((long)strlen(all) > off ? off : (long)strlen(all)));
+	off = (long)strlen(all);
 	free(all);
-	return out;
+	daemon_args = flags;
+	rc = daemon_start();
+	daemon_args = keep;
+	all = e2e_read_text(E.env.log);
+	assert_non_null(all);
+	*log = strdup(all + ((long)strlen(all) > off ? off : (long)strlen(all)));
+	free(all);
+	return rc;
 }
 
 /*
- * A restart that asks other sizes is refused, naming the flag, the pinned size
- * and the way out, while the pinned programs go on steering; a restart without
- * the flags keeps the pinned sizes. Clients connect in a loop throughout.
+ * A restart with larger --max-frontends, --max-slots and --max-endpoints
+ * grows the pinned maps: new maps, filled from the pinned ones, and the links
+ * moved to programs that use them, while clients connect in a loop (checking
+ * getpeername too) and not one connect fails. Shrinking, and any change of
+ * --max-tracked-sockets, is refused with the flag, the sizes and the way out.
  */
 static void test_restart_with_other_limits(void **state)
 {
-	static const char *const bigger[] = { "--max-frontends", "32", "--max-slots", "200", NULL };
-	const char *const *keep = daemon_args;
+	static const char *const bigger[] = { "--max-frontends", "32", "--max-slots", "400", "--max-endpoints", "48",
+					      NULL };
+	static const char *const sockets[] = { "--max-tracked-sockets", "128", NULL };
 	struct json_object *reply;
-	long used, max, off;
+	char *log, *map0, *map1;
+	long used, max;
 	struct e2e_sum s;
-	char *log;
 	int rc;
 
 	NEED_ENV();
@@ -220,47 +235,77 @@ static void test_restart_with_other_limits(void **state)
 	reply = apply_fanout(&rc, 1, 1, 0, 0);
 	assert_int_equal(rc, 0);
 	json_object_put(reply);
+	map0 = dump_frontends_map();
 	clients_start(2, 0, true);
 	assert_true(clients_reach(2, 50, 10000));
 
-	daemon_kill();
-	log = e2e_read_text(E.env.log);
-	assert_non_null(log);
-	off = (long)strlen(log);
+	/* Grow. */
+	if (restart_with(bigger, &log)) {
+		dump_log();
+		fail_msg("a restart with larger limits did not start:\n%s", log);
+	}
 	free(log);
-	daemon_args = bigger;
-	rc = daemon_start();
-	daemon_args = keep;
-	if (rc == 0)
-		fail_msg("a restart with --max-frontends 32 over maps pinned at 16 was not refused");
-	log = log_since(off);
-	if (!strstr(log, "failed to start with --max-frontends 32: the maps pinned under") ||
-	    !strstr(log, "were made with --max-frontends 16") || !strstr(log, "kbackend unload --bpffs"))
-		fail_msg("the refusal does not name the flag, the sizes and the way out:\n%s", log);
-	print_message("# %s", strstr(log, "kbackend: failed to start") ? strstr(log, "kbackend: failed to start") : log);
-	free(log);
-	assert_int_equal(pinned_max("frontends"), 16);
-
-	/* Without the flags: the pinned sizes. */
-	daemon_args = NULL;
-	rc = daemon_start();
-	daemon_args = keep;
-	assert_int_equal(rc, 0);
+	assert_int_equal(pinned_max("frontends"), 32);
+	assert_int_equal(pinned_max("frontend_addrs"), 32);
+	assert_int_equal(pinned_max("frontend_stats"), 32);
+	assert_int_equal(pinned_max("rr_cursors"), 32);
+	assert_int_equal(pinned_max("slots"), 400);
+	assert_int_equal(pinned_max("endpoint_stats"), 48);
+	assert_int_equal(pinned_max("endpoint_load"), 48);
+	assert_int_equal(pinned_max("endpoint_outcomes"), 48);
+	assert_int_equal(pinned_max("sock_peers"), 64);
+	map1 = dump_frontends_map();
+	if (strcmp(map0, map1))
+		fail_msg("the grown maps do not hold what the pinned ones held:\n%s\nthen\n%s", map0, map1);
+	free(map0);
+	free(map1);
 	status_limit("frontends", &used, &max);
 	assert_int_equal(used, 1);
-	assert_int_equal(max, 16);
+	assert_int_equal(max, 32);
 	status_limit("endpoints", &used, &max);
-	assert_int_equal(max, 24);
-	daemon_kill();
-	/* And with the same flags again. */
-	assert_int_equal(daemon_start(), 0);
+	assert_int_equal(used, 2);
+	assert_int_equal(max, 48);
+	assert_true(clients_reach(2, clients_sum(2).total_ok + 50, 10000));
+	print_message("# grown to --max-frontends 32 --max-slots 400 --max-endpoints 48 with clients connecting\n");
+
+	/* Shrink: refused; the pinned programs go on steering. */
+	if (!restart_with(LIMITS, &log))
+		fail_msg("a restart with --max-frontends 16 over maps pinned at 32 was not refused");
+	if (!strstr(log, "failed to start with --max-frontends 16: the maps pinned under") ||
+	    !strstr(log, "were made with --max-frontends 32") || !strstr(log, "not shrink") ||
+	    !strstr(log, "kbackend unload --bpffs"))
+		fail_msg("the refusal does not name the flag, the sizes and the way out:\n%s", log);
+	print_message("# %s", strstr(log, "kbackend: failed to start"));
+	free(log);
+	/* Tracked sockets: refused either way. */
+	if (!restart_with(sockets, &log))
+		fail_msg("a restart with --max-tracked-sockets 128 over sock_peers pinned at 64 was not refused");
+	if (!strstr(log, "failed to start with --max-tracked-sockets 128") ||
+	    !strstr(log, "were made with --max-tracked-sockets 64"))
+		fail_msg("the refusal does not name the flag and the sizes:\n%s", log);
+	free(log);
+	assert_int_equal(pinned_max("frontends"), 32);
+	assert_int_equal(pinned_max("sock_peers"), 64);
+
+	/* Without the flags: the pinned sizes; and the grown maps take a larger apply. */
+	assert_int_equal(restart_with(NULL, &log), 0);
+	free(log);
+	status_limit("frontends", &used, &max);
+	assert_int_equal(max, 32);
+	reply = apply_fanout(&rc, 1, 1, 20, 1);
+	if (rc != 0)
+		fail_msg("21 frontends with --max-frontends 32: exit %d, %s", rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+	status_limit("frontends", &used, &max);
+	assert_int_equal(used, 21);
 
 	/* Steering went on through all of it: more answers after the restarts, and not one failure. */
 	assert_true(clients_reach(2, clients_sum(2).total_ok + 50, 10000));
 	assert_int_equal(clients_stop(false), 0);
 	s = clients_sum(2);
 	e2e_assert_no_failure(s);
-	print_message("# %ld connects through the refused restart, none failed\n", s.total_ok);
+	print_message("# %ld connects (getpeername checked) through the grow and the refused restarts, none failed\n",
+		      s.total_ok);
 }
 
 static int group_setup(void **state)
