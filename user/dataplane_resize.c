@@ -137,24 +137,17 @@ static size_t kb_value_bytes(const struct kb_bpf_dataplane *d, const struct bpf_
 	return v;
 }
 
-/*
- * Every entry of the map at fd into map. Only the daemon writes these maps'
- * entries, except counters (stats, rr_cursors, endpoint_load and outcomes),
- * which lose what the old programs count between this copy and the link
- * update: a few connects' worth, once per resize.
- */
-static int kb_copy_entries(const struct kb_bpf_dataplane *d, int fd, struct bpf_map *map)
+/* One entry a call: the fallback where the kernel has no batch calls for the map type. */
+static int kb_copy_each(int fd, int to, size_t ksz, size_t vsz)
 {
-	size_t ksz = bpf_map__key_size(map), vsz = kb_value_bytes(d, map);
 	char *key = malloc(ksz), *prev = malloc(ksz), *val = malloc(vsz);
-	int to = bpf_map__fd(map), err = 0;
 	bool first = true;
+	int err = 0;
 
 	if (!key || !prev || !val) {
 		err = -ENOMEM;
 		goto out;
 	}
-	/* One entry a call: the kernel's batch calls differ by map type, and this runs once, at a resize. */
 	while (!bpf_map_get_next_key(fd, first ? NULL : prev, key)) {
 		memcpy(prev, key, ksz);
 		first = false;
@@ -169,6 +162,47 @@ out:
 	free(key);
 	free(prev);
 	free(val);
+	return err;
+}
+
+/*
+ * Every entry of the map at fd into map, 4096 a call. Only the daemon writes
+ * these maps' entries, except counters (stats, rr_cursors, endpoint_load and
+ * outcomes), which lose what the old programs count between this copy and the
+ * link update: a few connects' worth, once per resize.
+ */
+static int kb_copy_entries(const struct kb_bpf_dataplane *d, int fd, struct bpf_map *map)
+{
+	size_t ksz = bpf_map__key_size(map), vsz = kb_value_bytes(d, map);
+	char *keys = malloc(4096 * ksz), *vals = malloc(4096 * vsz);
+	int to = bpf_map__fd(map), err = 0;
+	__u64 in = 0, out = 0;	/* batch positions: a __u32 for arrays and hashes */
+	bool first = true;
+
+	if (!keys || !vals) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		__u32 count = 4096;
+		int end = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &count, NULL) ? -errno : 0;
+
+		if (end && end != -ENOENT) {
+			err = first ? kb_copy_each(fd, to, ksz, vsz) : end;
+			break;
+		}
+		if (count && bpf_map_update_batch(to, keys, vals, &count, NULL)) {
+			err = -errno;
+			break;
+		}
+		if (end)
+			break;
+		in = out;
+		first = false;
+	}
+out:
+	free(keys);
+	free(vals);
 	return err;
 }
 
