@@ -87,36 +87,19 @@ static int kb_bpf_endpoint_stats(struct kb_dataplane *dp, const struct kb_cfront
 	return kb_sum_stats(d, d->skel->maps.endpoint_stats, d->eps[i].id, out);
 }
 
-/* Entries in a hash map, counted in batches (one syscall per 1024); ~0 when the map cannot be read. */
+static int kb_count_chunk(void *ctx, void *keys, void *vals, __u32 n)
+{
+	*(__u64 *)ctx += n;
+	return 0;
+}
+
+/* Entries in a hash map, counted KB_BATCH a call; ~0 when the map cannot be read. */
 static __u64 kb_count_entries(struct bpf_map *map)
 {
-	size_t ksz = bpf_map__key_size(map), vsz = bpf_map__value_size(map);
-	char *keys = malloc(1024 * ksz), *vals = malloc(1024 * vsz);
-	__u64 in = 0, out = 0, n = 0;
-	int fd = bpf_map__fd(map);
-	bool first = true;
+	__u64 n = 0;
 
-	if (!keys || !vals) {
-		n = ~0ull;
-		goto out;
-	}
-	for (;;) {
-		__u32 count = 1024;
-		int err = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &count, NULL) ? -errno : 0;
-
-		if (err && err != -ENOENT) {
-			n = ~0ull;
-			break;
-		}
-		n += count;
-		if (err)
-			break;
-		in = out;
-		first = false;
-	}
-out:
-	free(keys);
-	free(vals);
+	if (kb_map_batches(bpf_map__fd(map), bpf_map__key_size(map), bpf_map__value_size(map), kb_count_chunk, &n))
+		return ~0ull;
 	return n;
 }
 

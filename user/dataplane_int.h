@@ -103,6 +103,14 @@ int kb_pinned_sizes(struct kb_bpf_dataplane *d, const struct kb_dataplane_opts *
 int kb_resize_copy(struct kb_bpf_dataplane *d, const char *pin);
 /* Pin the grown maps in place of the old ones. */
 int kb_resize_repin(struct kb_bpf_dataplane *d, const char *pin);
+/*
+ * Walk the map at fd KB_BATCH entries a call (bpf_map_lookup_batch), calling
+ * chunk on each batch of keys and values (vsz: per-CPU values included).
+ * 0, chunk's error, or the kernel's (-EINVAL etc. when it has no batch calls).
+ */
+#define KB_BATCH 4096
+int kb_map_batches(int fd, size_t ksz, size_t vsz, int (*chunk)(void *ctx, void *keys, void *vals, __u32 n),
+		   void *ctx);
 
 /* dataplane_apply.c: kb_dataplane_ops.apply and .fits for the BPF dataplane. */
 int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c);

@@ -12,6 +12,10 @@
 #include "dataplane_int.h"
 #include "util.h"
 
+#ifndef ENOTSUPP
+#define ENOTSUPP 524	/* the kernel's, which libc does not name */
+#endif
+
 static const char *const kb_limit_flag[] = { "--max-frontends", "--max-slots", "--max-endpoints",
 					     "--max-tracked-sockets" };
 
@@ -165,36 +169,28 @@ out:
 	return err;
 }
 
-/*
- * Every entry of the map at fd into map, 4096 a call. Only the daemon writes
- * these maps' entries, except counters (stats, rr_cursors, endpoint_load and
- * outcomes), which lose what the old programs count between this copy and the
- * link update: a few connects' worth, once per resize.
- */
-static int kb_copy_entries(const struct kb_bpf_dataplane *d, int fd, struct bpf_map *map)
+int kb_map_batches(int fd, size_t ksz, size_t vsz, int (*chunk)(void *ctx, void *keys, void *vals, __u32 n),
+		   void *ctx)
 {
-	size_t ksz = bpf_map__key_size(map), vsz = kb_value_bytes(d, map);
-	char *keys = malloc(4096 * ksz), *vals = malloc(4096 * vsz);
-	int to = bpf_map__fd(map), err = 0;
+	char *keys = malloc(KB_BATCH * ksz), *vals = malloc(KB_BATCH * vsz);
 	__u64 in = 0, out = 0;	/* batch positions: a __u32 for arrays and hashes */
 	bool first = true;
+	int err = 0;
 
 	if (!keys || !vals) {
 		err = -ENOMEM;
 		goto out;
 	}
 	for (;;) {
-		__u32 count = 4096;
+		__u32 count = KB_BATCH;
 		int end = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &count, NULL) ? -errno : 0;
 
 		if (end && end != -ENOENT) {
-			err = first ? kb_copy_each(fd, to, ksz, vsz) : end;
+			err = end;
 			break;
 		}
-		if (count && bpf_map_update_batch(to, keys, vals, &count, NULL)) {
-			err = -errno;
+		if (count && (err = chunk(ctx, keys, vals, count)))
 			break;
-		}
 		if (end)
 			break;
 		in = out;
@@ -204,6 +200,27 @@ out:
 	free(keys);
 	free(vals);
 	return err;
+}
+
+static int kb_update_chunk(void *ctx, void *keys, void *vals, __u32 n)
+{
+	return bpf_map_update_batch(*(int *)ctx, keys, vals, &n, NULL) ? -errno : 0;
+}
+
+/*
+ * Every entry of the map at fd into map. Only the daemon writes these maps'
+ * entries, except counters (stats, rr_cursors, endpoint_load and outcomes),
+ * which lose what the old programs count between this copy and the link
+ * update: a few connects' worth, once per resize.
+ */
+static int kb_copy_entries(const struct kb_bpf_dataplane *d, int fd, struct bpf_map *map)
+{
+	size_t ksz = bpf_map__key_size(map), vsz = kb_value_bytes(d, map);
+	int to = bpf_map__fd(map);
+	int err = kb_map_batches(fd, ksz, vsz, kb_update_chunk, &to);
+
+	/* No batch calls for this map type (before 5.6): one entry a call. */
+	return err == -EINVAL || err == -EOPNOTSUPP || err == -ENOTSUPP ? kb_copy_each(fd, to, ksz, vsz) : err;
 }
 
 int kb_resize_copy(struct kb_bpf_dataplane *d, const char *pin)

@@ -34,6 +34,19 @@ static long pinned_max(const char *name)
 	return info.max_entries ? (long)info.max_entries : -1;
 }
 
+/* Every pinned map named (NULL-terminated) has max_entries max. */
+static void assert_pinned(long max, ...)
+{
+	const char *name;
+	va_list ap;
+
+	va_start(ap, max);
+	while ((name = va_arg(ap, const char *)))
+		if (pinned_max(name) != max)
+			fail_msg("pinned %s holds %ld entries, not %ld", name, pinned_max(name), max);
+	va_end(ap);
+}
+
 /* status -o json's limits.<key>: its used and max. */
 static void status_limit(const char *key, long *used, long *max)
 {
@@ -45,6 +58,16 @@ static void status_limit(const char *key, long *used, long *max)
 	*used = e2e_jint(e2e_jget(e2e_jget(st, "limits"), key), "used");
 	*max = e2e_jint(e2e_jget(e2e_jget(st, "limits"), key), "max");
 	json_object_put(st);
+}
+
+/* status -o json's limits.<key> has this use and size (-1: not checked). */
+static void assert_limit(const char *key, long want_used, long want_max)
+{
+	long used, max;
+
+	status_limit(key, &used, &max);
+	if ((want_used >= 0 && used != want_used) || (want_max >= 0 && max != want_max))
+		fail_msg("status limits.%s: used %ld, max %ld; want %ld, %ld", key, used, max, want_used, want_max);
 }
 
 /*
@@ -95,6 +118,18 @@ static struct json_object *apply_fanout(int *rc, int w1, int w2, int n, int nwid
 	return CLI_JSON(rc, "apply", "--replace", "-f", path);
 }
 
+/* The same, which must be accepted. */
+static void apply_ok(int w1, int w2, int n, int nwide)
+{
+	struct json_object *reply;
+	int rc;
+
+	reply = apply_fanout(&rc, w1, w2, n, nwide);
+	if (rc != 0)
+		fail_msg("apply of %d fan-out frontends: exit %d, %s", n, rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+}
+
 /* An apply over a limit: refused with want in its error, and neither the maps nor the daemon's counts moved. */
 static void assert_refused(const char *what, int w1, int w2, int n, int nwide, const char *want)
 {
@@ -130,34 +165,21 @@ static void assert_refused(const char *what, int w1, int w2, int n, int nwide, c
 /* The flags size the maps; each limit refuses the apply that would pass it, whole; one that reaches it exactly fits. */
 static void test_apply_refused_at_each_limit(void **state)
 {
-	struct json_object *reply;
-	long used, max;
 	char *out = NULL;
 	struct e2e_sum s;
-	int rc;
 
 	NEED_ENV();
 	daemon_ensure();
-	assert_int_equal(pinned_max("frontends"), 16);
-	assert_int_equal(pinned_max("frontend_stats"), 16);
-	assert_int_equal(pinned_max("slots"), 200);
-	assert_int_equal(pinned_max("endpoint_stats"), 24);
-	assert_int_equal(pinned_max("endpoint_load"), 24);
-	assert_int_equal(pinned_max("sock_peers"), 64);
-	assert_int_equal(pinned_max("udp_replies"), 16);
+	assert_pinned(16, "frontends", "frontend_stats", NULL);
+	assert_pinned(200, "slots", NULL);
+	assert_pinned(24, "endpoint_stats", "endpoint_load", NULL);
+	assert_pinned(64, "sock_peers", NULL);
+	assert_pinned(16, "udp_replies", NULL);
 
-	reply = apply_fanout(&rc, 1, 1, 0, 0);
-	assert_int_equal(rc, 0);
-	json_object_put(reply);
-	status_limit("frontends", &used, &max);
-	assert_int_equal(used, 1);
-	assert_int_equal(max, 16);
-	status_limit("slots", &used, &max);
-	assert_int_equal(used, 2);
-	assert_int_equal(max, 200);
-	status_limit("trackedSockets", &used, &max);
-	assert_true(used >= 0);
-	assert_int_equal(max, 64);
+	apply_ok(1, 1, 0, 0);
+	assert_limit("frontends", 1, 16);
+	assert_limit("slots", 2, 200);
+	assert_limit("trackedSockets", -1, 64);
 
 	/* 1 + 16 frontends; 1/300 is inexact, so 256 slots; 1 + 13 frontends of 2 endpoints: 2 + 26 endpoints. */
 	assert_refused("frontends", 1, 1, 16, 1,
@@ -169,14 +191,9 @@ static void test_apply_refused_at_each_limit(void **state)
 		       "--max-endpoints 24");
 
 	/* Exactly at a limit fits: 2 + 11 * 2 = 24 endpoints. */
-	reply = apply_fanout(&rc, 1, 1, 11, 2);
-	if (rc != 0)
-		fail_msg("24 endpoints with --max-endpoints 24: exit %d, %s", rc, json_object_to_json_string(reply));
-	json_object_put(reply);
-	status_limit("endpoints", &used, &max);
-	assert_int_equal(used, 24);
-	status_limit("frontends", &used, &max);
-	assert_int_equal(used, 12);
+	apply_ok(1, 1, 11, 2);
+	assert_limit("endpoints", 24, -1);
+	assert_limit("frontends", 12, -1);
 	assert_int_equal(CLI(&out, "status"), 0);
 	if (!strstr(out, "frontends 12/16, slots 24/200, endpoints 24/24"))
 		fail_msg("status does not show the limits and their use:\n%s", out);
@@ -184,9 +201,7 @@ static void test_apply_refused_at_each_limit(void **state)
 	s = connect_n(50, false);
 	e2e_assert_no_failure(s);
 
-	reply = apply_fanout(&rc, 1, 1, 0, 0);
-	assert_int_equal(rc, 0);
-	json_object_put(reply);
+	apply_ok(1, 1, 0, 0);
 }
 
 /* Start the daemon with flags (NULL-terminated) after killing it: 0 when it serves; the log's new text in *log (caller frees). */
@@ -224,17 +239,12 @@ static void test_restart_with_other_limits(void **state)
 	static const char *const bigger[] = { "--max-frontends", "32", "--max-slots", "400", "--max-endpoints", "48",
 					      NULL };
 	static const char *const sockets[] = { "--max-tracked-sockets", "128", NULL };
-	struct json_object *reply;
 	char *log, *map0, *map1;
-	long used, max;
 	struct e2e_sum s;
-	int rc;
 
 	NEED_ENV();
 	daemon_ensure();
-	reply = apply_fanout(&rc, 1, 1, 0, 0);
-	assert_int_equal(rc, 0);
-	json_object_put(reply);
+	apply_ok(1, 1, 0, 0);
 	map0 = dump_frontends_map();
 	clients_start(2, 0, true);
 	assert_true(clients_reach(2, 50, 10000));
@@ -245,26 +255,17 @@ static void test_restart_with_other_limits(void **state)
 		fail_msg("a restart with larger limits did not start:\n%s", log);
 	}
 	free(log);
-	assert_int_equal(pinned_max("frontends"), 32);
-	assert_int_equal(pinned_max("frontend_addrs"), 32);
-	assert_int_equal(pinned_max("frontend_stats"), 32);
-	assert_int_equal(pinned_max("rr_cursors"), 32);
-	assert_int_equal(pinned_max("slots"), 400);
-	assert_int_equal(pinned_max("endpoint_stats"), 48);
-	assert_int_equal(pinned_max("endpoint_load"), 48);
-	assert_int_equal(pinned_max("endpoint_outcomes"), 48);
-	assert_int_equal(pinned_max("sock_peers"), 64);
+	assert_pinned(32, "frontends", "frontend_addrs", "frontend_stats", "rr_cursors", NULL);
+	assert_pinned(400, "slots", NULL);
+	assert_pinned(48, "endpoint_stats", "endpoint_load", "endpoint_outcomes", NULL);
+	assert_pinned(64, "sock_peers", NULL);
 	map1 = dump_frontends_map();
 	if (strcmp(map0, map1))
 		fail_msg("the grown maps do not hold what the pinned ones held:\n%s\nthen\n%s", map0, map1);
 	free(map0);
 	free(map1);
-	status_limit("frontends", &used, &max);
-	assert_int_equal(used, 1);
-	assert_int_equal(max, 32);
-	status_limit("endpoints", &used, &max);
-	assert_int_equal(used, 2);
-	assert_int_equal(max, 48);
+	assert_limit("frontends", 1, 32);
+	assert_limit("endpoints", 2, 48);
 	assert_true(clients_reach(2, clients_sum(2).total_ok + 50, 10000));
 	print_message("# grown to --max-frontends 32 --max-slots 400 --max-endpoints 48 with clients connecting\n");
 
@@ -284,20 +285,15 @@ static void test_restart_with_other_limits(void **state)
 	    !strstr(log, "were made with --max-tracked-sockets 64"))
 		fail_msg("the refusal does not name the flag and the sizes:\n%s", log);
 	free(log);
-	assert_int_equal(pinned_max("frontends"), 32);
-	assert_int_equal(pinned_max("sock_peers"), 64);
+	assert_pinned(32, "frontends", NULL);
+	assert_pinned(64, "sock_peers", NULL);
 
 	/* Without the flags: the pinned sizes; and the grown maps take a larger apply. */
 	assert_int_equal(restart_with(NULL, &log), 0);
 	free(log);
-	status_limit("frontends", &used, &max);
-	assert_int_equal(max, 32);
-	reply = apply_fanout(&rc, 1, 1, 20, 1);
-	if (rc != 0)
-		fail_msg("21 frontends with --max-frontends 32: exit %d, %s", rc, json_object_to_json_string(reply));
-	json_object_put(reply);
-	status_limit("frontends", &used, &max);
-	assert_int_equal(used, 21);
+	assert_limit("frontends", -1, 32);
+	apply_ok(1, 1, 20, 1);
+	assert_limit("frontends", 21, -1);
 
 	/* Steering went on through all of it: more answers after the restarts, and not one failure. */
 	assert_true(clients_reach(2, clients_sum(2).total_ok + 50, 10000));
