@@ -32,7 +32,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all install deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick bench-bpf-cost clean
+.PHONY: all install deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick bench-bpf-cost bench-map-memory clean
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
@@ -96,7 +96,7 @@ $(OUT)/e2e/%: tests/e2e/%.c $(E2E_LIB) $(CORE_OBJS) Makefile | $(OUT)/e2e
 	$(Q)$(CC) $(CFLAGS) -Itests/e2e $< $(E2E_LIB) $(E2E_GROUP) $(CORE_OBJS) $(LDLIBS) -lcmocka -pthread -o $@
 
 # A group's own environment (its topology and its one global E), linked only into that group's tests.
-NODE_TESTS   := $(OUT)/e2e/test_daemon $(OUT)/e2e/test_control $(OUT)/e2e/test_state
+NODE_TESTS   := $(OUT)/e2e/test_daemon $(OUT)/e2e/test_control $(OUT)/e2e/test_state $(OUT)/e2e/test_limits
 BRIDGE_TESTS := $(OUT)/e2e/test_bridge $(OUT)/e2e/test_bridge_unix
 $(NODE_TESTS): E2E_GROUP := tests/e2e/e2e_node.c
 $(NODE_TESTS): tests/e2e/e2e_node.c
@@ -115,6 +115,10 @@ $(OUT)/bench/bpf_cost: bench/bpf_cost.c tests/e2e/e2e.h $(CORE_OBJS) Makefile | 
 
 bench-bpf-cost: $(OUT)/bench/bpf_cost
 	$(Q)$(OUT)/bench/bpf_cost $(BENCH_ARGS)
+
+# Each map's memlock on an empty daemon; root only. `make bench-map-memory BENCH_ARGS='--max-slots 1048576'`.
+bench-map-memory: $(OUT)/kbackend
+	$(Q)OUT=$(OUT) ./bench/map-memory.sh $(BENCH_ARGS)
 
 # The suite (docs/BENCHMARKS.md): kbackend vs direct, nftables DNAT, HAProxy, socat, plus scale; root only.
 bench: $(OUT)/kbackend $(OUT)/kbload $(OUT)/bench/bpf_cost

@@ -37,8 +37,9 @@
 # median of the per-repetition ratios path/direct (paired ratios), and min-max.
 #
 # Scale section: build/bench/bpf_cost (connect4 ns/call at 10 .. 100,000
-# frontends, bpf_stats) and bench/apply-scale.sh (apply time, daemon RSS, map
-# memory at 1,000 and 10,000 Backends).
+# frontends, bpf_stats), bench/apply-scale.sh (apply time, daemon RSS, map
+# memory at 1,000 and 10,000 Backends) and bench/map-memory.sh (each map's
+# memlock on an empty daemon with the default sizes).
 #
 # Output: Markdown on stdout and in build/bench/results-<time>.md (also copied to
 # build/bench/results.md), raw lines in build/bench/raw-<time>.txt; progress on
@@ -536,6 +537,8 @@ if ! skipped scale; then
 	KBACKEND=$KB SCALE_SIZES=$SCALE_SIZES SCALE_REPS=$SCALE_REPS SCALE_RAW=$RESDIR/scale-$STAMP.txt OUT=$OUT \
 		bench/apply-scale.sh >"$RESDIR/scale-$STAMP.md" || log "apply-scale failed"
 	cat "$RESDIR/scale-$STAMP.txt" >>"$RAW" 2>/dev/null
+	log "map memory of an empty daemon (bench/map-memory.sh)"
+	KBACKEND=$KB OUT=$OUT MAPMEM_RAW=$RAW bench/map-memory.sh >"$RESDIR/mapmem-$STAMP.md" || log "map-memory failed"
 fi
 T_END=$EPOCHREALTIME
 
@@ -571,6 +574,10 @@ T_END=$EPOCHREALTIME
 		echo "## Control plane: apply time and memory"
 		echo
 		cat "$RESDIR/scale-$STAMP.md" 2>/dev/null
+		echo
+		echo "## Map memory of an empty daemon (default --max-* sizes)"
+		echo
+		cat "$RESDIR/mapmem-$STAMP.md" 2>/dev/null
 	fi
 	echo
 	echo "## Goals"

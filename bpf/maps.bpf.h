@@ -4,13 +4,19 @@
 #define KB_MAPS_BPF_H
 
 /*
- * Sizes here are defaults (include/kbackend.h); the loader sets them from its
- * options before load. All maps carry BTF so `bpftool map dump` shows fields.
+ * Sizes here are defaults (include/kbackend.h); the loader sets them from the
+ * daemon's --max-* flags before load. All maps carry BTF so `bpftool map dump`
+ * shows fields. Hash maps that only user space inserts into are not
+ * preallocated (BPF_F_NO_PREALLOC): an empty one costs its buckets, 16 bytes
+ * an entry, and programs only look up or update values in place. The two that
+ * connect and sendmsg insert into (sock_peers, udp_replies) stay preallocated:
+ * an insert on the connect path then never allocates (see sock_peers).
  */
 
 /* kb_frontend_key -> kb_frontend; writer: dataplane apply; reader: connect4/6, sendmsg4/6. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, KB_MAX_FRONTENDS_DEFAULT);
 	__type(key, struct kb_frontend_key);
 	__type(value, struct kb_frontend);
@@ -72,7 +78,7 @@ struct {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, KB_MAX_UDP_SENDERS_DEFAULT);
+	__uint(max_entries, KB_MAX_PEERS_DEFAULT >> KB_UDP_SENDERS_SHIFT);
 	__type(key, __u64);
 	__type(value, struct kb_udp_replies);
 } udp_replies SEC(".maps");
@@ -91,6 +97,7 @@ struct {
 /* kb_addr_key -> number of frontends on that address (__u32); writer: dataplane apply; reader: bind4/6. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, KB_MAX_FRONTENDS_DEFAULT);
 	__type(key, struct kb_addr_key);
 	__type(value, __u32);
@@ -99,6 +106,7 @@ struct {
 /* kb_endpoint_key (TCP) -> per-CPU kb_ep_outcomes; writer: sockops_health (entries made by health.c); reader: health.c. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, KB_MAX_ENDPOINTS_DEFAULT);
 	__type(key, struct kb_endpoint_key);
 	__type(value, struct kb_ep_outcomes);
@@ -107,6 +115,7 @@ struct {
 /* kb_endpoint_key (TCP) -> kb_ep_load; writer: sockops_health (entries made by health.c); reader: connect4/6 (LeastRequest), health.c. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, KB_MAX_ENDPOINTS_DEFAULT);
 	__type(key, struct kb_endpoint_key);
 	__type(value, struct kb_ep_load);
@@ -115,6 +124,7 @@ struct {
 /* kb_endpoint_key (TCP) -> __u32 consecutive failed connects that make a health event; writer: health.c (passive policy); reader: sockops_health. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, KB_MAX_ENDPOINTS_DEFAULT);
 	__type(key, struct kb_endpoint_key);
 	__type(value, __u32);
@@ -129,6 +139,7 @@ struct {
 /* kb_endpoint_key (UDP) -> __u8; writer: health.c, filled just before it runs the iterator; reader: udp_destroy. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 4096);
 	__type(key, struct kb_endpoint_key);
 	__type(value, __u8);

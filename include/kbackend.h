@@ -15,12 +15,21 @@
 
 #define KB_PIN_DIR_DEFAULT "/sys/fs/bpf/kbackend"
 
-/* Default map sizes; the loader may override them before load. */
-#define KB_MAX_FRONTENDS_DEFAULT (1u << 17)	/* frontends, frontend_stats, rr_cursors */
-#define KB_MAX_SLOTS_DEFAULT (1u << 20)		/* slots */
-#define KB_MAX_ENDPOINTS_DEFAULT (1u << 17)	/* endpoint_stats */
-#define KB_MAX_PEERS_DEFAULT (1u << 17)		/* sock_peers: live connected steered sockets */
-#define KB_MAX_UDP_SENDERS_DEFAULT (1u << 15)	/* udp_replies: live unconnected UDP sockets that used a frontend */
+/*
+ * Map sizes: the daemon's defaults (--max-frontends, --max-slots,
+ * --max-endpoints, --max-tracked-sockets), sized for a typical node so that an
+ * empty daemon holds little kernel memory; the flags raise them up to the
+ * KB_MAX_*_LIMIT ceilings. The loader sets them before load.
+ */
+#define KB_MAX_FRONTENDS_DEFAULT (1u << 13)	/* frontends, frontend_addrs, frontend_stats, rr_cursors */
+#define KB_MAX_SLOTS_DEFAULT (1u << 17)		/* slots */
+#define KB_MAX_ENDPOINTS_DEFAULT (1u << 14)	/* endpoint_stats and the per-endpoint health maps */
+#define KB_MAX_PEERS_DEFAULT (1u << 16)		/* sock_peers: live connected steered sockets */
+#define KB_UDP_SENDERS_SHIFT 2			/* udp_replies holds a quarter of sock_peers: unconnected UDP senders */
+#define KB_MAX_FRONTENDS_LIMIT (1u << 20)
+#define KB_MAX_SLOTS_LIMIT (1u << 24)
+#define KB_MAX_ENDPOINTS_LIMIT (1u << 20)
+#define KB_MAX_PEERS_LIMIT (1u << 22)
 
 /* Endpoints one unconnected UDP socket is answered from through frontends at a time (udp_replies). */
 #define KB_UDP_REPLY_WAYS 4

@@ -287,6 +287,20 @@ topo_kb_start() {
 	return 1
 }
 
+# Sum of memlock (bytes) over the distinct BPF maps process $1 holds open.
+topo_maps_memlock() {
+	local f id ml seen=" " total=0
+	for f in /proc/"$1"/fdinfo/*; do
+		id=$(sed -n 's/^map_id:[[:space:]]*//p' "$f" 2>/dev/null)
+		[ -n "$id" ] || continue
+		case $seen in *" $id "*) continue ;; esac
+		seen="$seen$id "
+		ml=$(sed -n 's/^memlock:[[:space:]]*//p' "$f" 2>/dev/null)
+		total=$((total + ${ml:-0}))
+	done
+	echo "$total"
+}
+
 # `kbackend unload` through the socket, then wait for the daemon to exit.
 topo_kb_stop() {
 	local i

@@ -130,6 +130,7 @@ void kb_daemon_recompile(struct daemon *d)
 {
 	struct kb_compile_env env = kb_daemon_compile_env(d);
 	struct kb_compiled c = { 0 };
+	char why[512];
 	int err;
 
 	if (d->nunaccounted) {
@@ -139,6 +140,11 @@ void kb_daemon_recompile(struct daemon *d)
 	}
 	if (kb_compile(&d->state, &env, &c)) {
 		kb_err("failed to recompile after a DNS or health change; keeping the current selection");
+		kb_compiled_free(&c);
+		return;
+	}
+	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
+		kb_err("failed to program a DNS or health change: %s; keeping the current selection", why);
 		kb_compiled_free(&c);
 		return;
 	}
@@ -302,6 +308,14 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	}
 	/* A state that was not restored: a change may not silently unprogram what the pins still serve. */
 	if (mode != KB_CHANGE_REPLACE && kb_daemon_would_drop(d, &c, change_verb[mode], why, sizeof(why))) {
+		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why);
+		goto out_count;
+	}
+	/* The map sizes (--max-*), checked before anything is written: a set that does not fit changes nothing. */
+	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
+		size_t n = strlen(why);
+
+		snprintf(why + n, sizeof(why) - n, "; %s refused, nothing was changed", change_verb[mode]);
 		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why);
 		goto out_count;
 	}

@@ -356,7 +356,8 @@ static const struct kb_cmd commands[] = {
 	{ "daemon", cmd_daemon,
 	  "--cgroup PATH [--bpffs DIR] [--state-dir DIR] [--socket PATH] [--watch-dir DIR] "
 	  "[--metrics-addr ADDR:PORT] [--bridge-netns PATH]... [--bridge-buffer SIZE] [--bridge-mode copy|splice] "
-	  "[--bridge-idle-timeout DURATION] [--no-inbound] " POLICY_FLAGS " [-v]",
+	  "[--bridge-idle-timeout DURATION] [--no-inbound] [--max-frontends N] [--max-slots N] [--max-endpoints N] "
+	  "[--max-tracked-sockets N] " POLICY_FLAGS " [-v]",
 	  "load the BPF programs, restore the stored state and serve the control socket" },
 	{ "apply", ctl_cmd_apply,
 	  "-f FILE|DIR|- [--replace] [--dry-run] [-o wide|json|yaml] [" POLICY_FLAGS " with --dry-run]",

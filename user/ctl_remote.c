@@ -399,6 +399,29 @@ static void print_state(struct json_object *reply)
 	}
 }
 
+/* "limits:  frontends 12/8192, ...": each map size and its use, so that operators see the headroom. */
+static void print_limits(struct json_object *reply)
+{
+	static const char *const keys[] = { "frontends", "slots", "endpoints", "trackedSockets", "udpSenders" };
+	static const char *const names[] = { "frontends", "slots", "endpoints", "tracked sockets", "UDP senders" };
+	struct json_object *lim, *o;
+	const char *sep = "";
+
+	if (!json_object_object_get_ex(reply, "limits", &lim) || !json_object_object_length(lim))
+		return;
+	printf("limits:      ");
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (!json_object_object_get_ex(lim, keys[i], &o))
+			continue;
+		if (json_object_object_get_ex(o, "used", NULL))
+			printf("%s%s %lld/%lld", sep, names[i], kb_json_int(o, "used"), kb_json_int(o, "max"));
+		else
+			printf("%s%s -/%lld", sep, names[i], kb_json_int(o, "max"));
+		sep = ", ";
+	}
+	printf(" (--max-frontends, --max-slots, --max-endpoints, --max-tracked-sockets)\n");
+}
+
 int ctl_cmd_status(int argc, char **argv)
 {
 	struct json_object *reply, *un;
@@ -423,6 +446,7 @@ int ctl_cmd_status(int argc, char **argv)
 		if (json_object_object_get_ex(json_object_object_get(reply, "stateFile"), "unaccountedFrontends", &un))
 			printf(", %zu more still served from the pins", json_object_array_length(un));
 		printf("\n");
+		print_limits(reply);
 		printf("applies:     %lld ok, %lld refused\n", kb_json_int(reply, "applies"),
 		       kb_json_int(reply, "applyErrors"));
 		if (*kb_json_str(reply, "lastError"))

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static int read_config(struct daemon *d)
 
 enum { OPT_CONFIG = 256, OPT_STATE_DIR, OPT_CGROUP, OPT_BPFFS, OPT_UNIX_DIR, OPT_ALLOW, OPT_SOCKET,
        OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL,
-       OPT_WATCH_DIR, OPT_METRICS_ADDR };
+       OPT_WATCH_DIR, OPT_METRICS_ADDR, OPT_MAX_FRONTENDS, OPT_MAX_SLOTS, OPT_MAX_ENDPOINTS, OPT_MAX_SOCKETS };
 
 static const struct option longopts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -70,10 +71,47 @@ static const struct option longopts[] = {
 	{ "dns-max-ttl", required_argument, NULL, OPT_DNS_MAX_TTL },
 	{ "watch-dir", required_argument, NULL, OPT_WATCH_DIR },
 	{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
+	{ "max-frontends", required_argument, NULL, OPT_MAX_FRONTENDS },
+	{ "max-slots", required_argument, NULL, OPT_MAX_SLOTS },
+	{ "max-endpoints", required_argument, NULL, OPT_MAX_ENDPOINTS },
+	{ "max-tracked-sockets", required_argument, NULL, OPT_MAX_SOCKETS },
 	KB_BRIDGE_LONGOPTS,
 	{ "verbose", no_argument, NULL, 'v' },
 	{ 0 },
 };
+
+/*
+ * A --max-* flag (getopt's ch): a count from 16 to its ceiling, so that a
+ * typo cannot ask for a map that does not load or steers nothing.
+ */
+static bool parse_limit(int ch, const char *arg, struct kb_dataplane_opts *o)
+{
+#define LIMIT(opt, flag, max, field) { opt, flag, max, offsetof(struct kb_dataplane_opts, field) }
+	static const struct { int ch; const char *flag; __u32 max; size_t off; } limits[] = {
+		LIMIT(OPT_MAX_FRONTENDS, "max-frontends", KB_MAX_FRONTENDS_LIMIT, max_frontends),
+		LIMIT(OPT_MAX_SLOTS, "max-slots", KB_MAX_SLOTS_LIMIT, max_slots),
+		LIMIT(OPT_MAX_ENDPOINTS, "max-endpoints", KB_MAX_ENDPOINTS_LIMIT, max_endpoints),
+		LIMIT(OPT_MAX_SOCKETS, "max-tracked-sockets", KB_MAX_PEERS_LIMIT, max_sockets),
+	};
+#undef LIMIT
+	unsigned long long v;
+	char *end;
+
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		if (limits[i].ch != ch)
+			continue;
+		errno = 0;
+		v = strtoull(arg, &end, 10);
+		if (errno || end == arg || *end || *arg == '-' || v < 16 || v > limits[i].max) {
+			fprintf(stderr, "kbackend: daemon: --%s %s: expected a count from 16 to %u\n", limits[i].flag, arg,
+				limits[i].max);
+			return false;
+		}
+		*(__u32 *)((char *)o + limits[i].off) = (__u32)v;
+		return true;
+	}
+	return false;
+}
 
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
@@ -144,6 +182,13 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			d->metrics_addr = optarg;
 			break;
 		}
+		case OPT_MAX_FRONTENDS:
+		case OPT_MAX_SLOTS:
+		case OPT_MAX_ENDPOINTS:
+		case OPT_MAX_SOCKETS:
+			if (!parse_limit(ch, optarg, &d->dp_opts))
+				goto usage;
+			break;
 		case 'v':
 			kb_verbosity++;
 			break;
@@ -187,7 +232,6 @@ static void on_health(void *ctx)
 int kb_daemon_main(int argc, char **argv)
 {
 	struct daemon d = { .lfd = -1, .sigfd = -1 };
-	struct kb_dataplane_opts dpo = { 0 };
 	sigset_t mask;
 	int err;
 
@@ -210,8 +254,8 @@ int kb_daemon_main(int argc, char **argv)
 	if (read_config(&d))
 		return 1;
 
-	dpo.bpffs = d.bpffs;
-	dpo.cgroup = d.cgroup;
+	d.dp_opts.bpffs = d.bpffs;
+	d.dp_opts.cgroup = d.cgroup;
 	{
 		struct kb_resolver_opts ro = {
 			.servers = d.dns_servers,
@@ -228,7 +272,7 @@ int kb_daemon_main(int argc, char **argv)
 			return 1;
 		}
 	}
-	err = kb_dataplane_bpf_open(&dpo, &d.dp);
+	err = kb_dataplane_bpf_open(&d.dp_opts, &d.dp);
 	if (err) {
 		kb_resolver_free(d.resolver);
 		return 1;

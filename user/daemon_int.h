@@ -52,6 +52,7 @@ struct daemon {
 	int64_t dns_min_ttl_ms, dns_max_ttl_ms;
 	const char *watch_dir;		/* --watch-dir: the directory is the desired state (watch.c) */
 	const char *metrics_addr;	/* --metrics-addr: Prometheus /metrics (metrics.c) */
+	struct kb_dataplane_opts dp_opts;	/* --bpffs, --cgroup and the map sizes: --max-frontends, --max-slots, --max-endpoints, --max-tracked-sockets */
 	struct kb_bridge_opts bridge_opts;	/* --bridge-netns, --bridge-buffer, --bridge-mode (daemon_bridge.c) */
 	char *unix_real[MAX_FLAG_LIST];	/* each --unix-dir resolved once at start (daemon_bridge.c) */
 	bool no_inbound;		/* --no-inbound: no sk_lookup program on the node's netns */

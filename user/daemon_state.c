@@ -194,6 +194,16 @@ void kb_daemon_restore(struct daemon *d)
 			    d->state_dir);
 		return;
 	}
+	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, msg, sizeof(msg))) {
+		char why[1024];
+
+		snprintf(why, sizeof(why), "unprogrammed: %s", msg);
+		kb_err("failed to program restored state: %s", msg);
+		kb_compiled_free(&c);
+		kb_model_free(&m);
+		degrade(d, why);
+		return;
+	}
 	err = d->dp->ops->apply(d->dp, &c);
 	if (err) {
 		snprintf(msg, sizeof(msg), "unprogrammed: the restored state could not be programmed: %s",

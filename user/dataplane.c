@@ -87,6 +87,40 @@ static int kb_bpf_endpoint_stats(struct kb_dataplane *dp, const struct kb_cfront
 	return kb_sum_stats(d, d->skel->maps.endpoint_stats, d->eps[i].id, out);
 }
 
+static int kb_count_chunk(void *ctx, void *keys, void *vals, __u32 n)
+{
+	*(__u64 *)ctx += n;
+	return 0;
+}
+
+/* Entries in a hash map, counted KB_BATCH a call; ~0 when the map cannot be read. */
+static __u64 kb_count_entries(struct bpf_map *map)
+{
+	__u64 n = 0;
+
+	if (kb_map_batches(bpf_map__fd(map), bpf_map__key_size(map), bpf_map__value_size(map), kb_count_chunk, &n))
+		return ~0ull;
+	return n;
+}
+
+static void kb_bpf_usage(struct kb_dataplane *dp, bool sockets, struct kb_dataplane_usage *u)
+{
+	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
+
+	memset(u, 0, sizeof(*u));
+	u->max_frontends = d->fe_ids.max < d->max_frontends ? d->fe_ids.max : d->max_frontends;
+	u->max_slots = d->max_slots;
+	u->max_endpoints = d->max_endpoints;
+	u->max_sockets = d->max_peers;
+	u->max_udp_senders = d->max_udp_senders;
+	u->frontends = d->nfes;
+	for (size_t i = 0; i < d->nfes; i++)
+		u->slots += d->fes[i].val.nslots;
+	u->endpoints = d->neps;
+	u->sockets = sockets ? kb_count_entries(d->skel->maps.sock_peers) : ~0ull;
+	u->udp_senders = sockets ? kb_count_entries(d->skel->maps.udp_replies) : ~0ull;
+}
+
 static void kb_bpf_close(struct kb_dataplane *dp)
 {
 	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
@@ -116,6 +150,8 @@ static const struct kb_dataplane_ops kb_bpf_ops = {
 	.apply = kb_bpf_apply,
 	.frontend_stats = kb_bpf_frontend_stats,
 	.endpoint_stats = kb_bpf_endpoint_stats,
+	.fits = kb_bpf_fits,
+	.usage = kb_bpf_usage,
 	.close = kb_bpf_close,
 };
 
@@ -234,7 +270,7 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 	d->max_frontends = opts->max_frontends ? opts->max_frontends : KB_MAX_FRONTENDS_DEFAULT;
 	d->max_slots = opts->max_slots ? opts->max_slots : KB_MAX_SLOTS_DEFAULT;
 	d->max_endpoints = opts->max_endpoints ? opts->max_endpoints : KB_MAX_ENDPOINTS_DEFAULT;
-	d->max_peers = KB_MAX_PEERS_DEFAULT;
+	d->max_peers = opts->max_sockets ? opts->max_sockets : KB_MAX_PEERS_DEFAULT;
 	d->ncpus = libbpf_num_possible_cpus();
 	if (d->ncpus <= 0) {
 		err = kb_fail(d->ncpus ? d->ncpus : -EINVAL, "count", "possible CPUs");
@@ -268,11 +304,14 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 		goto out_close_cg;
 	}
 
-	/* Sizes: a pinned map keeps its own, so that it can be reused as it is. */
+	err = kb_pinned_sizes(d, opts, pin);
+	if (err)
+		goto out_destroy;
+	/* Sizes: a pinned map keeps its own (and its flags), so that it can be reused as it is. */
 	bpf_object__for_each_map(map, d->skel->obj) {
 		const char *name = bpf_map__name(map);
 		struct bpf_map_info info = { 0 };
-		__u32 len = sizeof(info), max = 0;
+		__u32 len = sizeof(info), max;
 		int fd;
 
 		if (bpf_map__is_internal(map))
@@ -280,7 +319,7 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 		snprintf(path, sizeof(path), "%s/%s", pin, name);
 		fd = bpf_obj_get(path);
 		if (fd >= 0 && map == d->skel->maps.sock_peers && !bpf_obj_get_info_by_fd(fd, &info, &len) &&
-		    (info.type != bpf_map__type(map) || info.map_flags != bpf_map__map_flags(map))) {
+		    info.type != bpf_map__type(map)) {
 			/*
 			 * Pinned by an older kbackend with another kind of map (an
 			 * LRU). libbpf cannot reuse it, and its records only serve
@@ -291,25 +330,26 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 			close(fd);
 			unlink(path);
 			fd = -1;
-			memset(&info, 0, sizeof(info));
+		}
+		memset(&info, 0, sizeof(info));
+		if (fd >= 0 && kb_map_resized(d, map)) {
+			/* Grown (kb_pinned_sizes): a fresh map, filled from the pin and pinned in its place after the swap. */
+			close(fd);
+			bpf_map__set_max_entries(map, kb_map_size(d, map, NULL));
+			adopted = true;
+			continue;
 		}
 		if (fd >= 0) {
-			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
-				max = info.max_entries;
+			/* An older kbackend's maps were all preallocated: keep theirs. */
+			if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+				bpf_map__set_max_entries(map, info.max_entries);
+				bpf_map__set_map_flags(map, info.map_flags);
+			}
 			close(fd);
 			adopted = true;
-		} else if (map == d->skel->maps.frontends || map == d->skel->maps.frontend_stats ||
-			   map == d->skel->maps.rr_cursors || map == d->skel->maps.frontend_addrs) {
-			max = d->max_frontends;
-		} else if (map == d->skel->maps.slots) {
-			max = d->max_slots;
-		} else if (map == d->skel->maps.endpoint_stats) {
-			max = d->max_endpoints;
-		} else if (map == d->skel->maps.sock_peers) {
-			max = d->max_peers;
-		}
-		if (max)
+		} else if ((max = kb_map_size(d, map, NULL))) {
 			bpf_map__set_max_entries(map, max);
+		}
 		/* libbpf reuses a compatible pinned map, or pins the new one at load. */
 		err = bpf_map__set_pin_path(map, path);
 		if (err) {
@@ -320,6 +360,8 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 	d->max_frontends = bpf_map__max_entries(d->skel->maps.frontends);
 	d->max_slots = bpf_map__max_entries(d->skel->maps.slots);
 	d->max_endpoints = bpf_map__max_entries(d->skel->maps.endpoint_stats);
+	d->max_peers = bpf_map__max_entries(d->skel->maps.sock_peers);
+	d->max_udp_senders = bpf_map__max_entries(d->skel->maps.udp_replies);
 	d->fe_ids.max = bpf_map__max_entries(d->skel->maps.frontend_stats);
 	if (d->fe_ids.max > d->max_frontends)
 		d->fe_ids.max = d->max_frontends;
@@ -331,6 +373,9 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 		goto out_destroy;
 	}
 
+	err = kb_resize_copy(d, pin);
+	if (err)
+		goto out_destroy;
 	if (adopted) {
 		err = kb_adopt_state(d);
 		if (err) {
@@ -374,6 +419,10 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 		}
 		d->links[d->nlinks++] = link;
 	}
+	/* Every link now runs programs that use the grown maps: they take the old ones' pins. */
+	err = kb_resize_repin(d, pin);
+	if (err)
+		goto out_destroy;
 	close(cgfd);
 	kb_log_debug("sock_addr programs %s on %s, pinned under %s", adopted ? "adopted" : "attached",
 		     opts->cgroup, pin);
@@ -452,8 +501,10 @@ int kb_dataplane_reuse_pins(struct bpf_object *obj, const char *bpffs)
 		snprintf(path, sizeof(path), "%s/%s", bpffs, bpf_map__name(map));
 		fd = bpf_obj_get(path);
 		if (fd >= 0) {
-			if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
 				bpf_map__set_max_entries(map, info.max_entries);
+				bpf_map__set_map_flags(map, info.map_flags);
+			}
 			close(fd);
 		}
 		err = bpf_map__set_pin_path(map, path);

@@ -4,15 +4,29 @@
 #define KB_DATAPLANE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "compile.h"
 
 struct kb_dataplane_opts {
 	const char *bpffs;	/* pin directory, default KB_PIN_DIR_DEFAULT */
 	const char *cgroup;	/* cgroup v2 directory to attach sock_addr/sockops programs to */
-	__u32 max_frontends;	/* map sizes; 0: defaults (KB_MAX_*_DEFAULT); pinned maps keep theirs */
-	__u32 max_slots;
-	__u32 max_endpoints;	/* distinct endpoints (endpoint_stats) */
+	/*
+	 * Map sizes (the daemon's --max-* flags); 0: the default (KB_MAX_*_DEFAULT),
+	 * or the size of the pinned maps when there are any. A larger size than the
+	 * pinned map's grows it while it steers; a smaller one, or another
+	 * max_sockets, is refused (user/dataplane_resize.c).
+	 */
+	__u32 max_frontends;	/* frontends, frontend_addrs, frontend_stats, rr_cursors */
+	__u32 max_slots;	/* slots */
+	__u32 max_endpoints;	/* distinct (frontend, endpoint) pairs: endpoint_stats; endpoint health maps */
+	__u32 max_sockets;	/* live steered sockets: sock_peers (udp_replies: a quarter) */
+};
+
+/* The sizes a dataplane runs with and what the programmed state uses of them, for status and metrics. */
+struct kb_dataplane_usage {
+	__u32 max_frontends, max_slots, max_endpoints, max_sockets, max_udp_senders;
+	__u64 frontends, slots, endpoints, sockets, udp_senders;	/* sockets, udp_senders: ~0 when not counted */
 };
 
 struct kb_dataplane;
@@ -31,6 +45,13 @@ struct kb_dataplane_ops {
 	int (*frontend_stats)(struct kb_dataplane *dp, const struct kb_cfrontend *fe, struct kb_conn_stats *out);
 	int (*endpoint_stats)(struct kb_dataplane *dp, const struct kb_cfrontend *fe, size_t ep,
 			      struct kb_conn_stats *out);
+	/*
+	 * Whether c fits the map sizes, checked before anything is written (NULL:
+	 * always fits). 0, or -ENOSPC with why naming the flag and the numbers.
+	 */
+	int (*fits)(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len);
+	/* The sizes and their use (NULL: unknown). sockets: whether to count the live-socket maps too (a walk). */
+	void (*usage)(struct kb_dataplane *dp, bool sockets, struct kb_dataplane_usage *out);
 	/* Release user-space handles; pins and links stay, so steering survives the process. */
 	void (*close)(struct kb_dataplane *dp);
 };

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The dataplane's apply path: a compiled state into the maps, a fresh slot run and one value swap per changed frontend. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,6 +125,70 @@ out:
 	free(prev);
 	free(cur);
 	free(stale);
+	return err;
+}
+
+/*
+ * What c needs of the maps, counted as the apply counts it: distinct
+ * frontends, their slots, and distinct (frontend, endpoint) pairs, standby
+ * endpoints included. Checked against the flags before anything is written.
+ */
+int kb_bpf_fits(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len)
+{
+	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
+	struct kb_index feix = { 0 }, epix = { 0 };
+	struct kb_frontend_key *keys = NULL;
+	struct kb_ep_ident *ids = NULL;
+	size_t neps = 0, nkeys = 0, hole, i;
+	__u64 slots = 0;
+	__u32 maxfe = d->fe_ids.max < d->max_frontends ? d->fe_ids.max : d->max_frontends;
+	int err;
+
+	for (i = 0; i < c->nfes; i++)
+		neps += c->fes[i].neps;
+	keys = calloc(c->nfes ? c->nfes : 1, sizeof(*keys));
+	ids = calloc(neps ? neps : 1, sizeof(*ids));
+	err = !keys || !ids ? -ENOMEM : 0;
+	err = err ?: kb_index_init(&feix, c->nfes);
+	err = err ?: kb_index_init(&epix, neps);
+	if (err) {
+		snprintf(why, len, "failed to count what the applied set needs: %s", strerror(-err));
+		goto out;
+	}
+	neps = 0;
+	for (i = 0; i < c->nfes; i++) {
+		const struct kb_cfrontend *cf = &c->fes[i];
+
+		if (kb_index_find(&feix, &cf->key, sizeof(cf->key), keys, sizeof(*keys), &hole) >= 0)
+			continue;	/* a duplicate: the apply ignores it */
+		keys[nkeys] = cf->key;
+		feix.tab[hole] = (__u32)++nkeys;
+		slots += cf->nslots;
+		for (size_t k = 0; k < cf->neps; k++) {
+			kb_cendpoint_ident(cf, &cf->eps[k], &ids[neps]);
+			if (kb_index_find(&epix, &ids[neps], sizeof(*ids), ids, sizeof(*ids), &hole) >= 0)
+				continue;
+			epix.tab[hole] = (__u32)++neps;
+		}
+	}
+	err = -ENOSPC;
+	if (nkeys > maxfe)
+		snprintf(why, len, "the applied set needs %zu frontends; the daemon was started with --max-frontends %u",
+			 nkeys, maxfe);
+	else if (slots > d->max_slots)
+		snprintf(why, len, "the applied set needs %llu slots; the daemon was started with --max-slots %u",
+			 (unsigned long long)slots, d->max_slots);
+	else if (neps > d->max_endpoints)
+		snprintf(why, len,
+			 "the applied set needs %zu endpoints (frontend and endpoint pairs); the daemon was started with "
+			 "--max-endpoints %u", neps, d->max_endpoints);
+	else
+		err = 0;
+out:
+	kb_index_free(&feix);
+	kb_index_free(&epix);
+	free(keys);
+	free(ids);
 	return err;
 }
 

@@ -74,7 +74,8 @@ struct kb_bpf_dataplane {
 	struct bpf_link **links;
 	size_t nlinks;
 	int ncpus;
-	__u32 max_frontends, max_slots, max_endpoints, max_peers;
+	__u32 max_frontends, max_slots, max_endpoints, max_peers, max_udp_senders;
+	__u32 resize;	/* limits (1 << KB_LIMIT_*) this start grows: their maps are new, filled from the pins */
 
 	struct kb_fe_state *fes;
 	size_t nfes;
@@ -87,8 +88,33 @@ struct kb_bpf_dataplane {
 
 /* dataplane.c: log "failed to <verb> <object>: ..." and return err as a negative errno (-EIO for 0). */
 
-/* dataplane_apply.c: kb_dataplane_ops.apply for the BPF dataplane. */
+/* dataplane_resize.c: the map sizes, and growing pinned maps at start. */
+enum { KB_LIMIT_FRONTENDS, KB_LIMIT_SLOTS, KB_LIMIT_ENDPOINTS, KB_LIMIT_SOCKETS };
+/* The size a map gets from the limits and the flag that sets it (*flag when not NULL); 0 for fixed sizes. */
+__u32 kb_map_size(const struct kb_bpf_dataplane *d, const struct bpf_map *map, const char **flag);
+/* Whether map belongs to a limit this start grows. */
+bool kb_map_resized(const struct kb_bpf_dataplane *d, const struct bpf_map *map);
+/*
+ * Before load: take the pinned sizes, or note the limits a flag grows (a
+ * smaller size is refused, with the way out). 0 or a negative errno, logged.
+ */
+int kb_pinned_sizes(struct kb_bpf_dataplane *d, const struct kb_dataplane_opts *opts, const char *pin);
+/* Copy the pinned maps of the grown limits into the new ones: after load, before adopt and the link updates. */
+int kb_resize_copy(struct kb_bpf_dataplane *d, const char *pin);
+/* Pin the grown maps in place of the old ones. */
+int kb_resize_repin(struct kb_bpf_dataplane *d, const char *pin);
+/*
+ * Walk the map at fd KB_BATCH entries a call (bpf_map_lookup_batch), calling
+ * chunk on each batch of keys and values (vsz: per-CPU values included).
+ * 0, chunk's error, or the kernel's (-EINVAL etc. when it has no batch calls).
+ */
+#define KB_BATCH 4096
+int kb_map_batches(int fd, size_t ksz, size_t vsz, int (*chunk)(void *ctx, void *keys, void *vals, __u32 n),
+		   void *ctx);
+
+/* dataplane_apply.c: kb_dataplane_ops.apply and .fits for the BPF dataplane. */
 int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c);
+int kb_bpf_fits(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len);
 
 /* dataplane_state.c: the index. */
 int kb_index_init(struct kb_index *ix, size_t n);

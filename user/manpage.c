@@ -98,6 +98,20 @@ static const struct opt_doc opts[] = {
 	  "client side also has TCP keepalive (60s idle, then 6 probes 10s apart)." },
 	{ S_DAEMON, "--no-inbound", NULL,
 	  "Do not attach the sk_lookup program that steers connections arriving from other hosts." },
+	{ S_DAEMON, "--max-frontends", "N",
+	  "Frontends (address, port, protocol) the maps hold, 16 to 1048576 (default 8192). An apply that needs more "
+	  "is refused. A restart keeps the pinned sizes; a larger --max-frontends, --max-slots or --max-endpoints "
+	  "grows the pinned maps while they steer, a smaller one is refused (docs/OPERATIONS.md, sizing)." },
+	{ S_DAEMON, "--max-slots", "N",
+	  "Selection-table slots over all frontends, 16 to 16777216 (default 131072); a frontend with n endpoints "
+	  "of equal weight uses n, uneven weights up to 16384." },
+	{ S_DAEMON, "--max-endpoints", "N",
+	  "Distinct (frontend, endpoint) pairs, 16 to 1048576 (default 16384); also sizes the per-endpoint health "
+	  "maps." },
+	{ S_DAEMON, "--max-tracked-sockets", "N",
+	  "Steered sockets open at once whose frontend getpeername and UDP replies can show, 16 to 4194304 (default "
+	  "65536); unconnected UDP senders get a quarter of it. Over it, connects still go through. Fixed once "
+	  "pinned: a change needs `kbackend unload`." },
 
 	{ S_REGISTER, "--fd", "N", "The listening socket to hand over is fd N (default 3, systemd's first socket)." },
 	{ S_REGISTER, "--pid", "PID", "Take fd N from process PID (pidfd_getfd(2)) instead of from kbackend itself." },

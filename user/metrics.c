@@ -458,13 +458,38 @@ static void section_bpf(FILE *f, struct daemon *d)
 	free(progs);
 }
 
+/* The map sizes (--max-* flags) and their use, so that an alert can fire before an apply is refused. */
+static void section_limits(FILE *f, struct daemon *d)
+{
+	struct kb_dataplane_usage u;
+	struct { const char *map; __u64 used; __u32 max; } rows[5];
+
+	if (!d->dp->ops->usage)
+		return;
+	d->dp->ops->usage(d->dp, true, &u);
+	rows[0] = (typeof(rows[0])){ "frontends", u.frontends, u.max_frontends };
+	rows[1] = (typeof(rows[0])){ "slots", u.slots, u.max_slots };
+	rows[2] = (typeof(rows[0])){ "endpoints", u.endpoints, u.max_endpoints };
+	rows[3] = (typeof(rows[0])){ "tracked_sockets", u.sockets, u.max_sockets };
+	rows[4] = (typeof(rows[0])){ "udp_senders", u.udp_senders, u.max_udp_senders };
+	kb_metrics_family(f, "kbackend_map_capacity", "gauge",
+			  "Entries the maps hold at most (--max-frontends, --max-slots, --max-endpoints, "
+			  "--max-tracked-sockets).");
+	for (size_t i = 0; i < 5; i++)
+		kb_metrics_u64(f, "kbackend_map_capacity", rows[i].max, "limit", rows[i].map, NULL);
+	kb_metrics_family(f, "kbackend_map_used", "gauge", "Entries in use of each limit.");
+	for (size_t i = 0; i < 5; i++)
+		if (rows[i].used != ~0ull)
+			kb_metrics_u64(f, "kbackend_map_used", rows[i].used, "limit", rows[i].map, NULL);
+}
+
 /*
  * Every family, in order. A new module adds a section here, written with
  * kb_metrics_family() and kb_metrics_u64()/kb_metrics_f64(); per-endpoint
  * values belong in section_traffic, so that each family stays one block.
  */
 static void (*const sections[])(FILE *f, struct daemon *d) = {
-	section_daemon, section_watch, section_traffic, section_dns, section_bridge, section_bpf,
+	section_daemon, section_limits, section_watch, section_traffic, section_dns, section_bridge, section_bpf,
 };
 
 char *kb_metrics_render(struct daemon *d, size_t *len)

@@ -138,6 +138,34 @@ static struct json_object *do_get(struct daemon *d, struct json_object *req)
 	return r;
 }
 
+static void add_limit(struct json_object *r, const char *key, const char *flag, __u64 used, __u32 max)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "flag", json_object_new_string(flag));
+	json_object_object_add(o, "max", json_object_new_int64(max));
+	if (used != ~0ull)
+		json_object_object_add(o, "used", json_object_new_int64((int64_t)used));
+	json_object_object_add(r, key, o);
+}
+
+/* status's "limits": the map sizes the daemon runs with (its --max-* flags, or the pinned sizes) and their use. */
+static struct json_object *limits_json(struct daemon *d)
+{
+	struct json_object *r = json_object_new_object();
+	struct kb_dataplane_usage u;
+
+	if (!d->dp->ops->usage)
+		return r;
+	d->dp->ops->usage(d->dp, true, &u);
+	add_limit(r, "frontends", "--max-frontends", u.frontends, u.max_frontends);
+	add_limit(r, "slots", "--max-slots", u.slots, u.max_slots);
+	add_limit(r, "endpoints", "--max-endpoints", u.endpoints, u.max_endpoints);
+	add_limit(r, "trackedSockets", "--max-tracked-sockets", u.sockets, u.max_sockets);
+	add_limit(r, "udpSenders", "--max-tracked-sockets", u.udp_senders, u.max_udp_senders);
+	return r;
+}
+
 static struct json_object *do_status(struct daemon *d)
 {
 	struct json_object *r = json_object_new_object();
@@ -153,6 +181,7 @@ static struct json_object *do_status(struct daemon *d)
 	json_object_object_add(r, "stateFile", kb_daemon_state_json(d));
 	json_object_object_add(r, "objects", json_object_new_int64((int64_t)d->state.nobjects));
 	json_object_object_add(r, "frontends", json_object_new_int64((int64_t)d->compiled.nfes));
+	json_object_object_add(r, "limits", limits_json(d));
 	json_object_object_add(r, "applies", json_object_new_int64((int64_t)d->applies));
 	json_object_object_add(r, "applyErrors", json_object_new_int64((int64_t)d->apply_errors));
 	json_object_object_add(r, "lastApply", json_object_new_int64(d->last_apply));

@@ -10,7 +10,7 @@ _kbackend_flags()
 	case "$1" in
 	daemon)   echo "--cgroup --bpffs --state-dir --socket --watch-dir --metrics-addr --dns-server --dns-min-ttl
 	                --dns-max-ttl --bridge-netns --bridge-buffer --bridge-mode --bridge-idle-timeout --no-inbound
-	                $_kbackend_policy_flags
+	                --max-frontends --max-slots --max-endpoints --max-tracked-sockets $_kbackend_policy_flags
 	                --verbose -v" ;;
 	apply)    echo "-f --filename --replace --dry-run -o --output --socket --help $_kbackend_policy_flags" ;;
 	delete)   echo "-f --filename -n --namespace --socket --help" ;;
@@ -66,7 +66,8 @@ _kbackend()
 	--bridge-mode)
 		COMPREPLY=($(compgen -W "copy splice" -- "$cur"))
 		return 0 ;;
-	-n|--namespace|--allow-endpoint|--cluster-domain|--clusterset-domain|--metrics-addr|--dns-server|--dns-min-ttl|--dns-max-ttl|--bridge-buffer|--bridge-idle-timeout|--fd|--pid)
+	-n|--namespace|--allow-endpoint|--cluster-domain|--clusterset-domain|--metrics-addr|--dns-server|--dns-min-ttl|--dns-max-ttl|--bridge-buffer|--bridge-idle-timeout|--fd|--pid|\
+	--max-frontends|--max-slots|--max-endpoints|--max-tracked-sockets)
 		return 0 ;;
 	esac
 
@@ -81,7 +82,8 @@ _kbackend()
 		case "${COMP_WORDS[i]}" in
 		-f|--filename|--config|-o|--output|-n|--namespace|--socket|--bpffs|--cgroup|--state-dir|--watch-dir|--unix-dir|\
 		--allow-endpoint|--cluster-domain|--clusterset-domain|--metrics-addr|--dns-server|--dns-min-ttl|--dns-max-ttl|--bridge-netns|\
-		--bridge-buffer|--bridge-mode|--bridge-idle-timeout|--fd|--pid) ((i++)) ;;
+		--bridge-buffer|--bridge-mode|--bridge-idle-timeout|--fd|--pid|--max-frontends|--max-slots|--max-endpoints|\
+		--max-tracked-sockets) ((i++)) ;;
 		-*) ;;
 		*) ((npos++)) ;;
 		esac

@@ -181,11 +181,16 @@ bool daemon_serves(void)
 	return e2e_daemon_serves(E.env.sock, 5000);
 }
 
+const char *const *daemon_args;
+
 int daemon_start(void)
 {
-	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs,
-				     "--state-dir", E.env.state, "--socket", E.env.sock, NULL };
+	const char *argv[32] = { "kbackend", "daemon", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs,
+				 "--state-dir", E.env.state, "--socket", E.env.sock };
+	size_t n = 10;
 
+	for (size_t i = 0; daemon_args && daemon_args[i] && n < 31; i++)
+		argv[n++] = daemon_args[i];
 	E.daemon = e2e_daemon_spawn(E.env.kb, E.env.log, E.node, argv);
 	if (E.daemon < 0) {
 		E.daemon = 0;

@@ -70,6 +70,8 @@ void write_yaml(char *path, size_t len, const char *name, const char *content);
 struct json_object *ctl(const char *op, int timeout_ms);
 /* The daemon answers `status` with ok. */
 bool daemon_serves(void);
+/* More daemon flags for daemon_start (NULL-terminated; NULL: none). */
+extern const char *const *daemon_args;
 /* Start it and wait until it serves: 0, or -1 (its log says why). */
 int daemon_start(void);
 void daemon_kill(void);
