@@ -147,6 +147,7 @@ void kb_daemon_restore(struct daemon *d)
 	read_pinned(d);
 	kb_model_init(&m);
 	kb_store_path(d->state_dir, d->state_path, sizeof(d->state_path));
+	kb_store_remove_temps(d->state_dir);
 	res = kb_store_load(&d->store, &m, why, sizeof(why), note, sizeof(note));
 	if (note[0])
 		kb_log_info("%s", note);

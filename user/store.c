@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The state store's snapshot: a readable YAML file with a format line, framed objects and an end marker; loading, compaction, set-aside. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -518,6 +519,24 @@ int kb_store_compact(struct kb_store *st, const struct kb_model *m)
 	st->from_format = KB_STATE_FORMAT;
 	/* Not needed for the state to be whole (the next commit would start it), but it keeps the directory tidy. */
 	return st_start_log(st);
+}
+
+void kb_store_remove_temps(const char *dir)
+{
+	static const char *const prefixes[] = { KB_STATE_FILE ".tmp.", KB_STATE_LOG ".tmp." };
+	char path[4400];
+	struct dirent *e;
+	DIR *dh = opendir(dir);
+
+	if (!dh)
+		return;
+	while ((e = readdir(dh)))
+		for (size_t i = 0; i < 2; i++)
+			if (!strncmp(e->d_name, prefixes[i], strlen(prefixes[i]))) {
+				snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+				unlink(path);
+			}
+	closedir(dh);
 }
 
 /* ---- a bad state ------------------------------------------------------------------- */

@@ -100,6 +100,9 @@ int kb_store_compact(struct kb_store *st, const struct kb_model *m);
  */
 int kb_store_set_aside(const char *dir, char *out, size_t len);
 
+/* Remove temp files a compaction or a new log left when the process died before its rename. */
+void kb_store_remove_temps(const char *dir);
+
 /* "Kind/namespace/name": the store's key of an object, into buf. */
 void kb_store_key(const struct kb_meta *o, char *buf, size_t len);
 

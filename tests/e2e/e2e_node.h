@@ -15,7 +15,7 @@
  * Topology (DESIGN section 8). The daemon and the clients live in the node
  * netns, which has no default route: a frontend is reachable only through
  * the programs the daemon attaches to the test cgroup. <t> is the binary's
- * letter (d: test_daemon, c: test_control, s: test_state), so that the
+ * letter (d: test_daemon, c: test_control, s: test_state, k: test_crash), so that the
  * binaries' names never meet.
  *
  *   kbt-<t>node-<pid>  198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-<t>be-<pid>
