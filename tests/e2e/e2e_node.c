@@ -357,6 +357,11 @@ static int hex_cmp(const void *a, const void *b)
 
 char *dump_frontends_map(void)
 {
+	return dump_frontends_map_as(false);
+}
+
+char *dump_frontends_map_as(bool history_free)
+{
 	char path[PATH_MAX], *lines[256], *out;
 	struct kb_frontend_key key, next, *prev = NULL;
 	size_t n = 0, total = 1;
@@ -371,6 +376,7 @@ char *dump_frontends_map(void)
 	while (!bpf_map_get_next_key(fefd, prev, &next) && n < 256) {
 		struct kb_frontend val;
 		size_t cap, m = 0;
+		__u32 base;
 		char *l;
 
 		key = next;
@@ -378,6 +384,9 @@ char *dump_frontends_map(void)
 		if (bpf_map_lookup_elem(fefd, &key, &val))
 			continue;
 		cap = 2 * (sizeof(key) + sizeof(val) + (size_t)val.nslots * sizeof(struct kb_slot)) + 4;
+		base = val.slot_base;
+		if (history_free)
+			val.slot_base = val.frontend_id = 0;
 		l = malloc(cap);
 		assert_non_null(l);
 		for (size_t i = 0; i < sizeof(key); i++)
@@ -388,10 +397,12 @@ char *dump_frontends_map(void)
 		l[m++] = ':';
 		for (__u32 s = 0; s < val.nslots; s++) {
 			struct kb_slot sl;
-			__u32 k = val.slot_base + s;
+			__u32 k = base + s;
 
 			memset(&sl, 0xee, sizeof(sl));
 			bpf_map_lookup_elem(slfd, &k, &sl);
+			if (history_free)
+				sl.endpoint_id = 0;
 			for (size_t i = 0; i < sizeof(sl); i++)
 				m += (size_t)sprintf(l + m, "%02x", ((unsigned char *)&sl)[i]);
 		}

@@ -114,6 +114,12 @@ struct e2e_sum connect_n(long count, bool check_peer);
 void get_names(const char *kind, char *buf, size_t len);
 /* The pinned frontends map and every slot run it points at, as sorted hex lines (caller frees). */
 char *dump_frontends_map(void);
+/*
+ * The same, with history_free: without what depends on allocation history
+ * (slot_base, frontend and endpoint ids), so two programmings of the same
+ * compile compare equal whatever came before them.
+ */
+char *dump_frontends_map_as(bool history_free);
 /* Entries of dir whose names start with prefix, as "name name ... " in names; their count, -1 when dir does not exist. */
 int dir_entries(const char *dir, const char *prefix, char *names, size_t len);
 

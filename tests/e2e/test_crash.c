@@ -9,7 +9,6 @@
 #include <pthread.h>
 #include <sys/inotify.h>
 
-#include <bpf/bpf.h>
 #include <json-c/json.h>
 #include <zlib.h>
 
@@ -113,72 +112,6 @@ static int long_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int line_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/*
- * The pinned frontends and their slot runs, without what depends on
- * allocation history (slot_base, frontend and endpoint ids): one sorted line
- * per frontend, so two programmings of the same compile compare equal.
- */
-static char *maps_now(void)
-{
-	struct kb_frontend_key key, next, *prev = NULL;
-	char path[PATH_MAX], *lines[64], *out;
-	size_t n = 0, total = 1;
-	int fefd, slfd;
-
-	snprintf(path, sizeof(path), "%s/frontends", E.env.bpffs);
-	fefd = bpf_obj_get(path);
-	snprintf(path, sizeof(path), "%s/slots", E.env.bpffs);
-	slfd = bpf_obj_get(path);
-	if (fefd < 0 || slfd < 0)
-		fail_msg("open pinned maps under %s: %s", E.env.bpffs, strerror(errno));
-	while (!bpf_map_get_next_key(fefd, prev, &next) && n < 64) {
-		struct kb_frontend val;
-		size_t m = 0, cap;
-		char *l;
-
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fefd, &key, &val))
-			continue;
-		cap = 2 * sizeof(key) + 64 + (size_t)val.nslots * 2 * sizeof(struct kb_slot) + 8;
-		l = malloc(cap);
-		assert_non_null(l);
-		for (size_t i = 0; i < sizeof(key); i++)
-			m += (size_t)sprintf(l + m, "%02x", ((unsigned char *)&key)[i]);
-		m += (size_t)sprintf(l + m, " n%u lb%u f%u:", val.nslots, val.lb, val.flags);
-		for (__u32 s = 0; s < val.nslots; s++) {
-			struct kb_slot sl;
-			__u32 k = val.slot_base + s;
-
-			memset(&sl, 0xee, sizeof(sl));
-			bpf_map_lookup_elem(slfd, &k, &sl);
-			sl.endpoint_id = 0;
-			for (size_t i = 0; i < sizeof(sl); i++)
-				m += (size_t)sprintf(l + m, "%02x", ((unsigned char *)&sl)[i]);
-		}
-		l[m] = '\0';
-		lines[n++] = l;
-		total += m + 1;
-	}
-	close(fefd);
-	close(slfd);
-	qsort(lines, n, sizeof(*lines), line_cmp);
-	out = malloc(total);
-	assert_non_null(out);
-	out[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		strcat(out, lines[i]);
-		strcat(out, "\n");
-		free(lines[i]);
-	}
-	return out;
-}
-
 /* Send request j; true when acknowledged, false when the daemon is gone. Anything else fails the test. */
 static bool send_request(int j)
 {
@@ -269,7 +202,7 @@ static void test_kill9_during_applies(void **state)
 		ref_state[j] = stored_state(names, sizeof(names));
 		if (strcmp(names, names_after[j]))
 			fail_msg("after request %d the store holds \"%s\", expected \"%s\"", j, names, names_after[j]);
-		ref_maps[j] = maps_now();
+		ref_maps[j] = dump_frontends_map_as(true);
 	}
 	for (int j = 1; j < NREQ; j++)
 		assert_string_not_equal(ref_state[j], ref_state[j - 1]);
@@ -319,7 +252,7 @@ static void test_kill9_during_applies(void **state)
 			fail_msg("kill %d: the daemon did not restart", kill_no);
 		}
 		restart_ms[kill_no] = kb_now_ms() - t0;
-		maps = maps_now();
+		maps = dump_frontends_map_as(true);
 		if (strcmp(maps, ref_maps[idx]))
 			fail_msg("kill %d: the maps after the restart are not the compile of state %d (%s):\n%s\nexpected:\n%s",
 				 kill_no, idx, names_after[idx], maps, ref_maps[idx]);
