@@ -247,25 +247,34 @@ static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *
 			d->store_diverged = false;
 		return err;
 	}
+	/* Only objects with their own text are stored (UTF-16 input has none): the store never hears of the others. */
+	index_objects(&d->state, &old, false);
 	if (mode == KB_CHANGE_DELETE) {
-		for (size_t i = 0; i < in->nobjects; i++)
-			kb_store_delete(&d->store, in->objects[i]);
+		for (size_t i = 0; i < in->nobjects; i++) {
+			const struct kb_meta *prev = find_same(&old, in->objects[i]);
+
+			if (prev && prev->src)
+				kb_store_delete(&d->store, prev);
+		}
 	} else {
-		index_objects(&d->state, &old, false);
 		if (mode == KB_CHANGE_REPLACE) {
 			index_objects(next, &named, false);
 			for (size_t i = 0; i < d->state.nobjects; i++)
-				if (!find_same(&named, d->state.objects[i]))
+				if (!find_same(&named, d->state.objects[i]) && d->state.objects[i]->src)
 					kb_store_delete(&d->store, d->state.objects[i]);
 		}
 		for (size_t i = next->nobjects - nreq; i < next->nobjects; i++) {
 			const struct kb_meta *o = next->objects[i], *prev = find_same(&old, o);
 
-			if (prev && prev->src && o->src && prev->src_len == o->src_len &&
-			    !memcmp(prev->src, o->src, o->src_len))
+			if (!o->src) {
+				if (prev && prev->src)
+					kb_store_delete(&d->store, prev);
+			} else if (prev && prev->src && prev->src_len == o->src_len &&
+				   !memcmp(prev->src, o->src, o->src_len)) {
 				kb_store_touch(&d->store, o);
-			else
+			} else {
 				kb_store_put(&d->store, o);
+			}
 		}
 	}
 	err = kb_store_commit(&d->store);
