@@ -333,7 +333,7 @@ static int parse_v3(struct kb_store *st, struct st_table *t, const char *body, s
 		goto bad;
 	p += n + 1 + strlen(HINT);
 	while (p < end) {
-		char key[512], *file;
+		char key[512], frame[4700], *file;
 		size_t bytes;
 		int line;
 
@@ -341,10 +341,15 @@ static int parse_v3(struct kb_store *st, struct st_table *t, const char *body, s
 		    !(nl = memchr(p + 4, '\n', (size_t)(end - p - 4))))
 			goto bad;
 		n = 0;
-		if (sscanf(p + 4 + strlen(OBJ_KEY), "%511[^,], %zu bytes, line %d of %n", key, &bytes, &line, &n) != 3 ||
-		    !n || p + 4 + strlen(OBJ_KEY) + n > nl || bytes >= (size_t)(end - nl) || nl[1 + bytes] != '\n')
+		/* sscanf on a copy of the line: on the whole buffer it would measure all of it, every object. */
+		if ((size_t)(nl - p) >= sizeof(frame))
 			goto bad;
-		file = kb_strndup(&t->a, p + 4 + strlen(OBJ_KEY) + n, (size_t)(nl - (p + 4 + strlen(OBJ_KEY) + n)));
+		memcpy(frame, p + 4 + strlen(OBJ_KEY), (size_t)(nl - p) - 4 - strlen(OBJ_KEY));
+		frame[nl - p - 4 - strlen(OBJ_KEY)] = '\0';
+		if (sscanf(frame, "%511[^,], %zu bytes, line %d of %n", key, &bytes, &line, &n) != 3 || !n ||
+		    !frame[n] || bytes >= (size_t)(end - nl) || nl[1 + bytes] != '\n')
+			goto bad;
+		file = kb_strdup(&t->a, frame + n);
 		st_table_put(t, key, file, line, nl + 1, bytes);
 		count++;
 		p = nl + 1 + bytes + 1;
