@@ -15,6 +15,7 @@
 #include "e2e_node.h"
 #include "control.h"
 #include "dataplane.h"
+#include "store.h"
 #include "util.h"
 
 const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };
@@ -422,6 +423,17 @@ char *dump_frontends_map_as(bool history_free)
 		free(lines[i]);
 	}
 	return out;
+}
+
+/* The daemon's state dir opened and loaded into m (fails the test unless it loads); caller closes st and frees m. */
+void load_stored_state(struct kb_store *st, struct kb_model *m)
+{
+	char why[1024], note[1024];
+
+	kb_model_init(m);
+	kb_store_init(st, E.env.state);
+	if (kb_store_load(st, m, why, sizeof(why), note, sizeof(note)) != KB_STORE_OK)
+		fail_msg("the stored state does not load: %s", why);
 }
 
 /* Entries of dir whose names start with prefix, as "name name ... " in names; their count, -1 when dir does not exist. */

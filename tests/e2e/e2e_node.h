@@ -120,6 +120,10 @@ char *dump_frontends_map(void);
  * compile compare equal whatever came before them.
  */
 char *dump_frontends_map_as(bool history_free);
+struct kb_store;
+struct kb_model;
+/* The daemon's state dir (E.env.state) opened and loaded into m, as a restart reads it; fails the test unless it loads. */
+void load_stored_state(struct kb_store *st, struct kb_model *m);
 /* Entries of dir whose names start with prefix, as "name name ... " in names; their count, -1 when dir does not exist. */
 int dir_entries(const char *dir, const char *prefix, char *names, size_t len);
 

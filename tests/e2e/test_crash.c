@@ -78,15 +78,12 @@ static struct json_object *request(int j)
 /* The stored state as the daemon will read it: "Kind/ns/name:crc32-of-text" per object, in order; names into names. */
 static char *stored_state(char *names, size_t nlen)
 {
-	char why[1024], note[1024], key[512], *out;
 	size_t n = 0, cap = 1, w = 0;
 	struct kb_store st;
 	struct kb_model m;
+	char key[512], *out;
 
-	kb_model_init(&m);
-	kb_store_init(&st, E.env.state);
-	if (kb_store_load(&st, &m, why, sizeof(why), note, sizeof(note)) != KB_STORE_OK)
-		fail_msg("the stored state does not load: %s", why);
+	load_stored_state(&st, &m);
 	generation = st.gen;
 	kb_store_close(&st);
 	cap += m.nobjects * 600;

@@ -202,14 +202,10 @@ static int state_aside(const char *file, char *path, size_t len)
 /* With the daemon stopped: fold the log into a snapshot, as the daemon's compaction does, so the snapshot holds the objects. */
 static void compact_state(void)
 {
-	char why[1024], note[1024];
 	struct kb_store st;
 	struct kb_model m;
 
-	kb_model_init(&m);
-	kb_store_init(&st, E.env.state);
-	if (kb_store_load(&st, &m, why, sizeof(why), note, sizeof(note)) != KB_STORE_OK)
-		fail_msg("the stored state does not load: %s", why);
+	load_stored_state(&st, &m);
 	assert_int_equal(kb_store_compact(&st, &m), 0);
 	kb_store_close(&st);
 	kb_model_free(&m);
