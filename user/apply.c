@@ -234,6 +234,61 @@ static struct json_object *change_reply(struct kb_model *m, struct kb_smap *ix, 
 	return r;
 }
 
+/*
+ * Write the change to the store as the per-object difference between the
+ * stored state and next: deletes of what went, puts of what is new or whose
+ * text changed, touches (order only) of what the request named unchanged,
+ * so that a restart rebuilds next in next's order. One commit: durable when
+ * this returns 0. A store that holds objects the daemon refused at start is
+ * rewritten whole.
+ */
+static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *in, struct kb_model *next, size_t nreq)
+{
+	struct kb_arena a = { 0 };
+	struct kb_smap old = { .a = &a }, named = { .a = &a };
+	int err;
+
+	if (d->store_diverged) {
+		err = kb_store_compact(&d->store, next);
+		if (!err)
+			d->store_diverged = false;
+		return err;
+	}
+	/* Only objects with their own text are stored (UTF-16 input has none): the store never hears of the others. */
+	index_objects(&d->state, &old, false);
+	if (mode == KB_CHANGE_DELETE) {
+		for (size_t i = 0; i < in->nobjects; i++) {
+			const struct kb_meta *prev = find_same(&old, in->objects[i]);
+
+			if (prev && prev->src)
+				kb_store_delete(&d->store, prev);
+		}
+	} else {
+		if (mode == KB_CHANGE_REPLACE) {
+			index_objects(next, &named, false);
+			for (size_t i = 0; i < d->state.nobjects; i++)
+				if (!find_same(&named, d->state.objects[i]) && d->state.objects[i]->src)
+					kb_store_delete(&d->store, d->state.objects[i]);
+		}
+		for (size_t i = next->nobjects - nreq; i < next->nobjects; i++) {
+			const struct kb_meta *o = next->objects[i], *prev = find_same(&old, o);
+
+			if (!o->src) {
+				if (prev && prev->src)
+					kb_store_delete(&d->store, prev);
+			} else if (prev && prev->src && prev->src_len == o->src_len &&
+				   !memcmp(prev->src, o->src, o->src_len)) {
+				kb_store_touch(&d->store, o);
+			} else {
+				kb_store_put(&d->store, o);
+			}
+		}
+	}
+	err = kb_store_commit(&d->store);
+	kb_arena_free(&a);
+	return err;
+}
+
 static const char *const change_verb[] = { "apply", "delete", "replace" };
 static const char *const change_done[] = { "applied", "deleted", "replaced" };
 
@@ -331,7 +386,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		reply = change_reply(&next, &in_ix, NULL, false, false, why);
 		goto out_count;
 	}
-	err = kb_store_save(d->state_dir, &next);
+	err = store_change(d, mode, &in, &next, nreq);
 	if (err) {
 		snprintf(why, sizeof(why), "failed to save state in %s: %s; the previous state is restored",
 			 d->state_dir, strerror(-err));
@@ -352,6 +407,18 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	d->last_error[0] = '\0';
 	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed in %ld ms",
 		    change_done[mode], nreq, d->state.nobjects, d->compiled.nfes, kb_now_ms() - t0);
+	if (kb_store_wants_compaction(&d->store)) {
+		/* The change is durable in the log already: a failed compaction only postpones it. */
+		long t1 = kb_now_ms();
+
+		err = kb_store_compact(&d->store, &d->state);
+		if (err)
+			kb_err("failed to compact the state in %s: %s; the log keeps growing until it succeeds",
+			       d->state_dir, strerror(-err));
+		else
+			kb_log_debug("compacted the state into %s: %zu object(s) in %ld ms", d->state_path,
+				     d->state.nobjects, kb_now_ms() - t1);
+	}
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
 	reply = change_reply(&d->state, &in_ix, NULL, true, false, NULL);

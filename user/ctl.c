@@ -18,6 +18,7 @@
 #include "manifest.h"
 #include "manpage.h"
 #include "render.h"
+#include "store.h"
 #include "validate.h"
 
 #ifndef KB_VERSION
@@ -37,7 +38,7 @@ static void cmd_help_one(FILE *f, const struct kb_cmd *c);
 
 
 enum { OPT_ENABLE_BACKEND = 256, OPT_UNIX_DIR, OPT_ALLOW, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_CONFIG, OPT_DRY_RUN, OPT_SOCKET,
-       OPT_BPFFS, OPT_EACH_FILE, OPT_REPLACE };
+       OPT_BPFFS, OPT_EACH_FILE, OPT_REPLACE, OPT_STATE_DIR };
 
 static const struct option client_longopts[] = {
 	{ "filename", required_argument, NULL, 'f' },
@@ -56,6 +57,7 @@ static const struct option client_longopts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "socket", required_argument, NULL, OPT_SOCKET },
 	{ "bpffs", required_argument, NULL, OPT_BPFFS },
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -85,6 +87,7 @@ int ctl_parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 	o->policy.unix_dirs = o->unix_dirs;
 	o->policy.allow_cidrs = o->allow;
 	o->bpffs = KB_PIN_DIR_DEFAULT;
+	o->state_dir = KB_STATE_DIR_DEFAULT;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "f:o:n:Awvh", client_longopts, NULL)) != -1) {
 		switch (ch) {
@@ -149,6 +152,9 @@ int ctl_parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 			break;
 		case OPT_BPFFS:
 			o->bpffs = optarg;
+			break;
+		case OPT_STATE_DIR:
+			o->state_dir = optarg;
 			break;
 		case 'v':
 			kb_verbosity++;
@@ -336,6 +342,42 @@ int ctl_dry_run_offline(struct opts *o)
 	return err;
 }
 
+/* The stored state, read from --state-dir as a restart reads it, printed as one YAML stream. */
+static int cmd_dump_state(int argc, char **argv)
+{
+	char why[1024], note[1024];
+	enum kb_store_result res;
+	struct kb_store st;
+	struct kb_model m;
+	struct opts o;
+
+	PARSE_OR_RETURN("dump-state", argc, argv, &o);
+	if (o.nargs)
+		return ctl_usage_error("dump-state", "unexpected argument");
+	kb_store_init(&st, o.state_dir);
+	kb_model_init(&m);
+	res = kb_store_load(&st, &m, why, sizeof(why), note, sizeof(note));
+	kb_store_close(&st);
+	if (res == KB_STORE_BAD) {
+		kb_model_free(&m);
+		fprintf(stderr, "kbackend: failed to read the state in %s: %s\n", o.state_dir, why);
+		return 1;
+	}
+	if (note[0])
+		fprintf(stderr, "kbackend: %s\n", note);
+	printf("# The state stored in %s: %zu object(s).\n", o.state_dir, m.nobjects);
+	for (size_t i = 0; i < m.nobjects; i++) {
+		const struct kb_meta *obj = m.objects[i];
+		char key[512];
+
+		kb_store_key(obj, key, sizeof(key));
+		printf("---\n# %s, applied from %s\n%.*s\n", key, obj->loc.file ? obj->loc.file : "-", (int)obj->src_len,
+		       obj->src ? obj->src : "");
+	}
+	kb_model_free(&m);
+	return 0;
+}
+
 static int cmd_daemon(int argc, char **argv)
 {
 	return kb_daemon_main(argc, argv);
@@ -374,6 +416,8 @@ static const struct kb_cmd commands[] = {
 	{ "status", ctl_cmd_status, "[-o json|yaml]", "the daemon's health: programs, state, applies" },
 	{ "register", ctl_cmd_register, "ADDR:PORT [--fd N] [--pid PID] [--remove] [-o json]",
 	  "hand a sidecar's listening socket to the daemon: connections arriving for ADDR:PORT go to it" },
+	{ "dump-state", cmd_dump_state, "[--state-dir DIR]",
+	  "print the state a daemon stored in DIR (snapshot and log) as YAML; no daemon needed" },
 	{ "unload", ctl_cmd_unload, "[--bpffs DIR]", "stop the daemon, detach every program and remove every pin" },
 	{ "version", cmd_version, "", "print the version" },
 	{ "help", cmd_help, "[COMMAND]", "show help for all commands or one" },

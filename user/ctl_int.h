@@ -28,6 +28,7 @@ struct opts {
 	char *allow[MAX_LIST];
 	const char *socket;
 	const char *bpffs;
+	const char *state_dir;	/* dump-state */
 	const char *ns;
 	bool all_ns;
 	char **args;		/* positional arguments */

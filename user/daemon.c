@@ -244,6 +244,7 @@ int kb_daemon_main(int argc, char **argv)
 	if (err)
 		return err;
 	d.socket = kb_ctl_socket_path(d.socket);
+	kb_store_init(&d.store, d.state_dir);
 	d.loop = kb_loop_new();
 	if (!d.loop) {
 		kb_err("failed to create the event loop: %s", strerror(errno));
@@ -325,6 +326,7 @@ out_close:
 	kb_arena_free(&d.node_arena);
 	kb_compiled_free(&d.compiled);
 	kb_model_free(&d.state);
+	kb_store_close(&d.store);
 	kb_daemon_accounted(&d);
 	return err;
 }

@@ -16,6 +16,7 @@
 #include "loop.h"
 #include "model.h"
 #include "resolver.h"
+#include "store.h"
 #include "validate.h"
 
 #define MAX_CLIENTS KB_CTL_MAX_CLIENTS
@@ -69,6 +70,8 @@ struct daemon {
 	struct kb_health *health;	/* endpoint health; feeds every compile (NULL: all healthy) */
 	long restore_deadline;		/* restored state waits for DNS until then; 0: not waiting */
 	struct kb_model state;		/* the accepted objects, validated */
+	struct kb_store store;		/* their durable copy under --state-dir: snapshot and log */
+	bool store_diverged;		/* the store holds objects `state` does not (a refused restore): rewrite it whole */
 	struct kb_compiled compiled;	/* what the maps hold */
 	int lfd, sigfd;
 	dev_t sock_dev;			/* the control socket's file, as bound: removed at exit only if still ours */

@@ -97,22 +97,25 @@ static void degrade(struct daemon *d, const char *problem)
 	       "or delete that would drop them is refused; %s", d->nunaccounted, list, WAY_OUT);
 }
 
-/* The newest applied.yaml.bad-* in dir (their names sort by time), or "". */
+/* The newest applied.yaml.bad-* in dir (their names sort by time), else the newest applied.log.bad-*, or "". */
 static void last_set_aside(const char *dir, char *out, size_t len)
 {
-	const char *prefix = KB_STATE_FILE ".bad-";
+	static const char *const prefixes[] = { KB_STATE_FILE ".bad-", KB_STATE_LOG ".bad-" };
 	char best[256] = "";
 	struct dirent *e;
-	DIR *dh = opendir(dir);
 
 	out[0] = '\0';
-	if (!dh)
-		return;
-	while ((e = readdir(dh)))
-		if (!strncmp(e->d_name, prefix, strlen(prefix)) && strlen(e->d_name) < sizeof(best) &&
-		    strcmp(e->d_name, best) > 0)
-			snprintf(best, sizeof(best), "%s", e->d_name);
-	closedir(dh);
+	for (size_t p = 0; p < 2 && !best[0]; p++) {
+		DIR *dh = opendir(dir);
+
+		if (!dh)
+			return;
+		while ((e = readdir(dh)))
+			if (!strncmp(e->d_name, prefixes[p], strlen(prefixes[p])) && strlen(e->d_name) < sizeof(best) &&
+			    strcmp(e->d_name, best) > 0)
+				snprintf(best, sizeof(best), "%s", e->d_name);
+		closedir(dh);
+	}
 	if (best[0])
 		snprintf(out, len, "%s/%s", dir, best);
 }
@@ -135,7 +138,7 @@ void kb_daemon_restore(struct daemon *d)
 {
 	struct kb_compile_env env = kb_daemon_compile_env(d);
 	struct kb_compiled c = { 0 };
-	char why[1024], msg[2048];
+	char why[1024], msg[2048], note[1024];
 	enum kb_store_result res;
 	struct kb_model m;
 	int refused, err;
@@ -144,11 +147,27 @@ void kb_daemon_restore(struct daemon *d)
 	read_pinned(d);
 	kb_model_init(&m);
 	kb_store_path(d->state_dir, d->state_path, sizeof(d->state_path));
-	res = kb_store_load(d->state_dir, &m, why, sizeof(why));
+	kb_store_remove_temps(d->state_dir);
+	res = kb_store_load(&d->store, &m, why, sizeof(why), note, sizeof(note));
+	if (note[0])
+		kb_log_info("%s", note);
+	if (res == KB_STORE_OK && d->store.from_format && d->store.from_format < KB_STATE_FORMAT) {
+		/* Read once in the old whole-file format; from now on it is a snapshot and a log. */
+		err = kb_store_compact(&d->store, &m);
+		if (err)
+			kb_err("failed to rewrite %s in state format %d: %s; it is read again at the next start",
+			       d->state_path, KB_STATE_FORMAT, strerror(-err));
+		else
+			kb_log_info("migrated %s from state format %d to %d", d->state_path, d->store.from_format,
+				    KB_STATE_FORMAT);
+	}
 	if (res == KB_STORE_BAD) {
 		err = kb_store_set_aside(d->state_dir, d->state_aside, sizeof(d->state_aside));
 		if (err)
 			d->state_aside[0] = '\0';
+		/* Set aside, the directory holds no state; left in place (it could not be moved), it is overwritten whole. */
+		kb_store_init(&d->store, d->state_dir);
+		d->store_diverged = err != 0;
 		kb_err("failed to restore state from %s: %s; %s%s", d->state_path, why,
 		       err ? "could not set it aside: " : "set aside as ", err ? strerror(-err) : d->state_aside);
 		kb_model_free(&m);
@@ -160,8 +179,9 @@ void kb_daemon_restore(struct daemon *d)
 		char last[4200];
 
 		last_set_aside(d->state_dir, last, sizeof(last));
-		snprintf(msg, sizeof(msg), "missing: there is no %s, but the pinned maps serve frontends%s%s%s",
-			 d->state_path, last[0] ? " (the last bad file was kept as " : "", last, last[0] ? ")" : "");
+		snprintf(msg, sizeof(msg), "missing: there is no %s or %s, but the pinned maps serve frontends%s%s%s",
+			 d->state_path, KB_STATE_LOG, last[0] ? " (the last bad file was kept as " : "", last,
+			 last[0] ? ")" : "");
 		kb_err("failed to restore state: %s", msg);
 		kb_model_free(&m);
 		degrade(d, msg);
@@ -175,6 +195,7 @@ void kb_daemon_restore(struct daemon *d)
 		snprintf(d->last_error, sizeof(d->last_error), "stored state refused under the current flags");
 		kb_compiled_free(&c);
 		kb_model_free(&m);
+		d->store_diverged = true;
 		degrade(d, msg);
 		return;
 	}
@@ -211,6 +232,7 @@ void kb_daemon_restore(struct daemon *d)
 		kb_err("failed to program restored state: %s", strerror(-err));
 		kb_compiled_free(&c);
 		kb_model_free(&m);
+		d->store_diverged = true;
 		degrade(d, msg);
 		return;
 	}
@@ -273,6 +295,8 @@ struct json_object *kb_daemon_state_json(struct daemon *d)
 
 	json_object_object_add(o, "path", json_object_new_string(d->state_path));
 	json_object_object_add(o, "format", json_object_new_int(KB_STATE_FORMAT));
+	json_object_object_add(o, "snapshotBytes", json_object_new_int64((int64_t)d->store.snap_bytes));
+	json_object_object_add(o, "logBytes", json_object_new_int64((int64_t)d->store.log_bytes));
 	if (d->state_problem[0])
 		json_object_object_add(o, "problem", json_object_new_string(d->state_problem));
 	if (d->state_aside[0])

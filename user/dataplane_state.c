@@ -9,6 +9,9 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "dataplane_int.h"
 #include "util.h"
@@ -275,9 +278,24 @@ static int kb_run_base_cmp(const void *a, const void *b)
 }
 
 /*
+ * Wait for an RCU grace period: cgroup sock_addr programs run under
+ * rcu_read_lock, and membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu(),
+ * so afterwards no connect still reads a run that was retired before the call.
+ * Not trusted on one CPU (membarrier skips the wait there, and a preempted
+ * reader would not be waited for); EINVAL with nohz_full. False: use the
+ * one-second grace.
+ */
+static bool kb_rcu_grace(void)
+{
+	return sysconf(_SC_NPROCESSORS_ONLN) > 1 && !syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
+}
+
+/*
  * Rebuild the user-space mirror from pinned maps, so that a restarted daemon
  * allocates around the runs that serve. Space between runs may have been
- * retired by the previous process a moment ago, so it starts out retired.
+ * retired by the previous process a moment ago, so it starts out retired:
+ * free after an RCU grace period, else after the one-second grace (without
+ * which the first apply after a restart waits for that second).
  */
 int kb_adopt_state(struct kb_bpf_dataplane *d)
 {
@@ -326,7 +344,9 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 		d->nfes++;
 	}
 
-	/* Free space: the gaps between the runs in use, retired now. */
+	/* Free space: the gaps between the runs in use, retired now, or free at once after an RCU grace period. */
+	if (kb_rcu_grace())
+		now = now > KB_RUN_GRACE_NS ? now - KB_RUN_GRACE_NS : 0;
 	qsort(d->fes, d->nfes, sizeof(*d->fes), kb_run_base_cmp);
 	for (i = 0; i < d->nfes; i++) {
 		struct kb_frontend *v = &d->fes[i].val;

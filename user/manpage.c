@@ -74,8 +74,9 @@ static const struct opt_doc opts[] = {
 	  "Required. The cgroup v2 directory the sock_addr programs attach to; connections from processes in it and "
 	  "below are steered. On a host with the unified hierarchy /sys/fs/cgroup steers the whole node." },
 	{ S_DAEMON, "--state-dir", "DIR",
-	  "Where accepted manifests are stored (applied.yaml, written by temp file, fsync and rename) and restored "
-	  "from on start (default " KB_STATE_DIR_DEFAULT ")." },
+	  "Where accepted manifests are stored and restored from on start (default " KB_STATE_DIR_DEFAULT "): "
+	  "applied.yaml, a YAML snapshot written by temp file, fsync and rename, and applied.log, the per-object "
+	  "changes since, each apply fsynced before it is acknowledged. dump-state reads the same directory." },
 	{ S_DAEMON, "--watch-dir", "DIR",
 	  "Treat the manifests in DIR as the desired state: applied at start and on every change (inotify, "
 	  "debounced), as one replace. A Kubernetes ConfigMap mount is read through its symlinks. A bad file keeps "
@@ -185,9 +186,11 @@ static const char *const body_tail =
 	"Pinned maps (\\fBbpftool map dump pinned " KB_PIN_DIR_DEFAULT "/frontends\\fR) and, under\n"
 	"\\fIlinks/\\fR, the pinned cgroup links.\n"
 	".TP\n"
-	"\\fI" KB_STATE_DIR_DEFAULT "/applied.yaml\\fR\n"
-	"The accepted manifests, restored when the daemon starts. One that cannot be trusted (unreadable,\n"
-	"truncated, corrupt, from a newer kbackend) is renamed \\fIapplied.yaml.bad\\-TIME\\fR; the pinned\n"
+	"\\fI" KB_STATE_DIR_DEFAULT "/applied.yaml\\fR, \\fIapplied.log\\fR\n"
+	"The accepted manifests: a YAML snapshot and the per-object changes since it, restored when the daemon\n"
+	"starts; \\fBkbackend dump\\-state\\fR prints them as YAML. A change cut short by a crash is dropped\n"
+	"(it was never acknowledged). A state that cannot be trusted (unreadable, truncated, corrupt, from a\n"
+	"newer kbackend) is renamed \\fIapplied.yaml.bad\\-TIME\\fR and \\fIapplied.log.bad\\-TIME\\fR; the pinned\n"
 	"frontends keep serving and \\fBstatus\\fR shows the state as DEGRADED until \\fBapply \\-\\-replace\\fR.\n"
 	".SH \"EXIT STATUS\"\n"
 	"0 on success, 1 when the command failed (an error line \\fBkbackend: ...\\fR on standard error, or\n"

@@ -20,6 +20,7 @@ _kbackend_flags()
 	stats)    echo "-o --output -w --watch --socket --help" ;;
 	status)   echo "-o --output --socket --help" ;;
 	register) echo "--fd --pid --remove -o --output --socket --help" ;;
+	dump-state) echo "--state-dir --help" ;;
 	unload)   echo "--bpffs --socket --help" ;;
 	esac
 }
@@ -27,7 +28,7 @@ _kbackend_flags()
 _kbackend()
 {
 	local cur prev cmd i
-	local commands="daemon apply delete get describe validate stats status register unload version help"
+	local commands="daemon apply delete get describe validate stats status register dump-state unload version help"
 	COMPREPLY=()
 	cur="${COMP_WORDS[COMP_CWORD]}"
 	prev="${COMP_WORDS[COMP_CWORD-1]}"

@@ -311,6 +311,10 @@ void e2e_tally_run(struct e2e_tally *t, const char *ip, uint16_t port, bool chec
 	/* Relaxed atomics: the test reads the counters while they grow, and only needs each one whole. */
 	for (long i = 0; !__atomic_load_n(&t->stop, __ATOMIC_RELAXED) && (!t->limit || i < t->limit); i++) {
 		int err = e2e_tcp_ident(ip, port, buf, sizeof(buf), check_peer), e;
+		int pause = __atomic_load_n(&t->pause_us, __ATOMIC_RELAXED);
+
+		if (pause)
+			usleep((useconds_t)pause);
 
 		if (err) {
 			if (!t->fail)

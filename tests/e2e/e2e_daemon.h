@@ -141,6 +141,7 @@ struct e2e_tally {
 	char first_bad[64];
 	long limit;		/* stop after this many connects; 0: until stop */
 	int stop;
+	int pause_us;		/* between connects (0: none), so a client that runs for minutes leaves CPU to the rest */
 };
 
 /* Several tallies added up. */

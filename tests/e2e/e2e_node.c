@@ -15,6 +15,7 @@
 #include "e2e_node.h"
 #include "control.h"
 #include "dataplane.h"
+#include "store.h"
 #include "util.h"
 
 const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };
@@ -362,6 +363,11 @@ static int hex_cmp(const void *a, const void *b)
 
 char *dump_frontends_map(void)
 {
+	return dump_frontends_map_as(false);
+}
+
+char *dump_frontends_map_as(bool history_free)
+{
 	char path[PATH_MAX], *lines[256], *out;
 	struct kb_frontend_key key, next, *prev = NULL;
 	size_t n = 0, total = 1;
@@ -376,6 +382,7 @@ char *dump_frontends_map(void)
 	while (!bpf_map_get_next_key(fefd, prev, &next) && n < 256) {
 		struct kb_frontend val;
 		size_t cap, m = 0;
+		__u32 base;
 		char *l;
 
 		key = next;
@@ -383,6 +390,9 @@ char *dump_frontends_map(void)
 		if (bpf_map_lookup_elem(fefd, &key, &val))
 			continue;
 		cap = 2 * (sizeof(key) + sizeof(val) + (size_t)val.nslots * sizeof(struct kb_slot)) + 4;
+		base = val.slot_base;
+		if (history_free)
+			val.slot_base = val.frontend_id = 0;
 		l = malloc(cap);
 		assert_non_null(l);
 		for (size_t i = 0; i < sizeof(key); i++)
@@ -393,10 +403,12 @@ char *dump_frontends_map(void)
 		l[m++] = ':';
 		for (__u32 s = 0; s < val.nslots; s++) {
 			struct kb_slot sl;
-			__u32 k = val.slot_base + s;
+			__u32 k = base + s;
 
 			memset(&sl, 0xee, sizeof(sl));
 			bpf_map_lookup_elem(slfd, &k, &sl);
+			if (history_free)
+				sl.endpoint_id = 0;
 			for (size_t i = 0; i < sizeof(sl); i++)
 				m += (size_t)sprintf(l + m, "%02x", ((unsigned char *)&sl)[i]);
 		}
@@ -416,6 +428,17 @@ char *dump_frontends_map(void)
 		free(lines[i]);
 	}
 	return out;
+}
+
+/* The daemon's state dir opened and loaded into m (fails the test unless it loads); caller closes st and frees m. */
+void load_stored_state(struct kb_store *st, struct kb_model *m)
+{
+	char why[1024], note[1024];
+
+	kb_model_init(m);
+	kb_store_init(st, E.env.state);
+	if (kb_store_load(st, m, why, sizeof(why), note, sizeof(note)) != KB_STORE_OK)
+		fail_msg("the stored state does not load: %s", why);
 }
 
 /* Entries of dir whose names start with prefix, as "name name ... " in names; their count, -1 when dir does not exist. */

@@ -15,7 +15,7 @@
  * Topology (DESIGN section 8). The daemon and the clients live in the node
  * netns, which has no default route: a frontend is reachable only through
  * the programs the daemon attaches to the test cgroup. <t> is the binary's
- * letter (d: test_daemon, c: test_control, s: test_state), so that the
+ * letter (d: test_daemon, c: test_control, s: test_state, k: test_crash), so that the
  * binaries' names never meet.
  *
  *   kbt-<t>node-<pid>  198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-<t>be-<pid>
@@ -116,6 +116,16 @@ struct e2e_sum connect_n(long count, bool check_peer);
 void get_names(const char *kind, char *buf, size_t len);
 /* The pinned frontends map and every slot run it points at, as sorted hex lines (caller frees). */
 char *dump_frontends_map(void);
+/*
+ * The same, with history_free: without what depends on allocation history
+ * (slot_base, frontend and endpoint ids), so two programmings of the same
+ * compile compare equal whatever came before them.
+ */
+char *dump_frontends_map_as(bool history_free);
+struct kb_store;
+struct kb_model;
+/* The daemon's state dir (E.env.state) opened and loaded into m, as a restart reads it; fails the test unless it loads. */
+void load_stored_state(struct kb_store *st, struct kb_model *m);
 /* Entries of dir whose names start with prefix, as "name name ... " in names; their count, -1 when dir does not exist. */
 int dir_entries(const char *dir, const char *prefix, char *names, size_t len);
 

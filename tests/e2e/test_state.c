@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-/* e2e: the daemon's stored state: `apply --replace` as the whole state, and a bad state file that must not stop steering. */
+/* e2e: the daemon's stored state: `apply --replace` as the whole state, a bad state that must not stop steering, a torn log tail, migration. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
 #include <json-c/json.h>
+#include <zlib.h>
 
 #include "e2e.h"
 #include "e2e_node.h"
@@ -184,26 +185,46 @@ static void test_replace_removes_unnamed(void **state)
 	}
 }
 
-/* Entries named applied.yaml.bad-* in the state dir: their count, the first one's path in path. */
-static int state_aside(char *path, size_t len)
+/* Entries named <file>.bad-* in the state dir: their count, the first one's path in path. */
+static int state_aside(const char *file, char *path, size_t len)
 {
-	char names[1024];
-	int n = dir_entries(E.env.state, KB_STATE_FILE ".bad-", names, sizeof(names));
+	char names[1024], prefix[64];
+	int n;
 
+	snprintf(prefix, sizeof(prefix), "%s.bad-", file);
+	n = dir_entries(E.env.state, prefix, names, sizeof(names));
 	path[0] = '\0';
 	if (n > 0)
 		snprintf(path, len, "%s/%.*s", E.env.state, (int)strcspn(names, " "), names);
 	return n < 0 ? 0 : n;
 }
 
+/* With the daemon stopped: fold the log into a snapshot, as the daemon's compaction does, so the snapshot holds the objects. */
+static void compact_state(void)
+{
+	struct kb_store st;
+	struct kb_model m;
+
+	load_stored_state(&st, &m);
+	assert_int_equal(kb_store_compact(&st, &m), 0);
+	kb_store_close(&st);
+	kb_model_free(&m);
+}
+
 enum bad_state { BAD_TRUNCATED, BAD_GARBAGE, BAD_FUTURE, BAD_UNREADABLE };
 
-/* Damage the state file as kind says; what it holds afterwards (NULL: not a file). */
+/* Which file each kind damages: the snapshot (compacted first, so it holds the objects) or the log. */
+static const char *const bad_file[] = { KB_STATE_FILE, KB_STATE_LOG, KB_STATE_FILE, KB_STATE_LOG };
+
+/* Damage the stored state as kind says; what the damaged file holds afterwards (NULL: not a file). */
 static char *damage_state(enum bad_state kind, const char *file)
 {
-	char *text = e2e_read_text(file), *p, *body;
+	char *text, *p, *body;
 	static char buf[65536];
 
+	if (kind == BAD_TRUNCATED || kind == BAD_FUTURE)
+		compact_state();
+	text = e2e_read_text(file);
 	assert_non_null(text);
 	switch (kind) {
 	case BAD_TRUNCATED:
@@ -240,34 +261,34 @@ static char *damage_state(enum bad_state kind, const char *file)
 }
 
 /*
- * A truncated, garbage, future-format or unreadable applied.yaml: after a
+ * A truncated, garbage, future-format or unreadable snapshot or log: after a
  * restart the pinned frontend still serves, status says the state is
  * degraded, an apply that would drop the frontend is refused with the way
- * out, the bad file is kept aside, and a replace recovers.
+ * out, the bad files are kept aside, and a replace recovers.
  */
 static void test_bad_state_file_keeps_serving(void **state)
 {
-	static const char *const kinds[] = { "truncated", "garbage", "future", "unreadable" };
-	static const char *const problem[] = { "truncated", "not a kbackend state file", "newer", "Is a directory" };
+	static const char *const kinds[] = { "truncated snapshot", "garbage log", "future snapshot", "unreadable log" };
+	static const char *const problem[] = { "truncated", "not a kbackend state log", "newer", "Is a directory" };
 	char file[PATH_MAX], base[PATH_MAX], other[PATH_MAX], aside[PATH_MAX], yaml[1024], *bad, *out;
 	struct json_object *st, *sf, *reply, *unacc;
 	struct e2e_sum s;
 	int rc;
 
 	NEED_ENV();
-	kb_store_path(E.env.state, file, sizeof(file));
 	write_baseline(base, sizeof(base));
 	/* A Gateway that no route uses, accepted on its own: an apply that names only it. */
 	yaml_gateway(yaml, sizeof(yaml), "other", "198.18.0.12", 82);
 	write_yaml(other, sizeof(other), "other.yaml", yaml);
 	for (int k = BAD_TRUNCATED; k <= BAD_UNREADABLE; k++) {
-		printf("# bad state file: %s\n", kinds[k]);
+		printf("# bad state: %s\n", kinds[k]);
+		snprintf(file, sizeof(file), "%s/%s", E.env.state, bad_file[k]);
 		daemon_ensure();
 		apply_weights(1, 1, 0);
 		s = connect_n(20, false);
 		e2e_assert_no_failure(s);
 		daemon_kill();
-		e2e_sh("rm -rf '%s'/" KB_STATE_FILE ".bad-*", E.env.state);
+		e2e_sh("rm -rf '%s'/*.bad-*", E.env.state);
 		bad = damage_state(k, file);
 		if (daemon_start()) {
 			dump_log();
@@ -311,8 +332,10 @@ static void test_bad_state_file_keeps_serving(void **state)
 			fail_msg("%s: `kbackend status` does not say it: %s", kinds[k], out);
 		free(out);
 
-		/* Kept aside, as it was. */
-		assert_int_equal(state_aside(aside, sizeof(aside)), 1);
+		/* Kept aside, as it was, and the other file of the state with it. */
+		assert_int_equal(state_aside(bad_file[k], aside, sizeof(aside)), 1);
+		if (!strcmp(bad_file[k], KB_STATE_FILE))
+			assert_int_equal(state_aside(KB_STATE_LOG, file, sizeof(file)), 1);
 		if (bad) {
 			char *kept = e2e_read_text(aside);
 
@@ -328,7 +351,7 @@ static void test_bad_state_file_keeps_serving(void **state)
 		free(bad);
 
 		if (k == BAD_GARBAGE) {
-			/* Restarted again (no applied.yaml now): still degraded, still serving, nothing new set aside. */
+			/* Restarted again (no state now): still degraded, still serving, nothing new set aside. */
 			daemon_kill();
 			if (daemon_start())
 				fail_msg("%s: the daemon did not restart", kinds[k]);
@@ -338,7 +361,7 @@ static void test_bad_state_file_keeps_serving(void **state)
 				fail_msg("second restart: not degraded, or the bad file is not named: %s",
 					 json_object_to_json_string(st));
 			json_object_put(st);
-			assert_int_equal(state_aside(aside, sizeof(aside)), 1);
+			assert_int_equal(state_aside(bad_file[k], aside, sizeof(aside)), 1);
 			s = connect_n(50, false);
 			e2e_assert_no_failure(s);
 		}
@@ -353,7 +376,135 @@ static void test_bad_state_file_keeps_serving(void **state)
 		e2e_assert_no_failure(s);
 		assert_int_equal(s.ok[0] + s.ok[1], 50);
 	}
-	e2e_sh("rm -rf '%s'/" KB_STATE_FILE ".bad-*", E.env.state);
+	e2e_sh("rm -rf '%s'/*.bad-*", E.env.state);
+}
+
+/* The size of a file, 0 when it is not there. */
+static long file_size(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) ? 0 : (long)sb.st_size;
+}
+
+/*
+ * A crash in the middle of writing a request leaves a torn log tail: that
+ * is the expected case, not a bad state. The restart drops the request (it
+ * was never acknowledged), says so in the log, restores the state before it
+ * and is not degraded.
+ */
+static void test_torn_log_tail_is_dropped(void **state)
+{
+	char log[PATH_MAX], other[PATH_MAX], yaml[1024], names[512], *text;
+	struct json_object *st, *reply;
+	long before, after;
+	struct e2e_sum s;
+	int rc;
+
+	NEED_ENV();
+	snprintf(log, sizeof(log), "%s/%s", E.env.state, KB_STATE_LOG);
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	before = file_size(log);
+	assert_true(before > 0);
+	yaml_gateway(yaml, sizeof(yaml), "torn", "198.18.0.13", 83);
+	write_yaml(other, sizeof(other), "torn.yaml", yaml);
+	reply = CLI_JSON(&rc, "apply", "-f", other);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+	after = file_size(log);
+	assert_true(after > before);
+	get_names("gateways", names, sizeof(names));
+	assert_non_null(strstr(names, " torn "));
+	daemon_kill();
+	/* As if the daemon had died halfway through writing that request. */
+	assert_int_equal(truncate(log, before + (after - before) / 2), 0);
+	if (daemon_start()) {
+		dump_log();
+		fail_msg("the daemon did not start after a torn log tail");
+	}
+	st = ctl("status", 5000);
+	if (json_object_get_boolean(e2e_jget(st, "degraded")))
+		fail_msg("a torn tail made the state degraded: %s", json_object_to_json_string(st));
+	json_object_put(st);
+	get_names("gateways", names, sizeof(names));
+	assert_null(strstr(names, " torn "));
+	assert_non_null(strstr(names, " eg "));
+	text = e2e_read_text(E.env.log);
+	assert_non_null(text);
+	if (!strstr(text, "dropped the last"))
+		fail_msg("the daemon's log does not say that it dropped the torn request");
+	free(text);
+	s = connect_n(50, false);
+	e2e_assert_no_failure(s);
+	assert_int_equal(s.ok[0] + s.ok[1], 50);
+	/* The next request goes after the last whole one. */
+	reply = CLI_JSON(&rc, "apply", "-f", other);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+	daemon_kill();
+	if (daemon_start())
+		fail_msg("the daemon did not restart");
+	get_names("gateways", names, sizeof(names));
+	assert_non_null(strstr(names, " torn "));
+}
+
+/*
+ * A state directory from before the log (format 2, one whole file): read
+ * once and rewritten as a snapshot and a log; `kbackend dump-state` prints
+ * what it holds.
+ */
+static void test_migration_from_format2(void **state)
+{
+	char file[PATH_MAX], dump[PATH_MAX], names[512], *text, *out;
+	static char yaml[32768], buf[40000];
+	const int w[NEPS] = { 1, 1, 0 };
+	struct json_object *st;
+	struct e2e_sum s;
+	uLong crc;
+	int n;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	daemon_kill();
+	e2e_sh("rm -rf '%s'/*", E.env.state);
+	kb_store_path(E.env.state, file, sizeof(file));
+	yaml_all(yaml, sizeof(yaml), w, NULL);
+	n = snprintf(buf, sizeof(buf), "# kbackend state: the accepted objects. Written by the daemon; do not edit.\n"
+				       "# kbackend-state-format: 2\n---\n# from config.yaml:1\n%s", yaml);
+	crc = crc32(crc32(0, NULL, 0), (const Bytef *)buf, (uInt)n);
+	snprintf(buf + n, sizeof(buf) - (size_t)n, "# kbackend-state-end: 6 objects, crc32 %08lx\n", (unsigned long)crc);
+	assert_int_equal(e2e_write_file(file, buf), 0);
+	if (daemon_start()) {
+		dump_log();
+		fail_msg("the daemon did not start from a format-2 state");
+	}
+	st = ctl("status", 5000);
+	if (json_object_get_boolean(e2e_jget(st, "degraded")) || e2e_jint(st, "objects") != 6)
+		fail_msg("a format-2 state was not restored: %s", json_object_to_json_string(st));
+	json_object_put(st);
+	text = e2e_read_text(file);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "# kbackend-state-format: 3\n"));
+	free(text);
+	s = connect_n(50, false);
+	e2e_assert_no_failure(s);
+	assert_int_equal(s.ok[0] + s.ok[1], 50);
+	get_names("backends", names, sizeof(names));
+	assert_non_null(strstr(names, " e2 "));
+
+	/* The operator's view: every stored object as YAML, which `apply --replace` takes back. */
+	assert_int_equal(CLI(&out, "dump-state", "--state-dir", E.env.state), 0);
+	if (!strstr(out, "# Backend/default/e2, applied from ") || !strstr(out, "kind: TCPRoute") ||
+	    !strstr(out, "kind: EnvoyGateway"))
+		fail_msg("dump-state: %s", out);
+	write_yaml(dump, sizeof(dump), "dump.yaml", out);
+	free(out);
+	replace_with(dump);
+	st = ctl("status", 5000);
+	assert_int_equal(e2e_jint(st, "objects"), 6);
+	json_object_put(st);
 }
 
 static int group_setup(void **state)
@@ -367,6 +518,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_replace_removes_unnamed, test_teardown),
 		cmocka_unit_test_teardown(test_bad_state_file_keeps_serving, test_teardown),
+		cmocka_unit_test_teardown(test_torn_log_tail_is_dropped, test_teardown),
+		cmocka_unit_test_teardown(test_migration_from_format2, test_teardown),
 	};
 
 	e2e_main_init("test_state", group_teardown, 300);
