@@ -50,32 +50,8 @@ topo_up || fail "could not build the topology"
 [ -n "$RAW" ] || RAW=$TOPO_TMP/raw
 : >"$RAW"
 
-# gen N > FILE: the manifest described above.
-gen() {
-	awk -v N="$1" 'BEGIN {
-	G = int((N + 63) / 64)
-	for (g = 0; g < G; g++) {
-		printf "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: gw-%d\n  namespace: bench\n", g
-		printf "spec:\n  gatewayClassName: eg\n  addresses:\n    - type: IPAddress\n      value: 198.19.%d.%d\n  listeners:\n",
-			int(g / 250), g % 250 + 1
-		for (l = 0; l < 64 && g * 64 + l < N; l++)
-			printf "    - name: l%d\n      protocol: TCP\n      port: %d\n", l, 10000 + l
-		print "---"
-	}
-	for (i = 0; i < N; i++) {
-		printf "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata:\n  name: r-%d\n  namespace: bench\n", i
-		printf "spec:\n  parentRefs:\n    - name: gw-%d\n      sectionName: l%d\n  rules:\n    - backendRefs:\n", int(i / 64), i % 64
-		printf "        - group: gateway.envoyproxy.io\n          kind: Backend\n          name: be-%d\n---\n", i
-		printf "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: be-%d\n  namespace: bench\nspec:\n  endpoints:\n", i
-		for (j = 0; j < 10; j++) {
-			if (j < 5) a = sprintf("198.51.100.%d", (i * 5 + j) % 250 + 2)
-			else a = sprintf("203.0.113.%d", (i * 5 + j - 5) % 250 + 2)
-			printf "    - ip:\n        address: %s\n        port: 8080\n", a
-		}
-		if (i < N - 1) print "---"
-	}
-}'
-}
+# gen N > FILE: the manifest described above (shared with bench/read-scale.sh).
+gen() { awk -v N="$1" -f bench/scale-gen.awk; }
 
 # Sum of memlock over the distinct BPF maps a process holds open.
 maps_memlock() {

@@ -151,6 +151,7 @@ void kb_daemon_recompile(struct daemon *d)
 	kb_compiled_free(&d->compiled);
 	d->compiled = c;
 	kb_log_debug("recompiled after a DNS or health change: %zu frontend(s)", c.nfes);
+	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
 }
@@ -337,6 +338,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	d->last_error[0] = '\0';
 	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed in %ld ms",
 		    change_done[mode], nreq, d->state.nobjects, d->compiled.nfes, kb_now_ms() - t0);
+	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
 	reply = change_reply(&d->state, &in_ix, NULL, true, false, NULL);

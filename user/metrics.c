@@ -135,6 +135,7 @@ static void host_port(char *buf, size_t len, const char *addr, unsigned port, in
 
 struct ep_row {
 	const struct kb_cfrontend *fe;
+	const char *fe_name;	/* its frontend's row name */
 	const struct kb_cendpoint *ep;
 	char name[300];
 	struct kb_conn_stats s;
@@ -170,25 +171,17 @@ static const char *proto_label(__u8 proto)
 					       proto_label(fes[i].fe->proto), NULL);                     \
 	} while (0)
 
-#define EP_LABELS(r)                                                                               \
-	"frontend", fes_name(fes, nfe, (r)->fe), "protocol", proto_label((r)->fe->proto), "backend", \
-		(r)->ep->backend, "endpoint", (r)->name, NULL
+#define EP_LABELS(r)                                                                      \
+	"frontend", (r)->fe_name, "protocol", proto_label((r)->fe->proto), "backend", (r)->ep->backend, \
+		"endpoint", (r)->name, NULL
 
 #define ADDR_LABELS(a) "endpoint", (a)->r->name, "protocol", proto_label((a)->r->fe->proto), NULL
 
-static const char *fes_name(const struct fe_row *fes, size_t n, const struct kb_cfrontend *fe)
+/* An endpoint listed twice in one frontend (two refs to one Backend) is one series: rows[from..n) are its frontend's. */
+static bool ep_seen(const struct ep_row *rows, size_t from, size_t n, const struct ep_row *r)
 {
-	for (size_t i = 0; i < n; i++)
-		if (fes[i].fe == fe)
-			return fes[i].name;
-	return "";
-}
-
-/* An endpoint listed twice in one frontend (two refs to one Backend) is one series. */
-static bool ep_seen(const struct ep_row *rows, size_t n, const struct ep_row *r)
-{
-	for (size_t i = 0; i < n; i++)
-		if (rows[i].fe == r->fe && !strcmp(rows[i].name, r->name) &&
+	for (size_t i = from; i < n; i++)
+		if (!strcmp(rows[i].name, r->name) &&
 		    !strcmp(rows[i].ep->backend ? rows[i].ep->backend : "", r->ep->backend ? r->ep->backend : ""))
 			return true;
 	return false;
@@ -204,19 +197,21 @@ static uint64_t ju64(struct json_object *o, const char *k)
 /* Health's view of each distinct endpoint address: handshakes, failures, open connections, ejections. */
 static size_t addr_rows(struct daemon *d, const struct ep_row *eps, size_t nep, struct addr_row *out)
 {
+	struct kb_arena arena = { 0 };
+	struct kb_smap seen = { .a = &arena };	/* "proto name": each address once, without a walk per row */
 	size_t n = 0;
 
 	for (size_t i = 0; d->health && i < nep; i++) {
 		struct json_object *jh, *oc;
 		struct addr_row *a;
-		bool dup = false;
+		char key[320];
 
 		if (eps[i].ep->type == KB_EP_UNIX)
 			continue;
-		for (size_t k = 0; k < n && !dup; k++)
-			dup = out[k].r->fe->proto == eps[i].fe->proto && !strcmp(out[k].r->name, eps[i].name);
-		if (dup)
+		snprintf(key, sizeof(key), "%u %s", eps[i].fe->proto, eps[i].name);
+		if (kb_smap_get(&seen, key))
 			continue;
+		kb_smap_put(&seen, kb_strdup(&arena, key), (void *)&eps[i]);
 		jh = kb_health_endpoint_json(d->health, eps[i].fe, eps[i].ep);
 		if (!jh)
 			continue;
@@ -234,6 +229,7 @@ static size_t addr_rows(struct daemon *d, const struct ep_row *eps, size_t nep, 
 		}
 		json_object_put(jh);
 	}
+	kb_arena_free(&arena);
 	return n;
 }
 
@@ -263,15 +259,18 @@ static void section_traffic(FILE *f, struct daemon *d)
 		r->fe = fe;
 		host_port(r->name, sizeof(r->name), fe->address, fe->port, fe->key.family);
 		r->have = d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, &r->s);
+		size_t first = nep;
+
 		for (size_t e = 0; e < fe->neps; e++) {
 			struct ep_row *er = &eps[nep];
 
 			er->fe = fe;
+			er->fe_name = r->name;
 			er->ep = &fe->eps[e];
 			host_port(er->name, sizeof(er->name), er->ep->address, er->ep->port, er->ep->family);
 			if (er->ep->healthy)
 				r->nhealthy++;
-			if (ep_seen(eps, nep, er))
+			if (ep_seen(eps, first, nep, er))
 				continue;
 			er->have = d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, e, &er->s);
 			nep++;

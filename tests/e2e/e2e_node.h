@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The node that test_daemon, test_control and test_state share: its netns, three endpoints, the daemon in it, looping clients, and the daemon's view. */
+/* The node that test_daemon, test_control, test_state and test_reads share: its netns, three endpoints, the daemon in it, looping clients, and the daemon's view. */
 #ifndef KB_E2E_NODE_H
 #define KB_E2E_NODE_H
 
@@ -15,7 +15,7 @@
  * Topology (DESIGN section 8). The daemon and the clients live in the node
  * netns, which has no default route: a frontend is reachable only through
  * the programs the daemon attaches to the test cgroup. <t> is the binary's
- * letter (d: test_daemon, c: test_control, s: test_state), so that the
+ * letter (d: test_daemon, c: test_control, s: test_state, r: test_reads), so that the
  * binaries' names never meet.
  *
  *   kbt-<t>node-<pid>  198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-<t>be-<pid>
