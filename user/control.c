@@ -234,10 +234,21 @@ static int call_frame(int fd, struct kb_frame_reader *r, int timeout_ms)
 	}
 }
 
-static struct json_object *frame_json(const struct kb_frame_reader *r)
+/* One frame's JSON; tok (NULL: a fresh one) is reused across a stream's frames, which saves its setup per item. */
+static struct json_object *frame_json(const struct kb_frame_reader *r, struct json_tokener *tok)
 {
-	struct json_object *o = json_tokener_parse(r->msg);
+	struct json_object *o;
 
+	if (!tok) {
+		o = json_tokener_parse(r->msg);
+	} else {
+		json_tokener_reset(tok);
+		o = json_tokener_parse_ex(tok, r->msg, (int)r->len);
+		if (o && json_tokener_get_error(tok) != json_tokener_success) {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
 	if (!o)
 		errno = EBADMSG;
 	return o;
@@ -252,7 +263,7 @@ struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, in
 	if (fd < 0)
 		return NULL;
 	if (!call_frame(fd, &r, timeout_ms))
-		reply = frame_json(&r);
+		reply = frame_json(&r, NULL);
 	err = errno;
 	kb_frame_reset(&r);
 	close(fd);
@@ -278,13 +289,18 @@ struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req
 {
 	struct kb_frame_reader r = { 0 };
 	struct json_object *head = NULL, *last = NULL, *v;
+	struct json_tokener *tok = json_tokener_new();
 	int fd, err;
 
+	if (!tok)
+		return NULL;
 	json_object_object_add(req, "stream", json_object_new_boolean(1));
 	fd = call_send(path, req, -1);
-	if (fd < 0)
+	if (fd < 0) {
+		json_tokener_free(tok);
 		return NULL;
-	if (call_frame(fd, &r, timeout_ms) || !(head = frame_json(&r)))
+	}
+	if (call_frame(fd, &r, timeout_ms) || !(head = frame_json(&r, NULL)))
 		goto out;
 	if (!json_object_object_get_ex(head, "stream", &v) || !json_object_get_boolean(v)) {
 		/* One frame: an older daemon, or a refusal. */
@@ -302,7 +318,7 @@ struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req
 			goto out;
 		if (!r.len)
 			break;	/* the end of the items; the trailer follows */
-		if (!(it = frame_json(&r)))
+		if (!(it = frame_json(&r, tok)))
 			goto out;
 		err = on_item(ctx, it);
 		json_object_put(it);
@@ -312,9 +328,10 @@ struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req
 		}
 	}
 	if (!call_frame(fd, &r, timeout_ms))
-		last = frame_json(&r);
+		last = frame_json(&r, NULL);
 out:
 	err = errno;
+	json_tokener_free(tok);
 	json_object_put(head);
 	kb_frame_reset(&r);
 	close(fd);

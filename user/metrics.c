@@ -238,13 +238,40 @@ static size_t addr_rows(struct daemon *d, const struct ep_row *eps, size_t nep, 
  * maps, then health's per-address view (sockops outcomes, open connections,
  * ejections) and each endpoint's health as programmed.
  */
+/* Every frontend's and endpoint's counters, STATS_BATCH frontends a dataplane call; false: not available. */
+#define STATS_BATCH 1024
+static bool read_all_stats(struct daemon *d, struct kb_conn_stats *fe, bool *fe_ok, struct kb_conn_stats *ep,
+			   bool *ep_ok)
+{
+	const struct kb_compiled *c = &d->compiled;
+	const struct kb_cfrontend *batch[STATS_BATCH];
+	size_t off = 0;
+
+	if (!d->dp->ops->stats_many)
+		return false;
+	for (size_t i = 0; i < c->nfes; i += STATS_BATCH) {
+		size_t n = c->nfes - i < STATS_BATCH ? c->nfes - i : STATS_BATCH, nep = 0;
+
+		for (size_t k = 0; k < n; k++) {
+			batch[k] = &c->fes[i + k];
+			nep += batch[k]->neps;
+		}
+		if (d->dp->ops->stats_many(d->dp, batch, n, fe + i, fe_ok + i, ep + off, ep_ok + off))
+			return false;
+		off += nep;
+	}
+	return true;
+}
+
 static void section_traffic(FILE *f, struct daemon *d)
 {
 	const struct kb_compiled *c = &d->compiled;
 	struct fe_row *fes = calloc(c->nfes + 1, sizeof(*fes));
 	struct ep_row *eps;
 	struct addr_row *addrs = NULL;
-	size_t nfe = 0, nep = 0, naddr = 0, total = 0;
+	size_t nfe = 0, nep = 0, naddr = 0, total = 0, k = 0;
+	struct kb_conn_stats *fs = NULL, *es = NULL;
+	bool *fs_ok = NULL, *es_ok = NULL, batched = false;
 
 	for (size_t i = 0; i < c->nfes; i++)
 		total += c->fes[i].neps;
@@ -252,16 +279,26 @@ static void section_traffic(FILE *f, struct daemon *d)
 	addrs = calloc(total + 1, sizeof(*addrs));
 	if (!fes || !eps || !addrs)
 		goto out;
+	fs = calloc(c->nfes + 1, sizeof(*fs));
+	fs_ok = calloc(c->nfes + 1, sizeof(*fs_ok));
+	es = calloc(total + 1, sizeof(*es));
+	es_ok = calloc(total + 1, sizeof(*es_ok));
+	batched = fs && fs_ok && es && es_ok && read_all_stats(d, fs, fs_ok, es, es_ok);
 	for (size_t i = 0; i < c->nfes; i++) {
 		const struct kb_cfrontend *fe = &c->fes[i];
 		struct fe_row *r = &fes[nfe++];
 
 		r->fe = fe;
 		host_port(r->name, sizeof(r->name), fe->address, fe->port, fe->key.family);
-		r->have = d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, &r->s);
+		if (batched) {
+			r->s = fs[i];
+			r->have = fs_ok[i];
+		} else {
+			r->have = d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, &r->s);
+		}
 		size_t first = nep;
 
-		for (size_t e = 0; e < fe->neps; e++) {
+		for (size_t e = 0; e < fe->neps; e++, k++) {
 			struct ep_row *er = &eps[nep];
 
 			er->fe = fe;
@@ -272,7 +309,12 @@ static void section_traffic(FILE *f, struct daemon *d)
 				r->nhealthy++;
 			if (ep_seen(eps, first, nep, er))
 				continue;
-			er->have = d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, e, &er->s);
+			if (batched) {
+				er->s = es[k];
+				er->have = es_ok[k];
+			} else {
+				er->have = d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, e, &er->s);
+			}
 			nep++;
 		}
 	}
@@ -335,6 +377,10 @@ static void section_traffic(FILE *f, struct daemon *d)
 	for (size_t i = 0; i < naddr; i++)
 		kb_metrics_u64(f, "kbackend_endpoint_ejections_total", addrs[i].ejections, ADDR_LABELS(&addrs[i]));
 out:
+	free(fs);
+	free(fs_ok);
+	free(es);
+	free(es_ok);
 	free(fes);
 	free(eps);
 	free(addrs);

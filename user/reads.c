@@ -541,6 +541,11 @@ void kb_read_free(struct kb_read *r)
 		if (r->health.ents && r->health.ents[i].key && r->health.ents[i].val != &health_none)
 			json_object_put(r->health.ents[i].val);
 	kb_arena_free(&r->a);
+	free(r->pf_fe);
+	free(r->pf_ep);
+	free(r->pf_fe_ok);
+	free(r->pf_ep_ok);
+	free(r->pf_off);
 	free(r->idx);
 	memset(r, 0, sizeof(*r));
 }
@@ -579,14 +584,71 @@ static struct json_object *health_json(struct daemon *d, struct kb_read *r, cons
 	return j && (void *)j != &health_none ? json_object_get(j) : NULL;
 }
 
-/* A frontend as compile rendered it, with the kernel's per-CPU counters, DNS, health and the bridge's resets. */
-static struct json_object *frontend_item(struct daemon *d, struct kb_read *r, const struct kb_cfrontend *fe)
+#define PREFETCH 128	/* frontends whose counters one batch reads */
+
+/* Read the counters of items [i, i + PREFETCH) in one batch; false when the dataplane cannot. */
+static bool prefetch(struct daemon *d, struct kb_read *r, size_t i)
 {
+	const struct kb_cfrontend *fes[PREFETCH];
+	size_t n = r->n - i < PREFETCH ? r->n - i : PREFETCH, nep = 0;
+
+	r->pf_n = 0;
+	if (!d->dp->ops->stats_many)
+		return false;
+	for (size_t k = 0; k < n; k++) {
+		fes[k] = &d->compiled.fes[r->idx[i + k]];
+		nep += fes[k]->neps;
+	}
+	free(r->pf_fe);
+	free(r->pf_ep);
+	free(r->pf_fe_ok);
+	free(r->pf_ep_ok);
+	free(r->pf_off);
+	r->pf_fe = calloc(n, sizeof(*r->pf_fe));
+	r->pf_ep = calloc(nep + 1, sizeof(*r->pf_ep));
+	r->pf_fe_ok = calloc(n, sizeof(*r->pf_fe_ok));
+	r->pf_ep_ok = calloc(nep + 1, sizeof(*r->pf_ep_ok));
+	r->pf_off = calloc(n, sizeof(*r->pf_off));
+	if (!r->pf_fe || !r->pf_ep || !r->pf_fe_ok || !r->pf_ep_ok || !r->pf_off ||
+	    d->dp->ops->stats_many(d->dp, fes, n, r->pf_fe, r->pf_fe_ok, r->pf_ep, r->pf_ep_ok))
+		return false;
+	for (size_t k = 1; k < n; k++)
+		r->pf_off[k] = r->pf_off[k - 1] + fes[k - 1]->neps;
+	r->pf_base = i;
+	r->pf_n = n;
+	return true;
+}
+
+/* Item i's frontend counter (fe) or its endpoint e's; false: none. */
+static bool item_stats(struct daemon *d, struct kb_read *r, size_t i, const struct kb_cfrontend *fe, long e,
+		       struct kb_conn_stats *s)
+{
+	if (i >= r->pf_base && i - r->pf_base < r->pf_n) {
+		size_t k = i - r->pf_base;
+
+		if (e < 0) {
+			*s = r->pf_fe[k];
+			return r->pf_fe_ok[k];
+		}
+		*s = r->pf_ep[r->pf_off[k] + (size_t)e];
+		return r->pf_ep_ok[r->pf_off[k] + (size_t)e];
+	}
+	if (e < 0)
+		return d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, s);
+	return d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, (size_t)e, s);
+}
+
+/* A frontend as compile rendered it, with the kernel's per-CPU counters, DNS, health and the bridge's resets. */
+static struct json_object *frontend_item(struct daemon *d, struct kb_read *r, size_t i)
+{
+	const struct kb_cfrontend *fe = &d->compiled.fes[r->idx[i]];
 	struct json_object *jf = kb_render_frontend(fe), *eps, *locs;
 	struct kb_conn_stats s = { 0 };
 
+	if (!(i >= r->pf_base && i - r->pf_base < r->pf_n))
+		prefetch(d, r, i);
 	kb_daemon_bridge_annotate(d, fe, jf);
-	if (d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, &s))
+	if (item_stats(d, r, i, fe, -1, &s))
 		json_object_object_add(jf, "stats", stats_json(&s));
 	if (json_object_object_get_ex(jf, "localities", &locs))
 		for (size_t l = 0; l < fe->nlocs; l++) {
@@ -604,7 +666,7 @@ static struct json_object *frontend_item(struct daemon *d, struct kb_read *r, co
 		struct json_object *je = json_object_array_get_idx(eps, e), *jh;
 
 		memset(&s, 0, sizeof(s));
-		if (d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, e, &s))
+		if (item_stats(d, r, i, fe, (long)e, &s))
 			json_object_object_add(je, "stats", stats_json(&s));
 		if (fe->eps[e].fqdn)
 			json_object_object_add(je, "dns", kb_resolver_name_json(d->resolver, fe->eps[e].fqdn));
@@ -617,5 +679,5 @@ static struct json_object *frontend_item(struct daemon *d, struct kb_read *r, co
 
 struct json_object *kb_read_item(struct daemon *d, struct kb_read *r, size_t i)
 {
-	return r->frontends ? frontend_item(d, r, &d->compiled.fes[r->idx[i]]) : kb_render_object(d->state.objects[r->idx[i]]);
+	return r->frontends ? frontend_item(d, r, i) : kb_render_object(d->state.objects[r->idx[i]]);
 }

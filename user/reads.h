@@ -52,6 +52,11 @@ struct kb_read {
 	/* Health is per endpoint address, shared by every frontend that uses it: read once per read. */
 	struct kb_arena a;
 	struct kb_smap health;	/* "proto/family/ip/port" -> struct json_object * (NULL: not tracked) */
+	/* The counters of items [pf_base, pf_base + pf_n), read in one batch (the dataplane's stats_many). */
+	size_t pf_base, pf_n;
+	struct kb_conn_stats *pf_fe, *pf_ep;
+	bool *pf_fe_ok, *pf_ep_ok;
+	size_t *pf_off;		/* item k's first endpoint in pf_ep */
 };
 
 /* Resolve req into r. NULL, or an error reply (unknown resource, bad selector). */
