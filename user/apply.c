@@ -72,6 +72,7 @@ struct kb_compile_env kb_daemon_compile_env(struct daemon *d)
 		.healthy = env_healthy,
 		.ctx = d,
 		.cluster_domain = d->policy.cluster_domain,
+		.clusterset_domain = d->policy.clusterset_domain,
 		.bridge = d->bridge ? kb_bridge_listener : NULL,
 		.bridge_ctx = d->bridge,
 	};
@@ -161,7 +162,7 @@ void kb_daemon_recompile(struct daemon *d)
 /* "Kind/ns/name": what makes two documents the same object. */
 static const char *object_key(struct kb_arena *a, const struct kb_meta *o)
 {
-	return kb_sprintf(a, "%s/%s/%s", kb_kind_name(o->kind), o->namespace ? o->namespace : "default",
+	return kb_sprintf(a, "%s/%s/%s", kb_meta_kind(o), o->namespace ? o->namespace : "default",
 			  o->name ? o->name : "");
 }
 

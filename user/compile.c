@@ -52,6 +52,7 @@ struct cx {
 	struct kb_smap gw_routes;		/* "ns/name" of a Gateway -> struct attach_list */
 	struct kb_smap btps;		/* "Kind/ns/name[/section]" -> struct kb_btp */
 	const char *cluster_domain;
+	const char *clusterset_domain;
 	/* Per frontend: the Backend behind each locality (NULL for a Service), parallel to fe->locs. */
 	const struct kb_backend **loc_backend;
 	size_t nloc_backend;
@@ -308,12 +309,6 @@ static size_t push_loc(struct cx *c, struct kb_cfrontend *fe, const struct kb_ba
 	return fe->nlocs - 1;
 }
 
-static bool ref_is_service(const struct kb_backend_ref *ref)
-{
-	return (!ref->kind || strcmp(ref->kind, "Service") == 0) &&
-	       (!ref->group || !*ref->group || strcmp(ref->group, "core") == 0);
-}
-
 static void add_ref(struct cx *c, struct kb_cfrontend *fe, const struct kb_route *r, const struct kb_backend_ref *ref)
 {
 	struct kb_arena *a = &c->out->arena;
@@ -336,8 +331,10 @@ static void add_ref(struct cx *c, struct kb_cfrontend *fe, const struct kb_route
 		li = push_loc(c, fe, usable ? b : NULL, label, kb_strdup(a, ref->path), weight, prio);
 		if (usable)
 			add_backend_endpoints(c, fe, li, b, ref->has_port, ref->port);
-	} else if (ref_is_service(ref)) {
-		char *host = kb_sprintf(&c->tmp, "%s.%s.svc.%s", ref->name, ns, c->cluster_domain);
+	} else if (kb_ref_kind(ref) == KB_REF_SERVICE || kb_ref_kind(ref) == KB_REF_SERVICE_IMPORT) {
+		/* A ServiceImport is the multi-cluster Service: MCS DNS names it under the clusterset domain. */
+		char *host = kb_sprintf(&c->tmp, "%s.%s.svc.%s", ref->name, ns,
+					kb_ref_kind(ref) == KB_REF_SERVICE ? c->cluster_domain : c->clusterset_domain);
 		__u16 port = ref->has_port && ref->port > 0 && ref->port <= 65535 ? (__u16)ref->port : 0;
 
 		li = push_loc(c, fe, NULL, label, kb_strdup(a, ref->path), weight, ref->fallback ? 1 : 0);
@@ -509,7 +506,7 @@ static const struct kb_route *attached_route(struct cx *c, const struct kb_gatew
 		kb_smap_get(&c->gw_routes, kb_sprintf(&c->tmp, "%s/%s", ns_of(&g->meta), g->meta.name));
 
 	for (size_t i = 0; al && i < al->n; i++)
-		if (al->v[i].accepted && kb_parent_attaches(al->v[i].route, al->v[i].pr, g, l))
+		if (al->v[i].accepted && kb_parent_attaches(c->m, al->v[i].route, al->v[i].pr, g, l))
 			return al->v[i].route;
 	return NULL;
 }
@@ -640,6 +637,8 @@ int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_c
 	memset(out, 0, sizeof(*out));
 	c.backends.a = c.gw_routes.a = c.btps.a = &c.tmp;
 	c.cluster_domain = env && env->cluster_domain && *env->cluster_domain ? env->cluster_domain : "cluster.local";
+	c.clusterset_domain = env && env->clusterset_domain && *env->clusterset_domain ? env->clusterset_domain
+										: "clusterset.local";
 	index_model(&c);
 
 	for (size_t gi = 0; gi < m->ngateways; gi++) {

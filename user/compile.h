@@ -88,6 +88,8 @@ struct kb_compile_env {
 	void *ctx;
 	/* Service backendRefs become <name>.<ns>.svc.<cluster_domain>; NULL: "cluster.local". */
 	const char *cluster_domain;
+	/* ServiceImport backendRefs become <name>.<ns>.svc.<clusterset_domain>; NULL: "clusterset.local". */
+	const char *clusterset_domain;
 	/*
 	 * The bridge listener (IPv4 address words, host-order port) that connects
 	 * to the unix sidecar at path go to; 0 or -errno. NULL or a failure: the

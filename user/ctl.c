@@ -36,7 +36,7 @@ static const struct kb_cmd *cmd_find(const char *name);
 static void cmd_help_one(FILE *f, const struct kb_cmd *c);
 
 
-enum { OPT_ENABLE_BACKEND = 256, OPT_UNIX_DIR, OPT_ALLOW, OPT_CLUSTER_DOMAIN, OPT_CONFIG, OPT_DRY_RUN, OPT_SOCKET,
+enum { OPT_ENABLE_BACKEND = 256, OPT_UNIX_DIR, OPT_ALLOW, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_CONFIG, OPT_DRY_RUN, OPT_SOCKET,
        OPT_BPFFS, OPT_EACH_FILE, OPT_REPLACE, OPT_FIELD_SELECTOR };
 
 static const struct option client_longopts[] = {
@@ -54,6 +54,7 @@ static const struct option client_longopts[] = {
 	{ "unix-dir", required_argument, NULL, OPT_UNIX_DIR },
 	{ "allow-endpoint", required_argument, NULL, OPT_ALLOW },
 	{ "cluster-domain", required_argument, NULL, OPT_CLUSTER_DOMAIN },
+	{ "clusterset-domain", required_argument, NULL, OPT_CLUSTERSET_DOMAIN },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "socket", required_argument, NULL, OPT_SOCKET },
 	{ "bpffs", required_argument, NULL, OPT_BPFFS },
@@ -141,6 +142,10 @@ int ctl_parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 			break;
 		case OPT_CLUSTER_DOMAIN:
 			o->policy.cluster_domain = optarg;
+			o->policy_flags = true;
+			break;
+		case OPT_CLUSTERSET_DOMAIN:
+			o->policy.clusterset_domain = optarg;
 			o->policy_flags = true;
 			break;
 		case OPT_CONFIG:
@@ -296,13 +301,16 @@ static int cmd_validate(int argc, char **argv)
 
 int ctl_dry_run_offline(struct opts *o)
 {
+	/* Nothing resolved offline: FQDNs, Service and ServiceImport names stay pending, named with the domain flags. */
+	struct kb_compile_env env = { .cluster_domain = o->policy.cluster_domain,
+				      .clusterset_domain = o->policy.clusterset_domain };
 	struct kb_compiled c = { 0 };
 	struct kb_model m;
 	int err, refused;
 
 	refused = load_and_validate(o, &m);
 	/* Like the daemon's apply, a dry run is all or nothing: a refusal compiles nothing. */
-	if (!refused && !m.nerrors && kb_compile(&m, NULL, &c) != 0)
+	if (!refused && !m.nerrors && kb_compile(&m, &env, &c) != 0)
 		refused = 1;
 	if (ctl_machine_output(o)) {
 		struct json_object *doc = json_object_new_object();
@@ -350,7 +358,7 @@ static int cmd_version(int argc, char **argv)
 static int cmd_help(int argc, char **argv);
 
 #define POLICY_FLAGS "[--enable-backend] [--config FILE] [--unix-dir DIR]... [--allow-endpoint CIDR]... " \
-		     "[--cluster-domain DOMAIN]"
+		     "[--cluster-domain DOMAIN] [--clusterset-domain DOMAIN]"
 
 static const struct kb_cmd commands[] = {
 	{ "daemon", cmd_daemon,

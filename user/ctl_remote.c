@@ -173,8 +173,9 @@ static int change(const char *cmd, int argc, char **argv, bool del)
 			return ctl_usage_error(cmd, "expected -f FILE or KIND NAME");
 		}
 		k = kb_kind_from_name(o.args[0]);
+		/* Kinds kbackend does not use are deleted with -f (their apiVersion is the file's). */
 		for (int i = 1; !k && i < KB_KIND__COUNT; i++)
-			if (strcasecmp(o.args[0], kb_kind_name(i)) == 0)
+			if (i != KB_KIND_FOREIGN && strcasecmp(o.args[0], kb_kind_name(i)) == 0)
 				k = i;
 		if (!k) {
 			json_object_put(files);

@@ -23,15 +23,6 @@
 
 /* ---- documents: one object each ----------------------------------------------------------- */
 
-static const char *supported_kinds(struct ctx *c)
-{
-	const char *names[KB_KIND__COUNT];
-
-	for (int k = 1; k < KB_KIND__COUNT; k++)
-		names[k - 1] = kb_kind_name((enum kb_kind)k);
-	return mf_join_names(c, names, sizeof(names[0]), KB_KIND__COUNT - 1);
-}
-
 /* Kubernetes API versions: v1, v1beta1, v1alpha2, ... */
 static bool valid_version(const char *v)
 {
@@ -54,21 +45,38 @@ static bool valid_version(const char *v)
 	return !*v;
 }
 
+/* Does apiVersion s name group g? The core group ("") is written without one: "v1". */
+static bool in_group(const char *s, const char *g)
+{
+	const char *slash = strchr(s, '/');
+
+	if (!g)
+		return false;
+	if (!*g)
+		return !slash;
+	return slash && strlen(g) == (size_t)(slash - s) && strncmp(s, g, strlen(g)) == 0;
+}
+
+/* The API groups kbackend reads: a known kind name under one of them is a mix-up, not another API's kind. */
+static bool kbackend_group(const char *s)
+{
+	for (int k = 1; k < KB_KIND__COUNT; k++)
+		if (in_group(s, mf_kinds[k].group) || in_group(s, mf_kinds[k].alt_group))
+			return true;
+	return false;
+}
+
 /* The apiVersion must name the kind's group; the object is still added when it does not. */
 static void check_api_version(struct ctx *c, const struct kind_info *ki, const struct ynode *av, enum kb_kind k)
 {
-	const char *s = av->s, *slash = strchr(s, '/');
-	size_t glen = slash ? (size_t)(slash - s) : 0;
-	bool group_ok;
+	const char *slash = strchr(av->s, '/');
 
-	group_ok = slash && ((strlen(ki->group) == glen && strncmp(s, ki->group, glen) == 0) ||
-			     (ki->alt_group && strlen(ki->alt_group) == glen && strncmp(s, ki->alt_group, glen) == 0));
-	if (!group_ok) {
-		mf_err(c, av, "apiVersion", "apiVersion %s does not match kind %s (expected %s/<version>)", mf_desc(c, av),
-		       kb_kind_name(k), ki->group);
+	if (!in_group(av->s, ki->group) && !in_group(av->s, ki->alt_group)) {
+		mf_err(c, av, "apiVersion", "apiVersion %s does not match kind %s (expected %s%s)", mf_desc(c, av),
+		       kb_kind_name(k), ki->group, *ki->group ? "/<version>" : "v1");
 		return;
 	}
-	if (!valid_version(slash + 1))
+	if (!valid_version(slash ? slash + 1 : av->s))
 		mf_err(c, av, "apiVersion", "apiVersion %s: the version is not an API version (v1, v1beta1, v1alpha2...)",
 		       mf_desc(c, av));
 }
@@ -149,7 +157,7 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 	const struct kind_info *ki;
 	struct kb_meta *obj;
 	bool add = true;
-	enum kb_kind k;
+	enum kb_kind k, known;
 
 	c->obj = NULL;
 	if (depth > 4) {
@@ -162,7 +170,8 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 	}
 	kind = mf_map_get(root, "kind", &kk);
 	av = mf_map_get(root, "apiVersion", &ak);
-	if (mf_is_null(kind)) {
+	/* A quoted "" names no kind either: it must not become a kind kbackend ignores. */
+	if (mf_is_null(kind) || (kind->t == YN_SCALAR && !*kind->s)) {
 		mf_err(c, kind ? kind : root, NULL, "missing required field \"kind\"");
 		return;
 	}
@@ -174,26 +183,27 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 		mf_err(c, av, "apiVersion", "expected a string, got %s", mf_desc(c, av));
 		return;
 	}
-	if (mf_is_null(av))
+	if (mf_is_null(av) || !*av->s)
 		av = NULL;
 	if (strcmp(kind->s, "List") == 0 && (!av || strcmp(av->s, "v1") == 0)) {
 		process_list(c, root, doc_index, depth);
 		return;
 	}
+	/*
+	 * Real manifests mix in kinds kbackend does not use (Secrets, Services,
+	 * Deployments, other APIs' kinds): they are read as KB_KIND_FOREIGN, kept
+	 * and stored, never an error. A kind name kbackend reads under another
+	 * API's group (Istio's Gateway) is such a kind too, said in a warning.
+	 */
 	k = kb_kind_from_name(kind->s);
-	if (k == KB_KIND_UNKNOWN) {
-		if (av)
-			mf_err(c, kind, NULL, "kind %s (apiVersion %s) is not supported; supported kinds: %s",
-			       mf_desc(c, kind), mf_desc(c, av), supported_kinds(c));
-		else
-			mf_err(c, kind, NULL, "kind %s is not supported; supported kinds: %s", mf_desc(c, kind),
-			       supported_kinds(c));
-		return;
-	}
+	known = k;
+	if (k == KB_KIND_UNKNOWN || (av && !kbackend_group(av->s)))
+		k = KB_KIND_FOREIGN;
 	ki = &mf_kinds[k];
 
 	obj = kb_alloc(&c->m->arena, ki->size);
 	obj->kind = k;
+	obj->kind_name = k == KB_KIND_FOREIGN ? kb_strdup(&c->m->arena, kind->s) : kb_kind_name(k);
 	obj->loc = root->loc;
 	obj->doc_index = doc_index;
 	obj->namespace = "default";
@@ -218,7 +228,13 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 	if (av) {
 		mf_record(c, "apiVersion", av);
 		obj->api_version = kb_strdup(&c->m->arena, av->s);
-		check_api_version(c, ki, av, k);
+		if (k != KB_KIND_FOREIGN)
+			check_api_version(c, ki, av, k);
+		else if (known != KB_KIND_UNKNOWN)
+			mf_warn(c, av, "apiVersion",
+				"apiVersion %s is not the %s kbackend reads (%s%s): read as another API's kind and ignored",
+				mf_desc(c, av), kb_kind_name(known), mf_kinds[known].group,
+				*mf_kinds[known].group ? "/<version>" : "v1");
 	} else {
 		mf_err(c, ak ? ak : root, "apiVersion", "missing required field \"apiVersion\"");
 		add = false;

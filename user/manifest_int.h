@@ -45,13 +45,14 @@ struct ctx {
 /* An error at node n (or, with n NULL, at the field recorded for path); path "" or NULL: none. */
 void mf_err(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* The same, as a warning: the input is still applied. */
+void mf_warn(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* Record where a field of the current object is, for later stages' messages. */
 void mf_record(struct ctx *c, const char *path, const struct ynode *n);
 const char *mf_pjoin(struct ctx *c, const char *base, const char *key);	/* "base.key" */
 const char *mf_pidx(struct ctx *c, const char *base, size_t i);		/* "base[i]" */
 const char *mf_desc(struct ctx *c, const struct ynode *n);
-/* "a, b, c" from n strings found every `stride` bytes from names. */
-const char *mf_join_names(struct ctx *c, const char *const *names, size_t stride, size_t n);
 
 bool mf_is_null(const struct ynode *n);
 bool mf_get_str(struct ctx *c, const struct ynode *n, const char *path, const char **out);
@@ -130,6 +131,7 @@ struct field {
 #define F_ANY(n)		{ .name = n, .type = FT_ANY }
 #define F_WARN(n)		{ .name = n, .type = FT_WARN }
 #define F_SKIP(n)		{ .name = n, .type = FT_SKIP }
+#define F_REST			{ .name = "*", .type = FT_ANY }	/* any other key; last before F_END */
 #define F_END			{ .name = NULL }
 
 #define SEQSPEC(T, E, arr, cnt, pth, flds, ini, itm)                                                   \

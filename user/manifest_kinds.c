@@ -241,13 +241,85 @@ static void gw_address_init(struct ctx *c, char *e)
 	((struct kb_gw_address *)e)->type = "IPAddress";
 }
 
+/* A string-to-string mapping (labels, matchLabels) into a struct kb_label array at f->off, count at f->aux - 1. */
+static void labels_fn(struct ctx *c, const struct field *f, const struct ynode *v, const char *path, char *t)
+{
+	struct kb_label **arr = (struct kb_label **)(t + f->off);
+	size_t *n = (size_t *)(t + f->aux - 1);
+
+	if (mf_is_null(v))
+		return;
+	if (v->t != YN_MAP) {
+		mf_err(c, v, path, "expected a mapping, got %s", mf_desc(c, v));
+		return;
+	}
+	for (size_t i = 0; i + 1 < v->nkids; i += 2) {
+		const char *kp = mf_pjoin(c, path, v->kids[i]->s ? v->kids[i]->s : "");
+		const char *val;
+		struct kb_label *l;
+
+		mf_record(c, kp, v->kids[i + 1]);
+		if (!mf_get_str(c, v->kids[i + 1], kp, &val))
+			continue;
+		l = KB_PUSH(&c->m->arena, *arr, *n);
+		l->key = kb_strdup(&c->m->arena, v->kids[i]->s);
+		l->value = kb_strdup(&c->m->arena, val);
+	}
+}
+
+#define F_LABELS(n, T, a, k) { .name = n, .type = FT_FN, .fn = labels_fn, .off = offsetof(T, a), .aux = offsetof(T, k) + 1 }
+
+static const struct field label_expr_fields[] = {
+	F_STR("key", struct kb_label_expr, key),
+	F_STR("operator", struct kb_label_expr, op),
+	F_STRS("values", struct kb_label_expr, values, nvalues),
+	F_END,
+};
+
+static const struct seqspec selector_exprs = SEQSPEC(struct kb_listener, struct kb_label_expr, match_exprs,
+						     nmatch_exprs, PATH_OF(struct kb_label_expr), label_expr_fields,
+						     NULL, NULL);
+
+static const struct field selector_fields[] = {
+	F_LABELS("matchLabels", struct kb_listener, match_labels, nmatch_labels),
+	F_SEQ("matchExpressions", &selector_exprs),
+	F_END,
+};
+
+static const struct field allowed_ns_fields[] = {
+	F_STR("from", struct kb_listener, ns_from),
+	F_MAPH("selector", struct kb_listener, has_selector, selector_fields),
+	F_END,
+};
+
+static const struct field route_kind_fields[] = {
+	F_STR("group", struct kb_route_group_kind, group), F_STR("kind", struct kb_route_group_kind, kind), F_END,
+};
+
+static const struct seqspec allowed_kinds = SEQSPEC(struct kb_listener, struct kb_route_group_kind, kinds, nkinds, 0,
+						    route_kind_fields, NULL, NULL);
+
+static const struct field allowed_routes_fields[] = {
+	F_SUB("namespaces", allowed_ns_fields),
+	F_SEQ("kinds", &allowed_kinds),
+	F_END,
+};
+
+static const struct field listener_tls_fields[] = {
+	F_STR("mode", struct kb_listener, tls_mode),
+	F_ANY("certificateRefs"),
+	F_ANY("frontendValidation"),
+	F_ANY("options"),
+	F_END,
+};
+
 static const struct field listener_fields[] = {
 	F_STR("name", struct kb_listener, name),
 	F_INT("port", struct kb_listener, port),
 	F_STR("protocol", struct kb_listener, protocol),
 	F_STR("hostname", struct kb_listener, hostname),
-	F_ANY("tls"),
-	F_ANY("allowedRoutes"),
+	F_SUB("tls", listener_tls_fields),
+	F_SUB("allowedRoutes", allowed_routes_fields),
 	F_END,
 };
 
@@ -510,6 +582,8 @@ static const struct field top_route[] = { TOP_COMMON, F_SUB("spec", route_spec),
 static const struct field top_btp[] = { TOP_COMMON, F_SUB("spec", btp_spec), F_ANY("status"), F_END };
 static const struct field top_grant[] = { TOP_COMMON, F_SUB("spec", grant_spec), F_ANY("status"), F_END };
 static const struct field top_other[] = { TOP_COMMON, F_ANY("spec"), F_ANY("status"), F_END };
+/* A kind kbackend does not use: its body (spec, data, rules...) is not read. */
+static const struct field top_foreign[] = { TOP_COMMON, F_REST, F_END };
 
 /* The EnvoyGateway config document has no spec: its fields sit at the top. */
 static const struct field top_envoy_gateway[] = {
@@ -526,6 +600,19 @@ static const struct field top_envoy_gateway[] = {
 	F_ANY("runtimeFlags"),
 	F_ANY("xdsServer"),
 	F_END,
+};
+
+/* A Namespace keeps its metadata.labels (ObjectMeta was checked with mf_meta_fields already). */
+static void ns_metadata_fn(struct ctx *c, const struct field *f, const struct ynode *v, const char *path, char *t)
+{
+	static const struct field labels = F_LABELS("labels", struct kb_namespace, labels, nlabels);
+
+	if (!mf_is_null(v) && v->t == YN_MAP)
+		labels_fn(c, &labels, mf_map_get(v, "labels", NULL), "metadata.labels", t);
+}
+
+static const struct field top_namespace[] = {
+	F_SKIP("apiVersion"), F_SKIP("kind"), F_FN("metadata", ns_metadata_fn), F_ANY("spec"), F_ANY("status"), F_END,
 };
 
 /* ObjectMeta: name and namespace are read first; the rest is accepted and ignored. */
@@ -558,4 +645,8 @@ const struct kind_info mf_kinds[KB_KIND__COUNT] = {
 	[KB_KIND_SECURITY_POLICY] = { "gateway.envoyproxy.io", NULL, sizeof(struct kb_other), top_other, NULL },
 	[KB_KIND_ENVOY_PROXY] = { "gateway.envoyproxy.io", NULL, sizeof(struct kb_other), top_other, NULL },
 	[KB_KIND_GATEWAY_CLASS] = { "gateway.networking.k8s.io", NULL, sizeof(struct kb_other), top_other, NULL },
+	/* The core group: apiVersion is a bare "v1". */
+	[KB_KIND_NAMESPACE] = { "", NULL, sizeof(struct kb_namespace), top_namespace, NULL },
+	/* No group: any apiVersion is read as written. */
+	[KB_KIND_FOREIGN] = { NULL, NULL, sizeof(struct kb_other), top_foreign, NULL },
 };

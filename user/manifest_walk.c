@@ -49,8 +49,7 @@ void mf_err(struct ctx *c, const struct ynode *n, const char *path, const char *
 	va_end(ap);
 }
 
-static void __attribute__((format(printf, 4, 5))) warn(struct ctx *c, const struct ynode *n, const char *path,
-						       const char *fmt, ...)
+void mf_warn(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -200,8 +199,8 @@ static bool get_dur(struct ctx *c, const struct ynode *n, const char *path, int6
 
 
 
-/* "a, b, c": one allocation, as a document may hold many unknown fields. */
-const char *mf_join_names(struct ctx *c, const char *const *names, size_t stride, size_t n)
+/* "a, b, c" from n strings every `stride` bytes: one allocation, as a document may hold many unknown fields. */
+static const char *join_names(struct ctx *c, const char *const *names, size_t stride, size_t n)
 {
 	size_t len = 1, at = 0;
 	char *s;
@@ -230,7 +229,7 @@ static const char *field_names(struct ctx *c, const struct field *fields)
 
 	while (fields[n].name)
 		n++;
-	return mf_join_names(c, &fields[0].name, sizeof(fields[0]), n);
+	return join_names(c, &fields[0].name, sizeof(fields[0]), n);
 }
 
 bool mf_get_list(struct ctx *c, const struct ynode *v, const char *path)
@@ -360,7 +359,7 @@ static void apply(struct ctx *c, const struct field *f, const struct ynode *v, c
 	case FT_WARN:
 		/* No node: the recorded location (the key, for a block) is the one to show. */
 		if (!mf_is_null(v))
-			warn(c, NULL, path, "not enforced by kbackend (accepted and ignored)");
+			mf_warn(c, NULL, path, "not enforced by kbackend (accepted and ignored)");
 		break;
 	case FT_ANY:
 	case FT_SKIP:
@@ -391,14 +390,15 @@ void mf_walk_map(struct ctx *c, const struct ynode *n, const char *path, const s
 			mf_err(c, k, path, "mapping keys must be strings, got %s", mf_desc(c, k));
 			continue;
 		}
-		for (f = fields; f->name && strcmp(f->name, k->s) != 0; f++)
+		/* F_REST ("*", last) takes any key the table does not name. */
+		for (f = fields; f->name && strcmp(f->name, k->s) != 0 && strcmp(f->name, "*") != 0; f++)
 			;
 		fp = mf_pjoin(c, path, k->s);
 		if (!f->name) {
 			mf_err(c, k, fp, "unknown field %s (valid: %s)", mf_desc(c, k), field_names(c, fields));
 			continue;
 		}
-		idx = (size_t)(f - fields);
+		idx = f->name[0] == '*' ? 64 : (size_t)(f - fields);
 		if (idx < 64 && (seen & (1ull << idx))) {
 			mf_err(c, k, fp, "duplicate field \"%s\"", f->name);
 			continue;

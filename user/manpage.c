@@ -77,6 +77,9 @@ static const struct opt_doc opts[] = {
 	{ S_POLICY, "--cluster-domain", "DOMAIN",
 	  "The cluster DNS domain used to resolve Service backendRefs as NAME.NAMESPACE.svc.DOMAIN (default "
 	  "cluster.local)." },
+	{ S_POLICY, "--clusterset-domain", "DOMAIN",
+	  "The multi-cluster DNS domain used to resolve ServiceImport (multicluster.x-k8s.io) backendRefs as "
+	  "NAME.NAMESPACE.svc.DOMAIN (default clusterset.local)." },
 
 	{ S_DAEMON, "--cgroup", "PATH",
 	  "Required. The cgroup v2 directory the sock_addr programs attach to; connections from processes in it and "

@@ -22,6 +22,7 @@ static const char *const kind_names[KB_KIND__COUNT] = {
 	[KB_KIND_SECURITY_POLICY] = "SecurityPolicy",
 	[KB_KIND_ENVOY_PROXY] = "EnvoyProxy",
 	[KB_KIND_GATEWAY_CLASS] = "GatewayClass",
+	[KB_KIND_NAMESPACE] = "Namespace",
 };
 
 static const char *const api_versions[KB_KIND__COUNT] = {
@@ -40,23 +41,29 @@ static const char *const api_versions[KB_KIND__COUNT] = {
 	[KB_KIND_SECURITY_POLICY] = "gateway.envoyproxy.io/v1alpha1",
 	[KB_KIND_ENVOY_PROXY] = "gateway.envoyproxy.io/v1alpha1",
 	[KB_KIND_GATEWAY_CLASS] = "gateway.networking.k8s.io/v1",
+	[KB_KIND_NAMESPACE] = "v1",
 };
 
 /* The apiVersion kbackend writes for a kind it renders or synthesizes. */
 const char *kb_kind_api_version(enum kb_kind k)
 {
-	return (k > 0 && k < KB_KIND__COUNT) ? api_versions[k] : "v1";
+	return (k > 0 && k < KB_KIND__COUNT && api_versions[k]) ? api_versions[k] : "v1";
 }
 
 const char *kb_kind_name(enum kb_kind k)
 {
-	return (k > 0 && k < KB_KIND__COUNT) ? kind_names[k] : "Unknown";
+	return (k > 0 && k < KB_KIND__COUNT && kind_names[k]) ? kind_names[k] : "Unknown";
+}
+
+const char *kb_meta_kind(const struct kb_meta *obj)
+{
+	return obj->kind_name ? obj->kind_name : kb_kind_name(obj->kind);
 }
 
 enum kb_kind kb_kind_from_name(const char *name)
 {
 	for (int k = 1; k < KB_KIND__COUNT; k++)
-		if (name && strcmp(kind_names[k], name) == 0)
+		if (name && kind_names[k] && strcmp(kind_names[k], name) == 0)
 			return (enum kb_kind)k;
 	return KB_KIND_UNKNOWN;
 }
@@ -121,7 +128,7 @@ struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path)
 
 char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj)
 {
-	return kb_sprintf(&m->arena, "%s %s/%s", kb_kind_name(obj->kind), obj->namespace ? obj->namespace : "default",
+	return kb_sprintf(&m->arena, "%s %s/%s", kb_meta_kind(obj), obj->namespace ? obj->namespace : "default",
 			  obj->name ? obj->name : "<unnamed>");
 }
 
@@ -272,6 +279,9 @@ void kb_model_add_object(struct kb_model *m, struct kb_meta *obj)
 	case KB_KIND_ENVOY_GATEWAY:
 		*KB_PUSH(&m->arena, m->envoy_gateways, m->nenvoy_gateways) = (struct kb_envoy_gateway *)obj;
 		break;
+	case KB_KIND_NAMESPACE:
+		*KB_PUSH(&m->arena, m->namespaces, m->nnamespaces) = (struct kb_namespace *)obj;
+		break;
 	default:
 		*KB_PUSH(&m->arena, m->others, m->nothers) = (struct kb_other *)obj;
 		break;
@@ -296,5 +306,13 @@ struct kb_gateway *kb_model_find_gateway(const struct kb_model *m, const char *n
 	for (size_t i = 0; i < m->ngateways; i++)
 		if (meta_is(&m->gateways[i]->meta, ns, name))
 			return m->gateways[i];
+	return NULL;
+}
+
+const struct kb_namespace *kb_model_find_namespace(const struct kb_model *m, const char *name)
+{
+	for (size_t i = 0; i < m->nnamespaces; i++)
+		if (m->namespaces[i]->meta.name && strcmp(m->namespaces[i]->meta.name, name) == 0)
+			return m->namespaces[i];
 	return NULL;
 }

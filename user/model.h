@@ -34,6 +34,14 @@ enum kb_kind {
 	KB_KIND_SECURITY_POLICY,
 	KB_KIND_ENVOY_PROXY,
 	KB_KIND_GATEWAY_CLASS,
+	/* Core kinds read for what validate needs of them. */
+	KB_KIND_NAMESPACE,	/* labels, for listeners' allowedRoutes selectors */
+	/*
+	 * Any other kind (Secret, Service, Deployment, an Istio Gateway...): read
+	 * for its identity and text, kept and stored, never judged beyond
+	 * Accepted=Unknown/Ignored. kb_meta.kind_name says which kind it is.
+	 */
+	KB_KIND_FOREIGN,
 	KB_KIND__COUNT,
 };
 
@@ -84,6 +92,7 @@ struct kb_field_loc {
 
 struct kb_meta {
 	enum kb_kind kind;
+	const char *kind_name;	/* the kind as written (arena); NULL: kb_kind_name(kind) */
 	char *api_version;
 	char *name;
 	char *namespace;	/* "default" when absent */
@@ -163,11 +172,41 @@ struct kb_gw_address {
 	char *value;
 };
 
+/* A label, or a selector's matchLabels entry. */
+struct kb_label {
+	char *key, *value;
+};
+
+/* A LabelSelector's matchExpressions entry. */
+struct kb_label_expr {
+	char *key;
+	char *op;		/* In NotIn Exists DoesNotExist */
+	char **values;
+	size_t nvalues;
+	char *path;
+};
+
+/* A listener's allowedRoutes.kinds entry. */
+struct kb_route_group_kind {
+	char *group;		/* NULL: gateway.networking.k8s.io */
+	char *kind;
+};
+
 struct kb_listener {
 	char *name;
 	int64_t port;
 	char *protocol;		/* HTTP HTTPS TLS TCP UDP GRPC ... */
 	char *hostname;
+	char *tls_mode;		/* tls.mode: NULL (Terminate), Terminate, Passthrough */
+	/* allowedRoutes */
+	char *ns_from;		/* namespaces.from: NULL (Same), Same, All, Selector */
+	bool has_selector;	/* namespaces.selector present */
+	struct kb_label *match_labels;
+	size_t nmatch_labels;
+	struct kb_label_expr *match_exprs;
+	size_t nmatch_exprs;
+	struct kb_route_group_kind *kinds;	/* allowedRoutes.kinds; none: the protocol's kinds */
+	size_t nkinds;
 	char *path;		/* "spec.listeners[0]" */
 };
 
@@ -300,6 +339,13 @@ struct kb_other {
 	struct kb_meta meta;	/* BackendTLSPolicy, EnvoyExtensionPolicy, ... */
 };
 
+/* A core Namespace: only its labels matter (allowedRoutes selectors). Cluster-scoped: meta.name is the namespace. */
+struct kb_namespace {
+	struct kb_meta meta;
+	struct kb_label *labels;
+	size_t nlabels;
+};
+
 /* ---- the model ------------------------------------------------------------------- */
 
 /* Daemon/validation policy flags (DESIGN.md section 2). */
@@ -312,6 +358,7 @@ struct kb_policy {
 	char **node_addrs;		/* the node's own addresses, refused unless allowed */
 	size_t nnode_addrs;
 	char *cluster_domain;		/* "cluster.local" */
+	char *clusterset_domain;	/* ServiceImport refs: "clusterset.local" */
 };
 
 struct kb_model {
@@ -334,6 +381,8 @@ struct kb_model {
 	size_t nenvoy_gateways;
 	struct kb_other **others;
 	size_t nothers;
+	struct kb_namespace **namespaces;
+	size_t nnamespaces;
 	/* Diagnostics from every stage, in order. */
 	struct kb_diag *diags;
 	size_t ndiags;
@@ -348,6 +397,9 @@ void kb_model_absorb(struct kb_model *dst, struct kb_model *src);
 /* Location of the field at `path` in obj, or of its nearest recorded ancestor. */
 struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path);
 void kb_meta_add_field(struct kb_model *m, struct kb_meta *obj, const char *path, struct kb_loc loc);
+
+/* The object's kind as written: kb_kind_name(kind) for the kinds kbackend reads, else its own (Secret, ...). */
+const char *kb_meta_kind(const struct kb_meta *obj);
 
 /* "Kind ns/name" into the arena. */
 char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj);
@@ -376,5 +428,7 @@ void kb_model_add_object(struct kb_model *m, struct kb_meta *obj);
 
 struct kb_backend *kb_model_find_backend(const struct kb_model *m, const char *ns, const char *name);
 struct kb_gateway *kb_model_find_gateway(const struct kb_model *m, const char *ns, const char *name);
+/* The Namespace object named name, or NULL (a namespace not in the applied set has no labels). */
+const struct kb_namespace *kb_model_find_namespace(const struct kb_model *m, const char *name);
 
 #endif /* KB_MODEL_H */

@@ -51,7 +51,7 @@ struct json_object *kb_render_object(const struct kb_meta *o)
 	struct json_object *st = json_object_new_object(), *src = json_object_new_object();
 
 	put_str(obj, "apiVersion", o->api_version ? o->api_version : kb_kind_api_version(o->kind));
-	put_str(obj, "kind", kb_kind_name(o->kind));
+	put_str(obj, "kind", kb_meta_kind(o));
 	put_str(md, "name", o->name);
 	put_str(md, "namespace", o->namespace);
 	if (o->nlabels) {

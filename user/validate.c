@@ -12,6 +12,7 @@ void kb_policy_init(struct kb_policy *p)
 	memset(p, 0, sizeof(*p));
 	p->enable_backend = -1;
 	p->cluster_domain = "cluster.local";
+	p->clusterset_domain = "clusterset.local";
 }
 
 bool kb_object_refused(const struct kb_meta *obj)
@@ -171,6 +172,8 @@ static int cmp_obj(const void *pa, const void *pb)
 	const struct kb_meta *a = x->o, *b = y->o;
 	int d = (int)a->kind - (int)b->kind;
 
+	if (!d)	/* kinds kbackend does not use share one enum value */
+		d = strcmp(kb_meta_kind(a), kb_meta_kind(b));
 	if (!d)
 		d = strcmp(vx_ns(a), vx_ns(b));
 	if (!d)
@@ -191,16 +194,17 @@ static void duplicates(struct kb_model *m)
 	for (size_t i = 1, first = 0; i < m->nobjects; i++) {
 		struct kb_meta *a = v[first].o, *b = v[i].o;
 
-		if (a->kind != b->kind || strcmp(vx_ns(a), vx_ns(b)) != 0 || !vx_streq(a->name, b->name)) {
+		if (a->kind != b->kind || strcmp(kb_meta_kind(a), kb_meta_kind(b)) != 0 ||
+		    strcmp(vx_ns(a), vx_ns(b)) != 0 || !vx_streq(a->name, b->name)) {
 			first = i;
 			continue;
 		}
 		kb_diag_add(m, KB_SEV_ERROR, b, "metadata.name", "duplicate %s %s/%s; first defined at %s:%d:%d",
-			    kb_kind_name(b->kind), vx_ns(b), b->name, a->loc.file ? a->loc.file : "-", a->loc.line,
+			    kb_meta_kind(b), vx_ns(b), b->name, a->loc.file ? a->loc.file : "-", a->loc.line,
 			    a->loc.col);
 		kb_set_condition(m, b, "Accepted", KB_COND_FALSE, "Invalid",
 				 "duplicate %s %s/%s: the same object is defined twice in the applied set",
-				 kb_kind_name(b->kind), vx_ns(b), b->name);
+				 kb_meta_kind(b), vx_ns(b), b->name);
 	}
 	free(v);
 }
@@ -267,6 +271,7 @@ static void judge_gateway(struct vx_ctx *c, struct kb_gateway *g)
 			}
 	}
 #undef GW_REFUSE
+	vx_listener_diags(c, g);
 	if (why)
 		kb_set_condition(m, &g->meta, "Accepted", KB_COND_FALSE, reason, "%s", why);
 	else
@@ -415,12 +420,20 @@ int kb_validate(struct kb_model *m, const struct kb_policy *p)
 		kb_set_condition(m, &m->envoy_gateways[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
 				 "The EnvoyGateway config was accepted; the Backend API is %s",
 				 c.backend_enabled ? "enabled" : "disabled");
+	for (size_t i = 0; i < m->nnamespaces; i++)
+		kb_set_condition(m, &m->namespaces[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
+				 "kbackend reads the Namespace's labels for listeners' allowedRoutes selectors");
 	for (size_t i = 0; i < m->nothers; i++) {
 		struct kb_meta *o = &m->others[i]->meta;
 
 		/* Recorded for `get`, never acted on: Unknown, so it is not a refusal either. */
-		kb_set_condition(m, o, "Accepted", KB_COND_UNKNOWN, "Ignored", "kbackend records %s but does not act on it",
-				 kb_kind_name(o->kind));
+		if (o->kind == KB_KIND_FOREIGN)
+			kb_set_condition(m, o, "Accepted", KB_COND_UNKNOWN, "Ignored",
+					 "kbackend does not use %s (%s): the object is read and ignored", kb_meta_kind(o),
+					 o->api_version ? o->api_version : "");
+		else
+			kb_set_condition(m, o, "Accepted", KB_COND_UNKNOWN, "Ignored",
+					 "kbackend records %s but does not act on it", kb_kind_name(o->kind));
 	}
 	/* Last, so a duplicate's refusal replaces whatever its kind's judge said. */
 	duplicates(m);

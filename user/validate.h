@@ -34,15 +34,23 @@ bool kb_policy_allows_ip(const struct kb_policy *p, int family, const void *addr
 /* True when validate refused the object (any condition Accepted/ResolvedRefs False). */
 bool kb_object_refused(const struct kb_meta *obj);
 
-/* Does parent ref `pr` of route `r` attach to listener `l` of gateway `g`? */
-bool kb_parent_attaches(const struct kb_route *r, const struct kb_parent_ref *pr, const struct kb_gateway *g,
-			const struct kb_listener *l);
+/*
+ * Does parent ref `pr` of route `r` attach to listener `l` of gateway `g`:
+ * sectionName and port select it, its allowedRoutes admit the route's kind
+ * and namespace (labels from m's Namespace objects), and they share a hostname?
+ */
+bool kb_parent_attaches(const struct kb_model *m, const struct kb_route *r, const struct kb_parent_ref *pr,
+			const struct kb_gateway *g, const struct kb_listener *l);
 
 /* The status key of a parent ref: "ns/name" or "ns/name/section". Arena-allocated. */
 char *kb_parent_key(struct kb_model *m, const struct kb_route *r, const struct kb_parent_ref *pr);
 
 /* Is this backendRef a gateway.envoyproxy.io Backend (as opposed to a Service)? */
 bool kb_ref_is_backend(const struct kb_backend_ref *ref);
+
+/* What a backendRef names, as Envoy Gateway decides it: a supported group, then the kind alone. */
+enum kb_ref_kind { KB_REF_INVALID_GROUP, KB_REF_INVALID_KIND, KB_REF_SERVICE, KB_REF_SERVICE_IMPORT, KB_REF_BACKEND };
+enum kb_ref_kind kb_ref_kind(const struct kb_backend_ref *ref);
 
 /* The index of the first of dirs (--unix-dir) that holds the absolute path, and in *len its length in path; -1: none. */
 int kb_unix_dir_of(char *const *dirs, size_t ndirs, const char *path, size_t *len);

@@ -74,6 +74,34 @@ bool vx_grant_allows(const struct kb_model *m, const char *from_group, const cha
 /* NULL when a unix socket path is under an allowed --unix-dir, else why not. */
 const char *vx_unix_refusal(const struct vx_ctx *c, const char *path);
 
+/* ---- validate_listener.c: which listeners a parentRef attaches to ---- */
+
+/* Outcomes, best first: a parentRef's verdict is the best over its Gateway's listeners. */
+enum vx_attach {
+	VX_ATTACH_OK,
+	VX_ATTACH_NO_HOSTNAME,	/* allowed, but no hostname in common: NoMatchingListenerHostname */
+	VX_ATTACH_NOT_ALLOWED,	/* allowedRoutes (kinds, namespaces) refuse it: NotAllowedByListeners */
+	VX_ATTACH_NO_PARENT,	/* sectionName/port select no listener: NoMatchingParent */
+};
+
+bool vx_parent_is_gateway(const struct kb_parent_ref *pr);
+enum vx_attach vx_listener_attach(const struct kb_model *m, const struct kb_route *r, const struct kb_parent_ref *pr,
+				  const struct kb_gateway *g, const struct kb_listener *l);
+enum vx_attach vx_parent_attach(const struct kb_model *m, const struct kb_route *r, const struct kb_parent_ref *pr,
+				const struct kb_gateway *g);
+/* Warnings for what Envoy Gateway puts in listener conditions (kbackend has none). */
+void vx_listener_diags(struct vx_ctx *c, const struct kb_gateway *g);
+
+/* ---- validate_refs.c: backendRefs ---- */
+
+/* A route's ResolvedRefs verdict: every failed backendRef, joined as Envoy Gateway joins them. */
+struct vx_refs_verdict {
+	const char *reason;	/* NULL: all resolved; else the distinct reasons, sorted, comma-joined */
+	const char *msg;	/* one line per failed backendRef */
+};
+
+struct vx_refs_verdict vx_resolve_refs(const struct vx_ctx *c, const struct kb_route *r);
+
 /* The per-kind judges. Backends run before routes: routes read c->bv. */
 void vx_backends(struct vx_ctx *c);
 void vx_routes(struct vx_ctx *c);

@@ -273,6 +273,51 @@ static void test_refused_apply_changes_nothing(void **state)
 	assert_int_equal(s.ok[0] + s.ok[1], 100);
 }
 
+/* A file that mixes in kinds kbackend does not use applies: they are stored as written, shown Ignored, and deleted. */
+static void test_mixed_kinds_apply(void **state)
+{
+	static const char yaml[] =
+		"apiVersion: v1\nkind: Secret\nmetadata: {name: mixed, namespace: default}\ndata: {k: dg==}\n"
+		"---\napiVersion: v1\nkind: Service\nmetadata: {name: mixed}\nspec: {ports: [{port: 80}]}\n"
+		"---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: HTTPRouteFilter\nmetadata: {name: mixed}\nspec: {}\n"
+		"---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata: {name: mixed}\n"
+		"spec:\n  endpoints:\n    - ip: {address: 203.0.113.9, port: 8080}\n";
+	char path[PATH_MAX + 32], statefile[PATH_MAX + 32], *saved, *get;
+	struct json_object *reply;
+	struct e2e_sum s;
+	int rc;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	kb_store_path(E.env.state, statefile, sizeof(statefile));
+	write_yaml(path, sizeof(path), "mixed.yaml", yaml);
+	reply = CLI_JSON(&rc, "apply", "-f", path);
+	if (rc != 0 || !e2e_reply_ok(reply))
+		fail_msg("mixed apply: exit %d, %s", rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+	saved = e2e_read_text(statefile);
+	assert_non_null(saved);
+	assert_non_null(strstr(saved, "kind: Secret\n"));
+	assert_non_null(strstr(saved, "kind: HTTPRouteFilter\n"));
+	free(saved);
+	assert_int_equal(CLI(&get, "get", "all", "-o", "json"), 0);
+	assert_non_null(strstr(get, "kbackend does not use Secret (v1): the object is read and ignored"));
+	assert_non_null(strstr(get, "kbackend does not use Service (v1): the object is read and ignored"));
+	free(get);
+
+	reply = CLI_JSON(&rc, "delete", "-f", path);
+	if (rc != 0 || !e2e_reply_ok(reply))
+		fail_msg("mixed delete: exit %d, %s", rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+	saved = e2e_read_text(statefile);
+	assert_non_null(saved);
+	assert_null(strstr(saved, "kind: Secret\n"));
+	free(saved);
+	s = connect_n(20, false);
+	e2e_assert_no_failure(s);
+}
+
 /* Garbage, non-JSON, oversized, truncated and foreign-uid requests: each is answered or dropped, and the daemon serves on. */
 static void test_bad_control_requests(void **state)
 {
@@ -597,6 +642,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_refused_apply_changes_nothing, test_teardown),
+		cmocka_unit_test_teardown(test_mixed_kinds_apply, test_teardown),
 		cmocka_unit_test_teardown(test_bad_control_requests, test_teardown),
 		cmocka_unit_test_teardown(test_stalled_control_clients, stall_teardown),
 	};

@@ -3,8 +3,9 @@
  * e2e: FQDN endpoints through the daemon's resolver, against a real dnsmasq:
  * an A record that changes, the DNS server going away and coming back,
  * lookup families, SSRF filtering of answers, 1,000 names at once without
- * blocking the control socket, Service backendRefs through --cluster-domain,
- * and absolute (trailing-dot) names.
+ * blocking the control socket, Service backendRefs through --cluster-domain
+ * and ServiceImport ones through --clusterset-domain, and absolute
+ * (trailing-dot) names.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -623,6 +624,9 @@ static void y_route(struct sb *b, int port, const char *kind, const char *ref)
 		  port, port);
 	if (!strcmp(kind, "Service"))
 		sb_printf(b, "        - kind: Service\n          name: %s\n          port: %d\n", ref, EP_PORT);
+	else if (!strcmp(kind, "ServiceImport"))
+		sb_printf(b, "        - group: multicluster.x-k8s.io\n          kind: ServiceImport\n          name: %s\n"
+			  "          port: %d\n", ref, EP_PORT);
 	else
 		sb_printf(b, "        - group: gateway.envoyproxy.io\n          kind: Backend\n          name: %s\n", ref);
 }
@@ -1359,41 +1363,67 @@ static void test_thousand_names(void **state)
 	}
 }
 
-/* 6. Service backendRefs resolve as <name>.<namespace>.svc.<--cluster-domain>. */
+/* An offline `apply --dry-run` with the same flags names the same host (pending: nothing resolves offline). */
+static void dry_run_names(const char *yaml, const char *const *flags, const char *host)
+{
+	char path[] = "/tmp/kbackend-fqdn-dry-XXXXXX.yaml";
+	int fd = mkstemps(path, 5), rc;
+	struct json_object *reply;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+	close(fd);
+	reply = e2e_cli_json(E.env.kb, E.env.sock, E.env.log, &rc,
+			     (const char *const[]){ "apply", "--dry-run", flags[0], flags[1], "-f", path, NULL });
+	unlink(path);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(json_object_to_json_string(e2e_jget(reply, "frontends")), host));
+	json_object_put(reply);
+}
+
+/*
+ * 6. Service backendRefs resolve as <name>.<namespace>.svc.<--cluster-domain>,
+ * ServiceImport backendRefs as <name>.<namespace>.svc.<--clusterset-domain>.
+ */
 static void test_service_refs(void **state)
 {
 	static const char *const local[] = { "--cluster-domain", "cluster.local", NULL };
 	static const char *const corp[] = { "--cluster-domain", "corp.test", NULL };
+	static const char *const fleet[] = { "--clusterset-domain", "fleet.test", NULL };
 	static const struct {
 		const char *const *flags;
-		const char *host, *addr;
+		const char *kind, *host, *addr;
 	} runs[] = {
-		{ local, "web.default.svc.cluster.local", "198.51.100.3" },
-		{ corp, "web.default.svc.corp.test", "203.0.113.2" },
+		{ local, "Service", "web.default.svc.cluster.local", "198.51.100.3" },
+		{ corp, "Service", "web.default.svc.corp.test", "203.0.113.2" },
+		{ fleet, "ServiceImport", "web.default.svc.fleet.test", "198.51.100.1" },
 	};
 	int port = 91;
 
 	NEED_ENV();
 	assert_int_equal(dns_set_hosts("198.51.100.3 web.default.svc.cluster.local\n"
-				       "203.0.113.2 web.default.svc.corp.test\n"),
+				       "203.0.113.2 web.default.svc.corp.test\n"
+				       "198.51.100.1 web.default.svc.fleet.test\n"),
 			 0);
-	for (size_t r = 0; r < 2; r++) {
+	for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
 		struct json_object *fes, *eps;
 		struct sb b = { 0 };
 
 		daemon_start(runs[r].flags, NULL);
 		y_head(&b, &port, 1, true);
-		y_route(&b, port, "Service", "web");
+		y_route(&b, port, runs[r].kind, "web");
 		apply_yaml(b.p, NULL);
-		free(b.p);
 		ASSERT_ADDRS(FE4, port, runs[r].addr, 10000);
 		fes = get_endpoints();
 		eps = e2e_jget(find_frontend(fes, FE4, port), "endpoints");
 		assert_string_equal(e2e_jstr(json_object_array_get_idx(eps, 0), "fqdn"), runs[r].host);
 		json_object_put(fes);
 		assert_all_reach(AF_INET, FE4, port, 20, runs[r].addr);
-		fprintf(stderr, "# --cluster-domain %s: Service web -> %s -> %s\n", runs[r].flags[1], runs[r].host,
-			runs[r].addr);
+		fprintf(stderr, "# %s %s: %s web -> %s -> %s\n", runs[r].flags[0], runs[r].flags[1], runs[r].kind,
+			runs[r].host, runs[r].addr);
+		if (r + 1 == sizeof(runs) / sizeof(runs[0]))
+			dry_run_names(b.p, runs[r].flags, runs[r].host);
+		free(b.p);
 	}
 }
 

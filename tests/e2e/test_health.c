@@ -704,10 +704,11 @@ static void test_passive_eject_and_return(void **state)
 	assert_true(t.fail >= 3);
 	/*
 	 * 3 in a row eject it, but the swap is made in user space: connects
-	 * that start within the daemon's reaction time (a few ms, against
-	 * ~50 us for a refused connect here) are still refused.
+	 * that start within the daemon's reaction time are still refused. How
+	 * many depends on that time (a few ms idle, ~90 ms on a loaded 2-CPU
+	 * machine, against ~50 us per refused connect), so the count is printed,
+	 * not bounded; that the refusals stop is what the 500 connects below show.
 	 */
-	assert_true(t.fail <= 200);
 	assert_int_equal(t.ok[P1], 0);
 	/* One of two primaries: 50% x 1.4 keeps 70% on P2, the rest spills to F1. */
 	assert_int_equal(serving_mask(), 1u << P2 | 1u << F1);

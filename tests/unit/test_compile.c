@@ -699,38 +699,115 @@ static void test_fqdn_resolve(void **state)
 	kb_model_free(&m);
 }
 
-static void test_service_ref(void **state)
+/*
+ * A Service ref resolves as <name>.<ns>.svc.<cluster domain>, a ServiceImport
+ * (multicluster.x-k8s.io) as <name>.<ns>.svc.<clusterset domain>: set
+ * through the env, and by default.
+ */
+static void check_dns_ref(const char *ref, bool import, const char *set_host, const char *default_host)
 {
-	static const char *yaml_r =
-		"apiVersion: gateway.networking.k8s.io/v1alpha2\n"
-		"kind: TCPRoute\n"
-		"metadata: {name: r, namespace: default}\n"
-		"spec:\n"
-		"  parentRefs: [{name: eg}]\n"
-		"  rules:\n"
-		"    - backendRefs: [{name: web, port: 8080}]\n";
-	char seen[512] = "";
-	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen, .cluster_domain = "corp.internal" };
-	char y[8192];
+	char seen[512] = "", y[8192], want[300];
+	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen };
 	struct kb_model m;
 	struct kb_compiled c;
 	const struct kb_cfrontend *fe;
 
-	snprintf(y, sizeof(y), "%s%s", gw_yaml, yaml_r);
+	if (import)
+		env.clusterset_domain = "fleet.internal";
+	else
+		env.cluster_domain = "corp.internal";
+	snprintf(y, sizeof(y),
+		 "%sapiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: r, namespace: default}\n"
+		 "spec:\n  parentRefs: [{name: eg}]\n  rules:\n    - backendRefs: [%s]\n", gw_yaml, ref);
 	compile_yaml(&m, &c, y, &env);
 	fe = only_fe(&c);
-	assert_string_equal(seen, "web.default.svc.corp.internal;");
+	snprintf(want, sizeof(want), "%s;", set_host);
+	assert_string_equal(seen, want);
 	assert_int_equal(fe->nlocs, 1);
 	assert_string_equal(fe->locs[0].backend, "default/web");
 	assert_int_equal(fe->locs[0].npending, 1);
-	assert_string_equal(fe->locs[0].pending[0], "web.default.svc.corp.internal");
+	assert_string_equal(fe->locs[0].pending[0], set_host);
 	kb_compiled_free(&c);
 	kb_model_free(&m);
 
 	seen[0] = '\0';
-	env.cluster_domain = NULL;
+	env.cluster_domain = env.clusterset_domain = NULL;
 	compile_yaml(&m, &c, y, &env);
+	snprintf(want, sizeof(want), "%s;", default_host);
+	assert_string_equal(seen, want);
+	kb_compiled_free(&c);
+	kb_model_free(&m);
+}
+
+static void test_service_ref(void **state)
+{
+	char seen[512] = "", y[8192];
+	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen };
+	struct kb_model m;
+	struct kb_compiled c;
+	const struct kb_cfrontend *fe;
+
+	check_dns_ref("{name: web, port: 8080}", false, "web.default.svc.corp.internal", "web.default.svc.cluster.local");
+
+	/* The Service's own object (and its EndpointSlice) beside the route: read, ignored, still resolved by DNS. */
+	snprintf(y, sizeof(y),
+		 "%sapiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: r, namespace: default}\n"
+		 "spec:\n  parentRefs: [{name: eg}]\n  rules:\n    - backendRefs: [{name: web, port: 8080}]\n"
+		 "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+		 "spec: {clusterIP: 10.96.0.10, ports: [{port: 8080}]}\n"
+		 "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1}\n"
+		 "addressType: IPv4\nendpoints: [{addresses: [198.51.100.7]}]\nports: [{port: 8080}]\n",
+		 gw_yaml);
+	compile_yaml(&m, &c, y, &env);
+	assert_int_equal(m.nothers, 2);
 	assert_string_equal(seen, "web.default.svc.cluster.local;");
+	fe = only_fe(&c);
+	assert_int_equal(fe->locs[0].npending, 1);
+	assert_string_equal(fe->locs[0].pending[0], "web.default.svc.cluster.local");
+	kb_compiled_free(&c);
+	kb_model_free(&m);
+}
+
+static void test_service_import_ref(void **state)
+{
+	check_dns_ref("{group: multicluster.x-k8s.io, kind: ServiceImport, name: web, port: 8080}", true,
+		      "web.default.svc.fleet.internal", "web.default.svc.clusterset.local");
+}
+
+/*
+ * A parentRef without sectionName reaches every listener of its Gateway, but
+ * only those whose allowedRoutes admit the route get its backends: listener b
+ * admits its own namespace only (the default), and c carries another kind.
+ */
+static void test_allowed_routes_compile(void **state)
+{
+	static const char *yaml =
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: eg, namespace: infra}\n"
+		"spec:\n  addresses: [{value: 198.18.0.10}]\n  listeners:\n"
+		"    - {name: a, protocol: TCP, port: 9001, allowedRoutes: {namespaces: {from: All}}}\n"
+		"    - {name: b, protocol: TCP, port: 9002}\n"
+		"    - {name: c, protocol: TCP, port: 9003, allowedRoutes: {namespaces: {from: All}, kinds: [{kind: UDPRoute}]}}\n"
+		"---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: r, namespace: app}\n"
+		"spec:\n  parentRefs: [{name: eg, namespace: infra}]\n  rules:\n    - backendRefs: [{name: web, port: 80}]\n";
+	struct kb_model m;
+	struct kb_compiled c;
+	size_t with_route = 0;
+
+	compile_yaml(&m, &c, yaml, NULL);
+	assert_int_equal(c.nfes, 3);
+	for (size_t i = 0; i < c.nfes; i++) {
+		const struct kb_cfrontend *fe = &c.fes[i];
+
+		if (fe->port == 9001) {
+			assert_string_equal(fe->route, "TCPRoute app/r");
+			assert_int_equal(fe->nlocs, 1);
+		} else {
+			assert_null(fe->route);
+			assert_int_equal(fe->nlocs, 0);
+		}
+		with_route += fe->route != NULL;
+	}
+	assert_int_equal(with_route, 1);
 	kb_compiled_free(&c);
 	kb_model_free(&m);
 }
@@ -1132,6 +1209,8 @@ int main(void)
 		cmocka_unit_test(test_seed_chain_cycle_dedup),
 		cmocka_unit_test(test_fqdn_resolve),
 		cmocka_unit_test(test_service_ref),
+		cmocka_unit_test(test_service_import_ref),
+		cmocka_unit_test(test_allowed_routes_compile),
 		cmocka_unit_test(test_ipv6_udp_and_order),
 		cmocka_unit_test(test_lb_policy),
 		cmocka_unit_test(test_unix_endpoint),

@@ -532,6 +532,78 @@ static void test_grant_eg_others_and_list(void **state)
 	kb_model_free(&m);
 }
 
+/*
+ * Real manifests mix in kinds kbackend does not use: each is read (identity,
+ * metadata and source text), kept as an ignored object under the kind it was
+ * written with, and never an error, whatever its body holds.
+ */
+static void test_mixed_kinds_read_and_ignored(void **state)
+{
+	static const char *const kinds[] = { "Secret", "ConfigMap", "Service", "EndpointSlice", "HTTPRouteFilter",
+					     "Namespace", "ServiceAccount", "Deployment", "Gateway", "HTTPRoute" };
+	struct kb_model m;
+
+	tu_load(&m, "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: a, labels: {x: y}}\n"
+		    "type: Opaque\ndata: {client-secret: Zm9v}\nstringData: {k: v}\n"
+		    "---\n"
+		    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s, namespace: a}\ndata: {ca.crt: x}\n"
+		    "---\n"
+		    "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\n"
+		    "spec: {clusterIP: 10.96.0.10, ports: [{port: 80, targetPort: 8080}]}\n"
+		    "---\n"
+		    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: svc-1}\n"
+		    "addressType: IPv4\nendpoints: [{addresses: [198.51.100.7]}]\nports: [{port: 8080}]\n"
+		    "---\n"
+		    "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: HTTPRouteFilter\nmetadata: {name: f}\n"
+		    "spec: {urlRewrite: {path: {type: ReplaceRegexMatch}}}\n"
+		    "---\n"
+		    "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {team: x}}\n"
+		    "---\n"
+		    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa}\nautomountServiceAccountToken: false\n"
+		    "---\n"
+		    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: 2}\n"
+		    "---\n"
+		    "# Istio's Gateway: a kind name kbackend knows, in another API group.\n"
+		    "apiVersion: networking.istio.io/v1beta1\nkind: Gateway\nmetadata: {name: ig}\n"
+		    "spec: {selector: {istio: ingressgateway}}\n"
+		    "---\n"
+		    "apiVersion: networking.example.com/v1\nkind: HTTPRoute\nmetadata: {name: other}\n"
+		    "---\n" BE_HDR);
+	assert_no_errors(&m);
+	assert_int_equal(m.nobjects, 11);
+	assert_int_equal(m.nothers + (m.objects[5]->kind != KB_KIND_FOREIGN), 10);
+	assert_int_equal(m.nbackends, 1);
+	assert_int_equal(m.ngateways, 0);
+	assert_int_equal(m.nroutes, 0);
+	for (size_t i = 0; i < 10; i++) {
+		/* Namespace is a kind kbackend reads (labels, for listeners' allowedRoutes selectors). */
+		if (strcmp(kinds[i], "Namespace") != 0)
+			assert_int_equal(m.objects[i]->kind, KB_KIND_FOREIGN);
+		assert_string_equal(kb_meta_kind(m.objects[i]), kinds[i]);
+		assert_non_null(m.objects[i]->src);
+	}
+	assert_string_equal(m.objects[0]->namespace, "a");
+	assert_string_equal(m.objects[3]->api_version, "discovery.k8s.io/v1");
+	assert_string_equal(kb_meta_label(&m, m.objects[1]), "ConfigMap a/s");
+	assert_string_equal(kb_meta_kind(m.objects[10]), "Backend");
+	/* The known kind names in another group are read as that group's kind, with a warning saying so. */
+	tu_assert_diag(&m, "test.yaml:45:13: warning: Gateway default/ig: apiVersion: apiVersion \"networking.istio.io/v1beta1\" "
+			   "is not the Gateway kbackend reads (gateway.networking.k8s.io/<version>): read as another API's "
+			   "kind and ignored");
+	tu_assert_diag(&m, "HTTPRoute default/other: apiVersion: apiVersion \"networking.example.com/v1\" is not the "
+			   "HTTPRoute kbackend reads");
+	assert_int_equal(m.ndiags, 2);
+	kb_model_free(&m);
+
+	/* Namespace is a core kind (bare "v1"): under a group it is another API's kind. */
+	tu_load(&m, "apiVersion: x/v1\nkind: Namespace\nmetadata: {name: a}\n");
+	assert_no_errors(&m);
+	assert_int_equal(m.objects[0]->kind, KB_KIND_FOREIGN);
+	tu_assert_diag(&m, "test.yaml:1:13: warning: Namespace default/a: apiVersion: apiVersion \"x/v1\" is not the "
+			   "Namespace kbackend reads (v1): read as another API's kind and ignored");
+	kb_model_free(&m);
+}
+
 /* ---- streams: documents, empty documents, syntax errors, NUL bytes ---- */
 
 static void test_multi_doc_and_empty_docs(void **state)
@@ -705,11 +777,13 @@ static const struct bad_case bad_cases[] = {
 	  "test.yaml:1:1: a document must be a mapping (a Kubernetes object), got a list" },
 	{ "document is a scalar", "hello\n",
 	  "test.yaml:1:1: a document must be a mapping (a Kubernetes object), got \"hello\"" },
-	{ "unknown kind", "apiVersion: x/v1\nkind: Foo\n",
-	  "test.yaml:2:7: kind \"Foo\" (apiVersion \"x/v1\") is not supported; supported kinds: EnvoyGateway, Gateway, "
-	  "HTTPRoute," },
-	{ "unknown kind Service", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
-	  "test.yaml:2:7: kind \"Service\" (apiVersion \"v1\") is not supported" },
+	{ "kind kbackend does not use, without apiVersion", "kind: Secret\nmetadata: {name: s}\n",
+	  "test.yaml:1:1: Secret default/s: apiVersion: missing required field \"apiVersion\"" },
+	{ "empty kind", "apiVersion: v1\nkind: \"\"\nmetadata: {name: s}\n", "test.yaml:2:7: missing required field \"kind\"" },
+	{ "kind kbackend does not use, empty apiVersion", "apiVersion: ''\nkind: Secret\nmetadata: {name: s}\n",
+	  "test.yaml:1:1: Secret default/s: apiVersion: missing required field \"apiVersion\"" },
+	{ "kind kbackend does not use, without a name", "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+	  "test.yaml:3:1: ConfigMap default/<unnamed>: metadata.name: missing required field \"metadata.name\"" },
 	{ "missing kind", "apiVersion: gateway.envoyproxy.io/v1alpha1\nmetadata: {name: a}\n",
 	  "test.yaml:1:1: missing required field \"kind\"" },
 	{ "kind is a list", "apiVersion: v1\nkind: [Backend]\n", "test.yaml:2:7: kind: expected a string, got a list" },
@@ -718,12 +792,16 @@ static const struct bad_case bad_cases[] = {
 	{ "apiVersion group of another kind", "apiVersion: gateway.networking.k8s.io/v1\nkind: Backend\nmetadata: {name: a}\n",
 	  "test.yaml:1:13: Backend default/a: apiVersion: apiVersion \"gateway.networking.k8s.io/v1\" does not match kind "
 	  "Backend (expected gateway.envoyproxy.io/<version>)", true },
-	{ "apiVersion with no group", "apiVersion: v1\nkind: HTTPRoute\nmetadata: {name: r}\n",
-	  "test.yaml:1:13: HTTPRoute default/r: apiVersion: apiVersion \"v1\" does not match kind HTTPRoute "
-	  "(expected gateway.networking.k8s.io/<version>)", true },
 	{ "apiVersion bad version", "apiVersion: gateway.envoyproxy.io/v1gamma\nkind: Backend\nmetadata: {name: a}\n",
 	  "test.yaml:1:13: Backend default/a: apiVersion: apiVersion \"gateway.envoyproxy.io/v1gamma\": the version is not "
 	  "an API version", true },
+	{ "Namespace label not a string", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels: {team: [a]}\n",
+	  "test.yaml:5:18: Namespace default/a: metadata.labels.team: expected a string, got a list", true },
+	{ "allowedRoutes selector labels not a mapping", "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\n"
+	  "spec:\n  listeners:\n    - name: a\n      port: 80\n      protocol: HTTP\n      allowedRoutes:\n"
+	  "        namespaces: {from: Selector, selector: {matchLabels: [team]}}\n",
+	  "test.yaml:10:62: Gateway default/g: spec.listeners[0].allowedRoutes.namespaces.selector.matchLabels: expected a mapping, got a list",
+	  true },
 	{ "missing metadata", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nspec: {}\n",
 	  "test.yaml:1:1: Backend default/<unnamed>: metadata.name: missing required field \"metadata.name\"" },
 	{ "missing metadata.name", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  namespace: x\n",
@@ -995,6 +1073,7 @@ int main(void)
 		cmocka_unit_test(test_btp),
 		cmocka_unit_test(test_btp_unenforced_fields_warn),
 		cmocka_unit_test(test_grant_eg_others_and_list),
+		cmocka_unit_test(test_mixed_kinds_read_and_ignored),
 		cmocka_unit_test(test_multi_doc_and_empty_docs),
 		cmocka_unit_test(test_syntax_error_keeps_earlier_documents),
 		cmocka_unit_test(test_nul_bytes_and_binary),

@@ -105,6 +105,28 @@ static void test_round_trip(void **state)
 	assert_int_equal(n, 0);
 }
 
+/* Kinds kbackend does not use are kept in the state file as written, and read back as the same kinds. */
+static void test_round_trip_ignored_kinds(void **state)
+{
+	struct kb_model m;
+	char why[1024];
+
+	tu_load(&m, OBJS "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: dg==}\n"
+		    "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: HTTPRouteFilter\nmetadata: {name: f}\nspec: {}\n");
+	assert_int_equal(m.nerrors, 0);
+	assert_int_equal(kb_store_save(dir, &m), 0);
+	kb_model_free(&m);
+	kb_model_init(&m);
+	assert_int_equal(kb_store_load(dir, &m, why, sizeof(why)), KB_STORE_OK);
+	assert_int_equal(m.nerrors, 0);
+	assert_int_equal(m.nobjects, 5);
+	assert_int_equal(m.objects[3]->kind, KB_KIND_FOREIGN);
+	assert_string_equal(kb_meta_kind(m.objects[3]), "Secret");
+	assert_string_equal(m.objects[3]->api_version, "v1");
+	assert_string_equal(kb_meta_kind(m.objects[4]), "HTTPRouteFilter");
+	kb_model_free(&m);
+}
+
 /* Cut at any byte, document boundaries included: never read as a (smaller) good state. */
 static void test_every_cut_is_truncated(void **state)
 {
@@ -182,6 +204,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_round_trip_ignored_kinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_cut_is_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_byte_is_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_future_garbage_legacy, setup, teardown),
