@@ -251,7 +251,7 @@ void kb_daemon_reads_free(struct daemon *d)
 
 /* ---- resolving a request ----------------------------------------------------------------- */
 
-static const char *req_str(struct json_object *req, const char *key)
+const char *kb_req_str(struct json_object *req, const char *key)
 {
 	struct json_object *v;
 
@@ -480,8 +480,8 @@ static int obj_candidates(struct kb_reads_index *x, const struct filter *f, stru
 
 struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, struct kb_read *r)
 {
-	const char *what = req_str(req, "what"), *ls = req_str(req, "labelSelector");
-	const char *fs = req_str(req, "fieldSelector");
+	const char *what = kb_req_str(req, "what"), *ls = kb_req_str(req, "labelSelector");
+	const char *fs = kb_req_str(req, "fieldSelector");
 	struct kb_reads_index *x;
 	struct cands c = { 0 };
 	struct filter f = { 0 };
@@ -494,8 +494,8 @@ struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, s
 	if (!f.groups)
 		return kb_ctl_error("unknown resource \"%s\": expected backends, gateways, routes, policies, "
 				    "frontends or endpoints", what ? what : "");
-	f.ns = req_str(req, "namespace");
-	f.name = req_str(req, "name");
+	f.ns = kb_req_str(req, "namespace");
+	f.name = kb_req_str(req, "name");
 	if (kb_selector_parse(ls, false, &f.labels, why, sizeof(why)))
 		return kb_ctl_error("bad label selector: %s", why);
 	if (kb_selector_parse(fs, true, &f.fields, why, sizeof(why)))

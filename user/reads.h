@@ -59,6 +59,9 @@ struct kb_read {
 	size_t *pf_off;		/* item k's first endpoint in pf_ep */
 };
 
+/* A request's string member, or NULL. */
+const char *kb_req_str(struct json_object *req, const char *key);
+
 /* Resolve req into r. NULL, or an error reply (unknown resource, bad selector). */
 struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, struct kb_read *r);
 /* Item i of r, as `get` prints it (an object with its status, or a frontend with counters and health). */

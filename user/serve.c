@@ -22,15 +22,6 @@
 
 /* ---- read-only requests ------------------------------------------------------ */
 
-static const char *req_str(struct json_object *req, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(req, key, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v)
-		       : NULL;
-}
-
 static bool req_bool(struct json_object *req, const char *key)
 {
 	struct json_object *v;
@@ -124,7 +115,7 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, 
 		json_object_put(req);
 		return kb_ctl_error("malformed request: not a JSON object");
 	}
-	op = req_str(req, "op");
+	op = kb_req_str(req, "op");
 	json_object_object_get_ex(req, "files", &files);
 	if (files && !json_object_is_type(files, json_type_array))
 		reply = kb_ctl_error("malformed request: files must be an array");

@@ -59,6 +59,12 @@ extern const char YAML_GW[];	/* Gateway "eg": a TCP listener at FE_ADDR:FE_PORT 
 void yaml_backends(char *buf, size_t len, const char *e1_addr);
 /* The TCPRoute "app": a backendRef to e<i+1> for every w[i] > 0. */
 void yaml_route(char *buf, size_t len, const int w[NEPS]);
+/*
+ * Apply n Backends that nothing routes to (bulk-0 ... in namespace bulk, with
+ * the label tag=<tag> unless tag is NULL) from <tmp>/bulk.yaml (its path in
+ * path): `get backends -n bulk` then answers with megabytes.
+ */
+void apply_bulk(char *path, size_t len, int n, const char *tag);
 /* The whole configuration as one multi-document file. */
 void yaml_all(char *buf, size_t len, const int w[NEPS], const char *e1_addr);
 /* content written to <tmp>/name; its path in path. Fails the test when it cannot. */
@@ -68,6 +74,8 @@ void write_yaml(char *path, size_t len, const char *name, const char *content);
 
 /* Send one request to the daemon; NULL with errno set when it could not be reached. */
 struct json_object *ctl(const char *op, int timeout_ms);
+/* Connect to the control socket by hand; the fd or -errno. */
+int ctl_connect(void);
 /* The daemon answers `status` with ok. */
 bool daemon_serves(void);
 /* Start it and wait until it serves: 0, or -1 (its log says why). */

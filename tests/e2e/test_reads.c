@@ -20,23 +20,6 @@
 
 #define NBULK 2000
 
-static int ctl_connect(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", E.env.sock);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 /* Read exactly len bytes within 30 s, chunk bytes at a time with a pause of pause_ms between reads. */
 static void read_exact(int fd, void *buf, size_t len, size_t chunk, int pause_ms)
 {
@@ -217,31 +200,6 @@ static void test_get_selects(void **state)
 	json_object_put(reply);
 }
 
-/* NBULK Backends that nothing routes to, in namespace bulk: `get backends -n bulk` answers with megabytes. */
-static void apply_bulk(char *path, size_t plen, const char *tag)
-{
-	size_t len = 0, cap = 1 << 20;
-	char *yaml = malloc(cap);
-	struct json_object *reply;
-	int rc;
-
-	assert_non_null(yaml);
-	for (int i = 0; i < NBULK; i++) {
-		if (len + 512 > cap)
-			assert_non_null(yaml = realloc(yaml, cap *= 2));
-		len += (size_t)snprintf(yaml + len, cap - len,
-					"---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n"
-					"  name: bulk-%d\n  namespace: bulk\n  labels:\n    tag: %s\nspec:\n  endpoints:\n"
-					"    - ip:\n        address: 203.0.113.%d\n        port: %d\n",
-					i, tag, 10 + i % 200, 1000 + i);
-	}
-	write_yaml(path, plen, "bulk.yaml", yaml);
-	free(yaml);
-	reply = CLI_JSON(&rc, "apply", "-f", path);
-	assert_int_equal(rc, 0);
-	json_object_put(reply);
-}
-
 /* Send a streamed `get backends -n bulk` by hand; the socket. */
 static int stream_request(void)
 {
@@ -270,7 +228,7 @@ static void test_streamed_reply_slow_reader(void **state)
 	NEED_ENV();
 	daemon_ensure();
 	apply_weights(1, 1, 0);
-	apply_bulk(path, sizeof(path), "one");
+	apply_bulk(path, sizeof(path), NBULK, "one");
 
 	fd = stream_request();
 	body = read_frame(fd, &len, 64, 0);
@@ -329,7 +287,7 @@ static void test_streamed_reply_slow_reader(void **state)
 	fd = stream_request();
 	body = read_frame(fd, &len, 4096, 0);
 	free(body);
-	apply_bulk(path, sizeof(path), "two");
+	apply_bulk(path, sizeof(path), NBULK, "two");
 	for (items = 0;; items++) {
 		body = read_frame(fd, &len, 65536, 0);
 		free(body);
