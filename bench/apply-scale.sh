@@ -50,7 +50,7 @@ topo_up || fail "could not build the topology"
 [ -n "$RAW" ] || RAW=$TOPO_TMP/raw
 : >"$RAW"
 
-# gen N > FILE: the manifest described above.
+# gen N > FILE: the manifest described above (bench/scale-gen.awk, shared with the other scale benches).
 # shellcheck source=bench/scale-gen.sh
 . bench/scale-gen.sh
 

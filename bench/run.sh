@@ -7,7 +7,8 @@
 #   bench/run.sh --quick    a smoke run: fewer and shorter reps, fewer sizes (`make bench-quick`, < 2 min)
 #
 # Knobs (environment): BENCH_REPS, BENCH_SECS, BENCH_SCALE_SIZES, BENCH_SCALE_REPS,
-# BENCH_BPF_ARGS (passed to build/bench/bpf_cost), BENCH_SKIP="paths scale bpf unix".
+# BENCH_BPF_ARGS (passed to build/bench/bpf_cost), BENCH_READ_SIZES, BENCH_READ_REPS,
+# BENCH_SKIP="paths scale reads bpf unix".
 #
 # Data-path section. One echo server (kbload serve) in the backend netns be1 at
 # 198.51.100.2 (TCP 8080, UDP 5353). Every client runs in the node netns
@@ -37,7 +38,8 @@
 # median of the per-repetition ratios path/direct (paired ratios), and min-max.
 #
 # Scale section: build/bench/bpf_cost (connect4 ns/call at 10 .. 100,000
-# frontends, bpf_stats), bench/apply-scale.sh (apply time, daemon RSS, map
+# frontends, bpf_stats), bench/read-scale.sh (get, describe, stats and /metrics
+# at 100 and 10,000 Backends), bench/apply-scale.sh (apply time, daemon RSS, map
 # memory at 1,000 and 10,000 Backends) and bench/map-memory.sh (each map's
 # memlock on an empty daemon with the default sizes).
 #
@@ -60,12 +62,16 @@ if [ -n "$QUICK" ]; then
 	SECS=${BENCH_SECS:-0.4}
 	SCALE_SIZES=${BENCH_SCALE_SIZES:-1000}
 	SCALE_REPS=${BENCH_SCALE_REPS:-1}
+	READ_SIZES=${BENCH_READ_SIZES:-100 1000}
+	READ_REPS=${BENCH_READ_REPS:-2}
 	BPF_ARGS=${BENCH_BPF_ARGS:--k 3000 -r 3 -n 10,1000,10000}
 else
 	REPS=${BENCH_REPS:-7}
 	SECS=${BENCH_SECS:-3}
 	SCALE_SIZES=${BENCH_SCALE_SIZES:-1000 10000}
 	SCALE_REPS=${BENCH_SCALE_REPS:-3}
+	READ_SIZES=${BENCH_READ_SIZES:-100 10000}
+	READ_REPS=${BENCH_READ_REPS:-5}
 	BPF_ARGS=${BENCH_BPF_ARGS:-}
 fi
 SKIP=${BENCH_SKIP:-}
@@ -498,6 +504,7 @@ function row(goal, got, ok, txt) {
 $1 == "perf" { kv(); val[F["metric"], F["path"], F["rep"] + 0] = F["val"] + 0; if (F["rep"] + 0 > maxr) maxr = F["rep"] + 0 }
 $1 == "bpf_rep" { kv(); if (F["set"] == "hot") { n = F["n"] + 0; if (!(n in bc)) bo[++bn] = n; bv[n, ++bc[n]] = F["connect4_ns"] + 0 } }
 $1 == "scale" { kv(); if (F["kind"] == "apply" && F["n"] == 10000) a10k[++na] = F["apply_s"] + 0 }
+$1 == "read" { kv(); if (F["n"] == 10000) rd[F["op"], ++nrd[F["op"]]] = F["s"] + 0 }
 END {
 	printf "| goal (reported, not asserted) | measured | verdict |\n|---|---:|---|\n"
 	g = paired("crr1", "kbackend", "direct"); row("CRR conc 1: kbackend/direct >= 0.97", g, g >= 0.97, sprintf("%.3f", g))
@@ -521,6 +528,11 @@ END {
 	if (bn > 0) row("BPF connect4 cost flat within 15% from " bo[1] " to " blast " frontends (hot set)", bmax, bmax <= 1.15 && bmin >= 0.85, sprintf("%.3f-%.3f of N=10", bmin, bmax))
 	else if (bn == 0) row("BPF connect4 cost flat within 15% from 10 to 100k frontends", -1, 0, "")
 	g = na ? median(a10k, na) : -1; row("apply of 10,000 Backends < 1 s", g, g < 1, sprintf("%.2f s", g))
+	split("get_all stats metrics", RO, " ")
+	for (i = 1; i <= 3; i++) {
+		op = RO[i]; m = nrd[op]; for (k = 1; k <= m; k++) v[k] = rd[op, k]
+		g = m ? median(v, m) : -1; row(op " at 10,000 Backends < 0.5 s (through the CLI)", g, g < 0.5, sprintf("%.2f s", g))
+	}
 }' "$RAW"
 }
 
@@ -539,6 +551,12 @@ if ! skipped scale; then
 	cat "$RESDIR/scale-$STAMP.txt" >>"$RAW" 2>/dev/null
 	log "map memory of an empty daemon (bench/map-memory.sh)"
 	KBACKEND=$KB OUT=$OUT MAPMEM_RAW=$RAW bench/map-memory.sh >"$RESDIR/mapmem-$STAMP.md" || log "map-memory failed"
+fi
+if ! skipped reads; then
+	log "read scale: sizes $READ_SIZES, $READ_REPS rep(s)"
+	KBACKEND=$KB READ_SIZES=$READ_SIZES READ_REPS=$READ_REPS READ_RAW=$RESDIR/reads-$STAMP.txt OUT=$OUT \
+		bench/read-scale.sh >"$RESDIR/reads-$STAMP.md" || log "read-scale failed"
+	cat "$RESDIR/reads-$STAMP.txt" >>"$RAW" 2>/dev/null
 fi
 T_END=$EPOCHREALTIME
 
@@ -578,6 +596,12 @@ T_END=$EPOCHREALTIME
 		echo "## Map memory of an empty daemon (default --max-* sizes)"
 		echo
 		cat "$RESDIR/mapmem-$STAMP.md" 2>/dev/null
+	fi
+	if ! skipped reads; then
+		echo
+		echo "## Control plane: reads at scale"
+		echo
+		cat "$RESDIR/reads-$STAMP.md" 2>/dev/null
 	fi
 	echo
 	echo "## Goals"

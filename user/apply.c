@@ -158,6 +158,7 @@ void kb_daemon_recompile(struct daemon *d)
 	kb_compiled_free(&d->compiled);
 	d->compiled = c;
 	kb_log_debug("recompiled after a DNS or health change: %zu frontend(s)", c.nfes);
+	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
 }
@@ -419,6 +420,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 			kb_log_debug("compacted the state into %s: %zu object(s) in %ld ms", d->state_path,
 				     d->state.nobjects, kb_now_ms() - t1);
 	}
+	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
 	reply = change_reply(&d->state, &in_ix, NULL, true, false, NULL);

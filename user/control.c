@@ -176,23 +176,21 @@ struct json_object *kb_ctl_call(const char *path, struct json_object *req, int t
 	return kb_ctl_call_fd(path, req, -1, timeout_ms);
 }
 
-struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, int pass_fd, int timeout_ms)
+/* Connect to path and send req (with pass_fd, if >= 0). The socket, or -1 with errno set. */
+static int call_send(const char *path, struct json_object *req, int pass_fd)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct kb_frame_reader r = { 0 };
-	struct json_object *reply = NULL;
 	const char *s;
-	long deadline;
 	int fd, err;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		errno = ENAMETOOLONG;
-		return NULL;
+		return -1;
 	}
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return NULL;
+		return -1;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto out_close;
 	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
@@ -202,35 +200,143 @@ struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, in
 		errno = -err;
 		goto out_close;
 	}
-	deadline = timeout_ms ? kb_now_ms() + timeout_ms : 0;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int left = deadline ? (int)(deadline - kb_now_ms()) : -1;
-
-		if (deadline && left <= 0) {
-			errno = ETIMEDOUT;
-			goto out_free;
-		}
-		if (poll(&p, 1, left) < 0 && errno != EINTR)
-			goto out_free;
-		err = kb_frame_read(fd, &r);
-		if (err < 0) {
-			errno = -err == EPIPE ? ECONNRESET : -err;
-			goto out_free;
-		}
-		if (err == 1)
-			break;
-	}
-	reply = json_tokener_parse(r.msg);
-	if (!reply)
-		errno = EBADMSG;
-out_free:
-	kb_frame_reset(&r);
+	return fd;
 out_close:
 	err = errno;
 	close(fd);
 	errno = err;
+	return -1;
+}
+
+/* Read the next whole frame into r (reset first), waiting at most timeout_ms (0: no bound). 0 or -1 with errno. */
+static int call_frame(int fd, struct kb_frame_reader *r, int timeout_ms)
+{
+	long deadline = timeout_ms ? kb_now_ms() + timeout_ms : 0;
+
+	kb_frame_reset(r);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int left = deadline ? (int)(deadline - kb_now_ms()) : -1, err;
+
+		if (deadline && left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (poll(&p, 1, left) < 0 && errno != EINTR)
+			return -1;
+		err = kb_frame_read(fd, r);
+		if (err < 0) {
+			errno = -err == EPIPE ? ECONNRESET : -err;
+			return -1;
+		}
+		if (err == 1)
+			return 0;
+	}
+}
+
+/* One frame's JSON; tok (NULL: a fresh one) is reused across a stream's frames, which saves its setup per item. */
+static struct json_object *frame_json(const struct kb_frame_reader *r, struct json_tokener *tok)
+{
+	struct json_object *o;
+
+	if (!tok) {
+		o = json_tokener_parse(r->msg);
+	} else {
+		json_tokener_reset(tok);
+		o = json_tokener_parse_ex(tok, r->msg, (int)r->len);
+		if (o && json_tokener_get_error(tok) != json_tokener_success) {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	if (!o)
+		errno = EBADMSG;
+	return o;
+}
+
+struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, int pass_fd, int timeout_ms)
+{
+	struct kb_frame_reader r = { 0 };
+	struct json_object *reply = NULL;
+	int fd = call_send(path, req, pass_fd), err;
+
+	if (fd < 0)
+		return NULL;
+	if (!call_frame(fd, &r, timeout_ms))
+		reply = frame_json(&r, NULL);
+	err = errno;
+	kb_frame_reset(&r);
+	close(fd);
+	errno = err;
 	return reply;
+}
+
+/* A one-frame reply's items, passed to on_item one by one (the reply keeps them). */
+static int feed_whole(struct json_object *reply, int (*on_item)(void *, struct json_object *), void *ctx)
+{
+	struct json_object *arr = NULL;
+
+	if (!json_object_object_get_ex(reply, "frontends", &arr))
+		json_object_object_get_ex(reply, "items", &arr);
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+		if (on_item(ctx, json_object_array_get_idx(arr, i)))
+			return -1;
+	return 0;
+}
+
+struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req, int timeout_ms,
+				       int (*on_item)(void *ctx, struct json_object *item), void *ctx)
+{
+	struct kb_frame_reader r = { 0 };
+	struct json_object *head = NULL, *last = NULL, *v;
+	struct json_tokener *tok = json_tokener_new();
+	int fd, err;
+
+	if (!tok)
+		return NULL;
+	json_object_object_add(req, "stream", json_object_new_boolean(1));
+	fd = call_send(path, req, -1);
+	if (fd < 0) {
+		json_tokener_free(tok);
+		return NULL;
+	}
+	if (call_frame(fd, &r, timeout_ms) || !(head = frame_json(&r, NULL)))
+		goto out;
+	if (!json_object_object_get_ex(head, "stream", &v) || !json_object_get_boolean(v)) {
+		/* One frame: an older daemon, or a refusal. */
+		if (feed_whole(head, on_item, ctx)) {
+			errno = ECANCELED;
+			goto out;
+		}
+		last = json_object_get(head);
+		goto out;
+	}
+	for (;;) {
+		struct json_object *it;
+
+		if (call_frame(fd, &r, timeout_ms))
+			goto out;
+		if (!r.len)
+			break;	/* the end of the items; the trailer follows */
+		if (!(it = frame_json(&r, tok)))
+			goto out;
+		err = on_item(ctx, it);
+		json_object_put(it);
+		if (err) {
+			errno = ECANCELED;
+			goto out;
+		}
+	}
+	if (!call_frame(fd, &r, timeout_ms))
+		last = frame_json(&r, NULL);
+out:
+	err = errno;
+	json_tokener_free(tok);
+	json_object_put(head);
+	kb_frame_reset(&r);
+	close(fd);
+	errno = err;
+	return last;
 }
 
 struct json_object *kb_ctl_error(const char *fmt, ...)

@@ -21,6 +21,19 @@ struct json_object *kb_ctl_call(const char *path, struct json_object *req, int t
 /* As kb_ctl_call, passing pass_fd (a descriptor, e.g. a listening socket) along with the request. */
 struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, int pass_fd, int timeout_ms);
 
+/*
+ * A read whose reply may be large: the request is sent with "stream": true,
+ * and on_item(ctx, item) is called for every item as its frame arrives (item
+ * is freed after the call; a nonzero return stops the read). A daemon that
+ * answers in one frame (an older one, or a refusal) has the items of its
+ * "frontends" or "items" array passed the same way. timeout_ms bounds the wait
+ * for each frame, not the whole read. Returns the last word: the trailer
+ * ({"ok": true, "count": N} or an error, with "retry": true when the state
+ * changed during the read) or the one-frame reply; NULL with errno set.
+ */
+struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req, int timeout_ms,
+				       int (*on_item)(void *ctx, struct json_object *item), void *ctx);
+
 /* Both sides: write one frame (4-byte big-endian length, then the bytes). 0 or -errno. */
 int kb_ctl_write_frame(int fd, const char *buf, size_t len);
 /* The same, with pass_fd (>= 0) sent as SCM_RIGHTS along with the first bytes. */

@@ -38,13 +38,15 @@ static void cmd_help_one(FILE *f, const struct kb_cmd *c);
 
 
 enum { OPT_ENABLE_BACKEND = 256, OPT_UNIX_DIR, OPT_ALLOW, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_CONFIG, OPT_DRY_RUN, OPT_SOCKET,
-       OPT_BPFFS, OPT_EACH_FILE, OPT_REPLACE, OPT_STATE_DIR };
+       OPT_BPFFS, OPT_EACH_FILE, OPT_REPLACE, OPT_STATE_DIR, OPT_FIELD_SELECTOR };
 
 static const struct option client_longopts[] = {
 	{ "filename", required_argument, NULL, 'f' },
 	{ "output", required_argument, NULL, 'o' },
 	{ "namespace", required_argument, NULL, 'n' },
 	{ "all-namespaces", no_argument, NULL, 'A' },
+	{ "selector", required_argument, NULL, 'l' },
+	{ "field-selector", required_argument, NULL, OPT_FIELD_SELECTOR },
 	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 	{ "replace", no_argument, NULL, OPT_REPLACE },
 	{ "each-file", no_argument, NULL, OPT_EACH_FILE },
@@ -89,7 +91,7 @@ int ctl_parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 	o->bpffs = KB_PIN_DIR_DEFAULT;
 	o->state_dir = KB_STATE_DIR_DEFAULT;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "f:o:n:Awvh", client_longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "f:o:n:Al:wvh", client_longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
 			if (o->nfiles == MAX_LIST)
@@ -106,6 +108,12 @@ int ctl_parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 			break;
 		case 'A':
 			o->all_ns = true;
+			break;
+		case 'l':
+			o->labels = optarg;
+			break;
+		case OPT_FIELD_SELECTOR:
+			o->fields = optarg;
 			break;
 		case OPT_DRY_RUN:
 			o->dry_run = true;
@@ -406,8 +414,11 @@ static const struct kb_cmd commands[] = {
 	  "apply manifests through the daemon, all or nothing; --replace makes them the whole state (stored objects "
 	  "they do not name are deleted); --dry-run needs no daemon or root" },
 	{ "delete", ctl_cmd_delete, "-f FILE|DIR|- | KIND NAME [-n NS]", "delete objects, all or nothing" },
-	{ "get", ctl_cmd_get, "backends|gateways|routes|policies|frontends|endpoints [NAME] [-n NS|-A] [-o wide|json|yaml]",
-	  "show objects with their status, or the programmed frontends and endpoints" },
+	{ "get", ctl_cmd_get,
+	  "backends|gateways|routes|policies|frontends|endpoints [NAME] [-n NS|-A] [-l SELECTOR] "
+	  "[--field-selector SELECTOR] [-o wide|json|yaml]",
+	  "show objects with their status, or the programmed frontends and endpoints; NAME is an object's name or a "
+	  "frontend's ADDR:PORT, -l selects by label (a frontend by its Backends' labels), --field-selector by field" },
 	{ "describe", ctl_cmd_describe, "backend NAME [-n NS] [-o json|yaml]",
 	  "show a Backend's status, the frontends that use it, priorities and load split" },
 	{ "validate", cmd_validate, "-f FILE|DIR|- [--each-file] [-o wide|json|yaml] " POLICY_FLAGS,

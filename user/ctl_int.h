@@ -31,6 +31,8 @@ struct opts {
 	const char *state_dir;	/* dump-state */
 	const char *ns;
 	bool all_ns;
+	const char *labels;	/* get: -l/--selector */
+	const char *fields;	/* get: --field-selector */
 	char **args;		/* positional arguments */
 	int nargs;
 };
@@ -50,6 +52,26 @@ int ctl_dry_run_offline(struct opts *o);
 		if (_e)                                             \
 			return _e < 0 ? 0 : _e;                     \
 	} while (0)
+
+/* ctl_list.c: a streamed list printed as it arrives (tables, JSON or YAML). */
+enum ctl_list_kind { CTL_LIST_OBJECTS, CTL_LIST_FRONTENDS, CTL_LIST_ENDPOINTS, CTL_LIST_STATS };
+struct ctl_list {
+	enum ctl_list_kind kind;
+	enum kb_output out;
+	bool machine;			/* JSON or YAML text */
+	struct kb_yaml_stream *yaml;
+	struct kb_obj_table ot;
+	struct kb_fe_table ft, ft2;	/* ft2: stats' endpoint table */
+	FILE *f;			/* the output, in memory until the read is whole */
+	char *buf;
+	size_t len, n;
+};
+void ctl_list_init(struct ctl_list *l, const struct opts *o, enum ctl_list_kind kind);
+/* kb_ctl_call_stream's on_item: ctx is the struct ctl_list. */
+int ctl_list_item(void *ctx, struct json_object *item);
+/* Write the whole output to out and free l. 0 or -1. */
+int ctl_list_print(struct ctl_list *l, FILE *out);
+void ctl_list_discard(struct ctl_list *l);
 
 /* Commands that talk to the daemon over the control socket (ctl_remote.c). */
 int ctl_cmd_apply(int argc, char **argv);

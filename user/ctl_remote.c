@@ -229,15 +229,78 @@ int ctl_cmd_delete(int argc, char **argv)
 
 /* ---- read commands ---------------------------------------------------------------------- */
 
+static int collect_item(void *ctx, struct json_object *item)
+{
+	return json_object_array_add(*(struct json_object **)ctx, json_object_get(item));
+}
+
+static void collect_reset(void *ctx)
+{
+	struct json_object **arr = ctx;
+
+	json_object_put(*arr);
+	*arr = json_object_new_array();
+}
+
+static void list_reset(void *ctx)
+{
+	struct ctl_list *l = ctx;
+	enum ctl_list_kind kind = l->kind;
+	struct opts o = { .out = l->out };
+
+	ctl_list_discard(l);
+	ctl_list_init(l, &o, kind);
+}
+
+/*
+ * A read (req, taken) streamed from the daemon, each item passed to on_item
+ * as it arrives. A read cut short because the state changed meanwhile is
+ * read again (a few times), after reset(ctx). 0, or 1 with one error line printed.
+ */
+static int read_items(struct opts *o, const char *what_for, struct json_object *req,
+		      int (*on_item)(void *, struct json_object *), void (*reset)(void *), void *ctx)
+{
+	for (int attempt = 1;; attempt++) {
+		struct json_object *last, *v;
+
+		last = kb_ctl_call_stream(o->socket, req, CALL_TIMEOUT_MS, on_item, ctx);
+		if (!last) {
+			json_object_put(req);
+			return ctl_fail(o, "failed to reach the daemon at %s: %s%s", o->socket, strerror(errno),
+					errno == ENOENT || errno == ECONNREFUSED ? " (is `kbackend daemon` running?)" : "");
+		}
+		if (reply_ok(last)) {
+			json_object_put(last);
+			json_object_put(req);
+			return 0;
+		}
+		if (attempt < 5 && json_object_object_get_ex(last, "retry", &v) && json_object_get_boolean(v)) {
+			json_object_put(last);
+			reset(ctx);
+			continue;
+		}
+		ctl_fail(o, "failed to %s: %s", what_for, reply_error(last));
+		json_object_put(last);
+		json_object_put(req);
+		return 1;
+	}
+}
+
+static bool is_frontends(const char *what)
+{
+	return !strcmp(what, "frontends") || !strcmp(what, "endpoints");
+}
+
 int ctl_cmd_get(int argc, char **argv)
 {
-	struct json_object *req, *reply, *items, *fes;
+	struct json_object *req;
+	struct ctl_list list;
 	struct opts o;
-	int err = 0;
+	char what_for[300];
 
 	PARSE_OR_RETURN("get", argc, argv, &o);
 	static const char *const what[] = { "backends", "backend", "gateways", "gateway", "routes", "route",
-					     "policies", "frontends", "endpoints", "all" };
+					     "policies", "policy", "frontends", "endpoints", "all" };
 	bool known = false;
 
 	if (o.nargs < 1 || o.nargs > 2)
@@ -248,45 +311,35 @@ int ctl_cmd_get(int argc, char **argv)
 	if (!known)
 		return ctl_usage_error("get", "unknown resource \"%s\": expected backends, gateways, routes, policies, "
 				       "frontends or endpoints", o.args[0]);
+	if (o.ns && o.all_ns)
+		return ctl_usage_error("get", "-n and -A exclude each other");
 	req = request("get");
 	json_object_object_add(req, "what", json_object_new_string(o.args[0]));
 	if (o.nargs == 2)
 		json_object_object_add(req, "name", json_object_new_string(o.args[1]));
-	if (!o.all_ns)
+	/* Frontends are the node's: -n narrows them to a namespace's routes only when given. */
+	if (is_frontends(o.args[0]) ? o.ns != NULL : !o.all_ns)
 		json_object_object_add(req, "namespace", json_object_new_string(o.ns ? o.ns : "default"));
-	reply = call(&o, req);
-	if (!reply)
+	if (o.labels)
+		json_object_object_add(req, "labelSelector", json_object_new_string(o.labels));
+	if (o.fields)
+		json_object_object_add(req, "fieldSelector", json_object_new_string(o.fields));
+	snprintf(what_for, sizeof(what_for), "get %s", o.args[0]);
+	ctl_list_init(&list, &o, !is_frontends(o.args[0])		? CTL_LIST_OBJECTS
+				 : strcmp(o.args[0], "endpoints") == 0 ? CTL_LIST_ENDPOINTS
+								       : CTL_LIST_FRONTENDS);
+	if (read_items(&o, what_for, req, ctl_list_item, list_reset, &list)) {
+		ctl_list_discard(&list);
 		return 1;
-	if (!reply_ok(reply)) {
-		err = ctl_fail(&o, "failed to get %s: %s", o.args[0], reply_error(reply));
-	} else if (json_object_object_get_ex(reply, "frontends", &fes)) {
-		if (ctl_machine_output(&o))
-			kb_print_doc(stdout, fes, o.out);
-		else
-			kb_print_frontends_table(stdout, fes, strcmp(o.args[0], "endpoints") == 0 ? KB_TABLE_ENDPOINTS : KB_TABLE_FRONTENDS,
-						 o.out == KB_OUT_WIDE);
-	} else if (json_object_object_get_ex(reply, "items", &items)) {
-		struct json_object *list = json_object_new_object();
-
-		json_object_object_add(list, "apiVersion", json_object_new_string("v1"));
-		json_object_object_add(list, "kind", json_object_new_string("List"));
-		json_object_object_add(list, "items", json_object_get(items));
-		if (ctl_machine_output(&o))
-			kb_print_doc(stdout, list, o.out);
-		else {
-			kb_print_objects_table(stdout, list, false);
-		}
-		json_object_put(list);
 	}
-	json_object_put(reply);
-	return err;
+	return ctl_list_print(&list, stdout) ? ctl_fail(&o, "failed to print %s: out of memory", o.args[0]) : 0;
 }
 
 int ctl_cmd_describe(int argc, char **argv)
 {
-	struct json_object *req, *reply, *items, *fes = NULL, *freply;
+	struct json_object *req, *reply, *items, *fes = NULL;
 	struct opts o;
-	char key[512];
+	char key[512], sel[600];
 	int err = 0;
 
 	PARSE_OR_RETURN("describe", argc, argv, &o);
@@ -305,16 +358,19 @@ int ctl_cmd_describe(int argc, char **argv)
 		json_object_put(reply);
 		return err;
 	}
+	snprintf(key, sizeof(key), "%s/%s", o.ns ? o.ns : "default", o.args[1]);
+	snprintf(sel, sizeof(sel), "backend=%s", key);
+	/* Only this Backend's frontends, found through the daemon's index. */
 	req = request("get");
 	json_object_object_add(req, "what", json_object_new_string("frontends"));
-	freply = call(&o, req);
-	if (!freply) {
+	json_object_object_add(req, "fieldSelector", json_object_new_string(sel));
+	fes = json_object_new_array();
+	if (read_items(&o, "describe backend", req, collect_item, collect_reset, &fes)) {
+		json_object_put(fes);
 		json_object_put(reply);
 		return 1;
 	}
-	json_object_object_get_ex(freply, "frontends", &fes);
-	snprintf(key, sizeof(key), "%s/%s", o.ns ? o.ns : "default", o.args[1]);
-	/* Keep the frontends that hold a locality of this Backend. */
+	/* Keep the frontends that hold a locality of this Backend (a daemon without selectors sends them all). */
 	struct json_object *mine = json_object_new_array(), *doc = json_object_new_object();
 
 	for (size_t i = 0; fes && i < json_object_array_length(fes); i++) {
@@ -368,7 +424,7 @@ int ctl_cmd_describe(int argc, char **argv)
 		}
 	}
 	json_object_put(doc);
-	json_object_put(freply);
+	json_object_put(fes);
 	json_object_put(reply);
 	return err;
 }
@@ -459,24 +515,18 @@ int ctl_cmd_status(int argc, char **argv)
 /* One stats snapshot: the frontends with their per-CPU counters summed by the daemon. */
 static int stats_once(struct opts *o)
 {
-	struct json_object *req, *reply, *fes;
-	int err = 0;
+	struct json_object *req;
+	struct ctl_list list;
+	int err;
 
 	req = request("get");
 	json_object_object_add(req, "what", json_object_new_string("frontends"));
-	reply = call(o, req);
-	if (!reply)
+	ctl_list_init(&list, o, CTL_LIST_STATS);
+	if (read_items(o, "read stats", req, ctl_list_item, list_reset, &list)) {
+		ctl_list_discard(&list);
 		return 1;
-	if (!reply_ok(reply) || !json_object_object_get_ex(reply, "frontends", &fes)) {
-		err = ctl_fail(o, "failed to read stats: %s", reply_error(reply));
-	} else if (ctl_machine_output(o)) {
-		kb_print_doc(stdout, fes, o->out);
-	} else {
-		kb_print_frontends_table(stdout, fes, KB_TABLE_FRONTENDS, false);
-		putchar('\n');
-		kb_print_frontends_table(stdout, fes, KB_TABLE_ENDPOINTS, false);
 	}
-	json_object_put(reply);
+	err = ctl_list_print(&list, stdout) ? ctl_fail(o, "failed to print stats: out of memory") : 0;
 	fflush(stdout);
 	return err;
 }

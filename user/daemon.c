@@ -324,6 +324,7 @@ out_close:
 	kb_resolver_free(d.resolver);
 	kb_loop_free(d.loop);
 	kb_arena_free(&d.node_arena);
+	kb_daemon_reads_free(&d);
 	kb_compiled_free(&d.compiled);
 	kb_model_free(&d.state);
 	kb_store_close(&d.store);

@@ -135,29 +135,26 @@ void kb_daemon_bridge_stop(struct daemon *d)
 	}
 }
 
-void kb_daemon_bridge_annotate(struct daemon *d, struct json_object *arr)
+void kb_daemon_bridge_annotate(struct daemon *d, const struct kb_cfrontend *fe, struct json_object *jf)
 {
-	for (size_t i = 0; i < d->compiled.nfes && i < json_object_array_length(arr); i++) {
-		const struct kb_cfrontend *fe = &d->compiled.fes[i];
-		struct json_object *eps;
+	struct json_object *eps;
 
-		if (!json_object_object_get_ex(json_object_array_get_idx(arr, i), "endpoints", &eps))
+	if (!json_object_object_get_ex(jf, "endpoints", &eps))
+		return;
+	for (size_t e = 0; e < fe->neps && e < json_object_array_length(eps); e++) {
+		struct json_object *jb;
+		char why[256];
+		uint64_t n;
+		long ago;
+
+		if (fe->eps[e].type != KB_EP_UNIX || !fe->eps[e].address ||
+		    !kb_bridge_path_refusal(d->bridge, fe->eps[e].address, why, sizeof(why), &n, &ago))
 			continue;
-		for (size_t e = 0; e < fe->neps && e < json_object_array_length(eps); e++) {
-			struct json_object *jb;
-			char why[256];
-			uint64_t n;
-			long ago;
-
-			if (fe->eps[e].type != KB_EP_UNIX || !fe->eps[e].address ||
-			    !kb_bridge_path_refusal(d->bridge, fe->eps[e].address, why, sizeof(why), &n, &ago))
-				continue;
-			jb = json_object_new_object();
-			json_object_object_add(jb, "refused", json_object_new_int64((int64_t)n));
-			json_object_object_add(jb, "lastRefusal", json_object_new_string(why));
-			json_object_object_add(jb, "lastRefusalSecondsAgo", json_object_new_int64(ago / 1000));
-			json_object_object_add(json_object_array_get_idx(eps, e), "bridge", jb);
-		}
+		jb = json_object_new_object();
+		json_object_object_add(jb, "refused", json_object_new_int64((int64_t)n));
+		json_object_object_add(jb, "lastRefusal", json_object_new_string(why));
+		json_object_object_add(jb, "lastRefusalSecondsAgo", json_object_new_int64(ago / 1000));
+		json_object_object_add(json_object_array_get_idx(eps, e), "bridge", jb);
 	}
 }
 

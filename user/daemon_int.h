@@ -27,6 +27,8 @@
 #define RESTORE_DNS_WAIT_MS 5000	/* longest a restart waits for FQDN answers before programming */
 
 struct daemon;
+struct kb_read;
+struct kb_reads_index;
 
 struct client {
 	int fd;
@@ -36,6 +38,8 @@ struct client {
 	/* The reply (header and body), written as the peer takes it; NULL while the request is read. */
 	char *out;
 	size_t outlen, outoff;
+	/* A streamed reply: the items still to render, a chunk at a time as the peer takes them; NULL: none. */
+	struct kb_read *rs;
 };
 
 struct daemon {
@@ -79,6 +83,8 @@ struct daemon {
 	struct kb_watch *watch;
 	struct kb_metrics *metrics;
 	struct client clients[MAX_CLIENTS];
+	struct kb_reads_index *reads;	/* reads.c: objects and frontends by name, label and reference */
+	unsigned long reads_gen;	/* bumped by every change of state or compiled (kb_daemon_reads_changed) */
 	unsigned long clients_refused;	/* over the limit: answered `too many clients` */
 	unsigned long clients_dropped;	/* did not take their reply in time */
 	/* The state file at start (daemon_state.c): what was wrong with it, and what the pins serve that no stored object accounts for. */
@@ -146,8 +152,14 @@ struct json_object *kb_daemon_register(struct daemon *d, struct json_object *req
 				       bool reg);
 /* The bridge's counters for `status`. */
 struct json_object *kb_daemon_bridge_status(struct daemon *d);
-/* Add "bridge" (why connects were reset) to the unix endpoints of `get endpoints` (arr: kb_render_frontends). */
-void kb_daemon_bridge_annotate(struct daemon *d, struct json_object *arr);
+/* Add "bridge" (why connects were reset) to the unix endpoints of one frontend of `get endpoints` (jf: kb_render_frontend). */
+void kb_daemon_bridge_annotate(struct daemon *d, const struct kb_cfrontend *fe, struct json_object *jf);
+
+/* reads.c: the read side's index. */
+/* The accepted objects or the programmed frontends changed: the index is rebuilt on the next read, and a streamed read in progress ends. */
+void kb_daemon_reads_changed(struct daemon *d);
+/* Free the index (daemon exit). */
+void kb_daemon_reads_free(struct daemon *d);
 
 /* serve.c: the control socket. */
 int kb_serve_start(struct daemon *d);

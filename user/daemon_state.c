@@ -209,6 +209,7 @@ void kb_daemon_restore(struct daemon *d)
 		d->state = m;
 		d->compiled = c;
 		d->restore_deadline = kb_now_ms() + RESTORE_DNS_WAIT_MS;
+		kb_daemon_reads_changed(d);
 		kb_daemon_update_names(d);
 		kb_health_sync(d->health, &d->compiled);
 		kb_log_info("restored %zu object(s) from %s; waiting for DNS before programming", m.nobjects,
@@ -240,6 +241,7 @@ void kb_daemon_restore(struct daemon *d)
 	kb_daemon_accounted(d);
 	d->state = m;
 	d->compiled = c;
+	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
 	kb_log_info("restored %zu object(s), %zu frontend(s) from %s", m.nobjects, c.nfes, d->state_dir);

@@ -121,6 +121,99 @@ static void kb_bpf_usage(struct kb_dataplane *dp, bool sockets, struct kb_datapl
 	u->udp_senders = sockets ? kb_count_entries(d->skel->maps.udp_replies) : ~0ull;
 }
 
+/* Sum the per-CPU values of ids[i] (where ok[i]) into out[i]: one batch read of their id range when it is dense. */
+static void kb_read_ids(struct kb_bpf_dataplane *d, struct bpf_map *map, const __u32 *ids, const bool *ok, size_t n,
+			struct kb_conn_stats *out)
+{
+	struct kb_conn_stats *vals = NULL;
+	__u32 lo = UINT32_MAX, hi = 0, count, in, next, *keys = NULL;
+	size_t m = 0, span;
+	int err = -1;
+
+	memset(out, 0, n * sizeof(*out));
+	for (size_t i = 0; i < n; i++)
+		if (ok[i]) {
+			lo = ids[i] < lo ? ids[i] : lo;
+			hi = ids[i] > hi ? ids[i] : hi;
+			m++;
+		}
+	if (!m)
+		return;
+	span = (size_t)(hi - lo) + 1;
+	/* A sparse range would read more than it saves: then one lookup per id. */
+	if (span <= 4 * m + 64) {
+		vals = calloc(span * (size_t)d->ncpus, sizeof(*vals));
+		keys = calloc(span, sizeof(*keys));
+	}
+	if (vals && keys) {
+		count = (__u32)span;
+		in = lo - 1;
+		/* The batch starts after in_batch (an array's next key is key + 1): NULL starts at 0. */
+		err = bpf_map_lookup_batch(bpf_map__fd(map), lo ? &in : NULL, &next, keys, vals, &count, NULL);
+		if (err && errno == ENOENT)
+			err = 0;	/* the end of the map: count holds what was read */
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t k = (size_t)(ids[i] - lo);
+
+		if (!ok[i])
+			continue;
+		if (err || k >= count || keys[k] != ids[i]) {
+			kb_sum_stats(d, map, ids[i], &out[i]);
+			continue;
+		}
+		for (int c = 0; c < d->ncpus; c++) {
+			const struct kb_conn_stats *v = &vals[k * (size_t)d->ncpus + (size_t)c];
+
+			out[i].connects += v->connects;
+			out[i].refused += v->refused;
+			out[i].established += v->established;
+			out[i].failed += v->failed;
+		}
+	}
+	free(vals);
+	free(keys);
+}
+
+static int kb_bpf_stats_many(struct kb_dataplane *dp, const struct kb_cfrontend *const *fes, size_t n,
+			     struct kb_conn_stats *fe, bool *fe_ok, struct kb_conn_stats *ep, bool *ep_ok)
+{
+	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
+	size_t nep = 0, k = 0, hole;
+	__u32 *fe_ids, *ep_ids;
+
+	for (size_t i = 0; i < n; i++)
+		nep += fes[i]->neps;
+	fe_ids = calloc(n + 1, sizeof(*fe_ids));
+	ep_ids = calloc(nep + 1, sizeof(*ep_ids));
+	if (!fe_ids || !ep_ids) {
+		free(fe_ids);
+		free(ep_ids);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		long x = d->feix.cap ? kb_index_find(&d->feix, &fes[i]->key, sizeof(fes[i]->key), d->fes,
+						     sizeof(*d->fes), &hole)
+				     : -1;
+
+		fe_ok[i] = x >= 0;
+		fe_ids[i] = x >= 0 ? d->fes[x].val.frontend_id : 0;
+		for (size_t e = 0; e < fes[i]->neps; e++, k++) {
+			struct kb_ep_ident id;
+
+			kb_cendpoint_ident(fes[i], &fes[i]->eps[e], &id);
+			x = d->epix.cap ? kb_index_find(&d->epix, &id, sizeof(id), d->eps, sizeof(*d->eps), &hole) : -1;
+			ep_ok[k] = x >= 0;
+			ep_ids[k] = x >= 0 ? d->eps[x].id : 0;
+		}
+	}
+	kb_read_ids(d, d->skel->maps.frontend_stats, fe_ids, fe_ok, n, fe);
+	kb_read_ids(d, d->skel->maps.endpoint_stats, ep_ids, ep_ok, nep, ep);
+	free(fe_ids);
+	free(ep_ids);
+	return 0;
+}
+
 static void kb_bpf_close(struct kb_dataplane *dp)
 {
 	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
@@ -152,6 +245,7 @@ static const struct kb_dataplane_ops kb_bpf_ops = {
 	.endpoint_stats = kb_bpf_endpoint_stats,
 	.fits = kb_bpf_fits,
 	.usage = kb_bpf_usage,
+	.stats_many = kb_bpf_stats_many,
 	.close = kb_bpf_close,
 };
 

@@ -52,6 +52,15 @@ struct kb_dataplane_ops {
 	int (*fits)(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len);
 	/* The sizes and their use (NULL: unknown). sockets: whether to count the live-socket maps too (a walk). */
 	void (*usage)(struct kb_dataplane *dp, bool sockets, struct kb_dataplane_usage *out);
+	/*
+	 * The same counters for many frontends in a few system calls (the per-CPU
+	 * arrays are read in id ranges with bpf_map_lookup_batch): fe[i] for
+	 * fes[i], and ep[off + e] for its endpoint e, off counting the endpoints of
+	 * fes[0..i). *_ok: the counter exists, as the calls above answer 0.
+	 * Optional (NULL: call the ones above). 0 or -errno.
+	 */
+	int (*stats_many)(struct kb_dataplane *dp, const struct kb_cfrontend *const *fes, size_t n,
+			  struct kb_conn_stats *fe, bool *fe_ok, struct kb_conn_stats *ep, bool *ep_ok);
 	/* Release user-space handles; pins and links stay, so steering survives the process. */
 	void (*close)(struct kb_dataplane *dp);
 };

@@ -134,6 +134,23 @@ static void process_list(struct ctx *c, const struct ynode *root, int doc_index,
 		process_object(c, items->kids[i], doc_index, depth + 1);
 }
 
+
+/* metadata.labels, kept for label selectors: string keys and values only (the API's rule); anything else is ignored. */
+static void set_labels(struct ctx *c, struct kb_meta *obj, const struct ynode *lb)
+{
+	if (!lb || lb->t != YN_MAP || !lb->nkids)
+		return;
+	obj->labels = kb_alloc(&c->m->arena, lb->nkids * sizeof(*obj->labels));
+	for (size_t i = 0; i + 1 < lb->nkids; i += 2) {
+		const struct ynode *k = lb->kids[i], *v = lb->kids[i + 1];
+
+		if (k->t != YN_SCALAR || v->t != YN_SCALAR || mf_is_null(v))
+			continue;
+		obj->labels[2 * obj->nlabels] = kb_strdup(&c->m->arena, k->s);
+		obj->labels[2 * obj->nlabels + 1] = kb_strdup(&c->m->arena, v->s);
+		obj->nlabels++;
+	}
+}
 static void process_object(struct ctx *c, const struct ynode *root, int doc_index, int depth)
 {
 	const struct ynode *kind, *av, *md, *name = NULL, *ns = NULL, *kk = NULL, *ak = NULL, *mk = NULL;
@@ -202,6 +219,7 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 			obj->name = kb_strdup(&c->m->arena, name->s);
 		if (ns && ns->t == YN_SCALAR && !mf_is_null(ns) && *ns->s)
 			obj->namespace = kb_strdup(&c->m->arena, ns->s);
+		set_labels(c, obj, mf_map_get(md, "labels", NULL));
 	}
 	if (!obj->name && k == KB_KIND_ENVOY_GATEWAY)
 		obj->name = "envoy-gateway";

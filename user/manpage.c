@@ -30,8 +30,19 @@ static const struct opt_doc opts[] = {
 	{ S_COMMON, "-o, --output", "wide|json|yaml",
 	  "Output format. json and yaml print the Kubernetes-style objects with their status conditions; in these "
 	  "modes an error is printed as {\"error\": \"...\"} as well as on standard error." },
-	{ S_COMMON, "-n, --namespace", "NS", "Only objects in namespace NS (default: all for get, default for names)." },
+	{ S_COMMON, "-n, --namespace", "NS", "Only objects in namespace NS (default: default; frontends and endpoints: all, and with -n only those "
+	  "whose route is in NS)." },
 	{ S_COMMON, "-A, --all-namespaces", NULL, "Objects in every namespace." },
+	{ S_COMMON, "-l, --selector", "SELECTOR",
+	  "get: only objects whose labels match, as kubectl writes it: key=value, key==value, key!=value, key "
+	  "(present), !key (absent), joined by commas, all of which must hold. frontends and endpoints are selected "
+	  "by the labels of their Backends (a frontend is shown when one of its Backends matches)." },
+	{ S_COMMON, "--field-selector", "SELECTOR",
+	  "get: only objects whose fields match (key=value or key!=value, joined by commas): metadata.name and "
+	  "metadata.namespace for objects; frontend (ADDR:PORT), address, port, protocol, backend (NS/NAME), route "
+	  "(NS/NAME), gateway (NS/NAME) and listener for frontends and endpoints. A name, an equality on frontend, "
+	  "backend, route or gateway, or a label equality is looked up in the daemon's index, not by a walk over "
+	  "every object." },
 	{ S_COMMON, "--dry-run", NULL,
 	  "apply: parse, validate and compile in the CLI process and print the frontends that would be programmed; "
 	  "needs neither the daemon nor root." },

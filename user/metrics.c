@@ -135,6 +135,7 @@ static void host_port(char *buf, size_t len, const char *addr, unsigned port, in
 
 struct ep_row {
 	const struct kb_cfrontend *fe;
+	const char *fe_name;	/* its frontend's row name */
 	const struct kb_cendpoint *ep;
 	char name[300];
 	struct kb_conn_stats s;
@@ -170,25 +171,17 @@ static const char *proto_label(__u8 proto)
 					       proto_label(fes[i].fe->proto), NULL);                     \
 	} while (0)
 
-#define EP_LABELS(r)                                                                               \
-	"frontend", fes_name(fes, nfe, (r)->fe), "protocol", proto_label((r)->fe->proto), "backend", \
-		(r)->ep->backend, "endpoint", (r)->name, NULL
+#define EP_LABELS(r)                                                                      \
+	"frontend", (r)->fe_name, "protocol", proto_label((r)->fe->proto), "backend", (r)->ep->backend, \
+		"endpoint", (r)->name, NULL
 
 #define ADDR_LABELS(a) "endpoint", (a)->r->name, "protocol", proto_label((a)->r->fe->proto), NULL
 
-static const char *fes_name(const struct fe_row *fes, size_t n, const struct kb_cfrontend *fe)
+/* An endpoint listed twice in one frontend (two refs to one Backend) is one series: rows[from..n) are its frontend's. */
+static bool ep_seen(const struct ep_row *rows, size_t from, size_t n, const struct ep_row *r)
 {
-	for (size_t i = 0; i < n; i++)
-		if (fes[i].fe == fe)
-			return fes[i].name;
-	return "";
-}
-
-/* An endpoint listed twice in one frontend (two refs to one Backend) is one series. */
-static bool ep_seen(const struct ep_row *rows, size_t n, const struct ep_row *r)
-{
-	for (size_t i = 0; i < n; i++)
-		if (rows[i].fe == r->fe && !strcmp(rows[i].name, r->name) &&
+	for (size_t i = from; i < n; i++)
+		if (!strcmp(rows[i].name, r->name) &&
 		    !strcmp(rows[i].ep->backend ? rows[i].ep->backend : "", r->ep->backend ? r->ep->backend : ""))
 			return true;
 	return false;
@@ -204,19 +197,21 @@ static uint64_t ju64(struct json_object *o, const char *k)
 /* Health's view of each distinct endpoint address: handshakes, failures, open connections, ejections. */
 static size_t addr_rows(struct daemon *d, const struct ep_row *eps, size_t nep, struct addr_row *out)
 {
+	struct kb_arena arena = { 0 };
+	struct kb_smap seen = { .a = &arena };	/* "proto name": each address once, without a walk per row */
 	size_t n = 0;
 
 	for (size_t i = 0; d->health && i < nep; i++) {
 		struct json_object *jh, *oc;
 		struct addr_row *a;
-		bool dup = false;
+		char key[320];
 
 		if (eps[i].ep->type == KB_EP_UNIX)
 			continue;
-		for (size_t k = 0; k < n && !dup; k++)
-			dup = out[k].r->fe->proto == eps[i].fe->proto && !strcmp(out[k].r->name, eps[i].name);
-		if (dup)
+		snprintf(key, sizeof(key), "%u %s", eps[i].fe->proto, eps[i].name);
+		if (kb_smap_get(&seen, key))
 			continue;
+		kb_smap_put(&seen, kb_strdup(&arena, key), (void *)&eps[i]);
 		jh = kb_health_endpoint_json(d->health, eps[i].fe, eps[i].ep);
 		if (!jh)
 			continue;
@@ -234,6 +229,7 @@ static size_t addr_rows(struct daemon *d, const struct ep_row *eps, size_t nep, 
 		}
 		json_object_put(jh);
 	}
+	kb_arena_free(&arena);
 	return n;
 }
 
@@ -242,13 +238,40 @@ static size_t addr_rows(struct daemon *d, const struct ep_row *eps, size_t nep, 
  * maps, then health's per-address view (sockops outcomes, open connections,
  * ejections) and each endpoint's health as programmed.
  */
+/* Every frontend's and endpoint's counters, STATS_BATCH frontends a dataplane call; false: not available. */
+#define STATS_BATCH 1024
+static bool read_all_stats(struct daemon *d, struct kb_conn_stats *fe, bool *fe_ok, struct kb_conn_stats *ep,
+			   bool *ep_ok)
+{
+	const struct kb_compiled *c = &d->compiled;
+	const struct kb_cfrontend *batch[STATS_BATCH];
+	size_t off = 0;
+
+	if (!d->dp->ops->stats_many)
+		return false;
+	for (size_t i = 0; i < c->nfes; i += STATS_BATCH) {
+		size_t n = c->nfes - i < STATS_BATCH ? c->nfes - i : STATS_BATCH, nep = 0;
+
+		for (size_t k = 0; k < n; k++) {
+			batch[k] = &c->fes[i + k];
+			nep += batch[k]->neps;
+		}
+		if (d->dp->ops->stats_many(d->dp, batch, n, fe + i, fe_ok + i, ep + off, ep_ok + off))
+			return false;
+		off += nep;
+	}
+	return true;
+}
+
 static void section_traffic(FILE *f, struct daemon *d)
 {
 	const struct kb_compiled *c = &d->compiled;
 	struct fe_row *fes = calloc(c->nfes + 1, sizeof(*fes));
 	struct ep_row *eps;
 	struct addr_row *addrs = NULL;
-	size_t nfe = 0, nep = 0, naddr = 0, total = 0;
+	size_t nfe = 0, nep = 0, naddr = 0, total = 0, k = 0;
+	struct kb_conn_stats *fs = NULL, *es = NULL;
+	bool *fs_ok = NULL, *es_ok = NULL, batched = false;
 
 	for (size_t i = 0; i < c->nfes; i++)
 		total += c->fes[i].neps;
@@ -256,24 +279,42 @@ static void section_traffic(FILE *f, struct daemon *d)
 	addrs = calloc(total + 1, sizeof(*addrs));
 	if (!fes || !eps || !addrs)
 		goto out;
+	fs = calloc(c->nfes + 1, sizeof(*fs));
+	fs_ok = calloc(c->nfes + 1, sizeof(*fs_ok));
+	es = calloc(total + 1, sizeof(*es));
+	es_ok = calloc(total + 1, sizeof(*es_ok));
+	batched = fs && fs_ok && es && es_ok && read_all_stats(d, fs, fs_ok, es, es_ok);
 	for (size_t i = 0; i < c->nfes; i++) {
 		const struct kb_cfrontend *fe = &c->fes[i];
 		struct fe_row *r = &fes[nfe++];
 
 		r->fe = fe;
 		host_port(r->name, sizeof(r->name), fe->address, fe->port, fe->key.family);
-		r->have = d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, &r->s);
-		for (size_t e = 0; e < fe->neps; e++) {
+		if (batched) {
+			r->s = fs[i];
+			r->have = fs_ok[i];
+		} else {
+			r->have = d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, &r->s);
+		}
+		size_t first = nep;
+
+		for (size_t e = 0; e < fe->neps; e++, k++) {
 			struct ep_row *er = &eps[nep];
 
 			er->fe = fe;
+			er->fe_name = r->name;
 			er->ep = &fe->eps[e];
 			host_port(er->name, sizeof(er->name), er->ep->address, er->ep->port, er->ep->family);
 			if (er->ep->healthy)
 				r->nhealthy++;
-			if (ep_seen(eps, nep, er))
+			if (ep_seen(eps, first, nep, er))
 				continue;
-			er->have = d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, e, &er->s);
+			if (batched) {
+				er->s = es[k];
+				er->have = es_ok[k];
+			} else {
+				er->have = d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, e, &er->s);
+			}
 			nep++;
 		}
 	}
@@ -336,6 +377,10 @@ static void section_traffic(FILE *f, struct daemon *d)
 	for (size_t i = 0; i < naddr; i++)
 		kb_metrics_u64(f, "kbackend_endpoint_ejections_total", addrs[i].ejections, ADDR_LABELS(&addrs[i]));
 out:
+	free(fs);
+	free(fs_ok);
+	free(es);
+	free(es_ok);
 	free(fes);
 	free(eps);
 	free(addrs);

@@ -98,6 +98,8 @@ struct kb_meta {
 	char *namespace;	/* "default" when absent */
 	struct kb_loc loc;	/* the document's root mapping */
 	int doc_index;		/* 0-based document number within its file */
+	char **labels;		/* metadata.labels as key, value, key, value... (for `get -l`) */
+	size_t nlabels;		/* pairs */
 	const char *src;	/* the document's YAML text (arena copy), for the daemon's state store */
 	size_t src_len;
 	struct kb_field_loc *fields;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Output for people and machines: statuses and frontend tables as text, JSON (json-c) and YAML (libyaml). */
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <yaml.h>
@@ -53,6 +54,13 @@ struct json_object *kb_render_object(const struct kb_meta *o)
 	put_str(obj, "kind", kb_meta_kind(o));
 	put_str(md, "name", o->name);
 	put_str(md, "namespace", o->namespace);
+	if (o->nlabels) {
+		struct json_object *lb = json_object_new_object();
+
+		for (size_t i = 0; i < o->nlabels; i++)
+			put_str(lb, o->labels[2 * i], o->labels[2 * i + 1]);
+		json_object_object_add(md, "labels", lb);
+	}
 	json_object_object_add(obj, "metadata", md);
 	/* Where the object came from: kbackend's own addition to the status. */
 	put_str(src, "file", o->loc.file);
@@ -148,8 +156,14 @@ struct json_object *kb_render_frontends(const struct kb_compiled *c)
 {
 	struct json_object *arr = json_object_new_array();
 
-	for (size_t i = 0; i < c->nfes; i++) {
-		const struct kb_cfrontend *fe = &c->fes[i];
+	for (size_t i = 0; i < c->nfes; i++)
+		json_object_array_add(arr, kb_render_frontend(&c->fes[i]));
+	return arr;
+}
+
+struct json_object *kb_render_frontend(const struct kb_cfrontend *fe)
+{
+	{
 		struct json_object *jf = json_object_new_object(), *levels = json_object_new_array();
 		struct json_object *eps = json_object_new_array(), *locs = json_object_new_array();
 
@@ -205,9 +219,8 @@ struct json_object *kb_render_frontends(const struct kb_compiled *c)
 		json_object_object_add(jf, "priorities", levels);
 		json_object_object_add(jf, "localities", locs);
 		json_object_object_add(jf, "endpoints", eps);
-		json_object_array_add(arr, jf);
+		return jf;
 	}
-	return arr;
 }
 
 int kb_print_json(FILE *f, struct json_object *v)
@@ -292,6 +305,66 @@ int kb_print_yaml(FILE *f, struct json_object *v)
 	return ok ? 0 : -1;
 }
 
+struct kb_yaml_stream {
+	yaml_emitter_t em;
+	bool ok, list_object;
+};
+
+struct kb_yaml_stream *kb_yaml_stream_begin(FILE *f, bool list_object)
+{
+	struct kb_yaml_stream *y = calloc(1, sizeof(*y));
+	yaml_event_t ev;
+
+	if (!y || !yaml_emitter_initialize(&y->em)) {
+		free(y);
+		return NULL;
+	}
+	y->list_object = list_object;
+	yaml_emitter_set_output(&y->em, yaml_write, f);
+	yaml_emitter_set_unicode(&y->em, 1);
+	yaml_emitter_set_width(&y->em, -1);
+	yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
+	y->ok = yaml_emitter_emit(&y->em, &ev);
+	yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
+	y->ok = y->ok && yaml_emitter_emit(&y->em, &ev);
+	if (list_object) {
+		yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+		y->ok = y->ok && yaml_emitter_emit(&y->em, &ev) && emit_scalar(&y->em, "apiVersion", true) &&
+			emit_scalar(&y->em, "v1", false) && emit_scalar(&y->em, "kind", true) &&
+			emit_scalar(&y->em, "List", false) && emit_scalar(&y->em, "items", true);
+	}
+	yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE);
+	y->ok = y->ok && yaml_emitter_emit(&y->em, &ev);
+	return y;
+}
+
+int kb_yaml_stream_item(struct kb_yaml_stream *y, struct json_object *item)
+{
+	y->ok = y->ok && emit_value(&y->em, item);
+	return y->ok ? 0 : -1;
+}
+
+int kb_yaml_stream_end(struct kb_yaml_stream *y)
+{
+	yaml_event_t ev;
+	int ok;
+
+	yaml_sequence_end_event_initialize(&ev);
+	y->ok = y->ok && yaml_emitter_emit(&y->em, &ev);
+	if (y->list_object) {
+		yaml_mapping_end_event_initialize(&ev);
+		y->ok = y->ok && yaml_emitter_emit(&y->em, &ev);
+	}
+	yaml_document_end_event_initialize(&ev, 1);
+	y->ok = y->ok && yaml_emitter_emit(&y->em, &ev);
+	yaml_stream_end_event_initialize(&ev);
+	y->ok = y->ok && yaml_emitter_emit(&y->em, &ev) && yaml_emitter_flush(&y->em);
+	ok = y->ok;
+	yaml_emitter_delete(&y->em);
+	free(y);
+	return ok ? 0 : -1;
+}
+
 int kb_print_doc(FILE *f, struct json_object *v, enum kb_output fmt)
 {
 	return fmt == KB_OUT_YAML ? kb_print_yaml(f, v) : kb_print_json(f, v);
@@ -343,6 +416,55 @@ static void object_row(struct kb_table *t, const char *kind, const char *ns, con
 	kb_table_add(t, kind, ns, name, verdict, *reason ? reason : "-", msg);
 }
 
+void kb_obj_table_init(struct kb_obj_table *ot, bool refused_only)
+{
+	kb_table_init(&ot->t, 6);
+	kb_table_add(&ot->t, "KIND", "NAMESPACE", "NAME", "VERDICT", "REASON", "MESSAGE");
+	ot->refused_only = refused_only;
+}
+
+void kb_obj_table_add(struct kb_obj_table *ot, struct json_object *it)
+{
+	struct json_object *md = NULL, *st = NULL, *conds = NULL, *parents = NULL;
+	const char *kind = kb_json_str(it, "kind");
+	const char *verdict = "Accepted", *reason = "", *msg = "";
+
+	json_object_object_get_ex(it, "metadata", &md);
+	json_object_object_get_ex(it, "status", &st);
+	if (st)
+		json_object_object_get_ex(st, "parents", &parents);
+	if (st && parents && json_object_array_length(parents)) {
+		/* A route has a verdict per parent Gateway. */
+		for (size_t p = 0; p < json_object_array_length(parents); p++) {
+			struct json_object *jp = json_object_array_get_idx(parents, p), *pc = NULL;
+			char name[512];
+
+			verdict = "Accepted", reason = "", msg = "";
+			json_object_object_get_ex(jp, "conditions", &pc);
+			judge(pc, &verdict, &reason, &msg);
+			if (ot->refused_only && strcmp(verdict, "Refused") != 0)
+				continue;
+			snprintf(name, sizeof(name), "%s -> %s", kb_json_str(md, "name"), kb_json_str(jp, "parentRef"));
+			object_row(&ot->t, kind, kb_json_str(md, "namespace"), name, verdict, reason, msg);
+		}
+		return;
+	}
+	if (st)
+		json_object_object_get_ex(st, "conditions", &conds);
+	judge(conds, &verdict, &reason, &msg);
+	if (ot->refused_only && strcmp(verdict, "Refused") != 0)
+		return;
+	object_row(&ot->t, kind, kb_json_str(md, "namespace"), kb_json_str(md, "name"), verdict, reason, msg);
+}
+
+void kb_obj_table_print(FILE *f, struct kb_obj_table *ot)
+{
+	/* Nothing to show (an unreadable file, say): the diagnostics say why; a bare header would not. */
+	if (ot->t.ncells > ot->t.ncols)
+		kb_table_print(f, &ot->t);
+	kb_table_free(&ot->t);
+}
+
 /*
  * The message is the last column and is never cut: after a refused apply it
  * is the reason, and its important part is often at the end.
@@ -350,49 +472,14 @@ static void object_row(struct kb_table *t, const char *kind, const char *ns, con
 void kb_print_objects_table(FILE *f, struct json_object *list, bool refused_only)
 {
 	struct json_object *items;
-	struct kb_table t;
+	struct kb_obj_table ot;
 
-	/* Nothing parsed (an unreadable file, say): the diagnostics say why; a bare header would not. */
 	if (!json_object_object_get_ex(list, "items", &items) || !json_object_array_length(items))
 		return;
-	kb_table_init(&t, 6);
-	kb_table_add(&t, "KIND", "NAMESPACE", "NAME", "VERDICT", "REASON", "MESSAGE");
-	for (size_t i = 0; i < json_object_array_length(items); i++) {
-		struct json_object *it = json_object_array_get_idx(items, i), *md = NULL, *st = NULL, *conds = NULL;
-		struct json_object *parents = NULL;
-		const char *kind = kb_json_str(it, "kind");
-
-		json_object_object_get_ex(it, "metadata", &md);
-		json_object_object_get_ex(it, "status", &st);
-		if (st)
-			json_object_object_get_ex(st, "parents", &parents);
-		if (st && parents && json_object_array_length(parents)) {
-			/* A route has a verdict per parent Gateway. */
-			for (size_t p = 0; p < json_object_array_length(parents); p++) {
-				struct json_object *jp = json_object_array_get_idx(parents, p), *pc = NULL;
-				const char *verdict = "Accepted", *reason = "", *msg = "";
-				char name[512];
-
-				json_object_object_get_ex(jp, "conditions", &pc);
-				judge(pc, &verdict, &reason, &msg);
-				if (refused_only && strcmp(verdict, "Refused") != 0)
-					continue;
-				snprintf(name, sizeof(name), "%s -> %s", kb_json_str(md, "name"), kb_json_str(jp, "parentRef"));
-				object_row(&t, kind, kb_json_str(md, "namespace"), name, verdict, reason, msg);
-			}
-			continue;
-		}
-		const char *verdict = "Accepted", *reason = "", *msg = "";
-
-		if (st)
-			json_object_object_get_ex(st, "conditions", &conds);
-		judge(conds, &verdict, &reason, &msg);
-		if (refused_only && strcmp(verdict, "Refused") != 0)
-			continue;
-		object_row(&t, kind, kb_json_str(md, "namespace"), kb_json_str(md, "name"), verdict, reason, msg);
-	}
-	kb_table_print(f, &t);
-	kb_table_free(&t);
+	kb_obj_table_init(&ot, refused_only);
+	for (size_t i = 0; i < json_object_array_length(items); i++)
+		kb_obj_table_add(&ot, json_object_array_get_idx(items, i));
+	kb_obj_table_print(f, &ot);
 }
 
 /* "198.18.0.10:80" or "[2001:db8:f::10]:80" or "unix:/path". */
@@ -472,143 +559,163 @@ static void dns_row(struct kb_table *t, const char *name, struct json_object *dn
 		     *kb_json_str(dns, "last_error") ? kb_json_str(dns, "last_error") : "-");
 }
 
-static void print_dns_table(FILE *f, struct json_object *fes)
+/* FQDN rows of one frontend (its endpoints' names and its unresolved ones), each name once. */
+static void dns_rows(struct kb_fe_table *ft, struct json_object *fe)
 {
-	struct json_object *seen = json_object_new_object();
-	struct kb_table t;
+	struct json_object *eps = NULL, *locs = NULL, *dns;
 
-	kb_table_init(&t, 6);
-	kb_table_add(&t, "FQDN", "STATE", "ADDRESSES", "TTL-LEFT", "LAST-REFRESH", "LAST-ERROR");
-	for (size_t i = 0; i < json_object_array_length(fes); i++) {
-		struct json_object *fe = json_object_array_get_idx(fes, i), *eps = NULL, *locs = NULL, *dns;
+	json_object_object_get_ex(fe, "endpoints", &eps);
+	json_object_object_get_ex(fe, "localities", &locs);
+	for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
+		struct json_object *ep = json_object_array_get_idx(eps, e);
 
-		json_object_object_get_ex(fe, "endpoints", &eps);
-		json_object_object_get_ex(fe, "localities", &locs);
-		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
-			struct json_object *ep = json_object_array_get_idx(eps, e);
-
-			if (json_object_object_get_ex(ep, "dns", &dns))
-				dns_row(&t, kb_json_str(ep, "fqdn"), dns, seen);
-		}
-		for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
-			if (!json_object_object_get_ex(json_object_array_get_idx(locs, l), "dns", &dns))
-				continue;
-			json_object_object_foreach(dns, name, st)
-				dns_row(&t, name, st, seen);
-		}
+		if (json_object_object_get_ex(ep, "dns", &dns))
+			dns_row(&ft->dns, kb_json_str(ep, "fqdn"), dns, ft->seen_dns);
 	}
-	/* Only the header: no FQDN anywhere, and no table. */
-	if (t.ncells > t.ncols) {
-		fputc('\n', f);
-		kb_table_print(f, &t);
+	for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
+		if (!json_object_object_get_ex(json_object_array_get_idx(locs, l), "dns", &dns))
+			continue;
+		json_object_object_foreach(dns, name, st)
+			dns_row(&ft->dns, name, st, ft->seen_dns);
 	}
-	kb_table_free(&t);
-	json_object_put(seen);
 }
 
 /* Unix endpoints whose connects the bridge reset, once each: how many and why (the last reason). */
-static void print_bridge_table(FILE *f, struct json_object *fes)
+static void bridge_rows(struct kb_fe_table *ft, struct json_object *fe)
 {
-	struct json_object *seen = json_object_new_object();
-	struct kb_table t;
+	struct json_object *eps = NULL;
 
-	kb_table_init(&t, 3);
-	kb_table_add(&t, "UNIX-SOCKET", "RESETS", "LAST-RESET-REASON");
-	for (size_t i = 0; i < json_object_array_length(fes); i++) {
-		struct json_object *eps = NULL;
+	json_object_object_get_ex(fe, "endpoints", &eps);
+	for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
+		struct json_object *ep = json_object_array_get_idx(eps, e), *br;
+		const char *path = kb_json_str(ep, "address");
+		char resets[24];
 
-		json_object_object_get_ex(json_object_array_get_idx(fes, i), "endpoints", &eps);
-		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
-			struct json_object *ep = json_object_array_get_idx(eps, e), *br;
-			const char *path = kb_json_str(ep, "address");
-			char resets[24];
-
-			if (!json_object_object_get_ex(ep, "bridge", &br) || json_object_object_get_ex(seen, path, NULL))
-				continue;
-			json_object_object_add(seen, path, NULL);
-			snprintf(resets, sizeof(resets), "%lld", kb_json_int(br, "refused"));
-			kb_table_add(&t, path, resets, kb_json_str(br, "lastRefusal"));
-		}
+		if (!json_object_object_get_ex(ep, "bridge", &br) || json_object_object_get_ex(ft->seen_br, path, NULL))
+			continue;
+		json_object_object_add(ft->seen_br, path, NULL);
+		snprintf(resets, sizeof(resets), "%lld", kb_json_int(br, "refused"));
+		kb_table_add(&ft->br, path, resets, kb_json_str(br, "lastRefusal"));
 	}
-	/* Only the header: no unix endpoint was ever reset, and no table. */
-	if (t.ncells > t.ncols) {
+}
+
+void kb_fe_table_init(struct kb_fe_table *ft, enum kb_table_view view, bool wide)
+{
+	memset(ft, 0, sizeof(*ft));
+	ft->view = view;
+	ft->wide = wide;
+	if (view == KB_TABLE_FRONTENDS) {
+		kb_table_init(&ft->t, 8);
+		kb_table_add(&ft->t, "FRONTEND", "PROTO", "LB", "ROUTE", "ENDPOINTS", "SLOTS", "CONNECTS", "REFUSED");
+	} else {
+		kb_table_init(&ft->t, 11);
+		kb_table_add(&ft->t, "FRONTEND", "PROTO", "BACKEND", "PRIO", "WT", "ENDPOINT", "HEALTH", "SHARE%", "SLOTS",
+			     "CONNECTS", "OPEN OK/REFUSED/TIMEOUT");
+	}
+	if (view == KB_TABLE_ENDPOINTS && wide) {
+		kb_table_init(&ft->dns, 6);
+		kb_table_add(&ft->dns, "FQDN", "STATE", "ADDRESSES", "TTL-LEFT", "LAST-REFRESH", "LAST-ERROR");
+		kb_table_init(&ft->br, 3);
+		kb_table_add(&ft->br, "UNIX-SOCKET", "RESETS", "LAST-RESET-REASON");
+		ft->seen_dns = json_object_new_object();
+		ft->seen_br = json_object_new_object();
+	}
+}
+
+void kb_fe_table_add(struct kb_fe_table *ft, struct json_object *fe)
+{
+	struct json_object *eps = NULL, *st = NULL, *locs = NULL;
+	struct kb_table *t = &ft->t;
+	bool wide = ft->wide;
+	char front[80], c1[24], c2[24], n1[24], n2[24];
+
+	kb_json_hostport(front, sizeof(front), fe);
+	json_object_object_get_ex(fe, "stats", &st);
+	json_object_object_get_ex(fe, "endpoints", &eps);
+	if (ft->view == KB_TABLE_FRONTENDS) {
+		counter(c1, sizeof(c1), st, "connects");
+		counter(c2, sizeof(c2), st, "refused");
+		snprintf(n1, sizeof(n1), "%zu", eps ? json_object_array_length(eps) : 0);
+		snprintf(n2, sizeof(n2), "%lld", kb_json_int(fe, "slots"));
+		kb_table_add(t, front, kb_json_str(fe, "protocol"), kb_json_str(fe, "loadBalancer"), kb_json_str(fe, "route"),
+			     n1, n2, c1, c2);
+		return;
+	}
+	if (!eps || !json_object_array_length(eps))
+		kb_table_add(t, front, kb_json_str(fe, "protocol"), "-", "-", "-", "(none: connects are refused)", NULL,
+			     NULL, NULL, NULL, NULL);
+	for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
+		struct json_object *ep = json_object_array_get_idx(eps, e), *es = NULL, *h = NULL;
+		const char *be = kb_json_str(ep, "backend"), *slash = strchr(be, '/');
+		char where[300], hc[64], oc[96], prio[16], wt[24], share[24], slots[24];
+
+		kb_json_hostport(where, sizeof(where), ep);
+		json_object_object_get_ex(ep, "stats", &es);
+		json_object_object_get_ex(ep, "healthy", &h);
+		counter(c1, sizeof(c1), es, "connects");
+		health_cells(ep, json_object_get_boolean(h), hc, sizeof(hc), oc, sizeof(oc));
+		snprintf(prio, sizeof(prio), "%lld", kb_json_int(ep, "priority"));
+		snprintf(wt, sizeof(wt), "%lld", kb_json_int(ep, "weight"));
+		snprintf(share, sizeof(share), "%.2f", json_object_get_double(json_object_object_get(ep, "sharePercent")));
+		snprintf(slots, sizeof(slots), "%lld", kb_json_int(ep, "slots"));
+		kb_table_add(t, e ? "" : front, e ? "" : kb_json_str(fe, "protocol"), wide || !slash ? be : slash + 1, prio,
+			     wt, where, hc, share, slots, c1, oc);
+	}
+	/* FQDNs with no usable address yet hold no slot; show them so the gap is visible. */
+	json_object_object_get_ex(fe, "localities", &locs);
+	for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
+		struct json_object *lc = json_object_array_get_idx(locs, l), *un = NULL;
+		const char *be = kb_json_str(lc, "backend"), *slash = strchr(be, '/');
+		char prio[16], wt[24];
+
+		json_object_object_get_ex(lc, "unresolved", &un);
+		snprintf(prio, sizeof(prio), "%lld", kb_json_int(lc, "priority"));
+		snprintf(wt, sizeof(wt), "%lld", kb_json_int(lc, "weight"));
+		for (size_t u = 0; un && u < json_object_array_length(un); u++)
+			kb_table_add(t, "", "", wide || !slash ? be : slash + 1, prio, wt,
+				     json_object_get_string(json_object_array_get_idx(un, u)), "unresolved", "0.00", "0", "-",
+				     "-");
+	}
+	if (ft->seen_dns) {
+		dns_rows(ft, fe);
+		bridge_rows(ft, fe);
+	}
+}
+
+void kb_fe_table_print(FILE *f, struct kb_fe_table *ft)
+{
+	kb_table_print(f, &ft->t);
+	/* A table of only its header (no FQDN, no unix endpoint ever reset) is not printed. */
+	if (ft->seen_dns && ft->dns.ncells > ft->dns.ncols) {
 		fputc('\n', f);
-		kb_table_print(f, &t);
+		kb_table_print(f, &ft->dns);
 	}
-	kb_table_free(&t);
-	json_object_put(seen);
+	if (ft->seen_br && ft->br.ncells > ft->br.ncols) {
+		fputc('\n', f);
+		kb_table_print(f, &ft->br);
+	}
+}
+
+void kb_fe_table_free(struct kb_fe_table *ft)
+{
+	kb_table_free(&ft->t);
+	if (ft->seen_dns) {
+		kb_table_free(&ft->dns);
+		kb_table_free(&ft->br);
+		json_object_put(ft->seen_dns);
+		json_object_put(ft->seen_br);
+	}
 }
 
 void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_view view, bool wide)
 {
-	struct kb_table t;
+	struct kb_fe_table ft;
 
-	if (view == KB_TABLE_FRONTENDS) {
-		kb_table_init(&t, 8);
-		kb_table_add(&t, "FRONTEND", "PROTO", "LB", "ROUTE", "ENDPOINTS", "SLOTS", "CONNECTS", "REFUSED");
-	} else {
-		kb_table_init(&t, 11);
-		kb_table_add(&t, "FRONTEND", "PROTO", "BACKEND", "PRIO", "WT", "ENDPOINT", "HEALTH", "SHARE%", "SLOTS",
-			     "CONNECTS", "OPEN OK/REFUSED/TIMEOUT");
-	}
-	for (size_t i = 0; i < json_object_array_length(fes); i++) {
-		struct json_object *fe = json_object_array_get_idx(fes, i), *eps = NULL, *st = NULL, *locs = NULL;
-		char front[80], c1[24], c2[24], n1[24], n2[24];
-
-		kb_json_hostport(front, sizeof(front), fe);
-		json_object_object_get_ex(fe, "stats", &st);
-		json_object_object_get_ex(fe, "endpoints", &eps);
-		if (view == KB_TABLE_FRONTENDS) {
-			counter(c1, sizeof(c1), st, "connects");
-			counter(c2, sizeof(c2), st, "refused");
-			snprintf(n1, sizeof(n1), "%zu", eps ? json_object_array_length(eps) : 0);
-			snprintf(n2, sizeof(n2), "%lld", kb_json_int(fe, "slots"));
-			kb_table_add(&t, front, kb_json_str(fe, "protocol"), kb_json_str(fe, "loadBalancer"),
-				     kb_json_str(fe, "route"), n1, n2, c1, c2);
-			continue;
-		}
-		if (!eps || !json_object_array_length(eps))
-			kb_table_add(&t, front, kb_json_str(fe, "protocol"), "-", "-", "-", "(none: connects are refused)",
-				     NULL, NULL, NULL, NULL, NULL);
-		for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
-			struct json_object *ep = json_object_array_get_idx(eps, e), *es = NULL, *h = NULL;
-			const char *be = kb_json_str(ep, "backend"), *slash = strchr(be, '/');
-			char where[300], hc[64], oc[96], prio[16], wt[24], share[24], slots[24];
-
-			kb_json_hostport(where, sizeof(where), ep);
-			json_object_object_get_ex(ep, "stats", &es);
-			json_object_object_get_ex(ep, "healthy", &h);
-			counter(c1, sizeof(c1), es, "connects");
-			health_cells(ep, json_object_get_boolean(h), hc, sizeof(hc), oc, sizeof(oc));
-			snprintf(prio, sizeof(prio), "%lld", kb_json_int(ep, "priority"));
-			snprintf(wt, sizeof(wt), "%lld", kb_json_int(ep, "weight"));
-			snprintf(share, sizeof(share), "%.2f", json_object_get_double(json_object_object_get(ep, "sharePercent")));
-			snprintf(slots, sizeof(slots), "%lld", kb_json_int(ep, "slots"));
-			kb_table_add(&t, e ? "" : front, e ? "" : kb_json_str(fe, "protocol"), wide || !slash ? be : slash + 1,
-				     prio, wt, where, hc, share, slots, c1, oc);
-		}
-		/* FQDNs with no usable address yet hold no slot; show them so the gap is visible. */
-		json_object_object_get_ex(fe, "localities", &locs);
-		for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
-			struct json_object *lc = json_object_array_get_idx(locs, l), *un = NULL;
-			const char *be = kb_json_str(lc, "backend"), *slash = strchr(be, '/');
-			char prio[16], wt[24];
-
-			json_object_object_get_ex(lc, "unresolved", &un);
-			snprintf(prio, sizeof(prio), "%lld", kb_json_int(lc, "priority"));
-			snprintf(wt, sizeof(wt), "%lld", kb_json_int(lc, "weight"));
-			for (size_t u = 0; un && u < json_object_array_length(un); u++)
-				kb_table_add(&t, "", "", wide || !slash ? be : slash + 1, prio, wt,
-					     json_object_get_string(json_object_array_get_idx(un, u)), "unresolved", "0.00",
-					     "0", "-", "-");
-		}
-	}
-	kb_table_print(f, &t);
-	kb_table_free(&t);
-	if (view == KB_TABLE_ENDPOINTS && wide) {
-		print_dns_table(f, fes);
-		print_bridge_table(f, fes);
-	}
+	kb_fe_table_init(&ft, view, wide);
+	for (size_t i = 0; i < json_object_array_length(fes); i++)
+		kb_fe_table_add(&ft, json_object_array_get_idx(fes, i));
+	kb_fe_table_print(f, &ft);
+	kb_fe_table_free(&ft);
 }
 
 void kb_print_diags(FILE *f, const struct kb_model *m)

@@ -9,6 +9,7 @@
 
 #include "compile.h"
 #include "model.h"
+#include "table.h"
 
 enum kb_output { KB_OUT_TEXT = 0, KB_OUT_WIDE, KB_OUT_JSON, KB_OUT_YAML };
 
@@ -22,17 +23,45 @@ struct json_object *kb_render_objects(const struct kb_model *m, bool (*filter)(c
 				      void *ctx);
 struct json_object *kb_render_diags(const struct kb_model *m);
 struct json_object *kb_render_frontends(const struct kb_compiled *c);
+/* One frontend of kb_render_frontends' array. */
+struct json_object *kb_render_frontend(const struct kb_cfrontend *fe);
 
 /* Print a JSON value pretty, or as YAML through libyaml's emitter. 0 or -1. */
 int kb_print_json(FILE *f, struct json_object *v);
 int kb_print_yaml(FILE *f, struct json_object *v);
 int kb_print_doc(FILE *f, struct json_object *v, enum kb_output fmt);
+/* A YAML sequence written one item at a time, as kb_print_yaml writes the whole array (list_object: inside a v1 List). */
+struct kb_yaml_stream;
+struct kb_yaml_stream *kb_yaml_stream_begin(FILE *f, bool list_object);
+int kb_yaml_stream_item(struct kb_yaml_stream *y, struct json_object *item);
+/* Ends the document and frees y. 0 or -1. */
+int kb_yaml_stream_end(struct kb_yaml_stream *y);
 
 /* Tables for people, printed from the same JSON documents that -o json prints. */
 void kb_print_objects_table(FILE *f, struct json_object *list, bool refused_only);
 
 enum kb_table_view { KB_TABLE_FRONTENDS, KB_TABLE_ENDPOINTS };
 void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_view view, bool wide);
+
+/* The same tables built one item at a time, so a streamed list needs no whole document: init, add..., print (frees). */
+struct kb_obj_table {
+	struct kb_table t;
+	bool refused_only;
+};
+void kb_obj_table_init(struct kb_obj_table *ot, bool refused_only);
+void kb_obj_table_add(struct kb_obj_table *ot, struct json_object *item);
+void kb_obj_table_print(FILE *f, struct kb_obj_table *ot);
+
+struct kb_fe_table {
+	struct kb_table t, dns, br;	/* dns, br: -o wide's FQDN and unix-reset tables */
+	struct json_object *seen_dns, *seen_br;
+	enum kb_table_view view;
+	bool wide;
+};
+void kb_fe_table_init(struct kb_fe_table *ft, enum kb_table_view view, bool wide);
+void kb_fe_table_add(struct kb_fe_table *ft, struct json_object *fe);
+void kb_fe_table_print(FILE *f, struct kb_fe_table *ft);
+void kb_fe_table_free(struct kb_fe_table *ft);
 
 /* Small readers for the JSON documents above: "" / 0 when the key is missing. */
 const char *kb_json_str(struct json_object *o, const char *k);

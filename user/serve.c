@@ -13,34 +13,14 @@
 
 #include "control.h"
 #include "daemon_int.h"
+#include "reads.h"
 #include "render.h"
 #include "watch.h"
 
+/* A streamed reply is rendered in chunks of about this many bytes, each once the peer has taken the last. */
+#define STREAM_CHUNK (256u << 10)
+
 /* ---- read-only requests ------------------------------------------------------ */
-
-static bool kind_matches(const char *what, enum kb_kind k)
-{
-	if (!what || strcmp(what, "all") == 0)
-		return true;
-	if (strcmp(what, "backends") == 0 || strcmp(what, "backend") == 0)
-		return k == KB_KIND_BACKEND;
-	if (strcmp(what, "gateways") == 0 || strcmp(what, "gateway") == 0)
-		return k == KB_KIND_GATEWAY;
-	if (strcmp(what, "routes") == 0 || strcmp(what, "route") == 0)
-		return kb_kind_is_route(k);
-	if (strcmp(what, "policies") == 0)
-		return k == KB_KIND_BACKEND_TRAFFIC_POLICY;
-	return false;
-}
-
-static const char *req_str(struct json_object *req, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(req, key, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v)
-		       : NULL;
-}
 
 static bool req_bool(struct json_object *req, const char *key)
 {
@@ -49,92 +29,39 @@ static bool req_bool(struct json_object *req, const char *key)
 	return json_object_object_get_ex(req, key, &v) && json_object_get_boolean(v);
 }
 
-static struct json_object *stats_json(const struct kb_conn_stats *s)
+/*
+ * `get`. With "stream": true the reply is a header frame, one frame per item
+ * rendered as the peer takes them (client_flush), an empty frame and a trailer;
+ * without, one frame holding every item (older clients, tests).
+ */
+static struct json_object *do_get(struct daemon *d, struct json_object *req, struct kb_read **stream)
 {
-	struct json_object *o = json_object_new_object();
+	struct json_object *r, *items;
+	struct kb_read rd;
 
-	json_object_object_add(o, "connects", json_object_new_int64((int64_t)s->connects));
-	json_object_object_add(o, "refused", json_object_new_int64((int64_t)s->refused));
-	json_object_object_add(o, "established", json_object_new_int64((int64_t)s->established));
-	json_object_object_add(o, "failed", json_object_new_int64((int64_t)s->failed));
-	return o;
-}
-
-/* Frontends as rendered by compile, with the kernel's per-CPU counters added. */
-static struct json_object *frontends_with_stats(struct daemon *d)
-{
-	struct json_object *arr = kb_render_frontends(&d->compiled);
-
-	kb_daemon_bridge_annotate(d, arr);	/* why a unix endpoint's connects were reset */
-
-	for (size_t i = 0; i < d->compiled.nfes; i++) {
-		const struct kb_cfrontend *fe = &d->compiled.fes[i];
-		struct json_object *jf = json_object_array_get_idx(arr, i), *eps, *locs;
-		struct kb_conn_stats s = { 0 };
-
-		if (d->dp->ops->frontend_stats && !d->dp->ops->frontend_stats(d->dp, fe, &s))
-			json_object_object_add(jf, "stats", stats_json(&s));
-		if (json_object_object_get_ex(jf, "localities", &locs))
-			for (size_t l = 0; l < fe->nlocs; l++) {
-				struct json_object *dns = json_object_new_object();
-
-				/* Names that have no usable address yet: why, from the resolver. */
-				for (size_t p = 0; p < fe->locs[l].npending; p++)
-					json_object_object_add(dns, fe->locs[l].pending[p],
-							       kb_resolver_name_json(d->resolver, fe->locs[l].pending[p]));
-				json_object_object_add(json_object_array_get_idx(locs, l), "dns", dns);
-			}
-		if (!json_object_object_get_ex(jf, "endpoints", &eps))
-			continue;
-		for (size_t e = 0; e < fe->neps; e++) {
-			struct json_object *je = json_object_array_get_idx(eps, e);
-
-			memset(&s, 0, sizeof(s));
-			if (d->dp->ops->endpoint_stats && !d->dp->ops->endpoint_stats(d->dp, fe, e, &s))
-				json_object_object_add(je, "stats", stats_json(&s));
-			if (fe->eps[e].fqdn)
-				json_object_object_add(je, "dns", kb_resolver_name_json(d->resolver, fe->eps[e].fqdn));
-			{
-				struct json_object *jh = kb_health_endpoint_json(d->health, fe, &fe->eps[e]);
-
-				if (jh)
-					json_object_object_add(je, "health", jh);
-			}
-		}
-	}
-	return arr;
-}
-
-static struct json_object *do_get(struct daemon *d, struct json_object *req)
-{
-	const char *what = req_str(req, "what"), *ns = req_str(req, "namespace"), *name = req_str(req, "name");
-	struct json_object *r = json_object_new_object(), *items = json_object_new_array();
-
+	r = kb_read_resolve(d, req, &rd);
+	if (r)
+		return r;
+	r = json_object_new_object();
 	json_object_object_add(r, "ok", json_object_new_boolean(1));
-	if (what && (strcmp(what, "frontends") == 0 || strcmp(what, "endpoints") == 0)) {
-		json_object_object_add(r, "frontends", frontends_with_stats(d));
-		json_object_put(items);
+	if (req_bool(req, "stream")) {
+		*stream = malloc(sizeof(rd));
+		if (!*stream) {
+			kb_read_free(&rd);
+			json_object_put(r);
+			return kb_ctl_error("out of memory");
+		}
+		**stream = rd;
+		json_object_object_add(r, "stream", json_object_new_boolean(1));
+		json_object_object_add(r, "kind", json_object_new_string(rd.frontends ? "frontends" : "List"));
+		json_object_object_add(r, "count", json_object_new_int64((int64_t)rd.n));
 		return r;
 	}
-	if (!what || !(kind_matches(what, KB_KIND_BACKEND) || kind_matches(what, KB_KIND_GATEWAY) ||
-		       kind_matches(what, KB_KIND_HTTPROUTE) || kind_matches(what, KB_KIND_BACKEND_TRAFFIC_POLICY))) {
-		json_object_put(r);
-		json_object_put(items);
-		return kb_ctl_error("unknown resource \"%s\": expected backends, gateways, routes, policies, "
-				    "frontends or endpoints", what ? what : "");
-	}
-	for (size_t i = 0; i < d->state.nobjects; i++) {
-		const struct kb_meta *o = d->state.objects[i];
-
-		if (!kind_matches(what, o->kind))
-			continue;
-		if (ns && strcmp(ns, o->namespace ? o->namespace : "default") != 0)
-			continue;
-		if (name && strcmp(name, o->name) != 0)
-			continue;
-		json_object_array_add(items, kb_render_object(o));
-	}
-	json_object_object_add(r, "items", items);
+	items = json_object_new_array_ext((int)rd.n);
+	for (size_t i = 0; i < rd.n; i++)
+		json_object_array_add(items, kb_read_item(d, &rd, i));
+	json_object_object_add(r, rd.frontends ? "frontends" : "items", items);
+	kb_read_free(&rd);
 	return r;
 }
 
@@ -207,7 +134,7 @@ static struct json_object *do_status(struct daemon *d)
 	return r;
 }
 
-static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd)
+static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, struct kb_read **stream)
 {
 	const char *msg = rd->msg;
 	struct json_object *req = json_tokener_parse(msg), *files = NULL, *reply;
@@ -217,7 +144,7 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd)
 		json_object_put(req);
 		return kb_ctl_error("malformed request: not a JSON object");
 	}
-	op = req_str(req, "op");
+	op = kb_req_str(req, "op");
 	json_object_object_get_ex(req, "files", &files);
 	if (files && !json_object_is_type(files, json_type_array))
 		reply = kb_ctl_error("malformed request: files must be an array");
@@ -230,7 +157,7 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd)
 	else if (strcmp(op, "delete") == 0)
 		reply = kb_daemon_change(d, files, KB_CHANGE_DELETE, req_bool(req, "dryRun"));
 	else if (strcmp(op, "get") == 0)
-		reply = do_get(d, req);
+		reply = do_get(d, req, stream);
 	else if (strcmp(op, "register") == 0 || strcmp(op, "unregister") == 0)
 		reply = kb_daemon_register(d, req, rd, strcmp(op, "register") == 0);
 	else if (strcmp(op, "status") == 0)
@@ -262,23 +189,123 @@ static void client_close(struct client *c)
 	kb_frame_reset(&c->rd);
 	free(c->out);
 	c->out = NULL;
+	if (c->rs) {
+		kb_read_free(c->rs);
+		free(c->rs);
+		c->rs = NULL;
+	}
 	c->fd = -1;
 }
 
-/* Write what the peer takes now; close once it is all written or the peer is gone. */
+/* Append one frame (4-byte length, then the bytes) to a growing buffer. 0 or -ENOMEM. */
+static int buf_frame(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (*len + n + 4 > *cap) {
+		size_t nc = (*len + n + 4) * 2;
+		char *nb = realloc(*buf, nc);
+
+		if (!nb)
+			return -ENOMEM;
+		*buf = nb;
+		*cap = nc;
+	}
+	(*buf)[(*len)++] = (char)(n >> 24);
+	(*buf)[(*len)++] = (char)(n >> 16);
+	(*buf)[(*len)++] = (char)(n >> 8);
+	(*buf)[(*len)++] = (char)n;
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	return 0;
+}
+
+/*
+ * The next chunk of a streamed reply: items rendered until STREAM_CHUNK bytes
+ * are queued, and after the last one an empty frame and the trailer. A change
+ * of the state since the read began (the items it names are gone) ends the
+ * stream with an error the client may retry. 1 queued, 0 nothing left, -1 out of memory.
+ */
+static int stream_refill(struct client *c)
+{
+	struct daemon *d = c->d;
+	struct kb_read *rs = c->rs;
+	size_t len = 0, cap = 0;
+	char *buf = NULL;
+	struct json_object *trailer = NULL;
+	int err = 0;
+
+	if (!rs)
+		return 0;
+	while (!err && rs->next < rs->n && len < STREAM_CHUNK && rs->gen == d->reads_gen) {
+		struct json_object *it = kb_read_item(d, rs, rs->next++);
+		const char *s = json_object_to_json_string_ext(it, JSON_C_TO_STRING_PLAIN);
+
+		err = buf_frame(&buf, &len, &cap, s, strlen(s));
+		json_object_put(it);
+	}
+	if (!err && (rs->next == rs->n || rs->gen != d->reads_gen)) {
+		const char *s;
+
+		if (rs->gen == d->reads_gen) {
+			trailer = json_object_new_object();
+			json_object_object_add(trailer, "ok", json_object_new_boolean(1));
+			json_object_object_add(trailer, "count", json_object_new_int64((int64_t)rs->n));
+		} else {
+			trailer = kb_ctl_error("the state changed during the read (an apply, or a DNS or health change); "
+					       "read again");
+			json_object_object_add(trailer, "retry", json_object_new_boolean(1));
+		}
+		s = json_object_to_json_string_ext(trailer, JSON_C_TO_STRING_PLAIN);
+		err = buf_frame(&buf, &len, &cap, "", 0) ?: buf_frame(&buf, &len, &cap, s, strlen(s));
+		json_object_put(trailer);
+		kb_read_free(rs);
+		free(rs);
+		c->rs = NULL;
+	}
+	if (err) {
+		free(buf);
+		return -1;
+	}
+	free(c->out);
+	c->out = buf;
+	c->outlen = len;
+	c->outoff = 0;
+	/* The peer took the previous chunk: its deadline counts from now, so a slow reader is dropped, a long read is not. */
+	c->deadline = kb_now_ms() + CLIENT_REPLY_MS;
+	return len > 0;
+}
+
+/*
+ * Write what the peer takes now; close once it is all written or the peer is
+ * gone. A stream renders at most one more chunk per call, so one reader never
+ * holds the loop for long: the next chunk waits for the next EPOLLOUT.
+ */
 static void client_flush(struct client *c)
 {
-	while (c->outoff < c->outlen) {
-		ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+	bool refilled = false;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		if (n <= 0)
+	for (;;) {
+		while (c->outoff < c->outlen) {
+			ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return;
+			if (n <= 0)
+				goto out_close;
+			c->outoff += (size_t)n;
+		}
+		if (!c->rs || refilled)
 			break;
-		c->outoff += (size_t)n;
+		refilled = true;
+		if (stream_refill(c) < 0) {
+			kb_err("failed to stream a control reply: out of memory");
+			goto out_close;
+		}
 	}
+	if (c->rs || (refilled && c->outoff < c->outlen))
+		return;
+out_close:
 	client_close(c);
 }
 
@@ -409,7 +436,7 @@ static void on_client(void *ctx, int fd, uint32_t events)
 	struct client *c = ctx;
 	int r;
 
-	if (c->out) {
+	if (c->out || c->rs) {
 		client_flush(c);
 		return;
 	}
@@ -423,7 +450,9 @@ static void on_client(void *ctx, int fd, uint32_t events)
 		/* A truncated message: the client went away mid-frame. Nothing to answer. */
 		client_close(c);
 	} else {
-		client_reply(c, handle(c->d, &c->rd));
+		struct json_object *reply = handle(c->d, &c->rd, &c->rs);
+
+		client_reply(c, reply);
 	}
 }
 
@@ -454,8 +483,8 @@ static void clients_expire(void *ctx)
 			client_reply(c, kb_ctl_error("timed out waiting for a complete request"));
 			continue;
 		}
-		kb_log_info("dropped a control client that took %zu of its %zu-byte reply in %d s", c->outoff,
-			    c->outlen, CLIENT_REPLY_MS / 1000);
+		kb_log_info("dropped a control client that took %zu of %zu bytes of its reply%s in %d s", c->outoff,
+			    c->outlen, c->rs ? "'s current chunk" : "", CLIENT_REPLY_MS / 1000);
 		d->clients_dropped++;
 		client_close(c);
 	}

@@ -14,7 +14,7 @@ _kbackend_flags()
 	                --verbose -v" ;;
 	apply)    echo "-f --filename --replace --dry-run -o --output --socket --help $_kbackend_policy_flags" ;;
 	delete)   echo "-f --filename -n --namespace --socket --help" ;;
-	get)      echo "-n --namespace -A --all-namespaces -o --output --socket --help" ;;
+	get)      echo "-n --namespace -A --all-namespaces -l --selector --field-selector -o --output --socket --help" ;;
 	describe) echo "-n --namespace -o --output --socket --help" ;;
 	validate) echo "-f --filename --each-file -o --output --help $_kbackend_policy_flags" ;;
 	stats)    echo "-o --output -w --watch --socket --help" ;;

@@ -7,6 +7,8 @@
 
 #include <dirent.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <bpf/bpf.h>
 #include <json-c/json.h>
@@ -168,7 +170,50 @@ static int topo_up(void)
 	return 0;
 }
 
+void apply_bulk(char *path, size_t plen, int n, const char *tag)
+{
+	size_t len = 0, cap = 1 << 20;
+	char *yaml = malloc(cap), labels[128] = "";
+	struct json_object *reply;
+	int rc;
+
+	assert_non_null(yaml);
+	if (tag)
+		snprintf(labels, sizeof(labels), "  labels:\n    tag: %s\n", tag);
+	for (int i = 0; i < n; i++) {
+		if (len + 512 > cap)
+			assert_non_null(yaml = realloc(yaml, cap *= 2));
+		len += (size_t)snprintf(yaml + len, cap - len,
+					"---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n"
+					"  name: bulk-%d\n  namespace: bulk\n%sspec:\n  endpoints:\n    - ip:\n"
+					"        address: 203.0.113.%d\n        port: %d\n",
+					i, labels, 10 + i % 200, 1000 + i);
+	}
+	write_yaml(path, plen, "bulk.yaml", yaml);
+	free(yaml);
+	reply = CLI_JSON(&rc, "apply", "-f", path);
+	assert_int_equal(rc, 0);
+	json_object_put(reply);
+}
+
 /* ---- the daemon, as a child process in the node netns ---- */
+
+int ctl_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", E.env.sock);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
 
 /* Send one request to the daemon; NULL with errno set when it could not be reached. */
 struct json_object *ctl(const char *op, int timeout_ms)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The node that test_daemon, test_control and test_state share: its netns, three endpoints, the daemon in it, looping clients, and the daemon's view. */
+/* The node that test_daemon, test_control, test_state and test_reads share: its netns, three endpoints, the daemon in it, looping clients, and the daemon's view. */
 #ifndef KB_E2E_NODE_H
 #define KB_E2E_NODE_H
 
@@ -15,7 +15,8 @@
  * Topology (DESIGN section 8). The daemon and the clients live in the node
  * netns, which has no default route: a frontend is reachable only through
  * the programs the daemon attaches to the test cgroup. <t> is the binary's
- * letter (d: test_daemon, c: test_control, s: test_state, k: test_crash), so that the
+ * letter (d: test_daemon, c: test_control, s: test_state, l: test_limits, k: test_crash,
+ * r: test_reads), so that the
  * binaries' names never meet.
  *
  *   kbt-<t>node-<pid>  198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-<t>be-<pid>
@@ -59,6 +60,12 @@ extern const char YAML_GW[];	/* Gateway "eg": a TCP listener at FE_ADDR:FE_PORT 
 void yaml_backends(char *buf, size_t len, const char *e1_addr);
 /* The TCPRoute "app": a backendRef to e<i+1> for every w[i] > 0. */
 void yaml_route(char *buf, size_t len, const int w[NEPS]);
+/*
+ * Apply n Backends that nothing routes to (bulk-0 ... in namespace bulk, with
+ * the label tag=<tag> unless tag is NULL) from <tmp>/bulk.yaml (its path in
+ * path): `get backends -n bulk` then answers with megabytes.
+ */
+void apply_bulk(char *path, size_t len, int n, const char *tag);
 /* The whole configuration as one multi-document file. */
 void yaml_all(char *buf, size_t len, const int w[NEPS], const char *e1_addr);
 /* content written to <tmp>/name; its path in path. Fails the test when it cannot. */
@@ -68,6 +75,8 @@ void write_yaml(char *path, size_t len, const char *name, const char *content);
 
 /* Send one request to the daemon; NULL with errno set when it could not be reached. */
 struct json_object *ctl(const char *op, int timeout_ms);
+/* Connect to the control socket by hand; the fd or -errno. */
+int ctl_connect(void);
 /* The daemon answers `status` with ok. */
 bool daemon_serves(void);
 /* More daemon flags for daemon_start (NULL-terminated; NULL: none). */

@@ -22,24 +22,6 @@
 
 /* ---- the control socket by hand ---- */
 
-/* Connect to the control socket; -errno on failure. */
-static int ctl_connect(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", E.env.sock);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 /* Read one reply frame within 10 s: 1 with *reply set, 0 when the daemon closed without one, -errno. */
 static int ctl_read(int fd, struct json_object **reply)
 {
@@ -508,28 +490,12 @@ static void test_stalled_control_clients(void **state)
 	char path[PATH_MAX], *out = NULL;
 	long ms[5], worst = 0, t0;
 	struct json_object *reply, *items;
-	size_t len = 0, cap = 1 << 20;
-	char *yaml = malloc(cap);
 
 	NEED_ENV();
 	daemon_ensure();
 	apply_weights(1, 1, 0);
-	assert_non_null(yaml);
 	/* 2,000 Backends that nothing routes to: `get backends` answers with megabytes. */
-	for (int i = 0; i < nbig; i++) {
-		if (len + 512 > cap)
-			assert_non_null(yaml = realloc(yaml, cap *= 2));
-		len += (size_t)snprintf(yaml + len, cap - len,
-					"---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n"
-					"  name: bulk-%d\n  namespace: bulk\nspec:\n  endpoints:\n    - ip:\n"
-					"        address: 203.0.113.%d\n        port: %d\n",
-					i, 10 + i % 200, 1000 + i);
-	}
-	write_yaml(path, sizeof(path), "bulk.yaml", yaml);
-	free(yaml);
-	reply = CLI_JSON(&rc, "apply", "-f", path);
-	assert_int_equal(rc, 0);
-	json_object_put(reply);
+	apply_bulk(path, sizeof(path), nbig, NULL);
 
 	/* For comparison in the output: status with no other client. */
 	for (int i = 0; i < 5; i++) {
