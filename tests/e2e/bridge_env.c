@@ -748,6 +748,9 @@ void expect_fast_reset(int port)
 	int fd = tcp_connect(FE, port, 5);
 	ssize_t r;
 
+	/* The reset can land before a loopback connect() returns, which then reports it. */
+	if (fd == -ECONNRESET)
+		return;
 	assert_true(fd >= 0);
 	r = recv(fd, buf, sizeof(buf), 0);
 	if (r >= 0 || errno != ECONNRESET)

@@ -440,8 +440,16 @@ static void test_fds_return_to_baseline(void **state)
 		ssize_t r;
 
 		if (fd < 0) {
-			kind = "connect";
-			err = -fd;
+			/*
+			 * The bridge accepts, fails to reach the absent sidecar
+			 * and resets; on loopback that reset can land before
+			 * the client's blocking connect() returns, which then
+			 * reports it. That is the expected reset, seen early.
+			 */
+			if (!(i % 10 == 9 && fd == -ECONNRESET)) {
+				kind = "connect";
+				err = -fd;
+			}
 		} else if (i % 10 == 9) {
 			r = recv(fd, buf, sizeof(buf), 0);
 			if (r >= 0 || errno != ECONNRESET) {
