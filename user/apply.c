@@ -305,7 +305,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	struct kb_model in, next;
 	struct kb_compiled c = { 0 };
 	struct json_object *reply;
-	long t0 = kb_now_ms();
+	long t0 = kb_now_ms(), t_parse = 0, t_validate = 0, t_compile = 0, t_program = 0, t_store = 0, t;
 	size_t nreq;
 	struct kb_arena ixa = { 0 };
 	struct kb_smap in_ix = { .a = &ixa }, state_ix = { .a = &ixa };
@@ -346,7 +346,10 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	nreq = in.nobjects;
 	if (!del)
 		kb_model_absorb(&next, &in);
+	t = kb_now_ms();
+	t_parse = t - t0;
 	refused = kb_validate(&next, &d->policy);
+	t_validate = kb_now_ms() - t;
 	if (refused || next.nerrors) {
 		snprintf(why, sizeof(why), "%s refused: %d object(s) refused; nothing was changed",
 			 change_verb[mode], refused);
@@ -356,7 +359,9 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	{
 		struct kb_compile_env env = kb_daemon_compile_env(d);
 
+		t = kb_now_ms();
 		err = kb_compile(&next, &env, &c);
+		t_compile = kb_now_ms() - t;
 	}
 	if (err) {
 		reply = change_reply(&next, &in_ix, NULL, false, false, "compile failed; nothing was changed");
@@ -379,7 +384,9 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		reply = change_reply(&next, &in_ix, &c, true, true, NULL);
 		goto out;
 	}
+	t = kb_now_ms();
 	err = d->dp->ops->apply(d->dp, &c);
+	t_program = kb_now_ms() - t;
 	if (err) {
 		snprintf(why, sizeof(why), "failed to program the maps: %s; the previous state is kept",
 			 strerror(-err));
@@ -387,7 +394,9 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		reply = change_reply(&next, &in_ix, NULL, false, false, why);
 		goto out_count;
 	}
+	t = kb_now_ms();
 	err = store_change(d, mode, &in, &next, nreq);
+	t_store = kb_now_ms() - t;
 	if (err) {
 		snprintf(why, sizeof(why), "failed to save state in %s: %s; the previous state is restored",
 			 d->state_dir, strerror(-err));
@@ -406,8 +415,10 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	d->applies++;
 	d->last_apply = time(NULL);
 	d->last_error[0] = '\0';
-	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed in %ld ms",
-		    change_done[mode], nreq, d->state.nobjects, d->compiled.nfes, kb_now_ms() - t0);
+	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed in %ld ms "
+		    "(parse %ld, validate %ld, compile %ld, program %ld, store %ld)",
+		    change_done[mode], nreq, d->state.nobjects, d->compiled.nfes, kb_now_ms() - t0, t_parse, t_validate,
+		    t_compile, t_program, t_store);
 	if (kb_store_wants_compaction(&d->store)) {
 		/* The change is durable in the log already: a failed compaction only postpones it. */
 		long t1 = kb_now_ms();
