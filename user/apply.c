@@ -12,6 +12,7 @@
 #include "manifest.h"
 #include "render.h"
 #include "store.h"
+#include "apply_scope.h"
 
 static size_t env_resolve(void *ctx, const char *host, __u8 *family, __u32 (*ip)[4], size_t max)
 {
@@ -218,8 +219,15 @@ static bool worth_reporting(const struct kb_meta *o, void *ctx)
 	return !ctx || kb_object_refused(o) || find_same(ctx, o);
 }
 
+/* The same for a scoped change, whose marks say what the request named (no key built per stored object). */
+static bool worth_reporting_scoped(const struct kb_meta *o, void *ctx)
+{
+	(void)ctx;
+	return o->named || (!o->skip_judge && kb_object_refused(o));
+}
+
 static struct json_object *change_reply(struct kb_model *m, struct kb_smap *ix, struct kb_compiled *c, bool ok,
-					bool dry_run, const char *error)
+					bool dry_run, const char *error, bool scoped)
 {
 	struct json_object *r = json_object_new_object();
 
@@ -228,11 +236,48 @@ static struct json_object *change_reply(struct kb_model *m, struct kb_smap *ix, 
 		json_object_object_add(r, "dryRun", json_object_new_boolean(1));
 	if (error)
 		json_object_object_add(r, "error", json_object_new_string(error));
-	json_object_object_add(r, "objects", kb_render_objects(m, worth_reporting, ix));
+	json_object_object_add(r, "objects", kb_render_objects(m, scoped ? worth_reporting_scoped : worth_reporting,
+							       scoped ? NULL : ix));
 	json_object_object_add(r, "diagnostics", kb_render_diags(m));
 	if (c)
 		json_object_object_add(r, "frontends", kb_render_frontends(c));
 	return r;
+}
+
+/* The stored object of o's key, through the state index (built on first use after the state was replaced whole). */
+static struct kb_meta *stored(struct daemon *d, struct kb_arena *tmp, const struct kb_meta *o)
+{
+	kb_daemon_state_index(d, tmp);
+	return kb_smap_get(&d->state_ix, kb_scope_key(tmp, o));
+}
+
+void kb_daemon_state_index(struct daemon *d, struct kb_arena *tmp)
+{
+	if (!d->state_ix_ok) {
+		kb_arena_free(&d->state_ix_arena);
+		d->state_ix = (struct kb_smap){ .a = &d->state_ix_arena };
+		for (size_t i = 0; i < d->state.nobjects; i++)
+			kb_smap_put(&d->state_ix, kb_scope_key(tmp, d->state.objects[i]), d->state.objects[i]);
+		d->state_ix_ok = true;
+	}
+}
+
+/* A hash of the node's addresses: the SSRF guard judged every stored Backend against them. */
+static unsigned long node_hash(const struct daemon *d)
+{
+	unsigned long h = 5381;
+
+	for (size_t i = 0; i < d->policy.nnode_addrs; i++)
+		for (const char *p = d->policy.node_addrs[i]; *p; p++)
+			h = h * 33 + (unsigned char)*p;
+	return h ^ d->policy.nnode_addrs;
+}
+
+void kb_daemon_state_reset(struct daemon *d)
+{
+	d->state_ix_ok = false;
+	d->garbage = 0;
+	d->node_hash = node_hash(d);
 }
 
 /*
@@ -246,7 +291,7 @@ static struct json_object *change_reply(struct kb_model *m, struct kb_smap *ix, 
 static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *in, struct kb_model *next, size_t nreq)
 {
 	struct kb_arena a = { 0 };
-	struct kb_smap old = { .a = &a }, named = { .a = &a };
+	struct kb_smap named = { .a = &a };
 	int err;
 
 	if (d->store_diverged) {
@@ -256,10 +301,9 @@ static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *
 		return err;
 	}
 	/* Only objects with their own text are stored (UTF-16 input has none): the store never hears of the others. */
-	index_objects(&d->state, &old, false);
 	if (mode == KB_CHANGE_DELETE) {
 		for (size_t i = 0; i < in->nobjects; i++) {
-			const struct kb_meta *prev = find_same(&old, in->objects[i]);
+			const struct kb_meta *prev = stored(d, &a, in->objects[i]);
 
 			if (prev && prev->src)
 				kb_store_delete(&d->store, prev);
@@ -272,7 +316,7 @@ static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *
 					kb_store_delete(&d->store, d->state.objects[i]);
 		}
 		for (size_t i = next->nobjects - nreq; i < next->nobjects; i++) {
-			const struct kb_meta *o = next->objects[i], *prev = find_same(&old, o);
+			const struct kb_meta *o = next->objects[i], *prev = stored(d, &a, o);
 
 			if (!o->src) {
 				if (prev && prev->src)
@@ -294,21 +338,30 @@ static const char *const change_verb[] = { "apply", "delete", "replace" };
 static const char *const change_done[] = { "applied", "deleted", "replaced" };
 
 /*
- * Apply, delete or replace: build the whole new desired state from the stored
- * objects and the request (replace: from the request alone), validate and
- * compile it, and only then touch the kernel. Anything refused leaves the
- * maps and the stored state exactly as they were.
+ * Apply, delete or replace: build the new desired state and judge it, compile
+ * it, and only then touch the kernel. Anything refused leaves the maps and
+ * the stored state exactly as they were.
+ *
+ * Most changes are scoped (apply_scope.c): the stored objects stay parsed and
+ * judged, only the request's objects and the stored ones that read them are
+ * judged again, and only their Gateways' frontends are compiled again. A
+ * change that can reach far (a Gateway, a policy, a ReferenceGrant...), a
+ * replace, or new node addresses take the whole pipeline: every stored object
+ * parsed again from its text, judged and compiled.
  */
 struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run)
 {
-	bool del = mode == KB_CHANGE_DELETE;
+	bool del = mode == KB_CHANGE_DELETE, scoped = false;
 	struct kb_model in, next;
-	struct kb_compiled c = { 0 };
+	struct kb_compiled c = { 0 }, part = { 0 };
+	struct kb_scope scope = { 0 };
 	struct json_object *reply;
 	long t0 = kb_now_ms(), t_parse = 0, t_validate = 0, t_compile = 0, t_program = 0, t_store = 0, t;
-	size_t nreq;
+	size_t nreq, replaced = 0;
 	struct kb_arena ixa = { 0 };
-	struct kb_smap in_ix = { .a = &ixa }, state_ix = { .a = &ixa };
+	struct kb_smap in_ix = { .a = &ixa };
+	const char *whole_why;
+	unsigned long nh;
 	char why[2048];
 	int refused, err;
 
@@ -322,30 +375,41 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	index_objects(&in, &in_ix, true);
 	if (in.nerrors) {
 		snprintf(why, sizeof(why), "%zu error(s) in the input; nothing was changed", in.nerrors);
-		reply = change_reply(&in, NULL, NULL, false, false, why);
+		reply = change_reply(&in, NULL, NULL, false, false, why, false);
 		goto out_count;
 	}
 	if (del) {
-		index_objects(&d->state, &state_ix, false);
 		for (size_t i = 0; i < in.nobjects; i++)
-			if (!find_same(&state_ix, in.objects[i]))
+			if (!stored(d, &ixa, in.objects[i]))
 				kb_diag_add(&in, KB_SEV_ERROR, in.objects[i], NULL, "not found: nothing to delete");
 		if (in.nerrors) {
-			reply = change_reply(&in, NULL, NULL, false, false, "delete refused; nothing was changed");
+			reply = change_reply(&in, NULL, NULL, false, false, "delete refused; nothing was changed", false);
 			goto out_count;
 		}
 	}
-	/* The next state: stored objects not named by the request (none for replace), then the request's objects. */
-	for (size_t i = 0; mode != KB_CHANGE_REPLACE && i < d->state.nobjects; i++) {
-		const struct kb_meta *o = d->state.objects[i];
-
-		if (!find_same(&in_ix, o) && o->src)
-			kb_manifest_load_buffer(&next, o->loc.file, o->src, o->src_len);
-	}
-	/* The request was parsed once, into `in`; its objects move over rather than being parsed again. */
 	nreq = in.nobjects;
-	if (!del)
-		kb_model_absorb(&next, &in);
+	nh = node_hash(d);
+	whole_why = kb_scope_full_reason(&d->state, &in, mode == KB_CHANGE_REPLACE, d->garbage);
+	if (!whole_why && nh != d->node_hash)
+		whole_why = "the node's addresses changed";
+	if (!whole_why && (d->nunaccounted || d->store_diverged))
+		whole_why = "the state is not restored";
+	scoped = !whole_why;
+	if (scoped) {
+		kb_daemon_state_index(d, &ixa);	/* before the scope reads it */
+		kb_scope_build(&scope, &d->state, &d->state_ix, &in, del, &next);
+	} else {
+		/* The next state: stored objects not named by the request (none for replace), then the request's. */
+		for (size_t i = 0; mode != KB_CHANGE_REPLACE && i < d->state.nobjects; i++) {
+			const struct kb_meta *o = d->state.objects[i];
+
+			if (!find_same(&in_ix, o) && o->src)
+				kb_manifest_load_buffer(&next, o->loc.file, o->src, o->src_len);
+		}
+		/* The request was parsed once, into `in`; its objects move over rather than being parsed again. */
+		if (!del)
+			kb_model_absorb(&next, &in);
+	}
 	t = kb_now_ms();
 	t_parse = t - t0;
 	refused = kb_validate(&next, &d->policy);
@@ -353,23 +417,29 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	if (refused || next.nerrors) {
 		snprintf(why, sizeof(why), "%s refused: %d object(s) refused; nothing was changed",
 			 change_verb[mode], refused);
-		reply = change_reply(&next, &in_ix, NULL, false, false, why);
+		reply = change_reply(&next, &in_ix, NULL, false, false, why, scoped);
 		goto out_count;
 	}
 	{
 		struct kb_compile_env env = kb_daemon_compile_env(d);
 
 		t = kb_now_ms();
-		err = kb_compile(&next, &env, &c);
+		if (scoped) {
+			err = kb_compile_gateways(&next, &env, &scope.gateways, &part);
+			if (!err)
+				replaced = kb_scope_merge(&scope, &d->compiled, &part, &c);
+		} else {
+			err = kb_compile(&next, &env, &c);
+		}
 		t_compile = kb_now_ms() - t;
 	}
 	if (err) {
-		reply = change_reply(&next, &in_ix, NULL, false, false, "compile failed; nothing was changed");
+		reply = change_reply(&next, &in_ix, NULL, false, false, "compile failed; nothing was changed", scoped);
 		goto out_count;
 	}
 	/* A state that was not restored: a change may not silently unprogram what the pins still serve. */
 	if (mode != KB_CHANGE_REPLACE && kb_daemon_would_drop(d, &c, change_verb[mode], why, sizeof(why))) {
-		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why);
+		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why, scoped);
 		goto out_count;
 	}
 	/* The map sizes (--max-*), checked before anything is written: a set that does not fit changes nothing. */
@@ -377,11 +447,11 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		size_t n = strlen(why);
 
 		snprintf(why + n, sizeof(why) - n, "; %s refused, nothing was changed", change_verb[mode]);
-		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why);
+		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why, scoped);
 		goto out_count;
 	}
 	if (dry_run) {
-		reply = change_reply(&next, &in_ix, &c, true, true, NULL);
+		reply = change_reply(&next, &in_ix, &c, true, true, NULL, scoped);
 		goto out;
 	}
 	t = kb_now_ms();
@@ -391,24 +461,48 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		snprintf(why, sizeof(why), "failed to program the maps: %s; the previous state is kept",
 			 strerror(-err));
 		d->dp->ops->apply(d->dp, &d->compiled);
-		reply = change_reply(&next, &in_ix, NULL, false, false, why);
+		reply = change_reply(&next, &in_ix, NULL, false, false, why, scoped);
 		goto out_count;
 	}
 	t = kb_now_ms();
-	err = store_change(d, mode, &in, &next, nreq);
+	err = store_change(d, mode, &in, &next, del ? 0 : nreq);
 	t_store = kb_now_ms() - t;
 	if (err) {
 		snprintf(why, sizeof(why), "failed to save state in %s: %s; the previous state is restored",
 			 d->state_dir, strerror(-err));
 		d->dp->ops->apply(d->dp, &d->compiled);
-		reply = change_reply(&next, &in_ix, NULL, false, false, why);
+		reply = change_reply(&next, &in_ix, NULL, false, false, why, scoped);
 		goto out_count;
 	}
+	/* The reply is rendered before the marks that say what the request named are cleared. */
+	reply = change_reply(&next, &in_ix, NULL, true, false, NULL, scoped);
 	/* Commit: the new model and table replace the old ones. */
-	kb_model_free(&d->state);
-	kb_compiled_free(&d->compiled);
+	if (scoped) {
+		/* The index follows: the request's objects are in (delete) or the last nreq of next. */
+		for (size_t i = 0; del && i < in.nobjects; i++)
+			kb_smap_set(&d->state_ix, kb_scope_key(&ixa, in.objects[i]), NULL);
+		for (size_t i = next.nobjects - nreq; !del && i < next.nobjects; i++)
+			kb_smap_set(&d->state_ix, kb_scope_key(&ixa, next.objects[i]), next.objects[i]);
+		kb_scope_clear_marks(&next);
+		kb_scope_clear_marks(&in);
+		kb_model_take_objects(&next, &d->state);
+		kb_scope_adopt_compiled(&c, &d->compiled);
+		/* Bytes left behind, roughly: the replaced objects parsed, statuses superseded, frontends replaced. */
+		d->garbage += 6 * scope.named_bytes + 512 * scope.nsaved + 1024 * replaced;
+		scope.nsaved = 0;	/* committed: nothing to put back */
+		d->changes_scoped++;
+	} else {
+		kb_model_free(&d->state);
+		kb_compiled_free(&d->compiled);
+		d->changes_whole++;
+	}
 	d->state = next;
 	d->compiled = c;
+	if (!scoped)
+		kb_daemon_state_reset(d);
+	d->last_judged = scoped ? scope.njudged : next.nobjects;
+	d->last_compiled = scoped ? part.nfes + replaced : c.nfes;
+	d->last_whole_why = whole_why;
 	kb_daemon_accounted(d);
 	kb_model_init(&next);
 	memset(&c, 0, sizeof(c));
@@ -416,9 +510,11 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	d->last_apply = time(NULL);
 	d->last_error[0] = '\0';
 	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed in %ld ms "
-		    "(parse %ld, validate %ld, compile %ld, program %ld, store %ld)",
-		    change_done[mode], nreq, d->state.nobjects, d->compiled.nfes, kb_now_ms() - t0, t_parse, t_validate,
-		    t_compile, t_program, t_store);
+		    "(%s: %zu judged, %zu frontend(s) compiled; parse %ld, validate %ld, compile %ld, program %ld, "
+		    "store %ld)",
+		    change_done[mode], nreq, d->state.nobjects, d->compiled.nfes, kb_now_ms() - t0,
+		    scoped ? "scoped" : whole_why, d->last_judged, d->last_compiled, t_parse, t_validate, t_compile,
+		    t_program, t_store);
 	if (kb_store_wants_compaction(&d->store)) {
 		/* The change is durable in the log already: a failed compaction only postpones it. */
 		long t1 = kb_now_ms();
@@ -434,7 +530,6 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
-	reply = change_reply(&d->state, &in_ix, NULL, true, false, NULL);
 	goto out;
 out_count:
 	d->apply_errors++;
@@ -446,7 +541,15 @@ out_count:
 		kb_log_info("%s refused: %s", change_verb[mode], d->last_error);
 	}
 out:
+	if (scoped && scope.a.head) {
+		/* Refused or a dry run: the stored objects get their status and marks back. */
+		kb_scope_restore(&scope);
+		kb_scope_clear_marks(&d->state);
+		kb_scope_clear_marks(&in);
+	}
+	kb_scope_free(&scope);
 	kb_arena_free(&ixa);
+	kb_compiled_free(&part);
 	kb_compiled_free(&c);
 	kb_model_free(&next);
 	kb_model_free(&in);

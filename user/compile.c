@@ -53,6 +53,8 @@ struct cx {
 	struct kb_smap btps;		/* "Kind/ns/name[/section]" -> struct kb_btp */
 	const char *cluster_domain;
 	const char *clusterset_domain;
+	/* NULL, or the Gateways ("ns/name") whose frontends are compiled; the rest of the model is context. */
+	const struct kb_smap *only;
 	/* Per frontend: the Backend behind each locality (NULL for a Service), parallel to fe->locs. */
 	const struct kb_backend **loc_backend;
 	size_t nloc_backend;
@@ -99,14 +101,53 @@ static bool is_gateway_ref(const struct kb_parent_ref *pr)
 	       (!pr->group || !*pr->group || strcmp(pr->group, "gateway.networking.k8s.io") == 0);
 }
 
-static void index_model(struct cx *c)
+/*
+ * Does the parentRef name a Gateway that is compiled? Without an `only` set,
+ * every one is; with one, the name is checked before a key is built, so the
+ * routes of 10,000 other Gateways cost a hash lookup each.
+ */
+static bool parent_compiled(struct cx *c, const struct kb_route *r, const struct kb_parent_ref *pr)
+{
+	if (!c->only)
+		return true;
+	if (!kb_smap_get(c->only, pr->name))
+		return false;
+	return kb_smap_get(c->only, kb_sprintf(&c->tmp, "%s/%s", pr->namespace ? pr->namespace : ns_of(&r->meta),
+					       pr->name)) != NULL;
+}
+
+/* With an `only` set: the names of the Backends its routes may reach (refs and every fallback target). */
+static void wanted_backends(struct cx *c, struct kb_smap *want)
 {
 	struct kb_model *m = c->m;
 
+	for (size_t i = 0; i < m->nbackends; i++)
+		if (m->backends[i]->has_fallback_ref && m->backends[i]->fallback_ref_name)
+			kb_smap_put(want, m->backends[i]->fallback_ref_name, want);
+	for (size_t i = 0; i < m->nroutes; i++) {
+		const struct kb_route *r = m->routes[i];
+		bool in = false;
+
+		for (size_t j = 0; j < r->nparents && !in; j++)
+			in = r->parents[j].name && is_gateway_ref(&r->parents[j]) && parent_compiled(c, r, &r->parents[j]);
+		for (size_t k = 0; in && k < r->nrules; k++)
+			for (size_t x = 0; x < r->rules[k].nrefs; x++)
+				if (r->rules[k].refs[x].name)
+					kb_smap_put(want, r->rules[k].refs[x].name, want);
+	}
+}
+
+static void index_model(struct cx *c)
+{
+	struct kb_model *m = c->m;
+	struct kb_smap want = { .a = &c->tmp };
+
+	if (c->only)
+		wanted_backends(c, &want);
 	for (size_t i = 0; i < m->nbackends; i++) {
 		const struct kb_meta *b = &m->backends[i]->meta;
 
-		if (b->name)
+		if (b->name && (!c->only || kb_smap_get(&want, b->name)))
 			kb_smap_put(&c->backends, kb_sprintf(&c->tmp, "%s/%s", ns_of(b), b->name), m->backends[i]);
 	}
 
@@ -127,7 +168,7 @@ static void index_model(struct cx *c)
 			struct attach *a;
 			char *key;
 
-			if (!pr->name || !is_gateway_ref(pr))
+			if (!pr->name || !is_gateway_ref(pr) || !parent_compiled(c, r, pr))
 				continue;
 			key = kb_sprintf(&c->tmp, "%s/%s", pr->namespace ? pr->namespace : ns_of(&r->meta), pr->name);
 			l = kb_smap_get(&c->gw_routes, key);
@@ -529,7 +570,7 @@ static void compile_frontend(struct cx *c, const struct kb_gateway *g, const str
 			     const __u32 ip[4], const struct kb_listener *l, int proto)
 {
 	struct kb_arena *a = &c->out->arena;
-	struct kb_cfrontend *fe = KB_PUSH(a, c->out->fes, c->out->nfes);
+	struct kb_cfrontend *fe = KB_PUSH(&c->out->views, c->out->fes, c->out->nfes);
 	const struct kb_route *r;
 	const struct kb_btp *btp;
 
@@ -630,9 +671,10 @@ static void drop_duplicates(struct cx *c)
 	out->nfes = n;
 }
 
-int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_compiled *out)
+static int compile(struct kb_model *m, const struct kb_compile_env *env, const struct kb_smap *only,
+		   struct kb_compiled *out)
 {
-	struct cx c = { .m = m, .env = env, .out = out };
+	struct cx c = { .m = m, .env = env, .out = out, .only = only };
 
 	memset(out, 0, sizeof(*out));
 	c.backends.a = c.gw_routes.a = c.btps.a = &c.tmp;
@@ -645,6 +687,9 @@ int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_c
 		const struct kb_gateway *g = m->gateways[gi];
 
 		if (!g->meta.name || kb_object_refused(&g->meta))
+			continue;
+		if (only && (!kb_smap_get(only, g->meta.name) ||
+			     !kb_smap_get(only, kb_sprintf(&c.tmp, "%s/%s", ns_of(&g->meta), g->meta.name))))
 			continue;
 		for (size_t ai = 0; ai < g->naddresses; ai++) {
 			const struct kb_gw_address *ad = &g->addresses[ai];
@@ -670,8 +715,20 @@ int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_c
 	return 0;
 }
 
+int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_compiled *out)
+{
+	return compile(m, env, NULL, out);
+}
+
+int kb_compile_gateways(struct kb_model *m, const struct kb_compile_env *env, const struct kb_smap *gateways,
+			struct kb_compiled *out)
+{
+	return compile(m, env, gateways, out);
+}
+
 void kb_compiled_free(struct kb_compiled *c)
 {
 	kb_arena_free(&c->arena);
+	kb_arena_free(&c->views);
 	memset(c, 0, sizeof(*c));
 }

@@ -70,7 +70,8 @@ struct kb_cfrontend {
 };
 
 struct kb_compiled {
-	struct kb_arena arena;
+	struct kb_arena arena;	/* what the frontends point to */
+	struct kb_arena views;	/* the fes array itself: an incremental change rebuilds it and frees the old one */
 	struct kb_cfrontend *fes;
 	size_t nfes;
 };
@@ -101,6 +102,15 @@ struct kb_compile_env {
 
 /* Compile the accepted objects of a validated model. Returns 0, or -1 with a diagnostic in m. */
 int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_compiled *out);
+/*
+ * Compile only the frontends of the Gateways in `gateways`: keys "ns/name"
+ * and, so that a lookup can stop at the name, each bare name too (values
+ * unused). The rest of the model is read as context. A Gateway's frontends
+ * come out as kb_compile() makes them, except that a listener another
+ * Gateway also serves is not dropped here: the caller keeps the owner it had.
+ */
+int kb_compile_gateways(struct kb_model *m, const struct kb_compile_env *env, const struct kb_smap *gateways,
+			struct kb_compiled *out);
 void kb_compiled_free(struct kb_compiled *c);
 
 /*

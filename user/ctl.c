@@ -425,6 +425,8 @@ static const struct kb_cmd commands[] = {
 	  "check manifests offline and print each object's status; exit 1 if any is refused" },
 	{ "stats", ctl_cmd_stats, "[-o json|yaml] [--watch]", "per-frontend and per-endpoint connection counters" },
 	{ "status", ctl_cmd_status, "[-o json|yaml]", "the daemon's health: programs, state, applies" },
+	{ "verify", ctl_cmd_verify, "[-o json|yaml]",
+	  "compile the daemon's stored objects from scratch and compare with its state and frontends; exit 1 on a difference" },
 	{ "register", ctl_cmd_register, "ADDR:PORT [--fd N] [--pid PID] [--remove] [-o json]",
 	  "hand a sidecar's listening socket to the daemon: connections arriving for ADDR:PORT go to it" },
 	{ "dump-state", cmd_dump_state, "[--state-dir DIR]",

@@ -79,6 +79,7 @@ int ctl_cmd_delete(int argc, char **argv);
 int ctl_cmd_get(int argc, char **argv);
 int ctl_cmd_describe(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
+int ctl_cmd_verify(int argc, char **argv);
 int ctl_cmd_stats(int argc, char **argv);
 int ctl_cmd_unload(int argc, char **argv);
 /* ctl_register.c */

@@ -512,6 +512,38 @@ int ctl_cmd_status(int argc, char **argv)
 	return err;
 }
 
+/*
+ * `kbackend verify`: the daemon compiles its stored objects from scratch and
+ * compares; exit 1 with each difference when the incremental state disagrees.
+ */
+int ctl_cmd_verify(int argc, char **argv)
+{
+	struct json_object *reply, *diffs;
+	struct opts o;
+	int err;
+
+	PARSE_OR_RETURN("verify", argc, argv, &o);
+	if (o.nargs)
+		return ctl_usage_error("verify", "unexpected argument");
+	reply = call(&o, request("verify"));
+	if (!reply)
+		return 1;
+	err = reply_ok(reply) ? 0 : 1;
+	if (ctl_machine_output(&o)) {
+		kb_print_doc(stdout, reply, o.out);
+	} else if (!err) {
+		printf("verified: %lld object(s) and %lld frontend(s) equal a from-scratch compile (%lld ms)\n",
+		       kb_json_int(reply, "objects"), kb_json_int(reply, "frontends"), kb_json_int(reply, "milliseconds"));
+	} else if (json_object_object_get_ex(reply, "differences", &diffs)) {
+		fprintf(stderr, "kbackend: verify: %lld difference(s) from a from-scratch compile:\n",
+			kb_json_int(reply, "differenceCount"));
+		for (size_t i = 0; i < json_object_array_length(diffs); i++)
+			fprintf(stderr, "  %s\n", json_object_get_string(json_object_array_get_idx(diffs, i)));
+	}
+	json_object_put(reply);
+	return err;
+}
+
 /* One stats snapshot: the frontends with their per-CPU counters summed by the daemon. */
 static int stats_once(struct opts *o)
 {

@@ -77,6 +77,15 @@ struct daemon {
 	struct kb_store store;		/* their durable copy under --state-dir: snapshot and log */
 	bool store_diverged;		/* the store holds objects `state` does not (a refused restore): rewrite it whole */
 	struct kb_compiled compiled;	/* what the maps hold */
+	/* The incremental change (apply.c, apply_scope.c). */
+	struct kb_arena state_ix_arena;
+	struct kb_smap state_ix;	/* "Kind/ns/name" -> object of state (NULL: gone); valid when state_ix_ok */
+	bool state_ix_ok;
+	size_t garbage;			/* superseded objects and frontends still held in state's and compiled's memory */
+	unsigned long node_hash;	/* of the node addresses the state was judged with */
+	unsigned long changes_scoped, changes_whole;
+	size_t last_judged, last_compiled;	/* objects judged and frontends compiled by the last change */
+	const char *last_whole_why;	/* why the last change took the whole pipeline (static), or NULL */
 	int lfd, sigfd;
 	dev_t sock_dev;			/* the control socket's file, as bound: removed at exit only if still ours */
 	ino_t sock_ino;
@@ -113,12 +122,19 @@ enum kb_change {
 struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run);
 /* Recompile the stored state with the current DNS answers and health, and swap what changed. */
 void kb_daemon_recompile(struct daemon *d);
+/* The state was replaced whole (restore, a whole change): its index is rebuilt on the next change. */
+void kb_daemon_state_reset(struct daemon *d);
+/* Build the state index (d->state_ix) if the state was replaced since; tmp holds the keys made for it. */
+void kb_daemon_state_index(struct daemon *d, struct kb_arena *tmp);
 /* Tell the resolver which names the programmed frontends need. */
 void kb_daemon_update_names(struct daemon *d);
 /* Re-read the node's own addresses into the SSRF policy (before every validation). */
 void kb_daemon_read_node_addrs(struct daemon *d);
 /* Register the resolver's fd and timer with the loop; recompiles when an answer changes. */
 int kb_daemon_dns_start(struct daemon *d);
+
+/* verify.c: the whole pipeline from scratch on the stored objects, compared with what the changes built. */
+struct json_object *kb_daemon_verify(struct daemon *d);
 
 /* daemon_state.c: the stored state at start, and the degraded mode when it cannot be trusted. */
 /*

@@ -208,6 +208,7 @@ void kb_daemon_restore(struct daemon *d)
 		kb_daemon_accounted(d);
 		d->state = m;
 		d->compiled = c;
+		kb_daemon_state_reset(d);
 		d->restore_deadline = kb_now_ms() + RESTORE_DNS_WAIT_MS;
 		kb_daemon_reads_changed(d);
 		kb_daemon_update_names(d);
@@ -241,6 +242,7 @@ void kb_daemon_restore(struct daemon *d)
 	kb_daemon_accounted(d);
 	d->state = m;
 	d->compiled = c;
+	kb_daemon_state_reset(d);
 	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);

@@ -82,6 +82,7 @@ void kb_model_init(struct kb_model *m)
 void kb_model_free(struct kb_model *m)
 {
 	kb_arena_free(&m->arena);
+	kb_arena_free(&m->views);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -91,8 +92,16 @@ void kb_model_absorb(struct kb_model *dst, struct kb_model *src)
 	for (size_t i = 0; i < src->nobjects; i++)
 		kb_model_add_object(dst, src->objects[i]);
 	for (size_t i = 0; i < src->ndiags; i++)
-		*KB_PUSH(&dst->arena, dst->diags, dst->ndiags) = src->diags[i];
+		*KB_PUSH(&dst->views, dst->diags, dst->ndiags) = src->diags[i];
 	dst->nerrors += src->nerrors;
+	kb_arena_free(&src->views);
+	memset(src, 0, sizeof(*src));
+}
+
+void kb_model_take_objects(struct kb_model *dst, struct kb_model *src)
+{
+	kb_arena_absorb(&dst->arena, &src->arena);
+	kb_arena_free(&src->views);
 	memset(src, 0, sizeof(*src));
 }
 
@@ -134,7 +143,7 @@ char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj)
 
 static struct kb_diag *diag_new(struct kb_model *m, enum kb_severity sev)
 {
-	struct kb_diag *d = KB_PUSH(&m->arena, m->diags, m->ndiags);
+	struct kb_diag *d = KB_PUSH(&m->views, m->diags, m->ndiags);
 
 	d->sev = sev;
 	if (sev == KB_SEV_ERROR)
@@ -255,35 +264,35 @@ const char *kb_cond_status_name(enum kb_cond_status st)
 
 void kb_model_add_object(struct kb_model *m, struct kb_meta *obj)
 {
-	*KB_PUSH(&m->arena, m->objects, m->nobjects) = obj;
+	*KB_PUSH(&m->views, m->objects, m->nobjects) = obj;
 	switch (obj->kind) {
 	case KB_KIND_BACKEND:
-		*KB_PUSH(&m->arena, m->backends, m->nbackends) = (struct kb_backend *)obj;
+		*KB_PUSH(&m->views, m->backends, m->nbackends) = (struct kb_backend *)obj;
 		break;
 	case KB_KIND_GATEWAY:
-		*KB_PUSH(&m->arena, m->gateways, m->ngateways) = (struct kb_gateway *)obj;
+		*KB_PUSH(&m->views, m->gateways, m->ngateways) = (struct kb_gateway *)obj;
 		break;
 	case KB_KIND_HTTPROUTE:
 	case KB_KIND_GRPCROUTE:
 	case KB_KIND_TLSROUTE:
 	case KB_KIND_TCPROUTE:
 	case KB_KIND_UDPROUTE:
-		*KB_PUSH(&m->arena, m->routes, m->nroutes) = (struct kb_route *)obj;
+		*KB_PUSH(&m->views, m->routes, m->nroutes) = (struct kb_route *)obj;
 		break;
 	case KB_KIND_BACKEND_TRAFFIC_POLICY:
-		*KB_PUSH(&m->arena, m->btps, m->nbtps) = (struct kb_btp *)obj;
+		*KB_PUSH(&m->views, m->btps, m->nbtps) = (struct kb_btp *)obj;
 		break;
 	case KB_KIND_REFERENCE_GRANT:
-		*KB_PUSH(&m->arena, m->grants, m->ngrants) = (struct kb_reference_grant *)obj;
+		*KB_PUSH(&m->views, m->grants, m->ngrants) = (struct kb_reference_grant *)obj;
 		break;
 	case KB_KIND_ENVOY_GATEWAY:
-		*KB_PUSH(&m->arena, m->envoy_gateways, m->nenvoy_gateways) = (struct kb_envoy_gateway *)obj;
+		*KB_PUSH(&m->views, m->envoy_gateways, m->nenvoy_gateways) = (struct kb_envoy_gateway *)obj;
 		break;
 	case KB_KIND_NAMESPACE:
-		*KB_PUSH(&m->arena, m->namespaces, m->nnamespaces) = (struct kb_namespace *)obj;
+		*KB_PUSH(&m->views, m->namespaces, m->nnamespaces) = (struct kb_namespace *)obj;
 		break;
 	default:
-		*KB_PUSH(&m->arena, m->others, m->nothers) = (struct kb_other *)obj;
+		*KB_PUSH(&m->views, m->others, m->nothers) = (struct kb_other *)obj;
 		break;
 	}
 }

@@ -104,6 +104,13 @@ struct kb_meta {
 	size_t src_len;
 	struct kb_field_loc *fields;
 	size_t nfields;
+	/*
+	 * Set by the daemon's incremental change for an object it does not
+	 * re-judge: validate keeps its status and reads it as context.
+	 */
+	bool skip_judge;
+	/* Set while the daemon builds its next state: the change names this object (apply_scope.c). */
+	bool named;
 	/* Status, written by validate. */
 	struct kb_condition *conds;
 	size_t nconds;
@@ -176,6 +183,9 @@ struct kb_backend {
 	int64_t fallback_ref_port;
 	bool has_fallback_ref_port;
 	struct kb_backend_tls tls;
+	/* validate's verdict, kept so that routes judged later without this Backend can read it. */
+	bool v_refused;
+	const char *v_reason, *v_why;
 };
 
 /* ---- Gateway ---------------------------------------------------------------- */
@@ -387,7 +397,13 @@ struct kb_policy {
 };
 
 struct kb_model {
-	struct kb_arena arena;
+	struct kb_arena arena;	/* the objects and everything they point to */
+	/*
+	 * The arrays below (objects, typed views, diagnostics): rebuilt when the
+	 * daemon makes its next state out of this one's objects, so they are
+	 * freed apart from the objects (kb_model_take_objects).
+	 */
+	struct kb_arena views;
 	/* All objects, in input order (files sorted, then documents). */
 	struct kb_meta **objects;
 	size_t nobjects;
@@ -418,6 +434,11 @@ void kb_model_init(struct kb_model *m);
 void kb_model_free(struct kb_model *m);
 /* Append src's objects and diagnostics to dst and take over its memory; src ends empty. */
 void kb_model_absorb(struct kb_model *dst, struct kb_model *src);
+/*
+ * dst was built from src's objects (shared pointers): dst takes over the
+ * memory of those objects, src's arrays are freed, and src ends empty.
+ */
+void kb_model_take_objects(struct kb_model *dst, struct kb_model *src);
 
 /* Location of the field at `path` in obj, or of its nearest recorded ancestor. */
 struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path);

@@ -289,6 +289,16 @@ void *kb_smap_get(const struct kb_smap *m, const char *key)
 	return m->cap ? smap_slot(m->ents, m->cap, key)->val : NULL;
 }
 
+void kb_smap_set(struct kb_smap *m, const char *key, void *val)
+{
+	struct kb_smap_ent *e = m->cap ? smap_slot(m->ents, m->cap, key) : NULL;
+
+	if (e && e->key)
+		e->val = val;
+	else
+		kb_smap_put(m, key, val);
+}
+
 void *kb_smap_put(struct kb_smap *m, const char *key, void *val)
 {
 	struct kb_smap_ent *e;

@@ -53,6 +53,8 @@ struct kb_smap {
 void *kb_smap_get(const struct kb_smap *m, const char *key);
 /* Insert unless present; returns the value now stored (the first one wins). */
 void *kb_smap_put(struct kb_smap *m, const char *key, void *val);
+/* Insert or overwrite; NULL stands for "absent" to kb_smap_get. */
+void kb_smap_set(struct kb_smap *m, const char *key, void *val);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 long kb_now_ms(void);

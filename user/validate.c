@@ -394,6 +394,7 @@ static void judge_btp(struct vx_ctx *c, struct kb_btp *b)
 int kb_validate(struct kb_model *m, const struct kb_policy *p)
 {
 	struct vx_ctx c = { .m = m, .p = p };
+	bool partial = false;
 	int refused = 0;
 
 	c.backend_enabled = backend_enabled(m, p);
@@ -407,25 +408,41 @@ int kb_validate(struct kb_model *m, const struct kb_policy *p)
 	c.allow = parse_cidrs(m, p->allow_cidrs, p->nallow_cidrs, &c.nallow, "--allow-endpoint");
 	c.node = parse_cidrs(m, p->node_addrs, p->nnode_addrs, &c.nnode, "node address");
 
+	for (size_t i = 0; i < m->nobjects && !partial; i++)
+		partial = m->objects[i]->skip_judge;
+	/* A Backend that is not judged again keeps the verdict it was last judged with. */
+	for (size_t i = 0; partial && i < m->nbackends; i++)
+		if (m->backends[i]->meta.skip_judge) {
+			c.bv[i].refused = m->backends[i]->v_refused;
+			c.bv[i].reason = m->backends[i]->v_reason;
+			c.bv[i].why = m->backends[i]->v_why;
+		}
 	vx_backends(&c);
 	vx_routes(&c);
 	for (size_t i = 0; i < m->ngateways; i++)
-		judge_gateway(&c, m->gateways[i]);
+		if (!m->gateways[i]->meta.skip_judge)
+			judge_gateway(&c, m->gateways[i]);
 	for (size_t i = 0; i < m->nbtps; i++)
-		judge_btp(&c, m->btps[i]);
+		if (!m->btps[i]->meta.skip_judge)
+			judge_btp(&c, m->btps[i]);
 	for (size_t i = 0; i < m->ngrants; i++)
-		kb_set_condition(m, &m->grants[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
-				 "The ReferenceGrant was accepted");
+		if (!m->grants[i]->meta.skip_judge)
+			kb_set_condition(m, &m->grants[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
+					 "The ReferenceGrant was accepted");
 	for (size_t i = 0; i < m->nenvoy_gateways; i++)
-		kb_set_condition(m, &m->envoy_gateways[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
-				 "The EnvoyGateway config was accepted; the Backend API is %s",
-				 c.backend_enabled ? "enabled" : "disabled");
+		if (!m->envoy_gateways[i]->meta.skip_judge)
+			kb_set_condition(m, &m->envoy_gateways[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
+					 "The EnvoyGateway config was accepted; the Backend API is %s",
+					 c.backend_enabled ? "enabled" : "disabled");
 	for (size_t i = 0; i < m->nnamespaces; i++)
-		kb_set_condition(m, &m->namespaces[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
-				 "kbackend reads the Namespace's labels for listeners' allowedRoutes selectors");
+		if (!m->namespaces[i]->meta.skip_judge)
+			kb_set_condition(m, &m->namespaces[i]->meta, "Accepted", KB_COND_TRUE, "Accepted",
+					 "kbackend reads the Namespace's labels for listeners' allowedRoutes selectors");
 	for (size_t i = 0; i < m->nothers; i++) {
 		struct kb_meta *o = &m->others[i]->meta;
 
+		if (o->skip_judge)
+			continue;
 		/* Recorded for `get`, never acted on: Unknown, so it is not a refusal either. */
 		if (o->kind == KB_KIND_FOREIGN)
 			kb_set_condition(m, o, "Accepted", KB_COND_UNKNOWN, "Ignored",
@@ -436,8 +453,13 @@ int kb_validate(struct kb_model *m, const struct kb_policy *p)
 					 "kbackend records %s but does not act on it", kb_kind_name(o->kind));
 	}
 	vx_btls_policies(&c);
-	/* Last, so a duplicate's refusal replaces whatever its kind's judge said. */
-	duplicates(m);
+	/*
+	 * Last, so a duplicate's refusal replaces whatever its kind's judge said.
+	 * A partial judgement comes from the daemon's state, whose objects are
+	 * unique by kind, namespace and name already.
+	 */
+	if (!partial)
+		duplicates(m);
 	for (size_t i = 0; i < m->nobjects; i++)
 		if (kb_object_refused(m->objects[i]))
 			refused++;

@@ -603,7 +603,7 @@ static void fallback_cycles(struct vx_ctx *c)
 		long cur = (long)i;
 		char *chain;
 
-		if (!b->has_fallback_ref || c->bv[i].refused)
+		if (!b->has_fallback_ref || c->bv[i].refused || b->meta.skip_judge)
 			continue;
 		chain = kb_sprintf(&m->arena, "%s/%s", vx_ns(&b->meta), b->meta.name);
 		for (size_t step = 0; step <= m->nbackends; step++) {
@@ -635,6 +635,8 @@ void vx_backends(struct vx_ctx *c)
 	for (size_t i = 0; i < m->nbackends; i++) {
 		struct vx_bjudge j = { .c = c, .b = m->backends[i], .v = &c->bv[i] };
 
+		if (j.b->meta.skip_judge)
+			continue;
 		crd_backend(&j);
 		if (j.crd_errors)
 			continue;
@@ -652,8 +654,15 @@ void vx_backends(struct vx_ctx *c)
 	}
 	fallback_cycles(c);
 	for (size_t i = 0; i < m->nbackends; i++) {
-		struct kb_meta *o = &m->backends[i]->meta;
+		struct kb_backend *b = m->backends[i];
+		struct kb_meta *o = &b->meta;
 		const struct vx_bverdict *v = &c->bv[i];
+
+		if (o->skip_judge)
+			continue;
+		b->v_refused = v->refused;
+		b->v_reason = v->reason;
+		b->v_why = v->why;
 
 		/*
 		 * type Accepted / reason Invalid is Envoy Gateway's documented intent;

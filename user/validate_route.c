@@ -257,14 +257,22 @@ void vx_routes(struct vx_ctx *c)
 	const char **l4why = kb_alloc(&m->arena, (m->nroutes + 1) * sizeof(*l4why));
 
 	for (size_t ri = 0; ri < m->nroutes; ri++) {
+		/* A route not judged again claims nothing: the daemon judges every route of a listener together. */
+		if (m->routes[ri]->meta.skip_judge)
+			continue;
 		st[ri].sig = route_sig(c, m->routes[ri], &l4why[ri]);
 		st[ri].conflict = kb_alloc(&m->arena, (m->routes[ri]->nparents + 1) * sizeof(*st[ri].conflict));
 	}
 	find_conflicts(c, st);
 	for (size_t ri = 0; ri < m->nroutes; ri++) {
 		struct kb_route *r = m->routes[ri];
-		struct vx_refs_verdict rv = vx_resolve_refs(c, r);
-		const char *upath = st[ri].sig ? unenforced_path(m, r) : NULL;
+		struct vx_refs_verdict rv;
+		const char *upath;
+
+		if (r->meta.skip_judge)
+			continue;
+		rv = vx_resolve_refs(c, r);
+		upath = st[ri].sig ? unenforced_path(m, r) : NULL;
 
 		/* A note, not a condition: Envoy Gateway's "Route is accepted" stays as it is. */
 		if (upath)

@@ -281,7 +281,7 @@ void vx_btls_policies(struct vx_ctx *c)
 		struct kb_btls *p = btls_at(m, i);
 		const char *ns, *why = NULL;
 
-		if (!p)
+		if (!p || p->meta.skip_judge)
 			continue;
 		ns = vx_ns(&p->meta);
 		for (size_t t = 0; t < p->ntargets && !why; t++) {

@@ -19,6 +19,7 @@ _kbackend_flags()
 	validate) echo "-f --filename --each-file -o --output --help $_kbackend_policy_flags" ;;
 	stats)    echo "-o --output -w --watch --socket --help" ;;
 	status)   echo "-o --output --socket --help" ;;
+	verify)   echo "-o --output --socket --help" ;;
 	register) echo "--fd --pid --remove -o --output --socket --help" ;;
 	dump-state) echo "--state-dir --help" ;;
 	unload)   echo "--bpffs --socket --help" ;;
@@ -28,7 +29,7 @@ _kbackend_flags()
 _kbackend()
 {
 	local cur prev cmd i
-	local commands="daemon apply delete get describe validate stats status register dump-state unload version help"
+	local commands="daemon apply delete get describe validate stats status verify register dump-state unload version help"
 	COMPREPLY=()
 	cur="${COMP_WORDS[COMP_CWORD]}"
 	prev="${COMP_WORDS[COMP_CWORD-1]}"
@@ -53,7 +54,7 @@ _kbackend()
 		return 0 ;;
 	-o|--output)
 		case "$cmd" in
-		stats|status|describe) COMPREPLY=($(compgen -W "json yaml" -- "$cur")) ;;
+		stats|status|verify|describe) COMPREPLY=($(compgen -W "json yaml" -- "$cur")) ;;
 		register) COMPREPLY=($(compgen -W "json" -- "$cur")) ;;
 		*) COMPREPLY=($(compgen -W "wide json yaml" -- "$cur")) ;;
 		esac
