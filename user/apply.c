@@ -164,6 +164,83 @@ void kb_daemon_recompile(struct daemon *d)
 	kb_health_sync(d->health, &d->compiled);
 }
 
+/*
+ * The DNS answers of `hosts` changed: recompile only the Gateways whose
+ * frontends use one of those names (as an endpoint or as a name still
+ * pending), merge, and swap what changed. The rest of the table is kept.
+ */
+static void recompile_names(struct daemon *d, const char *const *hosts, size_t n)
+{
+	struct kb_compile_env env = kb_daemon_compile_env(d);
+	struct kb_compiled part = { 0 }, c = { 0 };
+	struct kb_scope scope = { 0 };
+	struct kb_smap names = { .a = &scope.a };
+	size_t ngw = 0, replaced;
+	long t0 = kb_now_ms();
+	char why[512];
+	int err;
+
+	for (size_t i = 0; i < n; i++)
+		kb_smap_put(&names, hosts[i], &names);
+	for (size_t i = 0; i < d->compiled.nfes; i++) {
+		const struct kb_cfrontend *fe = &d->compiled.fes[i];
+		bool uses = false;
+
+		for (size_t e = 0; e < fe->neps && !uses; e++)
+			uses = fe->eps[e].fqdn && kb_smap_get(&names, fe->eps[e].fqdn);
+		for (size_t l = 0; l < fe->nlocs && !uses; l++)
+			for (size_t p = 0; p < fe->locs[l].npending && !uses; p++)
+				uses = kb_smap_get(&names, fe->locs[l].pending[p]) != NULL;
+		if (uses && fe->gateway && !kb_smap_get(&scope.gateways, fe->gateway)) {
+			kb_scope_add_gateway(&scope, fe->gateway);
+			ngw++;
+		}
+	}
+	if (!ngw)
+		goto out;
+	if (kb_compile_gateways(&d->state, &env, &scope.gateways, &part)) {
+		kb_err("failed to recompile after a DNS change; keeping the current selection");
+		goto out;
+	}
+	replaced = kb_scope_merge(&scope, &d->compiled, &part, &c);
+	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
+		kb_err("failed to program a DNS change: %s; keeping the current selection", why);
+		goto out;
+	}
+	err = d->dp->ops->apply(d->dp, &c);
+	if (err) {
+		kb_err("failed to program a DNS change: %s; keeping the current selection", strerror(-err));
+		d->dp->ops->apply(d->dp, &d->compiled);
+		goto out;
+	}
+	kb_scope_adopt_compiled(&c, &d->compiled);
+	d->compiled = c;
+	memset(&c, 0, sizeof(c));
+	d->garbage += 1024 * replaced;
+	d->changes_scoped++;
+	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %zu DNS name(s) changed, in %ld ms", ngw, replaced,
+		     n, kb_now_ms() - t0);
+	kb_daemon_reads_changed(d);
+	kb_daemon_update_names(d);
+	kb_health_sync(d->health, &d->compiled);
+out:
+	kb_compiled_free(&part);
+	kb_compiled_free(&c);
+	kb_scope_free(&scope);
+}
+
+void kb_daemon_dns_changed(struct daemon *d)
+{
+	const char *const *hosts;
+	bool all;
+	size_t n = kb_resolver_take_changed(d->resolver, &hosts, &all);
+
+	if (all || d->nunaccounted)
+		kb_daemon_recompile(d);
+	else if (n)
+		recompile_names(d, hosts, n);
+}
+
 /* ---- applying changes ------------------------------------------------------ */
 
 /* "Kind/ns/name": what makes two documents the same object. */
@@ -580,12 +657,15 @@ static void dns_tick(void *ctx)
 	if (d->restore_deadline) {
 		/* A restart programs once DNS has answered everything, or once the wait is over. */
 		if (kb_resolver_busy(d->resolver) == 0 || kb_now_ms() > d->restore_deadline) {
+			const char *const *hosts;
+			bool all;
+
 			d->restore_deadline = 0;
-			kb_resolver_changed(d->resolver);
+			kb_resolver_take_changed(d->resolver, &hosts, &all);
 			kb_daemon_recompile(d);
 		}
-	} else if (kb_resolver_changed(d->resolver)) {
-		kb_daemon_recompile(d);
+	} else {
+		kb_daemon_dns_changed(d);
 	}
 }
 

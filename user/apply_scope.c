@@ -251,6 +251,17 @@ void kb_scope_build(struct kb_scope *s, struct kb_model *state, const struct kb_
 		kb_model_absorb(next, in);
 }
 
+void kb_scope_add_gateway(struct kb_scope *s, const char *ns_name)
+{
+	const char *slash = strchr(ns_name, '/');
+
+	s->gateways.a = &s->a;
+	if (slash) {
+		kb_smap_put(&s->gateways, slash + 1, &s->gateways);
+		kb_smap_put(&s->gateways, ns_name, &s->gateways);
+	}
+}
+
 void kb_scope_restore(struct kb_scope *s)
 {
 	for (size_t i = 0; i < s->nsaved; i++) {

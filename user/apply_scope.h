@@ -52,6 +52,8 @@ const char *kb_scope_full_reason(const struct kb_model *state, const struct kb_m
  */
 void kb_scope_build(struct kb_scope *s, struct kb_model *state, const struct kb_smap *state_ix, struct kb_model *in,
 		    bool del, struct kb_model *next);
+/* Add the Gateway "ns/name" (a compiled frontend's gateway) to the Gateways compiled again. */
+void kb_scope_add_gateway(struct kb_scope *s, const char *ns_name);
 /* The change was refused: put the judged stored objects' status back. */
 void kb_scope_restore(struct kb_scope *s);
 /* Clear the marks kb_scope_build left on m's objects. */

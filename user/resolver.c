@@ -477,6 +477,13 @@ struct kb_resolver *kb_resolver_new(const struct kb_resolver_opts *opts, char *e
 	return r;
 }
 
+static void free_hosts(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 void kb_resolver_free(struct kb_resolver *r)
 {
 	if (!r)
@@ -500,6 +507,8 @@ void kb_resolver_free(struct kb_resolver *r)
 	free(r->tab);
 	free(r->heap);
 	free(r->socks);
+	free_hosts(r->changed_hosts, r->nchanged);
+	free_hosts(r->taken_hosts, r->ntaken);
 	if (r->epfd >= 0)
 		close(r->epfd);
 	free(r);
@@ -638,6 +647,46 @@ size_t kb_resolver_lookup(void *resolver, const char *host, __u8 *family, __u32 
 		memcpy(ip[k], n->addrs[k].ip, sizeof(ip[k]));
 	}
 	return k;
+}
+
+#define MAX_CHANGED_LISTED 1024	/* more changed names than this: recompile everything */
+
+void rv_mark_changed(struct kb_resolver *r, const struct rname *n)
+{
+	char **v;
+
+	r->changed = true;
+	if (r->changed_overflow)
+		return;
+	if (r->nchanged == MAX_CHANGED_LISTED) {
+		r->changed_overflow = true;
+		return;
+	}
+	v = realloc(r->changed_hosts, (r->nchanged + 1) * sizeof(*v));
+	if (!v || !(v[r->nchanged] = strdup(n->host))) {
+		if (v)
+			r->changed_hosts = v;
+		r->changed_overflow = true;	/* out of memory: the caller recompiles everything */
+		return;
+	}
+	r->changed_hosts = v;
+	r->nchanged++;
+}
+
+size_t kb_resolver_take_changed(struct kb_resolver *r, const char *const **hosts, bool *all)
+{
+	size_t n = r->nchanged;
+
+	free_hosts(r->taken_hosts, r->ntaken);
+	r->taken_hosts = r->changed_hosts;
+	r->ntaken = n;
+	*hosts = (const char *const *)r->changed_hosts;
+	*all = r->changed_overflow || (r->changed && n == 0);
+	r->changed_hosts = NULL;
+	r->nchanged = 0;
+	r->changed_overflow = false;
+	r->changed = false;
+	return n;
 }
 
 bool kb_resolver_changed(struct kb_resolver *r)

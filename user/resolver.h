@@ -150,6 +150,13 @@ size_t kb_resolver_lookup(void *resolver, const char *host, __u8 *family, __u32 
 
 /* True once after any name's usable address set changed (then false until the next change). */
 bool kb_resolver_changed(struct kb_resolver *r);
+/*
+ * The same, with the names that changed (a name may appear more than once),
+ * so that only the frontends using them are recompiled: their count, *hosts
+ * valid until the next call. *all: something changed that is not listed (too
+ * many names): recompile everything. Clears what kb_resolver_changed reports.
+ */
+size_t kb_resolver_take_changed(struct kb_resolver *r, const char *const **hosts, bool *all);
 
 /*
  * The sockets to watch now and their events (POLLIN/POLLOUT), for poll()

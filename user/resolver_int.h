@@ -110,6 +110,12 @@ struct kb_resolver {
 	unsigned nactive;
 	bool pumping;
 	bool changed;
+	/* The names behind `changed` (copies), for a recompile of only what uses them; overflow: too many to list. */
+	char **changed_hosts;
+	size_t nchanged;
+	bool changed_overflow;
+	char **taken_hosts;		/* the list last handed out, freed at the next take */
+	size_t ntaken;
 	bool destroying;
 	struct rsock *socks;
 	size_t nsocks, sockcap;
@@ -117,6 +123,9 @@ struct kb_resolver {
 	bool lumped;			/* several servers: c-ares reports REFUSED/SERVFAIL as ECONNREFUSED */
 	uint64_t refreshes, errors;	/* rounds that ended with a good answer / a failure (metrics) */
 };
+
+/* Name n's usable address set changed. */
+void rv_mark_changed(struct kb_resolver *r, const struct rname *n);
 
 static inline int64_t mono_ms(void)
 {

@@ -415,7 +415,7 @@ static void commit_success(struct kb_resolver *r, struct rname *n, const struct 
 	}
 	same = na == n->naddrs && (na == 0 || memcmp(addrs, n->addrs, na * sizeof(*addrs)) == 0);
 	if (!same)
-		r->changed = true;
+		rv_mark_changed(r, n);
 	rv_clear_answer(n);
 	n->addrs = addrs;
 	n->naddrs = na;
@@ -444,7 +444,7 @@ static void commit_success(struct kb_resolver *r, struct rname *n, const struct 
 void rv_expire(struct kb_resolver *r, struct rname *n)
 {
 	if (n->naddrs)
-		r->changed = true;
+		rv_mark_changed(r, n);
 	rv_clear_answer(n);
 	n->expired = true;
 }
