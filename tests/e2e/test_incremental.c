@@ -106,23 +106,26 @@ static int send_change(const char *verb, bool dry)
 	return rc;
 }
 
-static long scoped_before;
+static long scoped_before, whole_before;
 
-/* verify must find nothing; the step was scoped (or not) as expected. */
-static void check(const char *step, int want_scoped)
+/* verify must find nothing; the step took the path `want`: 'S' scoped, 'W' whole, 'N' none (refused, or a no-op). */
+static void check(const char *step, char want)
 {
 	int rc;
 	struct json_object *v = CLI_JSON(&rc, "verify", "-o", "json");
-	long scoped;
+	long scoped, whole;
+	char took;
 
 	assert_non_null(v);
 	if (rc || !json_object_get_boolean(e2e_jget(v, "ok")))
 		fail_msg("after %s: %s", step, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PRETTY));
 	scoped = (long)e2e_jint(v, "scopedChanges");
-	if (want_scoped >= 0 && (scoped > scoped_before) != (want_scoped > 0))
-		fail_msg("after %s: the change was %s, expected %s", step, scoped > scoped_before ? "scoped" : "whole",
-			 want_scoped ? "scoped" : "whole");
+	whole = (long)e2e_jint(v, "wholeChanges");
+	took = scoped > scoped_before ? 'S' : whole > whole_before ? 'W' : 'N';
+	if (took != want)
+		fail_msg("after %s: the change took path %c, expected %c (S scoped, W whole, N none)", step, took, want);
 	scoped_before = scoped;
+	whole_before = whole;
 	json_object_put(v);
 }
 
@@ -153,39 +156,41 @@ static void test_scoped_equals_whole(void **state)
 	put("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n  namespace: inc\ndata:\n  a: b\n");
 	nobj = 1 + NGW + 2 * NROUTES + 4;
 	assert_int_equal(send_change("apply", false), 0);
-	check("the base apply", 0);
+	check("the base apply", 'W');
+	assert_int_equal(send_change("apply", false), 0);
+	check("re-applying the base file unchanged", 'N');
 	printf("# base state: %d objects, %d frontends\n", nobj, NGW * NLIS);
 
 	doc_start();
 	backend(7, 3, 1);
 	assert_int_equal(send_change("apply", false), 0);
-	check("editing Backend be-7", 1);
+	check("editing Backend be-7", 'S');
 
 	doc_start();
 	backend(3, 2, 5);
 	assert_int_equal(send_change("apply", false), 0);
-	check("editing Backend be-3, which two routes share", 1);
+	check("editing Backend be-3, which two routes share", 'S');
 
 	doc_start();
 	backend(NROUTES, 2, 0);
 	route_i(NROUTES, NROUTES);
 	assert_int_equal(send_change("apply", false), 0);
-	check("adding a Backend and a route on a free listener", 1);
+	check("adding a Backend and a route on a free listener", 'S');
 
 	doc_start();
 	route_i(10, 11);
 	assert_int_equal(send_change("apply", false), 0);
-	check("pointing route r-10 at be-11", 1);
+	check("pointing route r-10 at be-11", 'S');
 
 	doc_start();
 	route("r-12", NGW - 1, NLIS - 1, 12);
 	assert_int_equal(send_change("apply", false), 0);
-	check("moving route r-12 to another Gateway", 1);
+	check("moving route r-12 to another Gateway", 'S');
 
 	doc_start();
 	route_i(5, 6);
 	assert_int_equal(send_change("apply", false), 0);
-	check("editing r-5, which a policy targets", 1);
+	check("editing r-5, which a policy targets", 'S');
 
 	/* Refused changes leave everything as it was, statuses of the stored objects included. */
 	doc_start();
@@ -193,34 +198,34 @@ static void test_scoped_equals_whole(void **state)
 	put("---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: be-21\n  namespace: inc\n"
 	    "spec:\n  endpoints:\n    - ip:\n        address: 010.0.0.1\n        port: 80\n");
 	assert_int_not_equal(send_change("apply", false), 0);
-	check("a refused apply", 0);
+	check("a refused apply", 'N');
 	doc_start();
 	backend(30, 1, 0);
 	assert_int_not_equal(send_change("delete", false), 0);
-	check("a refused delete (route r-30 still sends to be-30)", 0);
+	check("a refused delete (route r-30 still sends to be-30)", 'N');
 	doc_start();
 	backend(31, 2, 9);
 	assert_int_equal(send_change("apply", true), 0);
-	check("a dry run", 0);
+	check("a dry run", 'N');
 
 	doc_start();
 	route_i(40, 40);
 	assert_int_equal(send_change("delete", false), 0);
-	check("deleting route r-40", 1);
+	check("deleting route r-40", 'S');
 	doc_start();
 	backend(40, 1, 0);
 	assert_int_equal(send_change("delete", false), 0);
-	check("deleting its Backend be-40", 1);
+	check("deleting its Backend be-40", 'S');
 
 	doc_start();
 	put("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n  namespace: inc\ndata:\n  a: c\n");
 	assert_int_equal(send_change("apply", false), 0);
-	check("editing a ConfigMap", 1);
+	check("editing a ConfigMap", 'S');
 
 	doc_start();
 	gateway(4, NLIS, 100);
 	assert_int_equal(send_change("apply", false), 0);
-	check("moving gw-4 to another address (the whole pipeline)", 0);
+	check("moving gw-4 to another address (the whole pipeline)", 'W');
 
 	/* Random single-object edits: re-point routes, change endpoint sets. */
 	srand(42);
@@ -244,9 +249,11 @@ static void test_scoped_equals_whole(void **state)
 			fail_msg("random step %d was refused", s);
 		}
 		snprintf(step, sizeof(step), "random step %d", s);
-		check(step, 1);
+		check(step, 'S');
 	}
 	printf("# %d random single-object edits, each scoped and verified\n", NSTEPS);
+	assert_int_equal(send_change("apply", false), 0);
+	check("re-applying the last step's objects", 'N');
 
 	/* A restart compiles the stored state from scratch and programs it: nothing in the maps may move. */
 	maps = dump_frontends_map_as(true);
