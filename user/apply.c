@@ -165,20 +165,55 @@ void kb_daemon_recompile(struct daemon *d)
 }
 
 /*
- * The DNS answers of `hosts` changed: recompile only the Gateways whose
- * frontends use one of those names (as an endpoint or as a name still
- * pending), merge, and swap what changed. The rest of the table is kept.
+ * Recompile only the Gateways in scope, merge their frontends into the
+ * programmed table, and swap what changed. The rest of the table is kept.
  */
-static void recompile_names(struct daemon *d, const char *const *hosts, size_t n)
+static void recompile_scoped(struct daemon *d, struct kb_scope *scope, size_t ngw, const char *what)
 {
 	struct kb_compile_env env = kb_daemon_compile_env(d);
 	struct kb_compiled part = { 0 }, c = { 0 };
-	struct kb_scope scope = { 0 };
-	struct kb_smap names = { .a = &scope.a };
-	size_t ngw = 0, replaced;
+	size_t replaced;
 	long t0 = kb_now_ms();
 	char why[512];
 	int err;
+
+	if (kb_compile_gateways(&d->state, &env, &scope->gateways, &part)) {
+		kb_err("failed to recompile after %s; keeping the current selection", what);
+		goto out;
+	}
+	replaced = kb_scope_merge(scope, &d->compiled, &part, &c);
+	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
+		kb_err("failed to program %s: %s; keeping the current selection", what, why);
+		goto out;
+	}
+	err = d->dp->ops->apply(d->dp, &c);
+	if (err) {
+		kb_err("failed to program %s: %s; keeping the current selection", what, strerror(-err));
+		d->dp->ops->apply(d->dp, &d->compiled);
+		goto out;
+	}
+	kb_scope_adopt_compiled(&c, &d->compiled);
+	d->compiled = c;
+	memset(&c, 0, sizeof(c));
+	d->garbage += 1024 * replaced;
+	d->changes_scoped++;
+	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %s, in %ld ms", ngw, replaced, what,
+		     kb_now_ms() - t0);
+	kb_daemon_reads_changed(d);
+	kb_daemon_update_names(d);
+	kb_health_sync(d->health, &d->compiled);
+out:
+	kb_compiled_free(&part);
+	kb_compiled_free(&c);
+}
+
+/* The DNS answers of `hosts` changed: the Gateways whose frontends use one of them (as an endpoint or pending). */
+static void recompile_names(struct daemon *d, const char *const *hosts, size_t n)
+{
+	struct kb_scope scope = { 0 };
+	struct kb_smap names = { .a = &scope.a };
+	size_t ngw = 0;
+	char what[64];
 
 	for (size_t i = 0; i < n; i++)
 		kb_smap_put(&names, hosts[i], &names);
@@ -196,36 +231,33 @@ static void recompile_names(struct daemon *d, const char *const *hosts, size_t n
 			ngw++;
 		}
 	}
-	if (!ngw)
-		goto out;
-	if (kb_compile_gateways(&d->state, &env, &scope.gateways, &part)) {
-		kb_err("failed to recompile after a DNS change; keeping the current selection");
-		goto out;
+	snprintf(what, sizeof(what), "%zu DNS name(s) changed", n);
+	if (ngw)
+		recompile_scoped(d, &scope, ngw, what);
+	kb_scope_free(&scope);
+}
+
+/* Endpoint health changed: the Gateways with an endpoint whose health is not what its frontend was compiled with. */
+void kb_daemon_health_changed(struct daemon *d)
+{
+	struct kb_scope scope = { 0 };
+	size_t ngw = 0;
+
+	if (d->nunaccounted)
+		return;	/* degraded: the stored state is not programmed over the pins */
+	for (size_t i = 0; i < d->compiled.nfes; i++) {
+		const struct kb_cfrontend *fe = &d->compiled.fes[i];
+		bool moved = false;
+
+		for (size_t e = 0; e < fe->neps && !moved; e++)
+			moved = kb_health_healthy(d->health, fe, &fe->eps[e]) != fe->eps[e].healthy;
+		if (moved && fe->gateway && !kb_smap_get(&scope.gateways, fe->gateway)) {
+			kb_scope_add_gateway(&scope, fe->gateway);
+			ngw++;
+		}
 	}
-	replaced = kb_scope_merge(&scope, &d->compiled, &part, &c);
-	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
-		kb_err("failed to program a DNS change: %s; keeping the current selection", why);
-		goto out;
-	}
-	err = d->dp->ops->apply(d->dp, &c);
-	if (err) {
-		kb_err("failed to program a DNS change: %s; keeping the current selection", strerror(-err));
-		d->dp->ops->apply(d->dp, &d->compiled);
-		goto out;
-	}
-	kb_scope_adopt_compiled(&c, &d->compiled);
-	d->compiled = c;
-	memset(&c, 0, sizeof(c));
-	d->garbage += 1024 * replaced;
-	d->changes_scoped++;
-	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %zu DNS name(s) changed, in %ld ms", ngw, replaced,
-		     n, kb_now_ms() - t0);
-	kb_daemon_reads_changed(d);
-	kb_daemon_update_names(d);
-	kb_health_sync(d->health, &d->compiled);
-out:
-	kb_compiled_free(&part);
-	kb_compiled_free(&c);
+	if (ngw)
+		recompile_scoped(d, &scope, ngw, "a health change");
 	kb_scope_free(&scope);
 }
 

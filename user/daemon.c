@@ -226,7 +226,7 @@ static void on_health(void *ctx)
 	struct daemon *d = ctx;
 
 	if (!d->restore_deadline)	/* a restart still waiting for DNS programs health with it */
-		kb_daemon_recompile(d);
+		kb_daemon_health_changed(d);
 }
 
 int kb_daemon_main(int argc, char **argv)

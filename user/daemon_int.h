@@ -126,6 +126,8 @@ void kb_daemon_recompile(struct daemon *d);
 void kb_daemon_state_reset(struct daemon *d);
 /* Build the state index (d->state_ix) if the state was replaced since; tmp holds the keys made for it. */
 void kb_daemon_state_index(struct daemon *d, struct kb_arena *tmp);
+/* Endpoint health changed: recompile the frontends whose endpoints' health moved. */
+void kb_daemon_health_changed(struct daemon *d);
 /* DNS answers changed: recompile the frontends that use the changed names (all of them if unlisted). */
 void kb_daemon_dns_changed(struct daemon *d);
 /* Tell the resolver which names the programmed frontends need. */
