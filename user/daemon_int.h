@@ -152,6 +152,8 @@ struct json_object *kb_daemon_register(struct daemon *d, struct json_object *req
 				       bool reg);
 /* The bridge's counters for `status`. */
 struct json_object *kb_daemon_bridge_status(struct daemon *d);
+/* daemon_verify.c: the "verify" op, the stored state compiled from scratch against the maps read back. */
+struct json_object *kb_daemon_verify(struct daemon *d);
 /* Add "bridge" (why connects were reset) to the unix endpoints of one frontend of `get endpoints` (jf: kb_render_frontend). */
 void kb_daemon_bridge_annotate(struct daemon *d, const struct kb_cfrontend *fe, struct json_object *jf);
 

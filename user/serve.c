@@ -162,6 +162,8 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, 
 		reply = kb_daemon_register(d, req, rd, strcmp(op, "register") == 0);
 	else if (strcmp(op, "status") == 0)
 		reply = do_status(d);
+	else if (strcmp(op, "verify") == 0)
+		reply = kb_daemon_verify(d);
 	else if (strcmp(op, "unload") == 0) {
 		d->stop = d->unload = true;
 		reply = json_object_new_object();
