@@ -137,7 +137,10 @@ void kb_daemon_read_node_addrs(struct daemon *d);
 /* Register the resolver's fd and timer with the loop; recompiles when an answer changes. */
 int kb_daemon_dns_start(struct daemon *d);
 
-/* verify.c: the whole pipeline from scratch on the stored objects, compared with what the changes built. */
+/*
+ * verify.c: the whole pipeline from scratch on the stored objects, compared
+ * with what the changes built and with the maps read back from the kernel.
+ */
 struct json_object *kb_daemon_verify(struct daemon *d);
 
 /* daemon_state.c: the stored state at start, and the degraded mode when it cannot be trusted. */

@@ -54,37 +54,52 @@ out:
 	return err;
 }
 
+/* The mirror's frontend of fe, or NULL when it is not programmed. */
+static const struct kb_fe_state *kb_fe_of(const struct kb_bpf_dataplane *d, const struct kb_cfrontend *fe)
+{
+	size_t hole;
+	long i = d->feix.cap ? kb_index_find(&d->feix, &fe->key, sizeof(fe->key), d->fes, sizeof(*d->fes), &hole) : -1;
+
+	return i >= 0 ? &d->fes[i] : NULL;
+}
+
+/* The counters id of fe's endpoint ep, or false when it holds none. */
+static bool kb_ep_id_of(const struct kb_fe_state *fs, const struct kb_cfrontend *fe, size_t ep, __u32 *id)
+{
+	struct kb_fe_ep e;
+	long k;
+
+	if (!fs || ep >= fe->neps)
+		return false;
+	kb_fe_ep_of(&fe->eps[ep], &e);
+	k = kb_fe_ep_find(fs, &e, ep);
+	if (k < 0 || fs->eps[k].id == UINT32_MAX)
+		return false;
+	*id = fs->eps[k].id;
+	return true;
+}
+
 static int kb_bpf_frontend_stats(struct kb_dataplane *dp, const struct kb_cfrontend *fe, struct kb_conn_stats *out)
 {
 	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
-	size_t hole;
-	long i;
+	const struct kb_fe_state *fs = kb_fe_of(d, fe);
 
 	memset(out, 0, sizeof(*out));
-	if (!d->feix.cap)
+	if (!fs)
 		return -ENOENT;
-	i = kb_index_find(&d->feix, &fe->key, sizeof(fe->key), d->fes, sizeof(*d->fes), &hole);
-	if (i < 0)
-		return -ENOENT;
-	return kb_sum_stats(d, d->skel->maps.frontend_stats, d->fes[i].val.frontend_id, out);
+	return kb_sum_stats(d, d->skel->maps.frontend_stats, fs->val.frontend_id, out);
 }
 
 static int kb_bpf_endpoint_stats(struct kb_dataplane *dp, const struct kb_cfrontend *fe, size_t ep,
 				 struct kb_conn_stats *out)
 {
 	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
-	struct kb_ep_ident id;
-	size_t hole;
-	long i;
+	__u32 id;
 
 	memset(out, 0, sizeof(*out));
-	if (ep >= fe->neps || !d->epix.cap)
+	if (!kb_ep_id_of(kb_fe_of(d, fe), fe, ep, &id))
 		return -ENOENT;
-	kb_cendpoint_ident(fe, &fe->eps[ep], &id);
-	i = kb_index_find(&d->epix, &id, sizeof(id), d->eps, sizeof(*d->eps), &hole);
-	if (i < 0)
-		return -ENOENT;
-	return kb_sum_stats(d, d->skel->maps.endpoint_stats, d->eps[i].id, out);
+	return kb_sum_stats(d, d->skel->maps.endpoint_stats, id, out);
 }
 
 static int kb_count_chunk(void *ctx, void *keys, void *vals, __u32 n)
@@ -179,7 +194,7 @@ static int kb_bpf_stats_many(struct kb_dataplane *dp, const struct kb_cfrontend 
 			     struct kb_conn_stats *fe, bool *fe_ok, struct kb_conn_stats *ep, bool *ep_ok)
 {
 	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
-	size_t nep = 0, k = 0, hole;
+	size_t nep = 0, k = 0;
 	__u32 *fe_ids, *ep_ids;
 
 	for (size_t i = 0; i < n; i++)
@@ -192,19 +207,13 @@ static int kb_bpf_stats_many(struct kb_dataplane *dp, const struct kb_cfrontend 
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
-		long x = d->feix.cap ? kb_index_find(&d->feix, &fes[i]->key, sizeof(fes[i]->key), d->fes,
-						     sizeof(*d->fes), &hole)
-				     : -1;
+		const struct kb_fe_state *fs = kb_fe_of(d, fes[i]);
 
-		fe_ok[i] = x >= 0;
-		fe_ids[i] = x >= 0 ? d->fes[x].val.frontend_id : 0;
+		fe_ok[i] = fs != NULL;
+		fe_ids[i] = fs ? fs->val.frontend_id : 0;
 		for (size_t e = 0; e < fes[i]->neps; e++, k++) {
-			struct kb_ep_ident id;
-
-			kb_cendpoint_ident(fes[i], &fes[i]->eps[e], &id);
-			x = d->epix.cap ? kb_index_find(&d->epix, &id, sizeof(id), d->eps, sizeof(*d->eps), &hole) : -1;
-			ep_ok[k] = x >= 0;
-			ep_ids[k] = x >= 0 ? d->eps[x].id : 0;
+			ep_ids[k] = 0;
+			ep_ok[k] = kb_ep_id_of(fs, fes[i], e, &ep_ids[k]);
 		}
 	}
 	kb_read_ids(d, d->skel->maps.frontend_stats, fe_ids, fe_ok, n, fe);
@@ -226,16 +235,11 @@ static void kb_bpf_close(struct kb_dataplane *dp)
 		bpf_link__destroy(d->links[i]);
 	free(d->links);
 	sock_addr_bpf__destroy(d->skel);
-	for (i = 0; i < d->nfes; i++)
-		free(d->fes[i].slots);
-	free(d->fes);
-	free(d->eps);
+	kb_mirror_free(d);
 	free(d->free_runs.v);
 	free(d->retired_runs.v);
 	free(d->fe_ids.free);
 	free(d->ep_ids.free);
-	kb_index_free(&d->feix);
-	kb_index_free(&d->epix);
 	free(d);
 }
 
@@ -244,6 +248,7 @@ static const struct kb_dataplane_ops kb_bpf_ops = {
 	.frontend_stats = kb_bpf_frontend_stats,
 	.endpoint_stats = kb_bpf_endpoint_stats,
 	.fits = kb_bpf_fits,
+	.verify = kb_bpf_verify,
 	.usage = kb_bpf_usage,
 	.stats_many = kb_bpf_stats_many,
 	.close = kb_bpf_close,

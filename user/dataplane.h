@@ -31,6 +31,9 @@ struct kb_dataplane_usage {
 
 struct kb_dataplane;
 
+/* Called by verify once per difference, with one human-readable line (no newline). */
+typedef void (*kb_verify_diff_fn)(void *ctx, const char *text);
+
 /*
  * The one interface the daemon writes through. The real implementation
  * (kb_dataplane_bpf) talks to the kernel; unit tests inject a fake.
@@ -61,6 +64,19 @@ struct kb_dataplane_ops {
 	 */
 	int (*stats_many)(struct kb_dataplane *dp, const struct kb_cfrontend *const *fes, size_t n,
 			  struct kb_conn_stats *fe, bool *fe_ok, struct kb_conn_stats *ep, bool *ep_ok);
+	/*
+	 * Read the frontends, slots and frontend_addrs maps back from the kernel
+	 * (not the apply's shadow) and compare them with what c programs, as the
+	 * data path sees them: every frontend of c present with its lb, flags and
+	 * the endpoint address of each slot in order; slot runs inside the map and
+	 * not shared; endpoint ids consistent within a frontend; no frontend or
+	 * frontend address in the maps that c does not have. diff(ctx, line) is
+	 * called once per difference, e.g. "198.18.0.1:10000/tcp: slot 3 is
+	 * 198.51.100.2:8080, the compile says 198.51.100.3:8080". Returns the
+	 * number of differences (0: the kernel holds exactly c), or -errno when
+	 * the maps cannot be read. Optional (NULL: not supported).
+	 */
+	int (*verify)(struct kb_dataplane *dp, const struct kb_compiled *c, kb_verify_diff_fn diff, void *ctx);
 	/* Release user-space handles; pins and links stay, so steering survives the process. */
 	void (*close)(struct kb_dataplane *dp);
 };

@@ -61,115 +61,67 @@ static void kb_addr_of(const struct kb_frontend_key *k, struct kb_addr_key *a)
 	a->family = k->family;
 }
 
-/*
- * Make a hash map hold exactly `n` entries (keys at kbase, values at vbase):
- * add and change first, then delete what is not wanted any more.
- */
-static int kb_sync_hash(struct bpf_map *map, const void *kbase, const void *vbase, size_t n)
+/* The index of key in the mirror, or -1. */
+static long kb_fe_lookup(const struct kb_bpf_dataplane *d, const struct kb_frontend_key *key)
 {
-	size_t ksz = bpf_map__key_size(map), vsz = bpf_map__value_size(map), i, hole;
-	int fd = bpf_map__fd(map), err = 0;
-	struct kb_index ix = { 0 };
-	char *key = NULL, *prev = NULL, *cur = NULL, *stale = NULL;
-	size_t nstale = 0, capstale = 0;
+	size_t hole;
 
-	err = kb_index_init(&ix, n);
-	if (err)
-		return err;
-	key = malloc(ksz);
-	prev = malloc(ksz);
-	cur = malloc(vsz);
-	if (!key || !prev || !cur) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		const void *k = (const char *)kbase + i * ksz, *v = (const char *)vbase + i * vsz;
+	return d->feix.cap ? kb_index_find(&d->feix, key, sizeof(*key), d->fes, sizeof(*d->fes), &hole) : -1;
+}
 
-		if (kb_index_find(&ix, k, ksz, kbase, ksz, &hole) >= 0)
-			continue;	/* duplicate: the first one wins */
-		ix.tab[hole] = (__u32)i + 1;
-		if (!bpf_map_lookup_elem(fd, k, cur) && !memcmp(cur, v, vsz))
-			continue;
-		if (bpf_map_update_elem(fd, k, v, BPF_ANY)) {
-			err = -errno;
-			goto out;
-		}
-	}
-	/* Collect first: deleting while walking get_next_key restarts the walk. */
-	for (char *p = NULL; !bpf_map_get_next_key(fd, p, key); p = prev) {
-		memcpy(prev, key, ksz);
-		if (kb_index_find(&ix, key, ksz, kbase, ksz, &hole) >= 0)
-			continue;
-		if (nstale == capstale) {
-			char *s;
+/* Distinct endpoints of a compiled frontend (the ids it needs): few per frontend, so pairwise. */
+static size_t kb_distinct_eps(const struct kb_cfrontend *cf)
+{
+	struct kb_fe_ep *e = calloc(cf->neps ? cf->neps : 1, sizeof(*e));
+	size_t n = 0;
 
-			capstale = capstale ? capstale * 2 : 64;
-			s = realloc(stale, capstale * ksz);
-			if (!s) {
-				err = -ENOMEM;
-				goto out;
-			}
-			stale = s;
-		}
-		memcpy(stale + nstale++ * ksz, key, ksz);
+	if (!e)
+		return cf->neps;
+	for (size_t k = 0; k < cf->neps; k++) {
+		size_t j;
+
+		kb_fe_ep_of(&cf->eps[k], &e[n]);
+		for (j = 0; j < n && !kb_fe_ep_eq(&e[j], &e[n]); j++)
+			;
+		n += j == n;
 	}
-	for (i = 0; i < nstale; i++)
-		if (bpf_map_delete_elem(fd, stale + i * ksz) && errno != ENOENT) {
-			err = -errno;
-			goto out;
-		}
-out:
-	kb_index_free(&ix);
-	free(key);
-	free(prev);
-	free(cur);
-	free(stale);
-	return err;
+	free(e);
+	return n;
 }
 
 /*
  * What c needs of the maps, counted as the apply counts it: distinct
  * frontends, their slots, and distinct (frontend, endpoint) pairs, standby
  * endpoints included. Checked against the flags before anything is written.
+ * An unchanged frontend's count is the mirror's.
  */
 int kb_bpf_fits(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len)
 {
 	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
-	struct kb_index feix = { 0 }, epix = { 0 };
+	struct kb_index feix = { 0 };
 	struct kb_frontend_key *keys = NULL;
-	struct kb_ep_ident *ids = NULL;
 	size_t neps = 0, nkeys = 0, hole, i;
 	__u64 slots = 0;
 	__u32 maxfe = d->fe_ids.max < d->max_frontends ? d->fe_ids.max : d->max_frontends;
 	int err;
 
-	for (i = 0; i < c->nfes; i++)
-		neps += c->fes[i].neps;
 	keys = calloc(c->nfes ? c->nfes : 1, sizeof(*keys));
-	ids = calloc(neps ? neps : 1, sizeof(*ids));
-	err = !keys || !ids ? -ENOMEM : 0;
-	err = err ?: kb_index_init(&feix, c->nfes);
-	err = err ?: kb_index_init(&epix, neps);
+	err = !keys ? -ENOMEM : kb_index_init(&feix, c->nfes);
 	if (err) {
 		snprintf(why, len, "failed to count what the applied set needs: %s", strerror(-err));
 		goto out;
 	}
-	neps = 0;
 	for (i = 0; i < c->nfes; i++) {
 		const struct kb_cfrontend *cf = &c->fes[i];
+		long old;
 
 		if (kb_index_find(&feix, &cf->key, sizeof(cf->key), keys, sizeof(*keys), &hole) >= 0)
 			continue;	/* a duplicate: the apply ignores it */
 		keys[nkeys] = cf->key;
 		feix.tab[hole] = (__u32)++nkeys;
 		slots += cf->nslots;
-		for (size_t k = 0; k < cf->neps; k++) {
-			kb_cendpoint_ident(cf, &cf->eps[k], &ids[neps]);
-			if (kb_index_find(&epix, &ids[neps], sizeof(*ids), ids, sizeof(*ids), &hole) >= 0)
-				continue;
-			epix.tab[hole] = (__u32)++neps;
-		}
+		old = kb_fe_lookup(d, &cf->key);
+		neps += old >= 0 && kb_fe_same(&d->fes[old], cf) ? d->fes[old].nids : kb_distinct_eps(cf);
 	}
 	err = -ENOSPC;
 	if (nkeys > maxfe)
@@ -186,65 +138,171 @@ int kb_bpf_fits(struct kb_dataplane *dp, const struct kb_compiled *c, char *why,
 		err = 0;
 out:
 	kb_index_free(&feix);
-	kb_index_free(&epix);
 	free(keys);
-	free(ids);
 	return err;
 }
 
+/* Endpoint ids taken by this apply, given back if it stops before writing. */
+struct kb_fresh {
+	__u32 *v;
+	size_t n, cap;
+};
+
+static int kb_fresh_push(struct kb_fresh *f, __u32 id)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		__u32 *v = realloc(f->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n++] = id;
+	return 0;
+}
+
+/*
+ * The mirror entry of a changed or new frontend, no kernel writes: its
+ * endpoints keep the ids they had in of (the mirror of the same key), new
+ * ones get fresh ids; the slots are what the run will hold.
+ */
+static int kb_fe_build(struct kb_bpf_dataplane *d, const struct kb_cfrontend *cf, const struct kb_fe_state *of,
+		       struct kb_fe_state *nf, struct kb_fresh *fresh)
+{
+	int err;
+
+	memset(nf, 0, sizeof(*nf));
+	nf->key = cf->key;
+	nf->val.nslots = cf->nslots;
+	nf->val.lb = (__u8)cf->lb;
+	nf->val.frontend_id = of ? of->val.frontend_id : UINT32_MAX;
+	nf->val.slot_base = of ? of->val.slot_base : 0;	/* kept if the slots are unchanged */
+	nf->eps = calloc(cf->neps ? cf->neps : 1, sizeof(*nf->eps));
+	nf->slots = calloc(cf->nslots ? cf->nslots : 1, sizeof(*nf->slots));
+	if (!nf->eps || !nf->slots)
+		return -ENOMEM;
+	/*
+	 * Every endpoint gets an id, also one that holds no slot now (a standby
+	 * priority, a drained endpoint), so its counters survive while it waits.
+	 */
+	for (size_t k = 0; k < cf->neps; k++) {
+		struct kb_fe_ep *e = &nf->eps[k];
+		long dup, o;
+
+		kb_fe_ep_of(&cf->eps[k], e);
+		dup = kb_fe_ep_find(nf, e, SIZE_MAX);
+		if (e->path && !(e->path = strdup(e->path)))
+			return -ENOMEM;
+		nf->neps++;
+		if (dup >= 0) {
+			e->id = nf->eps[dup].id;
+			continue;
+		}
+		e->owner = true;
+		nf->nids++;
+		o = of ? kb_fe_ep_find(of, e, k) : -1;
+		if (o >= 0 && of->eps[o].owner) {
+			e->id = of->eps[o].id;
+			continue;
+		}
+		err = kb_id_get(&d->ep_ids, &e->id);
+		if (err) {
+			kb_err("failed to apply endpoints: more than %u distinct endpoints", d->max_endpoints);
+			return err;
+		}
+		err = kb_fresh_push(fresh, e->id);
+		if (err) {
+			kb_id_put(&d->ep_ids, e->id);
+			return err;
+		}
+	}
+	for (__u32 s = 0; s < cf->nslots; s++) {
+		const struct kb_fe_ep *e;
+		struct kb_slot *sl = &nf->slots[s];
+
+		if (cf->slots[s] >= cf->neps) {
+			kb_err("failed to apply frontend %s:%u: slot %u names no endpoint", cf->address, cf->port, s);
+			return -EINVAL;
+		}
+		e = &nf->eps[cf->slots[s]];
+		memcpy(sl->ip, e->ip, sizeof(sl->ip));
+		sl->port = e->port;
+		sl->family = e->family;
+		sl->kind = e->kind;
+		sl->endpoint_id = e->id;
+	}
+	return 0;
+}
+
+/* Give back the ids of of's endpoints that nf (NULL: the frontend goes) no longer has. */
+static void kb_put_gone_ids(struct kb_bpf_dataplane *d, const struct kb_fe_state *of, const struct kb_fe_state *nf)
+{
+	for (__u32 k = 0; k < of->neps; k++) {
+		const struct kb_fe_ep *e = &of->eps[k];
+
+		if (e->owner && (!nf || kb_fe_ep_find(nf, e, k) < 0))
+			kb_id_put(&d->ep_ids, e->id);
+	}
+}
+
+static bool kb_addr_in(const struct kb_index *ix, const struct kb_addr_key *base, const struct kb_addr_key *a,
+		       size_t *hole)
+{
+	return ix->cap && kb_index_find(ix, a, sizeof(*a), base, sizeof(*base), hole) >= 0;
+}
+
+/*
+ * Program c against the mirror: a frontend the mirror shows unchanged
+ * (kb_fe_same) costs no system call; a changed one gets a fresh run and one
+ * value swap; a frontend that went is deleted. System calls are thus
+ * O(changed frontends), and the comparison a few ms at 10,000.
+ */
 int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 {
 	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)dp;
-	struct kb_index feix = { 0 }, epix = { 0 }, nfeix = { 0 }, nepix = { 0 };
+	struct kb_index nfeix = { 0 }, naix = { 0 }, oaix = { 0 };
 	struct kb_fe_state *nfes = NULL;
-	struct kb_ep_state *neps = NULL;
-	struct kb_addr_key *akeys = NULL;
-	__u32 *avals = NULL;
-	size_t nnfes = 0, nneps = 0, naddr = 0, totslots = 0, i, hole;
-	bool *matched = NULL, *changed = NULL, *fresh_ep = NULL;
+	struct kb_addr_key *naddrs = NULL;
+	struct kb_fresh fresh = { 0 };
+	size_t nnfes = 0, nna = 0, i, hole;
+	long *from = NULL;
+	bool *matched = NULL, *moved = NULL, *changed = NULL;
 	__u64 freeslots = 0, needslots = 0;
-	int fefd = bpf_map__fd(d->skel->maps.frontends);
+	int fefd = bpf_map__fd(d->skel->maps.frontends), afd = bpf_map__fd(d->skel->maps.frontend_addrs);
 	int err = 0;
 
-	/* Sized for every slot and every endpoint: both may add to neps. */
-	for (i = 0; i < c->nfes; i++)
-		totslots += c->fes[i].nslots + c->fes[i].neps;
 	if (c->nfes > d->max_frontends) {
 		err = -ENOSPC;
 		kb_err("failed to apply %zu frontends: the frontends map holds %u", c->nfes, d->max_frontends);
 		return err;
 	}
-
 	nfes = calloc(c->nfes ? c->nfes : 1, sizeof(*nfes));
-	neps = calloc(totslots ? totslots : 1, sizeof(*neps));
-	akeys = calloc(c->nfes ? c->nfes : 1, sizeof(*akeys));
-	avals = calloc(c->nfes ? c->nfes : 1, sizeof(*avals));
-	matched = calloc(d->nfes ? d->nfes : 1, sizeof(*matched));
+	naddrs = calloc(c->nfes ? c->nfes : 1, sizeof(*naddrs));
+	from = calloc(c->nfes ? c->nfes : 1, sizeof(*from));
 	changed = calloc(c->nfes ? c->nfes : 1, sizeof(*changed));
-	fresh_ep = calloc(totslots ? totslots : 1, sizeof(*fresh_ep));
-	if (!nfes || !neps || !akeys || !avals || !matched || !changed || !fresh_ep) {
+	matched = calloc(d->nfes ? d->nfes : 1, sizeof(*matched));
+	moved = calloc(d->nfes ? d->nfes : 1, sizeof(*moved));
+	if (!nfes || !naddrs || !from || !changed || !matched || !moved) {
 		err = -ENOMEM;
 		goto out_fail;
 	}
-	err = kb_index_init(&feix, d->nfes);
-	err = err ?: kb_index_init(&epix, d->neps);
-	err = err ?: kb_index_init(&nfeix, c->nfes);
-	err = err ?: kb_index_init(&nepix, totslots);
+	err = kb_index_init(&nfeix, c->nfes);
+	err = err ?: kb_index_init(&naix, c->nfes);
+	err = err ?: kb_index_init(&oaix, d->naddrs);
 	if (err)
 		goto out_fail;
-	for (i = 0; i < d->nfes; i++) {
-		kb_index_find(&feix, &d->fes[i].key, sizeof(d->fes[i].key), d->fes, sizeof(*d->fes), &hole);
-		feix.tab[hole] = (__u32)i + 1;
-	}
-	for (i = 0; i < d->neps; i++) {
-		kb_ep_find(d, &epix, &d->eps[i].ident, &hole);
-		epix.tab[hole] = (__u32)i + 1;
+	for (i = 0; i < d->naddrs; i++) {
+		kb_index_find(&oaix, &d->addrs[i], sizeof(*d->addrs), d->addrs, sizeof(*d->addrs), &hole);
+		oaix.tab[hole] = (__u32)i + 1;
 	}
 
-	/* Pass 1, no kernel writes: build the new mirror, reusing ids and unchanged runs. */
+	/* Pass 1, no kernel writes: the new mirror; unchanged frontends move over as they are. */
 	for (i = 0; i < c->nfes; i++) {
 		const struct kb_cfrontend *cf = &c->fes[i];
-		struct kb_fe_state *nf;
+		struct kb_fe_state *nf, *of;
+		struct kb_addr_key a;
 		long old;
 
 		if (kb_index_find(&nfeix, &cf->key, sizeof(cf->key), nfes, sizeof(*nfes), &hole) >= 0) {
@@ -252,81 +310,34 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 			continue;
 		}
 		nfeix.tab[hole] = (__u32)nnfes + 1;
-		nf = &nfes[nnfes++];
-		nf->key = cf->key;
-		nf->val.nslots = cf->nslots;
-		nf->val.lb = (__u8)cf->lb;
-		nf->val.frontend_id = UINT32_MAX;
-		if (cf->nslots) {
-			nf->slots = calloc(cf->nslots, sizeof(*nf->slots));
-			if (!nf->slots) {
-				err = -ENOMEM;
-				goto out_fail;
-			}
+		kb_addr_of(&cf->key, &a);
+		if (kb_index_find(&naix, &a, sizeof(a), naddrs, sizeof(*naddrs), &hole) < 0) {
+			naddrs[nna] = a;
+			naix.tab[hole] = (__u32)++nna;
 		}
-		/*
-		 * Every endpoint gets an id, also one that holds no slot now (a
-		 * standby priority, a drained endpoint), so its counters survive
-		 * while it waits.
-		 */
-		for (size_t k = 0; k < cf->neps; k++) {
-			struct kb_ep_ident id;
-
-			kb_cendpoint_ident(cf, &cf->eps[k], &id);
-			if (kb_index_find(&nepix, &id, sizeof(id), neps, sizeof(*neps), &hole) < 0) {
-				long o = kb_ep_find(d, &epix, &id, &(size_t){ 0 });
-
-				neps[nneps].ident = id;
-				neps[nneps].id = o >= 0 ? d->eps[o].id : UINT32_MAX;
-				nepix.tab[hole] = (__u32)++nneps;
-			}
-		}
-		for (__u32 s = 0; s < cf->nslots; s++) {
-			const struct kb_cendpoint *ep = &cf->eps[cf->slots[s]];
-			struct kb_slot *sl = &nf->slots[s];
-			struct kb_ep_ident id;
-			long e;
-
-			kb_cendpoint_ident(cf, ep, &id);
-			memcpy(sl->ip, id.ip, sizeof(sl->ip));
-			sl->port = id.port;
-			sl->family = id.family;
-			sl->kind = id.kind;
-			e = kb_index_find(&nepix, &id, sizeof(id), neps, sizeof(*neps), &hole);
-			if (e < 0) {
-				long o = kb_ep_find(d, &epix, &id, &(size_t){ 0 });
-
-				e = (long)nneps++;
-				neps[e].ident = id;
-				neps[e].id = o >= 0 ? d->eps[o].id : UINT32_MAX;
-				nepix.tab[hole] = (__u32)e + 1;
-			}
-			sl->endpoint_id = (__u32)e;	/* fixed up below, once ids exist */
-		}
-		old = kb_index_find(&feix, &cf->key, sizeof(cf->key), d->fes, sizeof(*d->fes), &hole);
-		if (old >= 0) {
+		nf = &nfes[nnfes];
+		old = kb_fe_lookup(d, &cf->key);
+		of = old >= 0 ? &d->fes[old] : NULL;
+		from[nnfes++] = old;
+		if (of)
 			matched[old] = true;
-			nf->val.frontend_id = d->fes[old].val.frontend_id;
-			nf->val.slot_base = d->fes[old].val.slot_base;	/* kept if unchanged */
-		}
-		kb_addr_of(&cf->key, &akeys[naddr]);
-		avals[naddr++] = 1;
-	}
-
-	/* Endpoint ids: kept for known endpoints; new ones are zeroed once the apply is known to fit. */
-	for (i = 0; i < nneps; i++) {
-		if (neps[i].id != UINT32_MAX)
+		if (of && kb_fe_same(of, cf)) {
+			*nf = *of;
+			moved[old] = true;
 			continue;
-		err = kb_id_get(&d->ep_ids, &neps[i].id);
+		}
+		err = kb_fe_build(d, cf, of, nf, &fresh);
 		if (err) {
-			kb_err("failed to apply endpoints: more than %u distinct endpoints", d->max_endpoints);
+			kb_fe_state_free(nf);
+			nnfes--;
+			if (err != -ENOSPC && err != -EINVAL)
+				kb_fail(err, "apply", "frontends");
 			goto out_put_ids;
 		}
-		fresh_ep[i] = true;
+		changed[nnfes - 1] = !(of && of->val.lb == nf->val.lb && !of->val.flags &&
+				       of->val.nslots == nf->val.nslots &&
+				       (!nf->val.nslots || !memcmp(of->slots, nf->slots, nf->val.nslots * sizeof(*nf->slots))));
 	}
-	for (i = 0; i < nnfes; i++)
-		for (__u32 s = 0; s < nfes[i].val.nslots; s++)
-			nfes[i].slots[s].endpoint_id = neps[nfes[i].slots[s].endpoint_id].id;
 
 	/*
 	 * Capacity, checked before any write so that a too-big apply changes
@@ -341,17 +352,11 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 		if (!matched[i])
 			freeslots += d->fes[i].val.nslots;
 	for (i = 0; i < nnfes; i++) {
-		struct kb_fe_state *nf = &nfes[i];
-		long old = kb_index_find(&feix, &nf->key, sizeof(nf->key), d->fes, sizeof(*d->fes), &hole);
-		struct kb_fe_state *of = old >= 0 ? &d->fes[old] : NULL;
-
-		changed[i] = !(of && of->val.lb == nf->val.lb && of->val.nslots == nf->val.nslots &&
-			       (!nf->val.nslots ||
-				!memcmp(of->slots, nf->slots, nf->val.nslots * sizeof(*nf->slots))));
-		if (changed[i])
-			needslots += nf->val.nslots;
-		if (changed[i] && of)
-			freeslots += of->val.nslots;
+		if (!changed[i])
+			continue;
+		needslots += nfes[i].val.nslots;
+		if (from[i] >= 0)
+			freeslots += d->fes[from[i]].val.nslots;
 	}
 	if (needslots > freeslots) {
 		err = -ENOSPC;
@@ -359,26 +364,24 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 		       (unsigned long long)needslots, (unsigned long long)freeslots, d->max_slots);
 		goto out_put_ids;
 	}
-	for (i = 0; i < nneps; i++) {
-		if (!fresh_ep[i])
-			continue;
-		err = kb_zero_percpu(d->skel->maps.endpoint_stats, neps[i].id, d->ncpus);
+	for (i = 0; i < fresh.n; i++) {
+		err = kb_zero_percpu(d->skel->maps.endpoint_stats, fresh.v[i], d->ncpus);
 		if (err) {
 			err = kb_fail(err, "zero", "endpoint counters");
 			goto out_put_ids;
 		}
 	}
 
-	/* Frontend addresses go in before the frontends that need them. */
-	{
-		/* Add-only pass: deletes wait until the frontends are gone. */
-		int afd = bpf_map__fd(d->skel->maps.frontend_addrs);
+	/* Frontend addresses go in before the frontends that need them; deletes wait until the frontends are gone. */
+	for (i = 0; i < nna; i++) {
+		__u32 one = 1;
 
-		for (i = 0; i < naddr; i++)
-			if (bpf_map_update_elem(afd, &akeys[i], &avals[i], BPF_NOEXIST) && errno != EEXIST) {
-				err = kb_fail(-errno, "update", "frontend_addrs map");
-				goto out_put_ids;
-			}
+		if (kb_addr_in(&oaix, d->addrs, &naddrs[i], &hole))
+			continue;
+		if (bpf_map_update_elem(afd, &naddrs[i], &one, BPF_ANY)) {
+			err = kb_fail(-errno, "update", "frontend_addrs map");
+			goto out_partial;
+		}
 	}
 
 	/* Frontends that are gone go first, so that their runs can serve the new ones after the grace period. */
@@ -392,18 +395,25 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 		kb_runs_push(&d->retired_runs, d->fes[i].val.slot_base, d->fes[i].val.nslots, kb_now_ns());
 		kb_id_put(&d->fe_ids, d->fes[i].val.frontend_id);
 	}
+	for (i = 0; i < d->nstale; i++) {
+		if (kb_index_find(&nfeix, &d->stale[i], sizeof(d->stale[i]), nfes, sizeof(*nfes), &hole) >= 0)
+			continue;	/* rewritten below, as a new frontend */
+		if (bpf_map_delete_elem(fefd, &d->stale[i]) && errno != ENOENT) {
+			err = kb_fail(-errno, "delete", "frontend");
+			goto out_partial;
+		}
+	}
 	/* Pass 2: publish each changed frontend: new run first, then one value update. */
 	for (i = 0; i < nnfes; i++) {
 		struct kb_fe_state *nf = &nfes[i];
-		long old = kb_index_find(&feix, &nf->key, sizeof(nf->key), d->fes, sizeof(*d->fes), &hole);
-		struct kb_fe_state *of = old >= 0 ? &d->fes[old] : NULL;
-		bool fresh_id = nf->val.frontend_id == UINT32_MAX;
+		struct kb_fe_state *of = from[i] >= 0 ? &d->fes[from[i]] : NULL;
 
 		if (!changed[i]) {
-			nf->val = of->val;
+			if (of && !moved[from[i]])
+				nf->val = of->val;	/* new endpoint ids only: the run stays */
 			continue;
 		}
-		if (fresh_id) {
+		if (nf->val.frontend_id == UINT32_MAX) {
 			err = kb_id_get(&d->fe_ids, &nf->val.frontend_id);
 			if (err) {
 				kb_err("failed to apply frontend %u: no frontend id left", (unsigned)i);
@@ -437,25 +447,39 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 			kb_runs_push(&d->retired_runs, of->val.slot_base, of->val.nslots, kb_now_ns());
 	}
 
-	for (i = 0; i < d->neps; i++)
-		if (kb_index_find(&nepix, &d->eps[i].ident, sizeof(d->eps[i].ident), neps, sizeof(*neps), &hole) < 0)
-			kb_id_put(&d->ep_ids, d->eps[i].id);
+	for (i = 0; i < d->naddrs; i++) {
+		if (kb_addr_in(&naix, naddrs, &d->addrs[i], &hole))
+			continue;
+		if (bpf_map_delete_elem(afd, &d->addrs[i]) && errno != ENOENT) {
+			err = kb_fail(-errno, "prune", "frontend_addrs map");
+			goto out_partial;
+		}
+	}
 
-	err = kb_sync_hash(d->skel->maps.frontend_addrs, akeys, avals, naddr);
-	if (err)
-		err = kb_fail(err, "prune", "frontend_addrs map");
-
-	/* The new mirror replaces the old one. */
-	for (i = 0; i < d->nfes; i++)
-		free(d->fes[i].slots);
+	/* The new mirror replaces the old one; endpoint ids no frontend holds any more go back. */
+	for (i = 0; i < nnfes; i++)
+		if (from[i] >= 0 && !moved[from[i]])
+			kb_put_gone_ids(d, &d->fes[from[i]], &nfes[i]);
+	for (i = 0; i < d->nfes; i++) {
+		if (!matched[i])
+			kb_put_gone_ids(d, &d->fes[i], NULL);
+		if (!moved[i])
+			kb_fe_state_free(&d->fes[i]);
+	}
 	free(d->fes);
-	free(d->eps);
+	free(d->addrs);
+	free(d->stale);
+	d->stale = NULL;
+	d->nstale = 0;
 	d->fes = nfes;
 	d->nfes = nnfes;
-	d->eps = neps;
-	d->neps = nneps;
+	d->addrs = naddrs;
+	d->naddrs = nna;
+	d->neps = 0;
+	for (i = 0; i < nnfes; i++)
+		d->neps += nfes[i].nids;
 	nfes = NULL;
-	neps = NULL;
+	naddrs = NULL;
 	if (kb_reindex(d) && !err)
 		err = kb_fail(-ENOMEM, "index", "dataplane state");
 	goto out;
@@ -465,13 +489,7 @@ out_partial:
 	 * Each frontend already published is whole; the mirror must match the
 	 * maps, so adopt them again rather than guess.
 	 */
-	for (i = 0; i < d->nfes; i++)
-		free(d->fes[i].slots);
-	free(d->fes);
-	free(d->eps);
-	d->fes = NULL;
-	d->eps = NULL;
-	d->nfes = d->neps = 0;
+	kb_mirror_free(d);
 	d->free_runs.n = d->retired_runs.n = 0;
 	d->fe_ids.next = d->ep_ids.next = 0;
 	d->fe_ids.nfree = d->ep_ids.nfree = 0;
@@ -479,26 +497,26 @@ out_partial:
 		kb_err("failed to rebuild dataplane state: maps may hold unreachable runs");
 	goto out;
 out_put_ids:
-	for (i = 0; i < nneps; i++)
-		if (fresh_ep[i])
-			kb_id_put(&d->ep_ids, neps[i].id);
+	for (i = 0; i < fresh.n; i++)
+		kb_id_put(&d->ep_ids, fresh.v[i]);
 	goto out;
 out_fail:
 	kb_fail(err, "apply", "frontends");
 out:
+	/* Entries moved from the old mirror belong to it (or were freed with it above). */
 	if (nfes)
 		for (i = 0; i < nnfes; i++)
-			free(nfes[i].slots);
+			if (!(from[i] >= 0 && moved[from[i]]))
+				kb_fe_state_free(&nfes[i]);
 	free(nfes);
-	free(neps);
-	free(akeys);
-	free(avals);
-	free(matched);
+	free(naddrs);
+	free(from);
 	free(changed);
-	free(fresh_ep);
-	kb_index_free(&feix);
-	kb_index_free(&epix);
+	free(matched);
+	free(moved);
+	free(fresh.v);
 	kb_index_free(&nfeix);
-	kb_index_free(&nepix);
+	kb_index_free(&naix);
+	kb_index_free(&oaix);
 	return err;
 }

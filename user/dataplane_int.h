@@ -24,31 +24,37 @@ struct kb_index {
 	size_t cap;	/* power of two */
 };
 
-/* ---- state mirrored from the maps ---- */
-
-struct kb_fe_state {
-	struct kb_frontend_key key;	/* first: the index compares it */
-	struct kb_frontend val;
-	struct kb_slot *slots;		/* copy of the run, val.nslots long */
-};
+/* ---- state mirrored from the maps: the shadow an apply compares against instead of the kernel ---- */
 
 /*
- * What identifies an endpoint for endpoint_id: the frontend it serves and its
- * address, so counters are per frontend and endpoint. Unix endpoints are told
- * apart by path.
+ * One endpoint of a programmed frontend, as its slots carry it (an IP
+ * endpoint, or a unix one through its bridge listener, told apart by path)
+ * and the id of its counters. Counters are per frontend and endpoint.
  */
-struct kb_ep_ident {
-	struct kb_frontend_key fe;
+struct kb_fe_ep {
 	__u32 ip[4];
 	__u16 port;	/* network order */
 	__u8 family;
 	__u8 kind;
-	char path[108];
+	__u32 id;	/* endpoint_stats id */
+	bool owner;	/* the first of its identity in the frontend: it holds the id */
+	char *path;	/* unix: the socket path (owned); NULL otherwise and after adoption */
 };
 
-struct kb_ep_state {
-	struct kb_ep_ident ident;	/* first: the index compares it */
-	__u32 id;
+/*
+ * A programmed frontend: the value and the run of slots written for it, and
+ * its endpoints in the compile's order, so that an apply recognises an
+ * unchanged frontend without a system call. After adoption (a restart, a
+ * failed apply) it is rebuilt from the maps, so it never claims more than
+ * the kernel holds.
+ */
+struct kb_fe_state {
+	struct kb_frontend_key key;	/* first: the index compares it */
+	struct kb_frontend val;
+	struct kb_slot *slots;		/* copy of the run, val.nslots long */
+	struct kb_fe_ep *eps;		/* neps long */
+	__u32 neps;
+	__u32 nids;			/* owners among eps: the endpoint ids it holds */
 };
 
 struct kb_run {
@@ -79,11 +85,14 @@ struct kb_bpf_dataplane {
 
 	struct kb_fe_state *fes;
 	size_t nfes;
-	struct kb_ep_state *eps;
-	size_t neps;
+	size_t neps;			/* endpoint ids held: the sum of fes[].nids */
+	struct kb_addr_key *addrs;	/* what frontend_addrs holds */
+	size_t naddrs;
+	struct kb_frontend_key *stale;	/* pinned frontends adoption could not mirror: the next apply deletes them */
+	size_t nstale;
 	struct kb_runs free_runs, retired_runs;
 	struct kb_ids fe_ids, ep_ids;
-	struct kb_index feix, epix;	/* over fes / eps, for the stats lookups */
+	struct kb_index feix;		/* over fes, for apply and the stats lookups */
 };
 
 /* dataplane.c: log "failed to <verb> <object>: ..." and return err as a negative errno (-EIO for 0). */
@@ -116,6 +125,9 @@ int kb_map_batches(int fd, size_t ksz, size_t vsz, int (*chunk)(void *ctx, void 
 int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c);
 int kb_bpf_fits(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len);
 
+/* dataplane_verify.c: kb_dataplane_ops.verify, reading the maps back from the kernel. */
+int kb_bpf_verify(struct kb_dataplane *dp, const struct kb_compiled *c, kb_verify_diff_fn diff, void *ctx);
+
 /* dataplane_state.c: the index. */
 int kb_index_init(struct kb_index *ix, size_t n);
 void kb_index_free(struct kb_index *ix);
@@ -133,8 +145,17 @@ int kb_id_put(struct kb_ids *ids, __u32 id);
 
 /* dataplane_state.c: the mirror. */
 int kb_reindex(struct kb_bpf_dataplane *d);
-int kb_ep_find(struct kb_bpf_dataplane *d, const struct kb_index *ix, const struct kb_ep_ident *id, size_t *hole);
-void kb_cendpoint_ident(const struct kb_cfrontend *cf, const struct kb_cendpoint *ep, struct kb_ep_ident *id);
+/* The endpoint as slots carry it; path borrowed from ep (not owned). */
+void kb_fe_ep_of(const struct kb_cendpoint *ep, struct kb_fe_ep *out);
+bool kb_fe_ep_eq(const struct kb_fe_ep *a, const struct kb_fe_ep *b);
+/* The index in fs->eps of the endpoint equal to e, trying hint first; -1 if none. */
+long kb_fe_ep_find(const struct kb_fe_state *fs, const struct kb_fe_ep *e, size_t hint);
+/* Whether cf programs exactly what fs holds (value, slots, endpoints and their order): nothing to write. */
+bool kb_fe_same(const struct kb_fe_state *fs, const struct kb_cfrontend *cf);
+/* Free what fs owns (slots, endpoints, paths). */
+void kb_fe_state_free(struct kb_fe_state *fs);
+/* Drop the whole mirror (not the maps). */
+void kb_mirror_free(struct kb_bpf_dataplane *d);
 /* Rebuild the mirror, free runs and free ids from the pinned maps. */
 int kb_adopt_state(struct kb_bpf_dataplane *d);
 

@@ -208,64 +208,109 @@ int kb_id_put(struct kb_ids *ids, __u32 id)
 
 /* ---- the mirror ---- */
 
-/* Index the mirror by frontend key and endpoint identity, for the stats calls. */
+/* Index the mirror by frontend key, for apply and the stats calls. */
 int kb_reindex(struct kb_bpf_dataplane *d)
 {
 	size_t i, hole;
 	int err;
 
 	kb_index_free(&d->feix);
-	kb_index_free(&d->epix);
 	err = kb_index_init(&d->feix, d->nfes);
-	err = err ?: kb_index_init(&d->epix, d->neps);
 	if (err)
 		return err;
 	for (i = 0; i < d->nfes; i++) {
 		kb_index_find(&d->feix, &d->fes[i].key, sizeof(d->fes[i].key), d->fes, sizeof(*d->fes), &hole);
 		d->feix.tab[hole] = (__u32)i + 1;
 	}
-	for (i = 0; i < d->neps; i++) {
-		kb_index_find(&d->epix, &d->eps[i].ident, sizeof(d->eps[i].ident), d->eps, sizeof(*d->eps), &hole);
-		d->epix.tab[hole] = (__u32)i + 1;
-	}
 	return 0;
 }
 
-int kb_ep_find(struct kb_bpf_dataplane *d, const struct kb_index *ix, const struct kb_ep_ident *id,
-	       size_t *hole)
+void kb_fe_ep_of(const struct kb_cendpoint *ep, struct kb_fe_ep *out)
 {
-	return (int)kb_index_find(ix, id, sizeof(*id), d->eps, sizeof(*d->eps), hole);
-}
-
-static void kb_slot_ident(const struct kb_frontend_key *fe, const struct kb_slot *s, struct kb_ep_ident *id)
-{
-	memset(id, 0, sizeof(*id));
-	id->fe = *fe;
-	memcpy(id->ip, s->ip, sizeof(id->ip));
-	id->port = s->port;
-	id->family = s->family;
-	id->kind = s->kind;
-}
-
-/* A compiled endpoint's identity, as its slots and the mirror record it. */
-void kb_cendpoint_ident(const struct kb_cfrontend *cf, const struct kb_cendpoint *ep, struct kb_ep_ident *id)
-{
-	memset(id, 0, sizeof(*id));
-	id->fe = cf->key;
+	memset(out, 0, sizeof(*out));
+	memcpy(out->ip, ep->ip, sizeof(out->ip));
+	out->port = htons(ep->port);
 	if (ep->type == KB_EP_UNIX) {
 		/* The slot carries the bridge listener (127.0.0.1:port); port 0 (no bridge) is refused. */
-		id->kind = KB_SLOT_BRIDGE;
-		id->family = AF_INET;
-		memcpy(id->ip, ep->ip, sizeof(id->ip));
-		id->port = htons(ep->port);
-		if (ep->address)
-			snprintf(id->path, sizeof(id->path), "%s", ep->address);
+		out->kind = KB_SLOT_BRIDGE;
+		out->family = AF_INET;
+		out->path = ep->address;
 		return;
 	}
-	memcpy(id->ip, ep->ip, sizeof(id->ip));
-	id->port = htons(ep->port);
-	id->family = ep->family;
-	id->kind = KB_SLOT_IP;
+	out->family = ep->family;
+	out->kind = KB_SLOT_IP;
+}
+
+bool kb_fe_ep_eq(const struct kb_fe_ep *a, const struct kb_fe_ep *b)
+{
+	if (memcmp(a->ip, b->ip, sizeof(a->ip)) || a->port != b->port || a->family != b->family || a->kind != b->kind)
+		return false;
+	/* An adopted endpoint has no path: it matches none, so its frontend is written again. */
+	return a->path && b->path ? !strcmp(a->path, b->path) : !a->path && !b->path;
+}
+
+long kb_fe_ep_find(const struct kb_fe_state *fs, const struct kb_fe_ep *e, size_t hint)
+{
+	if (hint < fs->neps && kb_fe_ep_eq(&fs->eps[hint], e))
+		return (long)hint;
+	for (size_t i = 0; i < fs->neps; i++)
+		if (kb_fe_ep_eq(&fs->eps[i], e))
+			return (long)i;
+	return -1;
+}
+
+static bool kb_slot_is(const struct kb_slot *s, const struct kb_fe_ep *e)
+{
+	return !memcmp(s->ip, e->ip, sizeof(s->ip)) && s->port == e->port && s->family == e->family &&
+	       s->kind == e->kind && s->endpoint_id == e->id;
+}
+
+/*
+ * Exact, not a hash: the same value, endpoints in the same order, and each
+ * slot what the compile's slot index names with that endpoint's id. A few
+ * comparisons per slot, so 10,000 unchanged frontends take well under a
+ * millisecond each pass.
+ */
+bool kb_fe_same(const struct kb_fe_state *fs, const struct kb_cfrontend *cf)
+{
+	struct kb_fe_ep e;
+
+	if (fs->val.lb != (__u8)cf->lb || fs->val.flags || fs->val.nslots != cf->nslots || fs->neps != cf->neps)
+		return false;
+	for (size_t k = 0; k < cf->neps; k++) {
+		kb_fe_ep_of(&cf->eps[k], &e);
+		if (!kb_fe_ep_eq(&fs->eps[k], &e))
+			return false;
+	}
+	for (__u32 s = 0; s < cf->nslots; s++)
+		if (cf->slots[s] >= fs->neps || !kb_slot_is(&fs->slots[s], &fs->eps[cf->slots[s]]))
+			return false;
+	return true;
+}
+
+void kb_fe_state_free(struct kb_fe_state *fs)
+{
+	for (__u32 k = 0; k < fs->neps; k++)
+		free(fs->eps[k].path);
+	free(fs->eps);
+	free(fs->slots);
+	fs->eps = NULL;
+	fs->slots = NULL;
+	fs->neps = fs->nids = 0;
+}
+
+void kb_mirror_free(struct kb_bpf_dataplane *d)
+{
+	for (size_t i = 0; i < d->nfes; i++)
+		kb_fe_state_free(&d->fes[i]);
+	free(d->fes);
+	free(d->addrs);
+	free(d->stale);
+	d->fes = NULL;
+	d->addrs = NULL;
+	d->stale = NULL;
+	d->nfes = d->neps = d->naddrs = d->nstale = 0;
+	kb_index_free(&d->feix);
 }
 
 /* ---- adopting pinned state ---- */
@@ -290,9 +335,76 @@ static bool kb_rcu_grace(void)
 	return sysconf(_SC_NPROCESSORS_ONLN) > 1 && !syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
 }
 
+/* Remember a pinned frontend the mirror cannot hold, so that the next apply deletes or rewrites it. */
+static int kb_stale_push(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key)
+{
+	struct kb_frontend_key *v = realloc(d->stale, (d->nstale + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	d->stale = v;
+	d->stale[d->nstale++] = *key;
+	return 0;
+}
+
+/* The endpoints a pinned frontend's slots name, each once, owning the id its first slot carries when free. */
+static int kb_adopt_eps(struct kb_bpf_dataplane *d, struct kb_fe_state *fs, bool *ep_used)
+{
+	if (!fs->val.nslots)
+		return 0;
+	fs->eps = calloc(fs->val.nslots, sizeof(*fs->eps));
+	if (!fs->eps)
+		return -ENOMEM;
+	for (__u32 j = 0; j < fs->val.nslots; j++) {
+		const struct kb_slot *sl = &fs->slots[j];
+		struct kb_fe_ep e = { .port = sl->port, .family = sl->family, .kind = sl->kind };
+		__u32 eid = sl->endpoint_id;
+
+		memcpy(e.ip, sl->ip, sizeof(e.ip));
+		if (kb_fe_ep_find(fs, &e, fs->neps) >= 0)
+			continue;
+		/* An id out of range or held twice stays unowned: the next apply gives the endpoint a new one. */
+		e.owner = eid < d->max_endpoints && !ep_used[eid];
+		e.id = e.owner ? eid : UINT32_MAX;
+		fs->eps[fs->neps++] = e;
+		if (!e.owner)
+			continue;
+		ep_used[eid] = true;
+		fs->nids++;
+		d->neps++;
+		if (eid >= d->ep_ids.next)
+			d->ep_ids.next = eid + 1;
+	}
+	return 0;
+}
+
+static int kb_adopt_addrs(struct kb_bpf_dataplane *d)
+{
+	int fd = bpf_map__fd(d->skel->maps.frontend_addrs);
+	struct kb_addr_key key, next, *prev = NULL;
+	size_t cap = 0;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		if (d->naddrs == cap) {
+			struct kb_addr_key *v;
+
+			cap = cap ? cap * 2 : 256;
+			v = realloc(d->addrs, cap * sizeof(*v));
+			if (!v)
+				return -ENOMEM;
+			d->addrs = v;
+		}
+		d->addrs[d->naddrs++] = next;
+		key = next;
+		prev = &key;
+	}
+	return 0;
+}
+
 /*
  * Rebuild the user-space mirror from pinned maps, so that a restarted daemon
- * allocates around the runs that serve. Space between runs may have been
+ * allocates around the runs that serve and the shadow an apply compares
+ * against is what the kernel holds. Space between runs may have been
  * retired by the previous process a moment ago, so it starts out retired:
  * free after an RCU grace period, else after the one-second grace (without
  * which the first apply after a restart waits for that second).
@@ -301,8 +413,7 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 {
 	int fefd = bpf_map__fd(d->skel->maps.frontends), slfd = bpf_map__fd(d->skel->maps.slots);
 	struct kb_frontend_key key, next, *prev = NULL;
-	struct kb_index epix = { 0 };
-	size_t i, cap = 0, epcap = 0;
+	size_t i, cap = 0;
 	__u32 end = 0;
 	__u64 now = kb_now_ns();
 	int err = 0;
@@ -328,6 +439,9 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 		if (fs->val.nslots > d->max_slots || fs->val.slot_base > d->max_slots - fs->val.nslots ||
 		    fs->val.frontend_id >= d->max_frontends) {
 			kb_log_info("pinned frontend with a bad slot run or id dropped from the mirror");
+			err = kb_stale_push(d, &key);
+			if (err)
+				return err;
 			continue;
 		}
 		if (fs->val.nslots) {
@@ -337,12 +451,18 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 			for (i = 0; i < fs->val.nslots; i++) {
 				__u32 k = fs->val.slot_base + (__u32)i;
 
-				if (bpf_map_lookup_elem(slfd, &k, &fs->slots[i]))
+				if (bpf_map_lookup_elem(slfd, &k, &fs->slots[i])) {
+					free(fs->slots);
+					fs->slots = NULL;
 					return -errno;
+				}
 			}
 		}
 		d->nfes++;
 	}
+	err = kb_adopt_addrs(d);
+	if (err)
+		return err;
 
 	/* Free space: the gaps between the runs in use, retired now, or free at once after an RCU grace period. */
 	if (kb_rcu_grace())
@@ -377,34 +497,9 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 		fe_used[fs->val.frontend_id] = true;
 		if (fs->val.frontend_id >= d->fe_ids.next)
 			d->fe_ids.next = fs->val.frontend_id + 1;
-		epcap += fs->val.nslots;
-	}
-	err = kb_index_init(&epix, epcap);
-	if (err)
-		goto out;
-	d->eps = calloc(epcap ? epcap : 1, sizeof(*d->eps));
-	if (!d->eps) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < d->nfes; i++) {
-		struct kb_fe_state *fs = &d->fes[i];
-
-		for (__u32 j = 0; j < fs->val.nslots; j++) {
-			struct kb_ep_ident id;
-			size_t hole;
-			__u32 eid = fs->slots[j].endpoint_id;
-
-			kb_slot_ident(&fs->key, &fs->slots[j], &id);
-			if (kb_ep_find(d, &epix, &id, &hole) >= 0 || eid >= d->max_endpoints || ep_used[eid])
-				continue;
-			d->eps[d->neps].ident = id;
-			d->eps[d->neps].id = eid;
-			epix.tab[hole] = (__u32)++d->neps;
-			ep_used[eid] = true;
-			if (eid >= d->ep_ids.next)
-				d->ep_ids.next = eid + 1;
-		}
+		err = kb_adopt_eps(d, fs, ep_used);
+		if (err)
+			goto out;
 	}
 	for (__u32 id = d->fe_ids.next; id-- > 0;)
 		if (!fe_used[id] && (err = kb_id_put(&d->fe_ids, id)))
@@ -415,7 +510,6 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 	err = kb_reindex(d);
 	kb_log_debug("adopted %zu frontends and %zu endpoints from pinned maps", d->nfes, d->neps);
 out:
-	kb_index_free(&epix);
 	free(fe_used);
 	free(ep_used);
 	return err;

@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 
 #include "apply_scope.h"
+#include "control.h"
 #include "daemon_int.h"
 #include "manifest.h"
 
@@ -184,6 +185,12 @@ static void compare_compiled(struct diffs *df, const struct kb_compiled *have, c
 	}
 }
 
+/* One difference the dataplane found between the maps and the compile. */
+static void kernel_diff(void *ctx, const char *text)
+{
+	diff(ctx, "maps: %s", text);
+}
+
 /* The index maps each stored object's key to it, and nothing else to anything. */
 static void compare_index(struct diffs *df, struct daemon *d, struct kb_arena *a)
 {
@@ -209,6 +216,11 @@ struct json_object *kb_daemon_verify(struct daemon *d)
 	struct kb_model m;
 	long t0 = kb_now_ms();
 
+	if (d->nunaccounted) {
+		json_object_put(r);
+		json_object_put(df.arr);
+		return kb_ctl_error("verify: the stored state is not restored, so the pinned maps are not expected to hold it");
+	}
 	kb_model_init(&m);
 	for (size_t i = 0; i < d->state.nobjects; i++) {
 		const struct kb_meta *o = d->state.objects[i];
@@ -223,6 +235,14 @@ struct json_object *kb_daemon_verify(struct daemon *d)
 	compare_models(&df, &d->state, &m, &a);
 	compare_compiled(&df, &d->compiled, &c, &a);
 	compare_index(&df, d, &a);
+	/* What the kernel holds, read back from the maps (not the dataplane's shadow of them). */
+	if (d->dp->ops->verify) {
+		int err = d->dp->ops->verify(d->dp, &c, kernel_diff, &df);
+
+		if (err < 0)
+			diff(&df, "the maps could not be read back: %s", strerror(-err));
+	}
+	json_object_object_add(r, "mapsChecked", json_object_new_boolean(d->dp->ops->verify != NULL));
 	json_object_object_add(r, "ok", json_object_new_boolean(df.n == 0));
 	json_object_object_add(r, "objects", json_object_new_int64((int64_t)d->state.nobjects));
 	json_object_object_add(r, "frontends", json_object_new_int64((int64_t)d->compiled.nfes));

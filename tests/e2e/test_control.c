@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <bpf/bpf.h>
 #include <json-c/json.h>
 
 #include "e2e.h"
@@ -298,6 +299,63 @@ static void test_mixed_kinds_apply(void **state)
 	free(saved);
 	s = connect_n(20, false);
 	e2e_assert_no_failure(s);
+}
+
+/* A pinned map of the daemon's dataplane, opened by path. */
+static int daemon_map(const char *name)
+{
+	char path[PATH_MAX + 32];
+
+	snprintf(path, sizeof(path), "%s/%s", E.env.bpffs, name);
+	return bpf_obj_get(path);
+}
+
+/* The verify op: no difference on the state the daemon programmed; a slot written behind its back is named. */
+static void test_verify_op(void **state)
+{
+	struct json_object *reply, *diffs;
+	struct kb_frontend_key key = { .port = htons(FE_PORT), .family = AF_INET, .proto = KB_PROTO_TCP };
+	struct kb_frontend v;
+	struct kb_slot sl, was;
+	int fefd, slfd;
+	__u32 k;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	reply = ctl("verify", 10000);
+	assert_true(e2e_reply_ok(reply));
+	diffs = e2e_jget(reply, "differences");
+	if (!diffs || json_object_array_length(diffs) != 0 || e2e_jint(reply, "frontends") < 1)
+		fail_msg("verify on a programmed state: %s", json_object_to_json_string(reply));
+	json_object_put(reply);
+
+	inet_pton(AF_INET, FE_ADDR, key.ip);
+	fefd = daemon_map("frontends");
+	slfd = daemon_map("slots");
+	assert_true(fefd >= 0 && slfd >= 0);
+	assert_int_equal(bpf_map_lookup_elem(fefd, &key, &v), 0);
+	assert_true(v.nslots > 0);
+	k = v.slot_base;
+	assert_int_equal(bpf_map_lookup_elem(slfd, &k, &sl), 0);
+	was = sl;
+	inet_pton(AF_INET, "198.51.100.250", sl.ip);
+	assert_int_equal(bpf_map_update_elem(slfd, &k, &sl, BPF_ANY), 0);
+	reply = ctl("verify", 10000);
+	diffs = e2e_jget(reply, "differences");
+	if (e2e_reply_ok(reply) || !diffs || json_object_array_length(diffs) < 1 ||
+	    !strstr(json_object_get_string(json_object_array_get_idx(diffs, 0)),
+		    "maps: " FE_ADDR ":80/tcp: slot 0 is 198.51.100.250:8080, the compile says "))
+		fail_msg("verify after a slot was overwritten: %s", json_object_to_json_string(reply));
+	json_object_put(reply);
+	/* Put it back for the tests after this one: the daemon's shadow still holds the slot it wrote. */
+	assert_int_equal(bpf_map_update_elem(slfd, &k, &was, BPF_ANY), 0);
+	close(fefd);
+	close(slfd);
+	reply = ctl("verify", 10000);
+	diffs = e2e_jget(reply, "differences");
+	assert_true(e2e_reply_ok(reply) && diffs && json_object_array_length(diffs) == 0);
+	json_object_put(reply);
 }
 
 /* Garbage, non-JSON, oversized, truncated and foreign-uid requests: each is answered or dropped, and the daemon serves on. */
@@ -610,6 +668,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_refused_apply_changes_nothing, test_teardown),
 		cmocka_unit_test_teardown(test_mixed_kinds_apply, test_teardown),
 		cmocka_unit_test_teardown(test_bad_control_requests, test_teardown),
+		cmocka_unit_test_teardown(test_verify_op, test_teardown),
 		cmocka_unit_test_teardown(test_stalled_control_clients, stall_teardown),
 	};
 
