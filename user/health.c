@@ -281,6 +281,7 @@ void kb_health_sync(struct kb_health *h, const struct kb_compiled *c)
 		hl_probe_close(h, e);
 		hl_doom(h, &e->key);
 		free(e);
+		h->swept = false;	/* its kernel entries go at the next sync */
 	}
 	h->neps = n;
 	if (reindex(h))

@@ -28,11 +28,17 @@ void hl_sync_maps(struct kb_health *h)
 		return;
 	}
 	for (size_t i = 0; i < h->neps; i++) {
-		const struct hep *e = h->eps[i];
+		struct hep *e = h->eps[i];
 		__u32 th = e->threshold, cur;
 
 		if (e->key.proto != KB_PROTO_TCP)
 			continue;
+		/* Written before with the same settings: a change of 1 of 10,000 frontends makes no call here. */
+		if (e->synced && e->synced_passive == e->passive && e->synced_th == th)
+			continue;
+		e->synced = true;
+		e->synced_passive = e->passive;
+		e->synced_th = th;
 		bpf_map_update_elem(h->load_fd, &e->key, &zl, BPF_NOEXIST);
 		if (h->outcomes_fd >= 0)
 			bpf_map_update_elem(h->outcomes_fd, &e->key, zo, BPF_NOEXIST);
@@ -43,8 +49,8 @@ void hl_sync_maps(struct kb_health *h)
 		else if (bpf_map_lookup_elem(h->thresh_fd, &e->key, &cur) || cur != th)
 			bpf_map_update_elem(h->thresh_fd, &e->key, &th, BPF_ANY);
 	}
-	/* Entries of endpoints that are gone, also those a previous daemon left behind. */
-	while (!bpf_map_get_next_key(h->load_fd, prev, &next)) {
+	/* Entries of endpoints that are gone, also those a previous daemon left behind (once, then after each removal). */
+	while (!h->swept && !bpf_map_get_next_key(h->load_fd, prev, &next)) {
 		k = next;
 		prev = &k;
 		if (hl_find(h, &k))
@@ -69,6 +75,7 @@ void hl_sync_maps(struct kb_health *h)
 	}
 	free(stale);
 	free(zo);
+	h->swept = true;
 }
 
 /* ---- ejection ---- */

@@ -35,6 +35,9 @@ struct hep {
 	char addr[INET6_ADDRSTRLEN];
 	__u16 port;			/* host order */
 	bool seen;			/* in the table being synced */
+	/* What hl_sync_maps last wrote to the kernel for it, so an unchanged endpoint costs no system call. */
+	bool synced, synced_passive;
+	__u32 synced_th;
 
 	/* Active checks (healthCheck.active). */
 	bool active, http;
@@ -74,6 +77,7 @@ struct group {
 };
 
 struct kb_health {
+	bool swept;			/* the kernel's entries were checked for endpoints that are gone */
 	struct kb_loop *loop;
 	void (*changed)(void *ctx);
 	void *ctx;
