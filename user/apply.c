@@ -173,7 +173,7 @@ static void recompile_scoped(struct daemon *d, struct kb_scope *scope, size_t ng
 	struct kb_compile_env env = kb_daemon_compile_env(d);
 	struct kb_compiled part = { 0 }, c = { 0 };
 	size_t replaced;
-	long t0 = kb_now_ms();
+	long long t0 = kb_now_us();
 	char why[512];
 	int err;
 
@@ -197,8 +197,8 @@ static void recompile_scoped(struct daemon *d, struct kb_scope *scope, size_t ng
 	memset(&c, 0, sizeof(c));
 	d->garbage += 1024 * replaced;
 	d->changes_scoped++;
-	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %s, in %ld ms", ngw, replaced, what,
-		     kb_now_ms() - t0);
+	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %s, in %.1f ms", ngw, replaced, what,
+		     (kb_now_us() - t0) / 1e3);
 	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
@@ -493,7 +493,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	struct kb_compiled c = { 0 }, part = { 0 };
 	struct kb_scope scope = { 0 };
 	struct json_object *reply;
-	long t0 = kb_now_ms(), t_parse = 0, t_validate = 0, t_compile = 0, t_program = 0, t_store = 0, t;
+	double t0 = kb_now_us() / 1e3, t_parse = 0, t_validate = 0, t_compile = 0, t_program = 0, t_store = 0, t;
 	size_t nreq, replaced = 0;
 	struct kb_arena ixa = { 0 };
 	struct kb_smap in_ix = { .a = &ixa };
@@ -538,7 +538,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		d->last_apply = time(NULL);
 		d->last_error[0] = '\0';
 		kb_log_info("applied: %zu object(s) in the request, %zu stored, unchanged: nothing judged, compiled or "
-			    "programmed (%ld ms)", nreq, n, kb_now_ms() - t0);
+			    "programmed (%.1f ms)", nreq, n, kb_now_us() / 1e3 - t0);
 		goto out;
 	}
 	whole_why = kb_scope_full_reason(&d->state, &in, mode == KB_CHANGE_REPLACE, d->garbage);
@@ -562,10 +562,10 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		if (!del)
 			kb_model_absorb(&next, &in);
 	}
-	t = kb_now_ms();
+	t = kb_now_us() / 1e3;
 	t_parse = t - t0;
 	refused = kb_validate(&next, &d->policy);
-	t_validate = kb_now_ms() - t;
+	t_validate = kb_now_us() / 1e3 - t;
 	if (refused || next.nerrors) {
 		snprintf(why, sizeof(why), "%s refused: %d object(s) refused; nothing was changed",
 			 change_verb[mode], refused);
@@ -575,7 +575,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	{
 		struct kb_compile_env env = kb_daemon_compile_env(d);
 
-		t = kb_now_ms();
+		t = kb_now_us() / 1e3;
 		if (scoped) {
 			err = kb_compile_gateways(&next, &env, &scope.gateways, &part);
 			if (!err)
@@ -583,7 +583,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		} else {
 			err = kb_compile(&next, &env, &c);
 		}
-		t_compile = kb_now_ms() - t;
+		t_compile = kb_now_us() / 1e3 - t;
 	}
 	if (err) {
 		reply = change_reply(&next, &in_ix, NULL, false, false, "compile failed; nothing was changed", scoped);
@@ -606,9 +606,9 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		reply = change_reply(&next, &in_ix, &c, true, true, NULL, scoped);
 		goto out;
 	}
-	t = kb_now_ms();
+	t = kb_now_us() / 1e3;
 	err = d->dp->ops->apply(d->dp, &c);
-	t_program = kb_now_ms() - t;
+	t_program = kb_now_us() / 1e3 - t;
 	if (err) {
 		snprintf(why, sizeof(why), "failed to program the maps: %s; the previous state is kept",
 			 strerror(-err));
@@ -616,9 +616,9 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		reply = change_reply(&next, &in_ix, NULL, false, false, why, scoped);
 		goto out_count;
 	}
-	t = kb_now_ms();
+	t = kb_now_us() / 1e3;
 	err = store_change(d, mode, &in, &next, del ? 0 : nreq);
-	t_store = kb_now_ms() - t;
+	t_store = kb_now_us() / 1e3 - t;
 	if (err) {
 		snprintf(why, sizeof(why), "failed to save state in %s: %s; the previous state is restored",
 			 d->state_dir, strerror(-err));
@@ -661,10 +661,10 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	d->applies++;
 	d->last_apply = time(NULL);
 	d->last_error[0] = '\0';
-	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed in %ld ms "
-		    "(%s: %zu judged, %zu frontend(s) compiled; parse %ld, validate %ld, compile %ld, program %ld, "
-		    "store %ld)",
-		    change_done[mode], nreq, d->state.nobjects, d->compiled.nfes, kb_now_ms() - t0,
+	kb_log_info("%s: %zu object(s) in the request, %zu stored, %zu frontend(s) programmed in %.1f ms "
+		    "(%s: %zu judged, %zu frontend(s) compiled; parse %.1f, validate %.1f, compile %.1f, program %.1f, "
+		    "store %.1f)",
+		    change_done[mode], nreq, d->state.nobjects, d->compiled.nfes, kb_now_us() / 1e3 - t0,
 		    scoped ? "scoped" : whole_why, d->last_judged, d->last_compiled, t_parse, t_validate, t_compile,
 		    t_program, t_store);
 	if (kb_store_wants_compaction(&d->store)) {

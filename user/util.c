@@ -10,6 +10,14 @@
 
 int kb_verbosity;
 
+long long kb_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 long kb_now_ms(void)
 {
 	struct timespec ts;

@@ -58,6 +58,8 @@ void kb_smap_set(struct kb_smap *m, const char *key, void *val);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 long kb_now_ms(void);
+/* CLOCK_MONOTONIC in microseconds (stage timings). */
+long long kb_now_us(void);
 
 /* Logging: one line per event on stderr. */
 extern int kb_verbosity;	/* 0 default, 1 -v, 2 -vv */
