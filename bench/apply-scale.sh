@@ -15,7 +15,9 @@
 #   apply_s    wall time of `kbackend apply -f FILE` (CLI read + daemon parse,
 #              validate, compile, program the maps, persist the state, reply)
 #   reapply_s  the same apply again (nothing changes)
-#   rss/hwm    VmRSS / VmHWM of the daemon after the applies (/proc/PID/status)
+#   parse_ms   the daemon's parse stage of the first apply (its "applied:" log line)
+#   rss/hwm    VmRSS / VmHWM of the daemon after the applies (/proc/PID/status),
+#              and RSS at rest per Backend (with its route), in KiB
 #   memlock    sum of memlock over the maps the daemon holds (/proc/PID/fdinfo)
 # and once per size the offline `apply --dry-run` (CLI only, no daemon).
 #
@@ -84,6 +86,7 @@ for r in $(seq "$REPS"); do
 		t0=$(now)
 		"$KB" apply -f "$f" >"$TOPO_TMP/apply.out" 2>&1 || { sed 's/^/    /' "$TOPO_TMP/apply.out" | tail -5 >&2; fail "apply of $n Backends failed"; }
 		t1=$(now)
+		parse=$(sed -n 's/.*applied:.*(parse \([0-9]*\),.*/\1/p' "$TOPO_TMP/daemon.log" | tail -1)
 		"$KB" apply -f "$f" >/dev/null 2>&1 || fail "re-apply of $n Backends failed"
 		t2=$(now)
 		fe=$("$KB" get frontends 2>/dev/null | grep -c '^198\.19\.')
@@ -92,7 +95,7 @@ for r in $(seq "$REPS"); do
 		hwm=$(kb_kib "$pid" VmHWM)
 		ml=$(topo_maps_memlock "$pid")
 		line="scale kind=apply n=$n rep=$r apply_s=$(elapsed "$t0" "$t1") reapply_s=$(elapsed "$t1" "$t2") frontends=$fe"
-		line="$line rss0_kib=$rss0 rss_kib=$rss hwm_kib=$hwm memlock0=$ml0 memlock=$ml"
+		line="$line parse_ms=${parse:-0} rss0_kib=$rss0 rss_kib=$rss hwm_kib=$hwm memlock0=$ml0 memlock=$ml"
 		echo "$line" >>"$RAW"
 		log "$line"
 	done
@@ -111,11 +114,11 @@ F["kind"] == "apply" {
 	n = F["n"]; if (!(n in cnt)) order[++ns] = n
 	k = ++cnt[n]
 	ap[n, k] = F["apply_s"] + 0; re[n, k] = F["reapply_s"] + 0; rss[n, k] = F["rss_kib"] + 0; hwm[n, k] = F["hwm_kib"] + 0
-	rss0[n, k] = F["rss0_kib"] + 0; ml[n] = F["memlock"] + 0; ml0[n] = F["memlock0"] + 0
+	rss0[n, k] = F["rss0_kib"] + 0; ml[n] = F["memlock"] + 0; ml0[n] = F["memlock0"] + 0; pm[n, k] = F["parse_ms"] + 0
 }
 END {
-	printf "| Backends (10 endpoints each) | frontends / objects | manifest | apply s, median (min-max) | re-apply s | dry-run s (CLI only) | daemon RSS idle -> after | VmHWM | maps memlock |\n"
-	printf "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+	printf "| Backends (10 endpoints each) | frontends / objects | manifest | apply s, median (min-max) | parse ms (daemon) | re-apply s | dry-run s (CLI only) | daemon RSS idle -> after | RSS per Backend | VmHWM | maps memlock |\n"
+	printf "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 	for (i = 1; i <= ns; i++) {
 		n = order[i]; c = cnt[n]
 		lo = 1e9; hi = 0
@@ -125,9 +128,10 @@ END {
 		for (k = 1; k <= c; k++) v[k] = rss0[n, k]; r0 = median(v, c)
 		for (k = 1; k <= c; k++) v[k] = rss[n, k]; r1 = median(v, c)
 		for (k = 1; k <= c; k++) v[k] = hwm[n, k]; h = median(v, c)
-		printf "| %d | %d / %d | %.1f MB | %.3f (%.3f-%.3f) | %.3f | %s | %.1f -> %.1f MiB | %.1f MiB | %.1f MiB |\n",
-			n, n, 2 * n + int((n + 63) / 64), bytes[n] / 1e6, a, lo, hi, b, (n in dry) ? dry[n] : "-",
-			r0 / 1024, r1 / 1024, h / 1024, ml[n] / 1048576
+		for (k = 1; k <= c; k++) v[k] = pm[n, k]; p = median(v, c)
+		printf "| %d | %d / %d | %.1f MB | %.3f (%.3f-%.3f) | %d | %.3f | %s | %.1f -> %.1f MiB | %.1f KiB | %.1f MiB | %.1f MiB |\n",
+			n, n, 2 * n + int((n + 63) / 64), bytes[n] / 1e6, a, lo, hi, p, b, (n in dry) ? dry[n] : "-",
+			r0 / 1024, r1 / 1024, r1 / n, h / 1024, ml[n] / 1048576
 	}
 	printf "\n%d repetition(s) per size, each on a fresh daemon with an empty state dir. ", c
 	same = 1; for (i = 1; i <= ns; i++) if (ml[order[i]] != ml0[order[i]]) same = 0

@@ -151,6 +151,18 @@ static void set_labels(struct ctx *c, struct kb_meta *obj, const struct ynode *l
 		obj->nlabels++;
 	}
 }
+/* An object whose text can't be re-read for locations keeps them, out of the document's scratch. */
+static void keep_fields(struct ctx *c, struct kb_meta *obj)
+{
+	if (!c->nfields)
+		return;
+	obj->fields = kb_alloc(&c->m->arena, c->nfields * sizeof(*obj->fields));
+	obj->nfields = c->nfields;
+	for (size_t i = 0; i < c->nfields; i++)
+		obj->fields[i] = (struct kb_field_loc){ .path = kb_strdup(&c->m->arena, c->fields[i].path),
+							.loc = c->fields[i].loc };
+}
+
 static void process_object(struct ctx *c, const struct ynode *root, int doc_index, int depth)
 {
 	const struct ynode *kind, *av, *md, *name = NULL, *ns = NULL, *kk = NULL, *ak = NULL, *mk = NULL;
@@ -160,6 +172,8 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 	enum kb_kind k, known;
 
 	c->obj = NULL;
+	c->fields = NULL;
+	c->nfields = 0;
 	if (depth > 4) {
 		mf_err(c, root, NULL, "kind: List nested too deeply");
 		return;
@@ -271,6 +285,8 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 
 	mf_walk_map(c, root, "", ki->top, (char *)obj);
 	set_src(c, obj, root);
+	if (!obj->src || c->keep_all || c->keep_doc)
+		keep_fields(c, obj);
 	if (add)
 		kb_model_add_object(c->m, obj);
 	c->obj = NULL;
@@ -355,6 +371,7 @@ static bool on_event(struct ctx *c, struct builder *b, yaml_event_t *ev, int *nd
 	switch (ev->type) {
 	case YAML_DOCUMENT_START_EVENT:
 		memset(b, 0, sizeof(*b));
+		c->keep_doc = ev->data.document_start.tag_directives.start != ev->data.document_start.tag_directives.end;
 		if (++*ndocs > MAX_DOCS) {
 			kb_diag_add_at(c->m, KB_SEV_ERROR, mark_loc(c, ev->start_mark),
 				       "too many YAML documents (more than %d)", MAX_DOCS);
@@ -365,7 +382,9 @@ static bool on_event(struct ctx *c, struct builder *b, yaml_event_t *ev, int *nd
 		/* Empty documents (comments only, a trailing ---) are skipped silently. */
 		if (!b->bad && b->root && !mf_is_null(b->root))
 			process_object(c, b->root, *ndocs - 1, 0);
-		kb_arena_free(&c->tmp);
+		kb_arena_reset(&c->tmp);
+		c->fields = NULL;
+		c->nfields = 0;
 		memset(b, 0, sizeof(*b));
 		break;
 	case YAML_MAPPING_START_EVENT:
@@ -421,10 +440,10 @@ static bool on_event(struct ctx *c, struct builder *b, yaml_event_t *ev, int *nd
 	return true;
 }
 
-int kb_manifest_load_buffer(struct kb_model *m, const char *name, const char *buf, size_t len)
+static int load_buffer(struct kb_model *m, const char *name, const char *buf, size_t len, bool keep_all)
 {
 	struct ctx c = { .m = m, .file = kb_strdup(&m->arena, name ? name : "<input>"), .buf = buf ? buf : "",
-			 .len = buf ? len : 0 };
+			 .len = buf ? len : 0, .keep_all = keep_all };
 	struct builder b = { 0 };
 	yaml_parser_t p;
 	yaml_event_t ev;
@@ -458,6 +477,17 @@ int kb_manifest_load_buffer(struct kb_model *m, const char *name, const char *bu
 	yaml_parser_delete(&p);
 	kb_arena_free(&c.tmp);
 	return 0;
+}
+
+int kb_manifest_load_buffer(struct kb_model *m, const char *name, const char *buf, size_t len)
+{
+	return load_buffer(m, name, buf, len, false);
+}
+
+const struct kb_meta *kb_manifest_reread(struct kb_model *m, const struct kb_meta *obj)
+{
+	load_buffer(m, obj->loc.file, obj->src, obj->src_len, true);
+	return m->nobjects == 1 ? m->objects[0] : NULL;
 }
 
 /* ---- files, directories, stdin ------------------------------------------------------------------ */

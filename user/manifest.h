@@ -31,4 +31,13 @@ int kb_manifest_list_files(const char *path, struct kb_arena *a, char ***files, 
 /* Parse one in-memory YAML stream; `name` is the file name used in messages. */
 int kb_manifest_load_buffer(struct kb_model *m, const char *name, const char *buf, size_t len);
 
+/*
+ * Parse obj->src again into the empty model m, keeping every field's
+ * location on the object (kb_meta.fields), relative to the text: line 1 is
+ * its first. Returns that object, or NULL when the text yields no single
+ * object. For kb_meta_loc, which re-derives a location only when a message
+ * needs one instead of every object keeping them.
+ */
+const struct kb_meta *kb_manifest_reread(struct kb_model *m, const struct kb_meta *obj);
+
 #endif /* KB_MANIFEST_H */

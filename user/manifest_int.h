@@ -38,6 +38,11 @@ struct ctx {
 	size_t len;
 	bool src_ok;		/* UTF-8 input: character marks can be mapped to bytes */
 	size_t cur_chars, cur_bytes, base_bytes;
+	/* The current object's field locations (in tmp, paths too): for its own messages, and kept only when asked. */
+	struct kb_field_loc *fields;
+	size_t nfields;
+	bool keep_all;		/* every object keeps them (kb_manifest_reread) */
+	bool keep_doc;		/* this document's do: its text would not parse alone (%TAG directives) */
 };
 
 /* ---- diagnostics, locations and scalars (manifest_walk.c) --------------------------- */
@@ -48,7 +53,7 @@ void mf_err(struct ctx *c, const struct ynode *n, const char *path, const char *
 /* The same, as a warning: the input is still applied. */
 void mf_warn(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-/* Record where a field of the current object is, for later stages' messages. */
+/* Record where a field of the current object is (a re-read of its text records the same, for later stages). */
 void mf_record(struct ctx *c, const char *path, const struct ynode *n);
 const char *mf_pjoin(struct ctx *c, const char *base, const char *key);	/* "base.key" */
 const char *mf_pidx(struct ctx *c, const char *base, size_t i);		/* "base[i]" */

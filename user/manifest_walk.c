@@ -24,17 +24,13 @@ static void vdiag(struct ctx *c, enum kb_severity sev, const struct ynode *n, co
 			kb_diag_add_at(c->m, sev, loc, "%s", msg);
 		return;
 	}
-	if (!n) {
-		/* Locate by the recorded field (the key of a block, the value of a scalar). */
-		kb_diag_add(c->m, sev, c->obj, path, "%s", msg);
-		return;
-	}
 	/*
 	 * The node we hold is more precise than a path lookup (a duplicate key, a
 	 * value vs. its key), and skipping the lookup keeps a document with many
-	 * errors linear.
+	 * errors linear. Without one, the field recorded for path is the place
+	 * (the key of a block, the value of a scalar).
 	 */
-	kb_diag_add_at(c->m, sev, n->loc, "%s", msg);
+	kb_diag_add_at(c->m, sev, n ? n->loc : kb_field_loc_find(c->fields, c->nfields, c->obj->loc, path), "%s", msg);
 	d = &c->m->diags[c->m->ndiags - 1];
 	d->object = kb_meta_label(c->m, c->obj);
 	d->path = kb_strdup(&c->m->arena, path);
@@ -60,8 +56,9 @@ void mf_warn(struct ctx *c, const struct ynode *n, const char *path, const char 
 
 void mf_record(struct ctx *c, const char *path, const struct ynode *n)
 {
+	/* path lives in c->tmp (or is a literal) as long as the document does: no copy. */
 	if (c->obj)
-		kb_meta_add_field(c->m, c->obj, path, n->loc);
+		*KB_PUSH(&c->tmp, c->fields, c->nfields) = (struct kb_field_loc){ .path = path, .loc = n->loc };
 }
 
 const char *mf_pjoin(struct ctx *c, const char *base, const char *key)

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The model's bookkeeping: kinds, field locations, diagnostics and conditions. */
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "manifest.h"
 #include "model.h"
 
 static const char *const kind_names[KB_KIND__COUNT] = {
@@ -81,9 +84,22 @@ void kb_model_init(struct kb_model *m)
 
 void kb_model_free(struct kb_model *m)
 {
+	bool big = m->nobjects >= 1000;
+
+	if (m->loc_cache) {
+		kb_model_free(m->loc_cache);
+		free(m->loc_cache);
+	}
 	kb_arena_free(&m->arena);
 	kb_arena_free(&m->views);
 	memset(m, 0, sizeof(*m));
+	/*
+	 * A big model's chunks sit among what outlives it (the next state, the
+	 * compiled table), so glibc cannot shrink the heap top on its own: hand
+	 * the free pages back, or the daemon at rest keeps its apply's peak.
+	 */
+	if (big)
+		malloc_trim(0);
 }
 
 void kb_model_absorb(struct kb_model *dst, struct kb_model *src)
@@ -95,6 +111,10 @@ void kb_model_absorb(struct kb_model *dst, struct kb_model *src)
 		*KB_PUSH(&dst->views, dst->diags, dst->ndiags) = src->diags[i];
 	dst->nerrors += src->nerrors;
 	kb_arena_free(&src->views);
+	if (src->loc_cache) {
+		kb_model_free(src->loc_cache);
+		free(src->loc_cache);
+	}
 	memset(src, 0, sizeof(*src));
 }
 
@@ -102,37 +122,84 @@ void kb_model_take_objects(struct kb_model *dst, struct kb_model *src)
 {
 	kb_arena_absorb(&dst->arena, &src->arena);
 	kb_arena_free(&src->views);
+	if (src->loc_cache) {
+		kb_model_free(src->loc_cache);
+		free(src->loc_cache);
+	}
 	memset(src, 0, sizeof(*src));
 }
 
-void kb_meta_add_field(struct kb_model *m, struct kb_meta *obj, const char *path, struct kb_loc loc)
-{
-	struct kb_field_loc *f = KB_PUSH(&m->arena, obj->fields, obj->nfields);
-
-	f->path = kb_strdup(&m->arena, path);
-	f->loc = loc;
-}
-
-struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path)
+struct kb_loc kb_field_loc_find(const struct kb_field_loc *f, size_t n, struct kb_loc dflt, const char *path)
 {
 	size_t best_len = 0;
-	struct kb_loc best = obj->loc;
+	struct kb_loc best = dflt;
 
 	if (!path)
 		return best;
 	/* Exact match first, else the longest recorded ancestor ("a.b[1]" of "a.b[1].c"). */
-	for (size_t i = 0; i < obj->nfields; i++) {
-		const char *p = obj->fields[i].path;
+	for (size_t i = 0; i < n; i++) {
+		const char *p = f[i].path;
 		size_t l = strlen(p);
 
 		if (strcmp(p, path) == 0)
-			return obj->fields[i].loc;
+			return f[i].loc;
 		if (l > best_len && strncmp(p, path, l) == 0 && (path[l] == '.' || path[l] == '[')) {
 			best_len = l;
-			best = obj->fields[i].loc;
+			best = f[i].loc;
 		}
 	}
 	return best;
+}
+
+/*
+ * Re-read obj's own text into *cache (kept for the next message about the
+ * same text) and shift what it finds there to where obj is: the copy starts
+ * at its line 1, at the column obj starts at (manifest pads it so).
+ */
+static struct kb_loc reread_loc(struct kb_model **cache, const struct kb_meta *obj, const char *path)
+{
+	struct kb_model *s = *cache;
+	const struct kb_meta *o = NULL;
+	struct kb_loc l;
+
+	if (s && s->nobjects == 1 && s->objects[0]->src_len == obj->src_len &&
+	    memcmp(s->objects[0]->src, obj->src, obj->src_len) == 0) {
+		o = s->objects[0];
+	} else {
+		if (!s) {
+			s = calloc(1, sizeof(*s));
+			if (!s)
+				return obj->loc;
+			*cache = s;
+		}
+		kb_model_free(s);
+		o = kb_manifest_reread(s, obj);
+	}
+	if (!o)
+		return obj->loc;
+	l = kb_field_loc_find(o->fields, o->nfields, o->loc, path);
+	return (struct kb_loc){ .file = obj->loc.file, .line = obj->loc.line + (l.line - o->loc.line), .col = l.col };
+}
+
+static struct kb_loc model_loc(struct kb_model *m, const struct kb_meta *obj, const char *path)
+{
+	struct kb_model *scratch = NULL;
+	struct kb_loc l;
+
+	if (!path || obj->fields || !obj->src)
+		return kb_field_loc_find(obj->fields, obj->nfields, obj->loc, path);
+	if (m)
+		return reread_loc(&m->loc_cache, obj, path);
+	l = reread_loc(&scratch, obj, path);
+	if (scratch)
+		kb_model_free(scratch);
+	free(scratch);
+	return l;
+}
+
+struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path)
+{
+	return model_loc(NULL, obj, path);
 }
 
 char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj)
@@ -158,7 +225,7 @@ void kb_diag_add(struct kb_model *m, enum kb_severity sev, const struct kb_meta 
 	va_list ap;
 
 	if (obj) {
-		d->loc = kb_meta_loc(obj, path);
+		d->loc = model_loc(m, obj, path);
 		d->object = kb_meta_label(m, obj);
 	}
 	d->path = kb_strdup(&m->arena, path);

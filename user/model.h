@@ -84,11 +84,18 @@ struct kb_parent_status {
 	size_t nconds;
 };
 
-/* Field locations, recorded by manifest for every mapping, sequence and scalar. */
+/*
+ * A field's location, as manifest records it for every mapping, sequence and
+ * scalar it reads. Objects do not keep these: kb_meta_loc re-derives them
+ * from kb_meta.src when a message needs one (see kb_meta.fields).
+ */
 struct kb_field_loc {
-	char *path;		/* "spec.endpoints[0].ip.address" */
+	const char *path;	/* "spec.endpoints[0].ip.address" */
 	struct kb_loc loc;
 };
+
+/* The location recorded for path in f[0..n), or for its longest recorded ancestor; dflt when none. */
+struct kb_loc kb_field_loc_find(const struct kb_field_loc *f, size_t n, struct kb_loc dflt, const char *path);
 
 struct kb_meta {
 	enum kb_kind kind;
@@ -102,6 +109,11 @@ struct kb_meta {
 	size_t nlabels;		/* pairs */
 	const char *src;	/* the document's YAML text (arena copy), for the daemon's state store */
 	size_t src_len;
+	/*
+	 * Field locations, kept only for an object whose src cannot be re-read
+	 * on its own (no src: UTF-16 input; %TAG directives); NULL otherwise,
+	 * and kb_meta_loc re-reads src instead (a few KiB per object saved).
+	 */
 	struct kb_field_loc *fields;
 	size_t nfields;
 	/*
@@ -428,6 +440,8 @@ struct kb_model {
 	struct kb_diag *diags;
 	size_t ndiags;
 	size_t nerrors;
+	/* The object kb_diag_add last re-read for a location (a model of its own), so an object's next message reuses it. */
+	struct kb_model *loc_cache;
 };
 
 void kb_model_init(struct kb_model *m);
@@ -440,9 +454,12 @@ void kb_model_absorb(struct kb_model *dst, struct kb_model *src);
  */
 void kb_model_take_objects(struct kb_model *dst, struct kb_model *src);
 
-/* Location of the field at `path` in obj, or of its nearest recorded ancestor. */
+/*
+ * Location of the field at `path` in obj, or of its nearest recorded
+ * ancestor (obj->loc when none): from obj->fields when kept, else by parsing
+ * obj->src again (manifest.c) and shifting what that finds to obj->loc.
+ */
 struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path);
-void kb_meta_add_field(struct kb_model *m, struct kb_meta *obj, const char *path, struct kb_loc loc);
 
 /* The object's kind as written: kb_kind_name(kind) for the kinds kbackend reads, else its own (Secret, ...). */
 const char *kb_meta_kind(const struct kb_meta *obj);

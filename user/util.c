@@ -148,6 +148,27 @@ void kb_arena_free(struct kb_arena *a)
 	a->head = NULL;
 }
 
+void kb_arena_reset(struct kb_arena *a)
+{
+	struct kb_arena_block *keep = a->head;
+
+	/*
+	 * Keep the newest chunk (the one being filled) and zero only what was
+	 * used of it: freeing it would have the next calloc clear a whole 64 KiB
+	 * again, for every document of a 20,000-document stream.
+	 */
+	if (!KB_ARENA_CHUNKS || !keep || keep->size != KB_ARENA_CHUNK) {
+		kb_arena_free(a);
+		return;
+	}
+	a->head = keep->next;
+	kb_arena_free(a);
+	memset(keep->data, 0, keep->used);
+	keep->used = 0;
+	keep->next = NULL;
+	a->head = keep;
+}
+
 void kb_arena_absorb(struct kb_arena *dst, struct kb_arena *src)
 {
 	struct kb_arena_block *b = src->head;

@@ -23,6 +23,8 @@ char *kb_strndup(struct kb_arena *a, const char *s, size_t n);
 char *kb_sprintf(struct kb_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *kb_vsprintf(struct kb_arena *a, const char *fmt, va_list ap);
 void kb_arena_free(struct kb_arena *a);
+/* Free all but one chunk and empty it, for an arena reused per item (a document's scratch). */
+void kb_arena_reset(struct kb_arena *a);
 /* Move every block of src into dst (src ends empty): what src allocated now lives as long as dst. */
 void kb_arena_absorb(struct kb_arena *dst, struct kb_arena *src);
 

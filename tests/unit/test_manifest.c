@@ -754,6 +754,49 @@ static void test_field_locations(void **state)
 	kb_model_free(&m);
 }
 
+/*
+ * Objects keep no field locations: a later stage's message re-reads the
+ * object's own text. A List item's copy starts mid-line and a document with
+ * %TAG directives can't be re-read alone (it keeps its locations): both must
+ * still name the field's place in the file.
+ */
+static void test_reread_locations(void **state)
+{
+	struct kb_model m;
+	const struct kb_meta *a, *b;
+	struct kb_loc l;
+
+	tu_load(&m, "apiVersion: v1\nkind: List\nitems:\n"
+		    "  - apiVersion: gateway.envoyproxy.io/v1alpha1\n"		/* 4 */
+		    "    kind: Backend\n"						/* 5 */
+		    "    metadata:\n      name: a\n    spec:\n      endpoints:\n"
+		    "        - fqdn: {hostname: x.example.com, port: 443}\n"	/* 10 */
+		    "...\n%TAG !e! tag:example.com,2000:\n---\n"
+		    "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\n"	/* 14 */
+		    "metadata:\n  name: b\nspec:\n  endpoints:\n"
+		    "    - ip: {address: 198.51.100.1, port: !e!x 80}\n");		/* 20 */
+	assert_no_errors(&m);
+	assert_int_equal(m.nbackends, 2);
+	a = &m.backends[0]->meta;
+	b = &m.backends[1]->meta;
+	assert_null(a->fields);
+	assert_non_null(b->fields);
+	l = kb_meta_loc(a, "apiVersion");
+	assert_int_equal(l.line, 4);
+	assert_int_equal(l.col, 17);
+	l = kb_meta_loc(a, "kind");
+	assert_int_equal(l.line, 5);
+	assert_int_equal(l.col, 11);
+	kb_diag_add(&m, KB_SEV_ERROR, a, "spec.endpoints[0].fqdn.port", "bad port");
+	tu_assert_diag(&m, "test.yaml:10:49: Backend default/a: spec.endpoints[0].fqdn.port: bad port");
+	/* The second message about the same object comes from the re-read kept for it. */
+	kb_diag_add(&m, KB_SEV_ERROR, a, "spec.endpoints[0].fqdn.nosuch", "x");
+	tu_assert_diag(&m, "test.yaml:10:11: Backend default/a: spec.endpoints[0].fqdn.nosuch: x");
+	kb_diag_add(&m, KB_SEV_ERROR, b, "spec.endpoints[0].ip.port", "bad port");
+	tu_assert_diag(&m, "test.yaml:20:41: Backend default/b: spec.endpoints[0].ip.port: bad port");
+	kb_model_free(&m);
+}
+
 /* ---- the table of bad inputs: each row's exact, located message ---- */
 
 struct bad_case {
@@ -1079,6 +1122,7 @@ int main(void)
 		cmocka_unit_test(test_nul_bytes_and_binary),
 		cmocka_unit_test(test_object_source_text),
 		cmocka_unit_test(test_field_locations),
+		cmocka_unit_test(test_reread_locations),
 		cmocka_unit_test(test_bad_inputs_table),
 		cmocka_unit_test(test_errors_accumulate),
 		cmocka_unit_test(test_directory_loading),
