@@ -10,6 +10,7 @@
 # gets the manifest applied once; then every repetition times, through the CLI
 # (process start, request, reply, printing to /dev/null):
 #   get_all      kbackend get endpoints -A             (every frontend, a table)
+#   get_fes      kbackend get frontends -A             (one row a frontend)
 #   get_all_json kbackend get endpoints -A -o json     (one JSON document)
 #   get_one      kbackend get backend be-K -n bench    (one object by name)
 #   get_sel      kbackend get endpoints -n bench -l app=be-K   (one Backend's frontend by label)
@@ -34,7 +35,7 @@ KB=${KBACKEND:-$PWD/$OUT/kbackend}
 SIZES=${READ_SIZES:-100 10000}
 REPS=${READ_REPS:-5}
 RAW=${READ_RAW:-}
-OPS="get_all get_all_json get_one get_sel describe stats metrics"
+OPS="get_all get_fes get_all_json get_one get_sel describe stats metrics"
 
 [ "$(id -u)" = 0 ] || { echo "read-scale: needs root" >&2; exit 1; }
 [ -x "$KB" ] || { echo "read-scale: $KB is missing; run 'make all' first" >&2; exit 1; }
@@ -91,6 +92,7 @@ run_op() {
 	local op=$1 n=$2 k=$3
 	case $op in
 	get_all) "$KB" get endpoints -A ;;
+	get_fes) "$KB" get frontends -A ;;
 	get_all_json) "$KB" get endpoints -A -o json ;;
 	get_one) "$KB" get backend "be-$k" -n bench ;;
 	get_sel) "$KB" get endpoints -n bench -l "app=be-$k" ;;
@@ -105,6 +107,7 @@ check_op() {
 	local op=$1 n=$2 k=$3 out=$TOPO_TMP/op.out
 	case $op in
 	get_all) [ "$(grep -c '^198\.19\.' "$out")" = "$n" ] ;;
+	get_fes) [ "$(grep -c '^198\.19\.' "$out")" = "$n" ] ;;
 	get_all_json) [ "$(grep -c '"loadBalancer"' "$out")" = "$n" ] ;;
 	get_one) grep -q "be-$k " "$out" && [ "$(grep -c 'Backend' "$out")" = 1 ] ;;
 	get_sel) [ "$(grep -c '^198\.19\.' "$out")" = 1 ] && grep -q "be-$k " "$out" ;;

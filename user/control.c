@@ -285,11 +285,13 @@ static int feed_whole(struct json_object *reply, int (*on_item)(void *, struct j
 }
 
 struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req, int timeout_ms,
-				       int (*on_item)(void *ctx, struct json_object *item), void *ctx)
+				       int (*on_item)(void *ctx, struct json_object *item),
+				       int (*on_rows)(void *ctx, char *text, size_t len), void *ctx)
 {
 	struct kb_frame_reader r = { 0 };
 	struct json_object *head = NULL, *last = NULL, *v;
 	struct json_tokener *tok = json_tokener_new();
+	bool rows;
 	int fd, err;
 
 	if (!tok)
@@ -311,6 +313,11 @@ struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req
 		last = json_object_get(head);
 		goto out;
 	}
+	rows = json_object_object_get_ex(head, "rows", &v) && json_object_get_boolean(v);
+	if (rows && !on_rows) {
+		errno = EBADMSG;
+		goto out;
+	}
 	for (;;) {
 		struct json_object *it;
 
@@ -318,10 +325,14 @@ struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req
 			goto out;
 		if (!r.len)
 			break;	/* the end of the items; the trailer follows */
-		if (!(it = frame_json(&r, tok)))
-			goto out;
-		err = on_item(ctx, it);
-		json_object_put(it);
+		if (rows) {
+			err = on_rows(ctx, r.msg, r.len);
+		} else {
+			if (!(it = frame_json(&r, tok)))
+				goto out;
+			err = on_item(ctx, it);
+			json_object_put(it);
+		}
 		if (err) {
 			errno = ECANCELED;
 			goto out;

@@ -30,9 +30,13 @@ struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, in
  * for each frame, not the whole read. Returns the last word: the trailer
  * ({"ok": true, "count": N} or an error, with "retry": true when the state
  * changed during the read) or the one-frame reply; NULL with errno set.
+ * A request with "rows" may be answered with text rows instead of items (the
+ * header says "rows": true): each item's rows are passed to on_rows (its text
+ * may be changed in place).
  */
 struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req, int timeout_ms,
-				       int (*on_item)(void *ctx, struct json_object *item), void *ctx);
+				       int (*on_item)(void *ctx, struct json_object *item),
+				       int (*on_rows)(void *ctx, char *text, size_t len), void *ctx);
 
 /* Both sides: write one frame (4-byte big-endian length, then the bytes). 0 or -errno. */
 int kb_ctl_write_frame(int fd, const char *buf, size_t len);

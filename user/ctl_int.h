@@ -67,8 +67,11 @@ struct ctl_list {
 	size_t len, n;
 };
 void ctl_list_init(struct ctl_list *l, const struct opts *o, enum ctl_list_kind kind);
-/* kb_ctl_call_stream's on_item: ctx is the struct ctl_list. */
+/* kb_ctl_call_stream's on_item and on_rows: ctx is the struct ctl_list. */
 int ctl_list_item(void *ctx, struct json_object *item);
+int ctl_list_rows(void *ctx, char *text, size_t len);
+/* Ask the daemon for table rows in req when l prints a table they make (not -o wide's endpoints, not objects). */
+void ctl_list_ask_rows(const struct ctl_list *l, struct json_object *req);
 /* Write the whole output to out and free l. 0 or -1. */
 int ctl_list_print(struct ctl_list *l, FILE *out);
 void ctl_list_discard(struct ctl_list *l);

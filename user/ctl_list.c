@@ -61,6 +61,33 @@ int ctl_list_item(void *ctx, struct json_object *item)
 	return 0;
 }
 
+void ctl_list_ask_rows(const struct ctl_list *l, struct json_object *req)
+{
+	static const char *const rows[] = { [CTL_LIST_FRONTENDS] = "frontends", [CTL_LIST_ENDPOINTS] = "endpoints",
+					    [CTL_LIST_STATS] = "stats" };
+
+	/* -o wide's endpoints add the FQDN and unix-socket tables, which only a JSON item has the makings of. */
+	if (l->machine || l->kind == CTL_LIST_OBJECTS || (l->kind == CTL_LIST_ENDPOINTS && l->ft.wide))
+		return;
+	json_object_object_add(req, "rows", json_object_new_string(rows[l->kind]));
+}
+
+int ctl_list_rows(void *ctx, char *text, size_t len)
+{
+	struct ctl_list *l = ctx;
+	char *nl = memchr(text, '\n', len);
+	size_t first = nl ? (size_t)(nl - text) + 1 : len;
+
+	if (!l->f || l->machine || l->kind == CTL_LIST_OBJECTS)
+		return -1;
+	l->n++;
+	/* stats: the frontend's row, then its endpoints' rows. */
+	if (l->kind == CTL_LIST_STATS)
+		return kb_table_add_rows(&l->ft.t, text, first) && kb_table_add_rows(&l->ft2.t, text + first, len - first)
+			       ? 0 : -1;
+	return kb_table_add_rows(&l->ft.t, text, len) ? 0 : -1;
+}
+
 /* Free everything; the text written so far is dropped. */
 void ctl_list_discard(struct ctl_list *l)
 {

@@ -263,7 +263,8 @@ static int read_items(struct opts *o, const char *what_for, struct json_object *
 	for (int attempt = 1;; attempt++) {
 		struct json_object *last, *v;
 
-		last = kb_ctl_call_stream(o->socket, req, CALL_TIMEOUT_MS, on_item, ctx);
+		last = kb_ctl_call_stream(o->socket, req, CALL_TIMEOUT_MS, on_item,
+					  on_item == ctl_list_item ? ctl_list_rows : NULL, ctx);
 		if (!last) {
 			json_object_put(req);
 			return ctl_fail(o, "failed to reach the daemon at %s: %s%s", o->socket, strerror(errno),
@@ -328,6 +329,7 @@ int ctl_cmd_get(int argc, char **argv)
 	ctl_list_init(&list, &o, !is_frontends(o.args[0])		? CTL_LIST_OBJECTS
 				 : strcmp(o.args[0], "endpoints") == 0 ? CTL_LIST_ENDPOINTS
 								       : CTL_LIST_FRONTENDS);
+	ctl_list_ask_rows(&list, req);
 	if (read_items(&o, what_for, req, ctl_list_item, list_reset, &list)) {
 		ctl_list_discard(&list);
 		return 1;
@@ -554,6 +556,7 @@ static int stats_once(struct opts *o)
 	req = request("get");
 	json_object_object_add(req, "what", json_object_new_string("frontends"));
 	ctl_list_init(&list, o, CTL_LIST_STATS);
+	ctl_list_ask_rows(&list, req);
 	if (read_items(o, "read stats", req, ctl_list_item, list_reset, &list)) {
 		ctl_list_discard(&list);
 		return 1;

@@ -9,8 +9,6 @@
 #include "reads.h"
 #include "render.h"
 
-static char health_none;	/* a read's cache entry for an address health does not track */
-
 /* ---- selectors ----------------------------------------------------------------------- */
 
 static char *trim(char *s)
@@ -481,7 +479,7 @@ static int obj_candidates(struct kb_reads_index *x, const struct filter *f, stru
 struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, struct kb_read *r)
 {
 	const char *what = kb_req_str(req, "what"), *ls = kb_req_str(req, "labelSelector");
-	const char *fs = kb_req_str(req, "fieldSelector");
+	const char *fs = kb_req_str(req, "fieldSelector"), *rows = kb_req_str(req, "rows");
 	struct kb_reads_index *x;
 	struct cands c = { 0 };
 	struct filter f = { 0 };
@@ -490,6 +488,16 @@ struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, s
 
 	memset(r, 0, sizeof(*r));
 	r->frontends = what && (!strcmp(what, "frontends") || !strcmp(what, "endpoints"));
+	if (rows && r->frontends) {
+		static const char *const names[] = { [KB_ROWS_FRONTENDS] = "frontends", [KB_ROWS_ENDPOINTS] = "endpoints",
+						     [KB_ROWS_STATS] = "stats" };
+
+		for (int k = KB_ROWS_FRONTENDS; k <= KB_ROWS_STATS; k++)
+			if (!strcmp(rows, names[k]))
+				r->rows = (enum kb_read_rows)k;
+		if (!r->rows)
+			return kb_ctl_error("unknown rows \"%s\": expected frontends, endpoints or stats", rows);
+	}
 	f.groups = r->frontends ? "" : what_groups(what);
 	if (!f.groups)
 		return kb_ctl_error("unknown resource \"%s\": expected backends, gateways, routes, policies, "
@@ -535,11 +543,17 @@ struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, s
 	return NULL;
 }
 
+/* Health's view of one endpoint address, asked once per read; its table cells made once too. */
+struct health_ent {
+	struct json_object *j;	/* NULL: health does not track the address */
+	char hc[64], oc[96];
+};
+
 void kb_read_free(struct kb_read *r)
 {
 	for (size_t i = 0; i < r->health.cap; i++)
-		if (r->health.ents && r->health.ents[i].key && r->health.ents[i].val != &health_none)
-			json_object_put(r->health.ents[i].val);
+		if (r->health.ents && r->health.ents[i].key)
+			json_object_put(((struct health_ent *)r->health.ents[i].val)->j);
 	kb_arena_free(&r->a);
 	free(r->pf_fe);
 	free(r->pf_ep);
@@ -547,6 +561,9 @@ void kb_read_free(struct kb_read *r)
 	free(r->pf_ep_ok);
 	free(r->pf_off);
 	free(r->idx);
+	kb_table_free(&r->rt_fe);
+	kb_table_free(&r->rt);
+	free(r->rtext);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -563,11 +580,10 @@ static struct json_object *stats_json(const struct kb_conn_stats *s)
 	return o;
 }
 
-/* Health's view of one endpoint address, asked once per read (a reference the caller owns), or NULL. */
-static struct json_object *health_json(struct daemon *d, struct kb_read *r, const struct kb_cfrontend *fe,
-				       const struct kb_cendpoint *ep)
+static struct health_ent *health_ent(struct daemon *d, struct kb_read *r, const struct kb_cfrontend *fe,
+				     const struct kb_cendpoint *ep)
 {
-	struct json_object *j;
+	struct health_ent *h;
 	char key[128];
 
 	if (!d->health || ep->type == KB_EP_UNIX)
@@ -576,12 +592,36 @@ static struct json_object *health_json(struct daemon *d, struct kb_read *r, cons
 		 ep->ip[3], ep->port);
 	if (!r->health.a)
 		r->health.a = &r->a;
-	j = kb_smap_get(&r->health, key);
-	if (!j) {
-		j = kb_health_endpoint_json(d->health, fe, ep);
-		kb_smap_put(&r->health, kb_strdup(&r->a, key), j ? (void *)j : &health_none);
+	h = kb_smap_get(&r->health, key);
+	if (!h) {
+		h = kb_alloc(&r->a, sizeof(*h));
+		h->j = kb_health_endpoint_json(d->health, fe, ep);
+		if (h->j)
+			kb_health_cells(h->j, true, h->hc, sizeof(h->hc), h->oc, sizeof(h->oc));
+		kb_smap_put(&r->health, kb_strdup(&r->a, key), h);
 	}
-	return j && (void *)j != &health_none ? json_object_get(j) : NULL;
+	return h;
+}
+
+struct json_object *kb_read_health(struct daemon *d, struct kb_read *r, const struct kb_cfrontend *fe,
+				   const struct kb_cendpoint *ep)
+{
+	struct health_ent *h = health_ent(d, r, fe, ep);
+
+	return h && h->j ? json_object_get(h->j) : NULL;
+}
+
+void kb_read_health_cells(struct daemon *d, struct kb_read *r, const struct kb_cfrontend *fe,
+			  const struct kb_cendpoint *ep, char *hc, size_t hlen, char *oc, size_t olen)
+{
+	struct health_ent *h = health_ent(d, r, fe, ep);
+
+	if (!h || !h->j) {
+		kb_health_cells(NULL, ep->healthy, hc, hlen, oc, olen);
+		return;
+	}
+	snprintf(hc, hlen, "%s", h->hc);
+	snprintf(oc, olen, "%s", h->oc);
 }
 
 #define PREFETCH 128	/* frontends whose counters one batch reads */
@@ -619,10 +659,12 @@ static bool prefetch(struct daemon *d, struct kb_read *r, size_t i)
 	return true;
 }
 
-/* Item i's frontend counter (fe) or its endpoint e's; false: none. */
-static bool item_stats(struct daemon *d, struct kb_read *r, size_t i, const struct kb_cfrontend *fe, long e,
-		       struct kb_conn_stats *s)
+bool kb_read_stats(struct daemon *d, struct kb_read *r, size_t i, long e, struct kb_conn_stats *s)
 {
+	const struct kb_cfrontend *fe = &d->compiled.fes[r->idx[i]];
+
+	if (!(i >= r->pf_base && i - r->pf_base < r->pf_n))
+		prefetch(d, r, i);
 	if (i >= r->pf_base && i - r->pf_base < r->pf_n) {
 		size_t k = i - r->pf_base;
 
@@ -645,10 +687,8 @@ static struct json_object *frontend_item(struct daemon *d, struct kb_read *r, si
 	struct json_object *jf = kb_render_frontend(fe), *eps, *locs;
 	struct kb_conn_stats s = { 0 };
 
-	if (!(i >= r->pf_base && i - r->pf_base < r->pf_n))
-		prefetch(d, r, i);
 	kb_daemon_bridge_annotate(d, fe, jf);
-	if (item_stats(d, r, i, fe, -1, &s))
+	if (kb_read_stats(d, r, i, -1, &s))
 		json_object_object_add(jf, "stats", stats_json(&s));
 	if (json_object_object_get_ex(jf, "localities", &locs))
 		for (size_t l = 0; l < fe->nlocs; l++) {
@@ -666,11 +706,11 @@ static struct json_object *frontend_item(struct daemon *d, struct kb_read *r, si
 		struct json_object *je = json_object_array_get_idx(eps, e), *jh;
 
 		memset(&s, 0, sizeof(s));
-		if (item_stats(d, r, i, fe, (long)e, &s))
+		if (kb_read_stats(d, r, i, (long)e, &s))
 			json_object_object_add(je, "stats", stats_json(&s));
 		if (fe->eps[e].fqdn)
 			json_object_object_add(je, "dns", kb_resolver_name_json(d->resolver, fe->eps[e].fqdn));
-		jh = health_json(d, r, fe, &fe->eps[e]);
+		jh = kb_read_health(d, r, fe, &fe->eps[e]);
 		if (jh)
 			json_object_object_add(je, "health", jh);
 	}

@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "model.h"
+#include "table.h"
 #include "util.h"
 
 struct daemon;
@@ -44,19 +45,31 @@ bool kb_selector_match_labels(const struct kb_selector *sel, const struct kb_met
  * the index when a name or an equality selects them, so that one object costs
  * a hash lookup, not a walk.
  */
+/*
+ * What a client that prints a table asked for instead of JSON items
+ * ("rows" in the request): each item as the text rows it adds (reads_rows.c).
+ * stats: the frontend's row of the frontends table, then its endpoint rows.
+ */
+enum kb_read_rows { KB_ROWS_NONE = 0, KB_ROWS_FRONTENDS, KB_ROWS_ENDPOINTS, KB_ROWS_STATS };
+
 struct kb_read {
 	bool frontends;		/* frontends/endpoints, else objects */
+	enum kb_read_rows rows;
 	size_t *idx;		/* d->state.objects[] or d->compiled.fes[] indices, in state order */
 	size_t n, next;		/* items, and the next to render (streams) */
 	unsigned long gen;	/* d->reads_gen when resolved: a change since ends a stream */
 	/* Health is per endpoint address, shared by every frontend that uses it: read once per read. */
 	struct kb_arena a;
-	struct kb_smap health;	/* "proto/family/ip/port" -> struct json_object * (NULL: not tracked) */
+	struct kb_smap health;	/* "proto/family/ip/port" -> health's JSON and table cells (reads.c) */
 	/* The counters of items [pf_base, pf_base + pf_n), read in one batch (the dataplane's stats_many). */
 	size_t pf_base, pf_n;
 	struct kb_conn_stats *pf_fe, *pf_ep;
 	bool *pf_fe_ok, *pf_ep_ok;
 	size_t *pf_off;		/* item k's first endpoint in pf_ep */
+	/* rows: the item's rows and their text. */
+	struct kb_table rt_fe, rt;	/* frontend rows, endpoint rows */
+	char *rtext;
+	size_t rlen, rcap;
 };
 
 /* A request's string member, or NULL. */
@@ -67,5 +80,15 @@ struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, s
 /* Item i of r, as `get` prints it (an object with its status, or a frontend with counters and health). */
 struct json_object *kb_read_item(struct daemon *d, struct kb_read *r, size_t i);
 void kb_read_free(struct kb_read *r);
+/* Item i's counters (e < 0: the frontend's, else its endpoint e's), read in batches; false: none. */
+bool kb_read_stats(struct daemon *d, struct kb_read *r, size_t i, long e, struct kb_conn_stats *s);
+/* Item i of a read with rows: its text, valid until the next call (*len bytes). NULL on ENOMEM. */
+const char *kb_read_rows(struct daemon *d, struct kb_read *r, size_t i, size_t *len);
+/* Health's JSON of one endpoint address, read once per read (a reference the caller owns), or NULL. */
+struct json_object *kb_read_health(struct daemon *d, struct kb_read *r, const struct kb_cfrontend *fe,
+				   const struct kb_cendpoint *ep);
+/* The endpoint's HEALTH and OPEN cells (kb_health_cells of the JSON above, made once per address). */
+void kb_read_health_cells(struct daemon *d, struct kb_read *r, const struct kb_cfrontend *fe,
+			  const struct kb_cendpoint *ep, char *hc, size_t hlen, char *oc, size_t olen);
 
 #endif /* KB_READS_H */

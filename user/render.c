@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Output for people and machines: statuses and frontend tables as text, JSON (json-c) and YAML (libyaml). */
+/* Output for people and machines: statuses as text, JSON (json-c) and YAML (libyaml); the frontend tables are in render_table.c. */
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,7 +122,7 @@ struct json_object *kb_render_diags(const struct kb_model *m)
 	return arr;
 }
 
-static const char *lb_name(enum kb_lb lb)
+const char *kb_lb_name(enum kb_lb lb)
 {
 	switch (lb) {
 	case KB_LB_ROUND_ROBIN:
@@ -136,7 +136,7 @@ static const char *lb_name(enum kb_lb lb)
 	}
 }
 
-static const char *proto_name(__u8 proto)
+const char *kb_proto_name(__u8 proto)
 {
 	return proto == KB_PROTO_UDP ? "UDP" : "TCP";
 }
@@ -146,10 +146,14 @@ static const char *ep_type_name(enum kb_ep_type t)
 	return t == KB_EP_IP ? "IP" : t == KB_EP_FQDN ? "FQDN" : t == KB_EP_UNIX ? "Unix" : "None";
 }
 
-/* Round a 0..1 share to a percentage with two decimals, so JSON stays readable and stable. */
+double kb_share_pct(double share)
+{
+	return (double)(long)(share * 10000.0 + 0.5) / 100.0;
+}
+
 static struct json_object *pct(double share)
 {
-	return json_object_new_double((double)(long)(share * 10000.0 + 0.5) / 100.0);
+	return json_object_new_double(kb_share_pct(share));
 }
 
 struct json_object *kb_render_frontends(const struct kb_compiled *c)
@@ -169,11 +173,11 @@ struct json_object *kb_render_frontend(const struct kb_cfrontend *fe)
 
 		put_str(jf, "address", fe->address);
 		json_object_object_add(jf, "port", json_object_new_int(fe->port));
-		put_str(jf, "protocol", proto_name(fe->proto));
+		put_str(jf, "protocol", kb_proto_name(fe->proto));
 		put_str(jf, "gateway", fe->gateway);
 		put_str(jf, "listener", fe->listener);
 		put_str(jf, "route", fe->route);
-		put_str(jf, "loadBalancer", lb_name(fe->lb));
+		put_str(jf, "loadBalancer", kb_lb_name(fe->lb));
 		json_object_object_add(jf, "slots", json_object_new_int64(fe->nslots));
 		for (size_t l = 0; l < fe->nlevels; l++) {
 			const struct kb_clevel *lv = &fe->levels[l];
@@ -480,242 +484,6 @@ void kb_print_objects_table(FILE *f, struct json_object *list, bool refused_only
 	for (size_t i = 0; i < json_object_array_length(items); i++)
 		kb_obj_table_add(&ot, json_object_array_get_idx(items, i));
 	kb_obj_table_print(f, &ot);
-}
-
-/* "198.18.0.10:80" or "[2001:db8:f::10]:80" or "unix:/path". */
-void kb_json_hostport(char *buf, size_t len, struct json_object *o)
-{
-	const char *a = kb_json_str(o, "address");
-
-	if (strcmp(kb_json_str(o, "type"), "Unix") == 0)
-		snprintf(buf, len, "unix:%s", a);
-	else
-		snprintf(buf, len, strchr(a, ':') ? "[%s]:%lld" : "%s:%lld", a, kb_json_int(o, "port"));
-}
-
-static void counter(char *buf, size_t len, struct json_object *stats, const char *k)
-{
-	if (stats)
-		snprintf(buf, len, "%lld", kb_json_int(stats, k));
-	else
-		snprintf(buf, len, "-");
-}
-
-/*
- * The HEALTH cell ("healthy", "ejected until 12:03:04Z", "failing 3 probes")
- * and the sockops cell ("open ok/refused/timed out") from an endpoint's
- * "health" object; without one (no daemon health), the compiled verdict.
- */
-static void health_cells(struct json_object *ep, bool healthy, char *hc, size_t hlen, char *oc, size_t olen)
-{
-	struct json_object *h = NULL, *a = NULL, *o = NULL;
-	const char *state, *until;
-
-	snprintf(oc, olen, "-");
-	if (!json_object_object_get_ex(ep, "health", &h)) {
-		snprintf(hc, hlen, "%s", healthy ? "healthy" : "unhealthy");
-		return;
-	}
-	state = kb_json_str(h, "state");
-	json_object_object_get_ex(h, "active", &a);
-	until = kb_json_str(h, "ejectedUntil");
-	if (!strcmp(state, "ejected"))
-		snprintf(hc, hlen, "ejected until %s", strlen(until) > 11 ? until + 11 : until);
-	else if (a && kb_json_int(a, "failingProbes") > 0)
-		snprintf(hc, hlen, "%s, %lld failing probe%s", !strcmp(state, "healthy") ? "healthy" : "failing",
-			 kb_json_int(a, "failingProbes"), kb_json_int(a, "failingProbes") == 1 ? "" : "s");
-	else
-		snprintf(hc, hlen, "%s", state);
-	if (json_object_object_get_ex(h, "outcomes", &o))
-		snprintf(oc, olen, "%lld %lld/%lld/%lld", kb_json_int(h, "activeConnections"),
-			 kb_json_int(o, "established"), kb_json_int(o, "refused"), kb_json_int(o, "timedOut"));
-}
-
-/* One row per FQDN: what DNS answered, how long it holds, and the last error. */
-static void dns_row(struct kb_table *t, const char *name, struct json_object *dns, struct json_object *seen)
-{
-	struct json_object *addrs = NULL, *refused = NULL;
-	char list[512] = "", when[32] = "-", ttl[24];
-	size_t n = 0;
-
-	if (!dns || json_object_object_get_ex(seen, name, NULL))
-		return;
-	json_object_object_add(seen, name, NULL);
-	json_object_object_get_ex(dns, "addresses", &addrs);
-	json_object_object_get_ex(dns, "refused", &refused);
-	for (size_t i = 0; addrs && i < json_object_array_length(addrs) && n < sizeof(list); i++)
-		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? "," : "",
-				      kb_json_str(json_object_array_get_idx(addrs, i), "address"));
-	for (size_t i = 0; refused && i < json_object_array_length(refused) && n < sizeof(list); i++)
-		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s(refused)", n ? "," : "",
-				      kb_json_str(json_object_array_get_idx(refused, i), "address"));
-	if (kb_json_int(dns, "last_refresh")) {
-		time_t tm = (time_t)kb_json_int(dns, "last_refresh");
-
-		strftime(when, sizeof(when), "%H:%M:%S", localtime(&tm));
-	}
-	snprintf(ttl, sizeof(ttl), "%lld", kb_json_int(dns, "ttl_left_s"));
-	kb_table_add(t, name, kb_json_str(dns, "state"), n ? list : "-", ttl, when,
-		     *kb_json_str(dns, "last_error") ? kb_json_str(dns, "last_error") : "-");
-}
-
-/* FQDN rows of one frontend (its endpoints' names and its unresolved ones), each name once. */
-static void dns_rows(struct kb_fe_table *ft, struct json_object *fe)
-{
-	struct json_object *eps = NULL, *locs = NULL, *dns;
-
-	json_object_object_get_ex(fe, "endpoints", &eps);
-	json_object_object_get_ex(fe, "localities", &locs);
-	for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
-		struct json_object *ep = json_object_array_get_idx(eps, e);
-
-		if (json_object_object_get_ex(ep, "dns", &dns))
-			dns_row(&ft->dns, kb_json_str(ep, "fqdn"), dns, ft->seen_dns);
-	}
-	for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
-		if (!json_object_object_get_ex(json_object_array_get_idx(locs, l), "dns", &dns))
-			continue;
-		json_object_object_foreach(dns, name, st)
-			dns_row(&ft->dns, name, st, ft->seen_dns);
-	}
-}
-
-/* Unix endpoints whose connects the bridge reset, once each: how many and why (the last reason). */
-static void bridge_rows(struct kb_fe_table *ft, struct json_object *fe)
-{
-	struct json_object *eps = NULL;
-
-	json_object_object_get_ex(fe, "endpoints", &eps);
-	for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
-		struct json_object *ep = json_object_array_get_idx(eps, e), *br;
-		const char *path = kb_json_str(ep, "address");
-		char resets[24];
-
-		if (!json_object_object_get_ex(ep, "bridge", &br) || json_object_object_get_ex(ft->seen_br, path, NULL))
-			continue;
-		json_object_object_add(ft->seen_br, path, NULL);
-		snprintf(resets, sizeof(resets), "%lld", kb_json_int(br, "refused"));
-		kb_table_add(&ft->br, path, resets, kb_json_str(br, "lastRefusal"));
-	}
-}
-
-void kb_fe_table_init(struct kb_fe_table *ft, enum kb_table_view view, bool wide)
-{
-	memset(ft, 0, sizeof(*ft));
-	ft->view = view;
-	ft->wide = wide;
-	if (view == KB_TABLE_FRONTENDS) {
-		kb_table_init(&ft->t, 8);
-		kb_table_add(&ft->t, "FRONTEND", "PROTO", "LB", "ROUTE", "ENDPOINTS", "SLOTS", "CONNECTS", "REFUSED");
-	} else {
-		kb_table_init(&ft->t, 11);
-		kb_table_add(&ft->t, "FRONTEND", "PROTO", "BACKEND", "PRIO", "WT", "ENDPOINT", "HEALTH", "SHARE%", "SLOTS",
-			     "CONNECTS", "OPEN OK/REFUSED/TIMEOUT");
-	}
-	if (view == KB_TABLE_ENDPOINTS && wide) {
-		kb_table_init(&ft->dns, 6);
-		kb_table_add(&ft->dns, "FQDN", "STATE", "ADDRESSES", "TTL-LEFT", "LAST-REFRESH", "LAST-ERROR");
-		kb_table_init(&ft->br, 3);
-		kb_table_add(&ft->br, "UNIX-SOCKET", "RESETS", "LAST-RESET-REASON");
-		ft->seen_dns = json_object_new_object();
-		ft->seen_br = json_object_new_object();
-	}
-}
-
-void kb_fe_table_add(struct kb_fe_table *ft, struct json_object *fe)
-{
-	struct json_object *eps = NULL, *st = NULL, *locs = NULL;
-	struct kb_table *t = &ft->t;
-	bool wide = ft->wide;
-	char front[80], c1[24], c2[24], n1[24], n2[24];
-
-	kb_json_hostport(front, sizeof(front), fe);
-	json_object_object_get_ex(fe, "stats", &st);
-	json_object_object_get_ex(fe, "endpoints", &eps);
-	if (ft->view == KB_TABLE_FRONTENDS) {
-		counter(c1, sizeof(c1), st, "connects");
-		counter(c2, sizeof(c2), st, "refused");
-		snprintf(n1, sizeof(n1), "%zu", eps ? json_object_array_length(eps) : 0);
-		snprintf(n2, sizeof(n2), "%lld", kb_json_int(fe, "slots"));
-		kb_table_add(t, front, kb_json_str(fe, "protocol"), kb_json_str(fe, "loadBalancer"), kb_json_str(fe, "route"),
-			     n1, n2, c1, c2);
-		return;
-	}
-	if (!eps || !json_object_array_length(eps))
-		kb_table_add(t, front, kb_json_str(fe, "protocol"), "-", "-", "-", "(none: connects are refused)", NULL,
-			     NULL, NULL, NULL, NULL);
-	for (size_t e = 0; eps && e < json_object_array_length(eps); e++) {
-		struct json_object *ep = json_object_array_get_idx(eps, e), *es = NULL, *h = NULL;
-		const char *be = kb_json_str(ep, "backend"), *slash = strchr(be, '/');
-		char where[300], hc[64], oc[96], prio[16], wt[24], share[24], slots[24];
-
-		kb_json_hostport(where, sizeof(where), ep);
-		json_object_object_get_ex(ep, "stats", &es);
-		json_object_object_get_ex(ep, "healthy", &h);
-		counter(c1, sizeof(c1), es, "connects");
-		health_cells(ep, json_object_get_boolean(h), hc, sizeof(hc), oc, sizeof(oc));
-		snprintf(prio, sizeof(prio), "%lld", kb_json_int(ep, "priority"));
-		snprintf(wt, sizeof(wt), "%lld", kb_json_int(ep, "weight"));
-		snprintf(share, sizeof(share), "%.2f", json_object_get_double(json_object_object_get(ep, "sharePercent")));
-		snprintf(slots, sizeof(slots), "%lld", kb_json_int(ep, "slots"));
-		kb_table_add(t, e ? "" : front, e ? "" : kb_json_str(fe, "protocol"), wide || !slash ? be : slash + 1, prio,
-			     wt, where, hc, share, slots, c1, oc);
-	}
-	/* FQDNs with no usable address yet hold no slot; show them so the gap is visible. */
-	json_object_object_get_ex(fe, "localities", &locs);
-	for (size_t l = 0; locs && l < json_object_array_length(locs); l++) {
-		struct json_object *lc = json_object_array_get_idx(locs, l), *un = NULL;
-		const char *be = kb_json_str(lc, "backend"), *slash = strchr(be, '/');
-		char prio[16], wt[24];
-
-		json_object_object_get_ex(lc, "unresolved", &un);
-		snprintf(prio, sizeof(prio), "%lld", kb_json_int(lc, "priority"));
-		snprintf(wt, sizeof(wt), "%lld", kb_json_int(lc, "weight"));
-		for (size_t u = 0; un && u < json_object_array_length(un); u++)
-			kb_table_add(t, "", "", wide || !slash ? be : slash + 1, prio, wt,
-				     json_object_get_string(json_object_array_get_idx(un, u)), "unresolved", "0.00", "0", "-",
-				     "-");
-	}
-	if (ft->seen_dns) {
-		dns_rows(ft, fe);
-		bridge_rows(ft, fe);
-	}
-}
-
-void kb_fe_table_print(FILE *f, struct kb_fe_table *ft)
-{
-	kb_table_print(f, &ft->t);
-	/* A table of only its header (no FQDN, no unix endpoint ever reset) is not printed. */
-	if (ft->seen_dns && ft->dns.ncells > ft->dns.ncols) {
-		fputc('\n', f);
-		kb_table_print(f, &ft->dns);
-	}
-	if (ft->seen_br && ft->br.ncells > ft->br.ncols) {
-		fputc('\n', f);
-		kb_table_print(f, &ft->br);
-	}
-}
-
-void kb_fe_table_free(struct kb_fe_table *ft)
-{
-	kb_table_free(&ft->t);
-	if (ft->seen_dns) {
-		kb_table_free(&ft->dns);
-		kb_table_free(&ft->br);
-		json_object_put(ft->seen_dns);
-		json_object_put(ft->seen_br);
-	}
-}
-
-void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_view view, bool wide)
-{
-	struct kb_fe_table ft;
-
-	kb_fe_table_init(&ft, view, wide);
-	for (size_t i = 0; i < json_object_array_length(fes); i++)
-		kb_fe_table_add(&ft, json_object_array_get_idx(fes, i));
-	kb_fe_table_print(f, &ft);
-	kb_fe_table_free(&ft);
 }
 
 void kb_print_diags(FILE *f, const struct kb_model *m)

@@ -63,6 +63,36 @@ void kb_fe_table_add(struct kb_fe_table *ft, struct json_object *fe);
 void kb_fe_table_print(FILE *f, struct kb_fe_table *ft);
 void kb_fe_table_free(struct kb_fe_table *ft);
 
+/*
+ * The rows those tables hold, one function per kind of row, so that the CLI
+ * (from a JSON item, kb_fe_table_add) and the daemon (from its own state, for
+ * a client that asked for rows: reads_rows.c) print the same thing.
+ * counters: connects and refused, NULL when the kernel's are not readable.
+ */
+void kb_fe_row(struct kb_table *t, const char *front, const char *proto, const char *lb, const char *route,
+	       size_t neps, long long slots, const long long *counters);
+struct kb_ep_cells {
+	const char *front, *proto;	/* "" on a frontend's second and later rows */
+	const char *backend, *where, *health, *open;
+	long long prio, weight, slots;
+	double share_pct;
+	const long long *connects;	/* NULL: no counter */
+};
+void kb_ep_row(struct kb_table *t, const struct kb_ep_cells *c, bool wide);
+/* A frontend with no endpoint. */
+void kb_ep_none_row(struct kb_table *t, const char *front, const char *proto);
+/* An FQDN with no usable address yet. */
+void kb_unresolved_row(struct kb_table *t, const char *backend, long long prio, long long weight, const char *name,
+		       bool wide);
+/* The HEALTH and OPEN OK/REFUSED/TIMEOUT cells from an endpoint's "health" object (NULL: the compiled verdict). */
+void kb_health_cells(struct json_object *health, bool healthy, char *hc, size_t hlen, char *oc, size_t olen);
+/* "198.18.0.10:80", "[2001:db8:f::10]:80" or "unix:/path". */
+void kb_hostport(char *buf, size_t len, bool unix_path, const char *addr, long long port);
+/* A 0..1 share as the percentage JSON carries (two decimals). */
+double kb_share_pct(double share);
+const char *kb_lb_name(enum kb_lb lb);
+const char *kb_proto_name(__u8 proto);
+
 /* Small readers for the JSON documents above: "" / 0 when the key is missing. */
 const char *kb_json_str(struct json_object *o, const char *k);
 long long kb_json_int(struct json_object *o, const char *k);

@@ -32,7 +32,10 @@ static bool req_bool(struct json_object *req, const char *key)
 /*
  * `get`. With "stream": true the reply is a header frame, one frame per item
  * rendered as the peer takes them (client_flush), an empty frame and a trailer;
- * without, one frame holding every item (older clients, tests).
+ * without, one frame holding every item (older clients, tests). A stream of
+ * frontends with "rows" (frontends, endpoints or stats) carries each item as
+ * the tab-separated table rows it prints as (reads_rows.c); its header says
+ * "rows": true, which a daemon without rows never does.
  */
 static struct json_object *do_get(struct daemon *d, struct json_object *req, struct kb_read **stream)
 {
@@ -54,6 +57,8 @@ static struct json_object *do_get(struct daemon *d, struct json_object *req, str
 		**stream = rd;
 		json_object_object_add(r, "stream", json_object_new_boolean(1));
 		json_object_object_add(r, "kind", json_object_new_string(rd.frontends ? "frontends" : "List"));
+		if (rd.rows)
+			json_object_object_add(r, "rows", json_object_new_boolean(1));
 		json_object_object_add(r, "count", json_object_new_int64((int64_t)rd.n));
 		return r;
 	}
@@ -238,9 +243,18 @@ static int stream_refill(struct client *c)
 	if (!rs)
 		return 0;
 	while (!err && rs->next < rs->n && len < STREAM_CHUNK && rs->gen == d->reads_gen) {
-		struct json_object *it = kb_read_item(d, rs, rs->next++);
-		const char *s = json_object_to_json_string_ext(it, JSON_C_TO_STRING_PLAIN);
+		struct json_object *it;
+		const char *s;
+		size_t n;
 
+		/* Rows: the item's text rows (never empty: every frontend has a row), no JSON to build or parse. */
+		if (rs->rows) {
+			s = kb_read_rows(d, rs, rs->next++, &n);
+			err = s ? buf_frame(&buf, &len, &cap, s, n) : -ENOMEM;
+			continue;
+		}
+		it = kb_read_item(d, rs, rs->next++);
+		s = json_object_to_json_string_ext(it, JSON_C_TO_STRING_PLAIN);
 		err = buf_frame(&buf, &len, &cap, s, strlen(s));
 		json_object_put(it);
 	}
