@@ -69,13 +69,17 @@ topo_up || fail "could not build the topology"
 [ -n "$RAW" ] || RAW=$TOPO_TMP/raw
 : >"$RAW"
 
+# 10,000 Backends are past the default map sizes; a binary from before the --max-* flags had room.
+LIMITS=()
+"$KB" help daemon 2>&1 | grep -q -- --max-frontends && LIMITS=(--max-frontends 131072 --max-endpoints 131072)
+
 # One daemon per size (index i), each attached to a cgroup of its own under the topology's.
 start_daemon() {
 	local i=$1 n=$2 port=$((19400 + $1)) k
 	mkdir -p "$TOPO_CG-$i" "$TOPO_TMP/state-$i"
 	nsenter --net="$(topo_ns node)" -- "$KB" daemon --cgroup "$TOPO_CG-$i" --bpffs "$TOPO_BPFFS-$i" \
 		--state-dir "$TOPO_TMP/state-$i" --socket "$TOPO_TMP/kb-$i.sock" --dns-server "$TOPO_DNS_ADDR:53" \
-		--metrics-addr "127.0.0.1:$port" --enable-backend >"$TOPO_TMP/daemon-$i.log" 2>&1 &
+		--metrics-addr "127.0.0.1:$port" --enable-backend "${LIMITS[@]}" >"$TOPO_TMP/daemon-$i.log" 2>&1 &
 	PIDS[i]=$!
 	for k in $(seq 100); do
 		KBACKEND_SOCKET=$TOPO_TMP/kb-$i.sock "$KB" status >/dev/null 2>&1 && break
