@@ -395,6 +395,11 @@ static bool unchanged_tail(const struct daemon *d, const struct kb_model *in)
 		    strcmp(a->namespace ? a->namespace : "default", b->namespace ? b->namespace : "default") != 0 ||
 		    memcmp(a->src, b->src, a->src_len) != 0)
 			return false;
+		/* A unix endpoint's verdict reads the file system (links under --unix-dir): judge it again. */
+		if (a->kind == KB_KIND_BACKEND)
+			for (size_t e = 0; e < ((const struct kb_backend *)a)->nendpoints; e++)
+				if (((const struct kb_backend *)a)->endpoints[e].present & KB_EP_HAS_UNIX)
+					return false;
 	}
 	return true;
 }
