@@ -3,12 +3,12 @@
 # kbackend's benchmark suite (issue 4): kbackend side by side with its peers,
 # on one topology, in one run, interleaved, and the scale figures.
 #
-#   bench/run.sh            the full suite (`make bench`, < 20 min)
+#   bench/run.sh            the full suite (`make bench`, < 25 min)
 #   bench/run.sh --quick    a smoke run: fewer and shorter reps, fewer sizes (`make bench-quick`, < 2 min)
 #
 # Knobs (environment): BENCH_REPS, BENCH_SECS, BENCH_SCALE_SIZES, BENCH_SCALE_REPS,
 # BENCH_BPF_ARGS (passed to build/bench/bpf_cost), BENCH_READ_SIZES, BENCH_READ_REPS,
-# BENCH_SKIP="paths scale reads bpf unix".
+# BENCH_CHANGE_SIZES, BENCH_CHANGE_REPS, BENCH_SKIP="paths scale reads changes bpf unix".
 #
 # Data-path section. One echo server (kbload serve) in the backend netns be1 at
 # 198.51.100.2 (TCP 8080, UDP 5353). Every client runs in the node netns
@@ -40,8 +40,10 @@
 # Scale section: build/bench/bpf_cost (connect4 ns/call at 10 .. 100,000
 # frontends, bpf_stats), bench/read-scale.sh (get, describe, stats and /metrics
 # at 100 and 10,000 Backends), bench/apply-scale.sh (apply time, daemon RSS, map
-# memory at 1,000 and 10,000 Backends) and bench/map-memory.sh (each map's
-# memlock on an empty daemon with the default sizes).
+# memory at 1,000 and 10,000 Backends), bench/map-memory.sh (each map's
+# memlock on an empty daemon with the default sizes) and bench/change-scale.sh
+# (what one applied, deleted or DNS-driven change costs at 100 objects, 10,000
+# Backends and 100,000 frontends).
 #
 # Output: Markdown on stdout and in build/bench/results-<time>.md (also copied to
 # build/bench/results.md), raw lines in build/bench/raw-<time>.txt; progress on
@@ -64,6 +66,8 @@ if [ -n "$QUICK" ]; then
 	SCALE_REPS=${BENCH_SCALE_REPS:-1}
 	READ_SIZES=${BENCH_READ_SIZES:-100 1000}
 	READ_REPS=${BENCH_READ_REPS:-2}
+	CHANGE_SIZES=${BENCH_CHANGE_SIZES:-100}
+	CHANGE_REPS=${BENCH_CHANGE_REPS:-2}
 	BPF_ARGS=${BENCH_BPF_ARGS:--k 3000 -r 3 -n 10,1000,10000}
 else
 	REPS=${BENCH_REPS:-7}
@@ -72,6 +76,8 @@ else
 	SCALE_REPS=${BENCH_SCALE_REPS:-3}
 	READ_SIZES=${BENCH_READ_SIZES:-100 10000}
 	READ_REPS=${BENCH_READ_REPS:-5}
+	CHANGE_SIZES=${BENCH_CHANGE_SIZES:-100 10k 100k}
+	CHANGE_REPS=${BENCH_CHANGE_REPS:-5}
 	BPF_ARGS=${BENCH_BPF_ARGS:-}
 fi
 SKIP=${BENCH_SKIP:-}
@@ -558,6 +564,12 @@ if ! skipped reads; then
 		bench/read-scale.sh >"$RESDIR/reads-$STAMP.md" || log "read-scale failed"
 	cat "$RESDIR/reads-$STAMP.txt" >>"$RAW" 2>/dev/null
 fi
+if ! skipped changes; then
+	log "change scale: sizes $CHANGE_SIZES, $CHANGE_REPS rep(s)"
+	KBACKEND=$KB CHANGE_SIZES=$CHANGE_SIZES CHANGE_REPS=$CHANGE_REPS CHANGE_RAW=$RESDIR/changes-$STAMP.txt OUT=$OUT \
+		bench/change-scale.sh >"$RESDIR/changes-$STAMP.md" || log "change-scale failed"
+	cat "$RESDIR/changes-$STAMP.txt" >>"$RAW" 2>/dev/null
+fi
 T_END=$EPOCHREALTIME
 
 {
@@ -602,6 +614,12 @@ T_END=$EPOCHREALTIME
 		echo "## Control plane: reads at scale"
 		echo
 		cat "$RESDIR/reads-$STAMP.md" 2>/dev/null
+	fi
+	if ! skipped changes; then
+		echo
+		echo "## Control plane: one change at scale"
+		echo
+		cat "$RESDIR/changes-$STAMP.md" 2>/dev/null
 	fi
 	echo
 	echo "## Goals"
