@@ -125,13 +125,13 @@ rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/"${PID[$1]}"/stat
 # M: scoped, or whole when the change took the whole pipeline).
 daemon_ms() {
 	tail -n +"$(($2 + 1))" "$TOPO_TMP/daemon-$1.log" | awk '
-	match($0, /programmed in [0-9]+ ms \(/) {
+	match($0, /programmed in [0-9.]+ ms \(/) {
 		x = substr($0, RSTART + 14); x += 0
 		t = substr($0, RSTART + RLENGTH); sub(/\)$/, "", t)
 		mode = t ~ /^scoped:/ ? "scoped" : "whole"
 		sub(/^.*: /, "", t); gsub(/ judged,/, "", t); gsub(/ frontend\(s\) compiled;/, "", t); gsub(/,/, "", t)
 		split(t, f, " ")
-		printf "%d mode=%s judged=%s compiled=%s parse=%s validate=%s compile=%s program=%s store=%s\n", x, mode,
+		printf "%.1f mode=%s judged=%s compiled=%s parse=%s validate=%s compile=%s program=%s store=%s\n", x, mode,
 			f[1], f[2], f[4], f[6], f[8], f[10], f[12]
 		exit
 	}'
@@ -276,7 +276,7 @@ for REP in $(seq "$REPS"); do
 		for s in "${STATES[@]}"; do
 			[ -n "${GOT[$s]:-}" ] && continue
 			d=$(tail -n +"$((FROM[$s] + 1))" "$TOPO_TMP/daemon-$s.log" |
-				sed -n 's/.*recompiled \([0-9]*\) Gateway(s), \([0-9]*\) frontend(s) after [0-9]* DNS name(s) changed, in \([0-9]*\) ms.*/\3 \1 \2/p' | head -1)
+				sed -n 's/.*recompiled \([0-9]*\) Gateway(s), \([0-9]*\) frontend(s) after [0-9]* DNS name(s) changed, in \([0-9.]*\) ms.*/\3 \1 \2/p' | head -1)
 			[ -n "$d" ] || continue
 			GOT[$s]=1
 			# shellcheck disable=SC2086  # three numbers, split on purpose
@@ -332,7 +332,7 @@ function cell(s, op,   d, c) {
 	if (s == "100k" && tried100k && !loaded100k) return "did not fit"
 	d = med(s, op, "daemon_ms"); c = med(s, op, "cli_ms")
 	if (d < 0 && c < 0) return "-"
-	return (d < 0 ? "-" : sprintf("%d", d)) " / " (c < 0 ? "-" : sprintf("%.0f", c))
+	return (d < 0 ? "-" : sprintf("%.1f", d)) " / " (c < 0 ? "-" : sprintf("%.0f", c))
 }
 function ratio(s, op,   r, n, v) {
 	if (s == "100k" && !loaded100k) return "-"
@@ -378,7 +378,7 @@ END {
 		s = SS[i]; op = OO[j]
 		if (!((s, op) in MODE)) continue
 		printf "| %s | %s | %s |", s == "full" ? "10k (fresh)" : s, name[op], MODE[s, op]
-		for (k = 1; k <= nst; k++) { m = med(s, op, ST[k]); printf " %s |", m < 0 ? "-" : sprintf("%d", m) }
+		for (k = 1; k <= nst; k++) { m = med(s, op, ST[k]); printf " %s |", m < 0 ? "-" : sprintf("%.1f", m) }
 		printf "\n"
 	}
 	printf "\nMedians of %d interleaved repetitions; ratios are medians of per-rep daemon-side ratios.\n", reps
