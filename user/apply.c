@@ -127,12 +127,44 @@ void kb_daemon_update_names(struct daemon *d)
  * swap. Unchanged frontends are not rewritten by the dataplane; a changed one
  * flips to its new selection in one map update.
  */
+/*
+ * Program a recompiled table c (consumed) in place of d->compiled, or keep
+ * the current one and say why. A scoped table shares the old one's memory:
+ * it takes it over on success (kb_scope_adopt_compiled).
+ */
+static bool swap_table(struct daemon *d, struct kb_compiled *c, bool scoped, const char *what)
+{
+	char why[512];
+	int err;
+
+	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, c, why, sizeof(why))) {
+		kb_err("failed to program %s: %s; keeping the current selection", what, why);
+		kb_compiled_free(c);
+		return false;
+	}
+	err = d->dp->ops->apply(d->dp, c);
+	if (err) {
+		kb_err("failed to program %s: %s; keeping the current selection", what, strerror(-err));
+		d->dp->ops->apply(d->dp, &d->compiled);
+		kb_compiled_free(c);
+		return false;
+	}
+	if (scoped)
+		kb_scope_adopt_compiled(c, &d->compiled);
+	else
+		kb_compiled_free(&d->compiled);
+	d->compiled = *c;
+	memset(c, 0, sizeof(*c));
+	kb_daemon_reads_changed(d);
+	kb_daemon_update_names(d);
+	kb_health_sync(d->health, &d->compiled);
+	return true;
+}
+
 void kb_daemon_recompile(struct daemon *d)
 {
 	struct kb_compile_env env = kb_daemon_compile_env(d);
 	struct kb_compiled c = { 0 };
-	char why[512];
-	int err;
 
 	if (d->nunaccounted) {
 		/* Degraded: the stored state does not hold what the pins serve, so it is not programmed over them. */
@@ -144,24 +176,8 @@ void kb_daemon_recompile(struct daemon *d)
 		kb_compiled_free(&c);
 		return;
 	}
-	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
-		kb_err("failed to program a DNS or health change: %s; keeping the current selection", why);
-		kb_compiled_free(&c);
-		return;
-	}
-	err = d->dp->ops->apply(d->dp, &c);
-	if (err) {
-		kb_err("failed to program a DNS or health change: %s; keeping the current selection", strerror(-err));
-		d->dp->ops->apply(d->dp, &d->compiled);
-		kb_compiled_free(&c);
-		return;
-	}
-	kb_compiled_free(&d->compiled);
-	d->compiled = c;
-	kb_log_debug("recompiled after a DNS or health change: %zu frontend(s)", c.nfes);
-	kb_daemon_reads_changed(d);
-	kb_daemon_update_names(d);
-	kb_health_sync(d->health, &d->compiled);
+	if (swap_table(d, &c, false, "a DNS or health change"))
+		kb_log_debug("recompiled after a DNS or health change: %zu frontend(s)", d->compiled.nfes);
 }
 
 /*
@@ -172,90 +188,92 @@ static void recompile_scoped(struct daemon *d, struct kb_scope *scope, size_t ng
 {
 	struct kb_compile_env env = kb_daemon_compile_env(d);
 	struct kb_compiled part = { 0 }, c = { 0 };
-	size_t replaced;
 	long long t0 = kb_now_us();
-	char why[512];
-	int err;
+	size_t replaced;
 
 	if (kb_compile_gateways(&d->state, &env, &scope->gateways, &part)) {
 		kb_err("failed to recompile after %s; keeping the current selection", what);
-		goto out;
+		kb_compiled_free(&part);
+		return;
 	}
 	replaced = kb_scope_merge(scope, &d->compiled, &part, &c);
-	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
-		kb_err("failed to program %s: %s; keeping the current selection", what, why);
-		goto out;
-	}
-	err = d->dp->ops->apply(d->dp, &c);
-	if (err) {
-		kb_err("failed to program %s: %s; keeping the current selection", what, strerror(-err));
-		d->dp->ops->apply(d->dp, &d->compiled);
-		goto out;
-	}
-	kb_scope_adopt_compiled(&c, &d->compiled);
-	d->compiled = c;
-	memset(&c, 0, sizeof(c));
+	if (!swap_table(d, &c, true, what))
+		return;
 	d->garbage += 1024 * replaced;
 	d->changes_scoped++;
 	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %s, in %.1f ms", ngw, replaced, what,
 		     (kb_now_us() - t0) / 1e3);
-	kb_daemon_reads_changed(d);
-	kb_daemon_update_names(d);
-	kb_health_sync(d->health, &d->compiled);
-out:
-	kb_compiled_free(&part);
-	kb_compiled_free(&c);
 }
 
-/* The DNS answers of `hosts` changed: the Gateways whose frontends use one of them (as an endpoint or pending). */
+/* Put the Gateway of every frontend for which uses() holds in scope; how many Gateways that made. */
+static size_t scope_frontends(struct daemon *d, struct kb_scope *scope,
+			      bool (*uses)(struct daemon *d, const struct kb_cfrontend *fe, void *ctx), void *ctx)
+{
+	size_t ngw = 0;
+
+	for (size_t i = 0; i < d->compiled.nfes; i++) {
+		const struct kb_cfrontend *fe = &d->compiled.fes[i];
+
+		if (fe->gateway && !kb_smap_get(&scope->gateways, fe->gateway) && uses(d, fe, ctx)) {
+			kb_scope_add_gateway(scope, fe->gateway);
+			ngw++;
+		}
+	}
+	return ngw;
+}
+
+/* Does fe use one of the names in *ctx, as an endpoint or as a name still pending? */
+static bool uses_name(struct daemon *d, const struct kb_cfrontend *fe, void *ctx)
+{
+	const struct kb_smap *names = ctx;
+
+	(void)d;
+	for (size_t e = 0; e < fe->neps; e++)
+		if (fe->eps[e].fqdn && kb_smap_get(names, fe->eps[e].fqdn))
+			return true;
+	for (size_t l = 0; l < fe->nlocs; l++)
+		for (size_t p = 0; p < fe->locs[l].npending; p++)
+			if (kb_smap_get(names, fe->locs[l].pending[p]))
+				return true;
+	return false;
+}
+
+/* Is the health of one of fe's endpoints no longer the one fe was compiled with? */
+static bool health_moved(struct daemon *d, const struct kb_cfrontend *fe, void *ctx)
+{
+	(void)ctx;
+	for (size_t e = 0; e < fe->neps; e++)
+		if (kb_health_healthy(d->health, fe, &fe->eps[e]) != fe->eps[e].healthy)
+			return true;
+	return false;
+}
+
+/* The DNS answers of `hosts` changed: recompile the Gateways whose frontends use one of them. */
 static void recompile_names(struct daemon *d, const char *const *hosts, size_t n)
 {
 	struct kb_scope scope = { 0 };
 	struct kb_smap names = { .a = &scope.a };
-	size_t ngw = 0;
+	size_t ngw;
 	char what[64];
 
 	for (size_t i = 0; i < n; i++)
 		kb_smap_put(&names, hosts[i], &names);
-	for (size_t i = 0; i < d->compiled.nfes; i++) {
-		const struct kb_cfrontend *fe = &d->compiled.fes[i];
-		bool uses = false;
-
-		for (size_t e = 0; e < fe->neps && !uses; e++)
-			uses = fe->eps[e].fqdn && kb_smap_get(&names, fe->eps[e].fqdn);
-		for (size_t l = 0; l < fe->nlocs && !uses; l++)
-			for (size_t p = 0; p < fe->locs[l].npending && !uses; p++)
-				uses = kb_smap_get(&names, fe->locs[l].pending[p]) != NULL;
-		if (uses && fe->gateway && !kb_smap_get(&scope.gateways, fe->gateway)) {
-			kb_scope_add_gateway(&scope, fe->gateway);
-			ngw++;
-		}
-	}
+	ngw = scope_frontends(d, &scope, uses_name, &names);
 	snprintf(what, sizeof(what), "%zu DNS name(s) changed", n);
 	if (ngw)
 		recompile_scoped(d, &scope, ngw, what);
 	kb_scope_free(&scope);
 }
 
-/* Endpoint health changed: the Gateways with an endpoint whose health is not what its frontend was compiled with. */
+/* Endpoint health changed: recompile the Gateways with an endpoint whose health moved. */
 void kb_daemon_health_changed(struct daemon *d)
 {
 	struct kb_scope scope = { 0 };
-	size_t ngw = 0;
+	size_t ngw;
 
 	if (d->nunaccounted)
 		return;	/* degraded: the stored state is not programmed over the pins */
-	for (size_t i = 0; i < d->compiled.nfes; i++) {
-		const struct kb_cfrontend *fe = &d->compiled.fes[i];
-		bool moved = false;
-
-		for (size_t e = 0; e < fe->neps && !moved; e++)
-			moved = kb_health_healthy(d->health, fe, &fe->eps[e]) != fe->eps[e].healthy;
-		if (moved && fe->gateway && !kb_smap_get(&scope.gateways, fe->gateway)) {
-			kb_scope_add_gateway(&scope, fe->gateway);
-			ngw++;
-		}
-	}
+	ngw = scope_frontends(d, &scope, health_moved, NULL);
 	if (ngw)
 		recompile_scoped(d, &scope, ngw, "a health change");
 	kb_scope_free(&scope);
@@ -275,13 +293,6 @@ void kb_daemon_dns_changed(struct daemon *d)
 
 /* ---- applying changes ------------------------------------------------------ */
 
-/* "Kind/ns/name": what makes two documents the same object. */
-static const char *object_key(struct kb_arena *a, const struct kb_meta *o)
-{
-	return kb_sprintf(a, "%s/%s/%s", kb_meta_kind(o), o->namespace ? o->namespace : "default",
-			  o->name ? o->name : "");
-}
-
 /*
  * Index m's objects by key (the first of equal ones wins), so that a change
  * of 20,000 objects against 20,000 stored ones stays linear. Reports objects
@@ -292,7 +303,7 @@ static void index_objects(struct kb_model *m, struct kb_smap *ix, bool report)
 {
 	for (size_t i = 0; i < m->nobjects; i++) {
 		const struct kb_meta *o = m->objects[i];
-		const struct kb_meta *first = kb_smap_put(ix, object_key(ix->a, o), (void *)o);
+		const struct kb_meta *first = kb_smap_put(ix, kb_scope_key(ix->a, o), (void *)o);
 
 		if (report && first != o)
 			kb_diag_add(m, KB_SEV_ERROR, o, "metadata.name", "defined twice in one apply (first at %s:%d)",
@@ -302,7 +313,7 @@ static void index_objects(struct kb_model *m, struct kb_smap *ix, bool report)
 
 static const struct kb_meta *find_same(struct kb_smap *ix, const struct kb_meta *o)
 {
-	return kb_smap_get(ix, object_key(ix->a, o));
+	return kb_smap_get(ix, kb_scope_key(ix->a, o));
 }
 
 /* Parse the request's files ([{name, content}]) into m. */
@@ -371,11 +382,6 @@ void kb_daemon_state_index(struct daemon *d, struct kb_arena *tmp)
 	}
 }
 
-static bool str_same(const char *a, const char *b)
-{
-	return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
 /*
  * Does the request hold exactly the last objects of the state, in their
  * order, each with the same text? Then applying it changes nothing: a
@@ -391,7 +397,7 @@ static bool unchanged_tail(const struct daemon *d, const struct kb_model *in)
 		const struct kb_meta *a = in->objects[i], *b = d->state.objects[n - k + i];
 
 		if (a->kind != b->kind || !a->src || !b->src || a->src_len != b->src_len ||
-		    strcmp(kb_meta_kind(a), kb_meta_kind(b)) != 0 || !str_same(a->name, b->name) ||
+		    strcmp(kb_meta_kind(a), kb_meta_kind(b)) != 0 || !kb_str_same(a->name, b->name) ||
 		    strcmp(a->namespace ? a->namespace : "default", b->namespace ? b->namespace : "default") != 0 ||
 		    memcmp(a->src, b->src, a->src_len) != 0)
 			return false;

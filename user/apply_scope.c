@@ -34,12 +34,6 @@ const char *kb_scope_key(struct kb_arena *a, const struct kb_meta *o)
 	return kb_sprintf(a, "%s/%s/%s", kb_meta_kind(o), ns_of(o), o->name ? o->name : "");
 }
 
-static bool is_gateway_ref(const struct kb_parent_ref *pr)
-{
-	return (!pr->kind || strcmp(pr->kind, "Gateway") == 0) &&
-	       (!pr->group || !*pr->group || strcmp(pr->group, "gateway.networking.k8s.io") == 0);
-}
-
 static bool is_backend_ref(const struct kb_backend_ref *r)
 {
 	return r->kind && strcmp(r->kind, "Backend") == 0;
@@ -62,7 +56,7 @@ static bool set_has(const struct kb_smap *s, struct kb_arena *tmp, const char *n
 static void add_parents(struct kb_scope *s, const struct kb_route *r)
 {
 	for (size_t i = 0; i < r->nparents; i++)
-		if (is_gateway_ref(&r->parents[i]))
+		if (kb_parent_names_gateway(&r->parents[i]))
 			set_add(&s->gateways, r->parents[i].namespace ? r->parents[i].namespace : ns_of(&r->meta),
 				r->parents[i].name);
 }
@@ -70,7 +64,7 @@ static void add_parents(struct kb_scope *s, const struct kb_route *r)
 static bool names_scoped_gateway(struct kb_scope *s, const struct kb_route *r)
 {
 	for (size_t i = 0; i < r->nparents; i++)
-		if (is_gateway_ref(&r->parents[i]) &&
+		if (kb_parent_names_gateway(&r->parents[i]) &&
 		    set_has(&s->gateways, &s->a,
 			    r->parents[i].namespace ? r->parents[i].namespace : ns_of(&r->meta), r->parents[i].name))
 			return true;
@@ -151,12 +145,6 @@ static void judge(struct kb_scope *s, struct kb_meta *o)
 	}
 }
 
-/* The label a diagnostic carries for its object (kb_meta_label's form). */
-static const char *diag_label(struct kb_arena *a, const struct kb_meta *o)
-{
-	return kb_sprintf(a, "%s %s/%s", kb_meta_kind(o), ns_of(o), o->name ? o->name : "<unnamed>");
-}
-
 void kb_scope_build(struct kb_scope *s, struct kb_model *state, const struct kb_smap *state_ix, struct kb_model *in,
 		    bool del, struct kb_model *next)
 {
@@ -178,7 +166,7 @@ void kb_scope_build(struct kb_scope *s, struct kb_model *state, const struct kb_
 		prev->named = true;
 		s->nnamed++;
 		s->named_bytes += prev->src_len;
-		kb_smap_put(&labels, diag_label(&s->a, prev), &labels);
+		kb_smap_put(&labels, kb_meta_label_in(&s->a, prev), &labels);
 		if (kb_kind_is_route(prev->kind))
 			add_parents(s, (struct kb_route *)prev);
 	}
@@ -230,7 +218,7 @@ void kb_scope_build(struct kb_scope *s, struct kb_model *state, const struct kb_
 	}
 	s->njudged = s->nsaved;
 	for (size_t i = 0; i < s->nsaved; i++)
-		kb_smap_put(&labels, diag_label(&s->a, s->saved[i].o), &labels);
+		kb_smap_put(&labels, kb_meta_label_in(&s->a, s->saved[i].o), &labels);
 
 	/* The next state: stored objects not named, in their order, then the request's. */
 	kb_model_init(next);

@@ -95,7 +95,7 @@ static bool parent_accepted(const struct kb_route *r, const struct kb_parent_ref
 	return ok;	/* true too when validate recorded nothing against this parent */
 }
 
-static bool is_gateway_ref(const struct kb_parent_ref *pr)
+bool kb_parent_names_gateway(const struct kb_parent_ref *pr)
 {
 	return (!pr->kind || strcmp(pr->kind, "Gateway") == 0) &&
 	       (!pr->group || !*pr->group || strcmp(pr->group, "gateway.networking.k8s.io") == 0);
@@ -129,7 +129,7 @@ static void wanted_backends(struct cx *c, struct kb_smap *want)
 		bool in = false;
 
 		for (size_t j = 0; j < r->nparents && !in; j++)
-			in = r->parents[j].name && is_gateway_ref(&r->parents[j]) && parent_compiled(c, r, &r->parents[j]);
+			in = r->parents[j].name && kb_parent_names_gateway(&r->parents[j]) && parent_compiled(c, r, &r->parents[j]);
 		for (size_t k = 0; in && k < r->nrules; k++)
 			for (size_t x = 0; x < r->rules[k].nrefs; x++)
 				if (r->rules[k].refs[x].name)
@@ -168,7 +168,7 @@ static void index_model(struct cx *c)
 			struct attach *a;
 			char *key;
 
-			if (!pr->name || !is_gateway_ref(pr) || !parent_compiled(c, r, pr))
+			if (!pr->name || !kb_parent_names_gateway(pr) || !parent_compiled(c, r, pr))
 				continue;
 			key = kb_sprintf(&c->tmp, "%s/%s", pr->namespace ? pr->namespace : ns_of(&r->meta), pr->name);
 			l = kb_smap_get(&c->gw_routes, key);

@@ -100,6 +100,9 @@ struct kb_compile_env {
 	void *bridge_ctx;
 };
 
+/* Does the parentRef name a Gateway (compile programs only those; a scoped change follows the same rule)? */
+bool kb_parent_names_gateway(const struct kb_parent_ref *pr);
+
 /* Compile the accepted objects of a validated model. Returns 0, or -1 with a diagnostic in m. */
 int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_compiled *out);
 /*

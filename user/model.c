@@ -202,10 +202,15 @@ struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path)
 	return model_loc(NULL, obj, path);
 }
 
+char *kb_meta_label_in(struct kb_arena *a, const struct kb_meta *obj)
+{
+	return kb_sprintf(a, "%s %s/%s", kb_meta_kind(obj), obj->namespace ? obj->namespace : "default",
+			  obj->name ? obj->name : "<unnamed>");
+}
+
 char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj)
 {
-	return kb_sprintf(&m->arena, "%s %s/%s", kb_meta_kind(obj), obj->namespace ? obj->namespace : "default",
-			  obj->name ? obj->name : "<unnamed>");
+	return kb_meta_label_in(&m->arena, obj);
 }
 
 static struct kb_diag *diag_new(struct kb_model *m, enum kb_severity sev)

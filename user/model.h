@@ -464,8 +464,9 @@ struct kb_loc kb_meta_loc(const struct kb_meta *obj, const char *path);
 /* The object's kind as written: kb_kind_name(kind) for the kinds kbackend reads, else its own (Secret, ...). */
 const char *kb_meta_kind(const struct kb_meta *obj);
 
-/* "Kind ns/name" into the arena. */
+/* "Kind ns/name" (a diagnostic's object) into the model's arena, or into a. */
 char *kb_meta_label(struct kb_model *m, const struct kb_meta *obj);
+char *kb_meta_label_in(struct kb_arena *a, const struct kb_meta *obj);
 
 /* Add a diagnostic; obj may be NULL. path may be NULL. The location is looked up from obj+path when obj is set. */
 void kb_diag_add(struct kb_model *m, enum kb_severity sev, const struct kb_meta *obj, const char *path,

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /*
  * Every object of one model lives in one arena, so a model (and a failed
@@ -57,6 +58,12 @@ void *kb_smap_get(const struct kb_smap *m, const char *key);
 void *kb_smap_put(struct kb_smap *m, const char *key, void *val);
 /* Insert or overwrite; NULL stands for "absent" to kb_smap_get. */
 void kb_smap_set(struct kb_smap *m, const char *key, void *val);
+
+/* Equal strings, two NULLs included. */
+static inline bool kb_str_same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
 
 /* CLOCK_MONOTONIC in milliseconds. */
 long kb_now_ms(void);

@@ -40,11 +40,6 @@ static void diff(struct diffs *d, const char *fmt, ...)
 	json_object_array_add(d->arr, json_object_new_string(buf));
 }
 
-static bool str_eq(const char *a, const char *b)
-{
-	return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
 static void compare_conds(struct diffs *df, const char *who, const char *where, const struct kb_condition *a,
 			  size_t na, const struct kb_condition *b, size_t nb)
 {
@@ -53,8 +48,8 @@ static void compare_conds(struct diffs *df, const char *who, const char *where, 
 		return;
 	}
 	for (size_t i = 0; i < na; i++)
-		if (!str_eq(a[i].type, b[i].type) || a[i].status != b[i].status || !str_eq(a[i].reason, b[i].reason) ||
-		    !str_eq(a[i].message, b[i].message))
+		if (!kb_str_same(a[i].type, b[i].type) || a[i].status != b[i].status ||
+		    !kb_str_same(a[i].reason, b[i].reason) || !kb_str_same(a[i].message, b[i].message))
 			diff(df, "%s%s: condition %s is %s/%s \"%s\", from scratch %s %s/%s \"%s\"", who, where, a[i].type,
 			     kb_cond_status_name(a[i].status), a[i].reason, a[i].message, b[i].type,
 			     kb_cond_status_name(b[i].status), b[i].reason, b[i].message);
@@ -138,10 +133,11 @@ static void compare_frontend(struct diffs *df, const struct kb_cfrontend *x, con
 {
 	const char *p = x->proto == KB_PROTO_UDP ? "udp" : "tcp";
 
-	if (!str_eq(x->gateway, y->gateway) || !str_eq(x->listener, y->listener) || !str_eq(x->route, y->route) ||
+	if (!kb_str_same(x->gateway, y->gateway) || !kb_str_same(x->listener, y->listener) ||
+	    !kb_str_same(x->route, y->route) ||
 	    x->lb != y->lb || !x->policy != !y->policy ||
-	    (x->policy && (!str_eq(x->policy->meta.name, y->policy->meta.name) ||
-			   !str_eq(x->policy->meta.namespace, y->policy->meta.namespace))))
+	    (x->policy && (!kb_str_same(x->policy->meta.name, y->policy->meta.name) ||
+			   !kb_str_same(x->policy->meta.namespace, y->policy->meta.namespace))))
 		diff(df, "%s:%u/%s: from %s %s %s, from scratch %s %s %s", x->address, x->port, p, x->gateway,
 		     x->listener, x->route ? x->route : "(no route)", y->gateway, y->listener,
 		     y->route ? y->route : "(no route)");
@@ -153,9 +149,9 @@ static void compare_frontend(struct diffs *df, const struct kb_cfrontend *x, con
 	for (size_t e = 0; e < x->neps; e++) {
 		const struct kb_cendpoint *a = &x->eps[e], *b = &y->eps[e];
 
-		if (!str_eq(a->address, b->address) || a->port != b->port || a->family != b->family ||
+		if (!kb_str_same(a->address, b->address) || a->port != b->port || a->family != b->family ||
 		    memcmp(a->ip, b->ip, sizeof(a->ip)) || a->priority != b->priority || a->locality != b->locality ||
-		    a->healthy != b->healthy || a->nslots != b->nslots || !str_eq(a->backend, b->backend))
+		    a->healthy != b->healthy || a->nslots != b->nslots || !kb_str_same(a->backend, b->backend))
 			diff(df, "%s:%u/%s: endpoint %zu is %s:%u (%s, %u slot(s)), from scratch %s:%u (%s, %u slot(s))",
 			     x->address, x->port, p, e, a->address, a->port, a->backend, a->nslots, b->address, b->port,
 			     b->backend, b->nslots);
