@@ -37,7 +37,8 @@ endif
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(OUT)/%.skel.h,$(BPF_SRCS))
-USER_SRCS := $(wildcard user/*.c)
+# user/: one folder per stage (see docs/ARCHITECTURE.md, "Source layout"); main.c and util.[ch] at the top.
+USER_SRCS := $(wildcard user/*.c user/*/*.c)
 CORE_SRCS := $(filter-out user/main.c,$(USER_SRCS))
 USER_OBJS := $(patsubst user/%.c,$(OUT)/obj/%.o,$(USER_SRCS))
 CORE_OBJS := $(patsubst user/%.c,$(OUT)/obj/%.o,$(CORE_SRCS))
@@ -65,11 +66,11 @@ $(OUT)/%.skel.h: $(OUT)/bpf/%.bpf.o | $(OUT)
 
 $(OUT)/obj/%.o: user/%.c Makefile $(SKELS) | $(OUT)/obj
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D) && $(CC) $(CFLAGS) -c $< -o $@
 
 $(OUT)/san/%.o: user/%.c Makefile $(SKELS) | $(OUT)/san
 	$(call msg,CC-SAN,$@)
-	$(Q)$(CC) $(CFLAGS) -O1 $(SANFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D) && $(CC) $(CFLAGS) -O1 $(SANFLAGS) -c $< -o $@
 
 $(OUT)/kbackend: $(USER_OBJS) | $(OUT)
 	$(call msg,LINK,$@)
@@ -156,4 +157,4 @@ clean:
 	$(call msg,CLEAN,$(OUT))
 	$(Q)rm -rf $(OUT)
 
--include $(wildcard $(OUT)/*/*.d)
+-include $(wildcard $(OUT)/*/*.d $(OUT)/*/*/*.d)

@@ -3,9 +3,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "compile.h"
-#include "manifest.h"
-#include "validate.h"
+#include "compile/compile.h"
+#include "manifest/manifest.h"
+#include "validate/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Entry point: hands argv to the command table in ctl.c. */
-#include "ctl.h"
+#include "cli/ctl.h"
 
 int main(int argc, char **argv)
 {

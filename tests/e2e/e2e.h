@@ -21,7 +21,7 @@
 
 #include <bpf/libbpf.h>
 
-#include "compile.h"
+#include "compile/compile.h"
 
 /* Why the tests of this binary skip, or NULL when they can run. */
 static inline const char *e2e_skip_reason(void)

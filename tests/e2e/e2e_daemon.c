@@ -14,7 +14,7 @@
 
 #include "e2e.h"
 #include "e2e_daemon.h"
-#include "control.h"
+#include "control/control.h"
 #include "util.h"
 
 void e2e_sleep_ms(long ms)

@@ -15,9 +15,9 @@
 
 #include "e2e.h"
 #include "e2e_node.h"
-#include "control.h"
-#include "dataplane.h"
-#include "store.h"
+#include "control/control.h"
+#include "dataplane/dataplane.h"
+#include "store/store.h"
 #include "util.h"
 
 const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };

@@ -11,7 +11,7 @@
 
 #include "e2e.h"
 #include "e2e_daemon.h"
-#include "dataplane.h"
+#include "dataplane/dataplane.h"
 #include "util.h"
 
 static const enum bpf_attach_type kb_types[] = {

@@ -22,8 +22,8 @@
 
 #include "e2e.h"
 #include "e2e_daemon.h"
-#include "control.h"
-#include "dataplane.h"
+#include "control/control.h"
+#include "dataplane/dataplane.h"
 #include "util.h"
 #include "bridge_env.h"
 

@@ -15,8 +15,8 @@
 
 #include "e2e.h"
 #include "e2e_node.h"
-#include "control.h"
-#include "store.h"
+#include "control/control.h"
+#include "store/store.h"
 #include "util.h"
 
 /* The node, its endpoints and the daemon: e2e_node.h. */

@@ -14,9 +14,9 @@
 
 #include "e2e.h"
 #include "e2e_node.h"
-#include "control.h"
-#include "dataplane.h"
-#include "store.h"
+#include "control/control.h"
+#include "dataplane/dataplane.h"
+#include "store/store.h"
 #include "util.h"
 
 #define KILLS 200

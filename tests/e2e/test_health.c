@@ -16,9 +16,9 @@
 
 #include "e2e.h"
 #include "e2e_daemon.h"
-#include "control.h"
-#include "dataplane.h"
-#include "render.h"
+#include "control/control.h"
+#include "dataplane/dataplane.h"
+#include "render/render.h"
 #include "util.h"
 
 /*

@@ -10,7 +10,7 @@
 
 #include "e2e.h"
 #include "e2e_node.h"
-#include "control.h"
+#include "control/control.h"
 
 /* The node, its endpoints and the daemon: e2e_node.h. Small limits, so that a few objects reach each. */
 static const char *const LIMITS[] = { "--max-frontends", "16", "--max-slots", "200", "--max-endpoints", "24",

@@ -13,7 +13,7 @@
 
 #include "e2e.h"
 #include "e2e_node.h"
-#include "control.h"
+#include "control/control.h"
 #include "util.h"
 
 /* The node, its endpoints and the daemon: e2e_node.h. */

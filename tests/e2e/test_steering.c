@@ -12,7 +12,7 @@
 #include <bpf/bpf.h>
 
 #include "e2e.h"
-#include "dataplane.h"
+#include "dataplane/dataplane.h"
 #include "util.h"
 
 /*

@@ -15,7 +15,7 @@
 
 #include "e2e.h"
 #include "e2e_daemon.h"
-#include "dataplane.h"
+#include "dataplane/dataplane.h"
 #include "util.h"
 
 /*

@@ -116,7 +116,7 @@ static inline void du_all_options(struct du_list *out)
 {
 	glob_t g;
 
-	if (glob("user/*.[ch]", 0, NULL, &g))
+	if (glob("user/{,*/}*.[ch]", GLOB_BRACE, NULL, &g))
 		return;
 	for (size_t i = 0; i < g.gl_pathc; i++) {
 		char *t = du_read_file(g.gl_pathv[i]);
@@ -129,24 +129,24 @@ static inline void du_all_options(struct du_list *out)
 }
 
 /*
- * The daemon's own flags: the rows of `longopts[]` in user/daemon.c, with any
+ * The daemon's own flags: the rows of `longopts[]` in user/daemon/daemon.c, with any
  * KB_..._LONGOPTS macro in it expanded from its #define in a header of user/.
  * Returns false (with why) when the table cannot be found.
  */
 static inline bool du_daemon_options(struct du_list *out, char *why, size_t whylen)
 {
-	char *src = du_read_file("user/daemon.c"), *start, *end;
+	char *src = du_read_file("user/daemon/daemon.c"), *start, *end;
 	regex_t re;
 	regmatch_t mt[1];
 
 	if (!src) {
-		snprintf(why, whylen, "cannot read user/daemon.c");
+		snprintf(why, whylen, "cannot read user/daemon/daemon.c");
 		return false;
 	}
 	start = strstr(src, "longopts[] = {");
 	end = start ? strstr(start, "{ 0 }") : NULL;
 	if (!start || !end) {
-		snprintf(why, whylen, "no `longopts[] = { ... { 0 } }` table in user/daemon.c: update tests/unit/docsutil.h");
+		snprintf(why, whylen, "no `longopts[] = { ... { 0 } }` table in user/daemon/daemon.c: update tests/unit/docsutil.h");
 		free(src);
 		return false;
 	}
@@ -159,7 +159,7 @@ static inline bool du_daemon_options(struct du_list *out, char *why, size_t whyl
 
 		snprintf(name, sizeof(name), "%.*s", (int)(mt[0].rm_eo - mt[0].rm_so), p + mt[0].rm_so);
 		snprintf(def, sizeof(def), "#define %s", name);
-		if (glob("user/*.h", 0, NULL, &g))
+		if (glob("user/{,*/}*.h", GLOB_BRACE, NULL, &g))
 			continue;
 		for (size_t i = 0; i < g.gl_pathc; i++) {
 			char *h = du_read_file(g.gl_pathv[i]), *d = h ? strstr(h, def) : NULL;

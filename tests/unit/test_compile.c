@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 
 #include "testutil.h"
-#include "compile.h"
+#include "compile/compile.h"
 
 /* ---- kb_apportion ----------------------------------------------------------------- */
 

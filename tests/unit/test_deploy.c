@@ -12,9 +12,9 @@
 #include <yaml.h>
 
 #include "docsutil.h"
-#include "manifest.h"
-#include "model.h"
-#include "validate.h"
+#include "manifest/manifest.h"
+#include "manifest/model.h"
+#include "validate/validate.h"
 
 #define NS_DEFAULT_SOCKET "/run/kbackend/kbackend.sock"
 #define MAX_DOCS 64
@@ -185,7 +185,7 @@ static void check_flags_exist(const struct flag *f, size_t n, const char *where)
 {
 	for (size_t i = 0; i < n; i++)
 		if (!du_has(&daemon_flags, f[i].name))
-			fail_msg("%s passes --%s, which `kbackend daemon` does not have (user/daemon.c longopts)", where,
+			fail_msg("%s passes --%s, which `kbackend daemon` does not have (user/daemon/daemon.c longopts)", where,
 				 f[i].name);
 }
 

@@ -205,10 +205,10 @@ static void test_man_documents_every_option(void **state)
 	man_flags(&daemon_doc, "COMMON OPTIONS");
 	for (size_t i = 0; i < daemon.n; i++)
 		if (!du_has(&daemon_doc, daemon.v[i]))
-			fail_msg("daemon flag --%s is undocumented: add a row to opts[] in user/manpage.c", daemon.v[i]);
+			fail_msg("daemon flag --%s is undocumented: add a row to opts[] in user/cli/manpage.c", daemon.v[i]);
 	for (size_t i = 0; i < all.n; i++)
 		if (!du_has(&documented, all.v[i]))
-			fail_msg("option --%s (defined in user/) is undocumented: add a row to opts[] in user/manpage.c",
+			fail_msg("option --%s (defined in user/) is undocumented: add a row to opts[] in user/cli/manpage.c",
 				 all.v[i]);
 	for (size_t i = 0; i < documented.n; i++)
 		if (!du_has(&all, documented.v[i]))

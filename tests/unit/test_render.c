@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "testutil.h"
-#include "render.h"
+#include "render/render.h"
 
 /* Print through fn into a string; the caller frees it. */
 static char *capture(void (*fn)(FILE *, void *), void *arg)

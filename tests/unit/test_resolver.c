@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "resolver.h"
+#include "resolver/resolver.h"
 
 #define DNSMASQ "/usr/sbin/dnsmasq"
 #define MAX_ARGS 64

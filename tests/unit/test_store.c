@@ -7,7 +7,7 @@
 #include <zlib.h>
 
 #include "testutil.h"
-#include "store.h"
+#include "store/store.h"
 
 #define GW                                                                                              \
 	"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: eg\nspec:\n"      \

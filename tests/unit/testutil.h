@@ -14,9 +14,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "manifest.h"
-#include "model.h"
-#include "validate.h"
+#include "manifest/manifest.h"
+#include "manifest/model.h"
+#include "validate/validate.h"
 
 /* Parse `yaml` as file "test.yaml" into a fresh model. */
 static inline void tu_load(struct kb_model *m, const char *yaml)

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal to apply*.c: the part of the state one change touches, and the merge of its frontends. */
+#ifndef KB_APPLY_SCOPE_H
+#define KB_APPLY_SCOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "compile/compile.h"
+#include "manifest/model.h"
+
+/* A stored object judged again: the status it had, put back if the change is refused. */
+struct kb_saved_status {
+	struct kb_meta *o;
+	struct kb_condition *conds;
+	size_t nconds;
+	struct kb_parent_status *parents;
+	size_t nparents;
+	bool v_refused;
+	const char *v_reason, *v_why;
+};
+
+struct kb_scope {
+	struct kb_arena a;
+	struct kb_smap gateways;	/* "ns/name" and bare names of the Gateways compiled again */
+	struct kb_smap backends;	/* the same for the Backends the request names */
+	struct kb_saved_status *saved;	/* stored objects judged again */
+	size_t nsaved;
+	size_t njudged;			/* those, and the request's objects */
+	size_t nnamed;			/* stored objects the request replaces or deletes */
+	size_t named_bytes;		/* their text */
+};
+
+/* "Kind/ns/name", the key of the daemon's state index and of the store. */
+const char *kb_scope_key(struct kb_arena *a, const struct kb_meta *o);
+
+/*
+ * Why this change must take the whole pipeline (a kind whose change reaches
+ * far, a replace, a state due for a rebuild after `garbage` superseded
+ * objects), or NULL: it can be scoped.
+ */
+const char *kb_scope_full_reason(const struct kb_model *state, const struct kb_model *in, bool replace,
+				 size_t garbage);
+
+/*
+ * Build next out of state's objects (shared, not parsed again) and in's
+ * (moved; none when del), marking what is judged again: the request's
+ * objects, stored routes that name a Backend the request names, and every
+ * stored route, Gateway and policy that shares a Gateway with a judged
+ * route. The others keep their status (skip_judge). state_ix: key ->
+ * stored object.
+ */
+void kb_scope_build(struct kb_scope *s, struct kb_model *state, const struct kb_smap *state_ix, struct kb_model *in,
+		    bool del, struct kb_model *next);
+/* Add the Gateway "ns/name" (a compiled frontend's gateway) to the Gateways compiled again. */
+void kb_scope_add_gateway(struct kb_scope *s, const char *ns_name);
+/* The change was refused: put the judged stored objects' status back. */
+void kb_scope_restore(struct kb_scope *s);
+/* Clear the marks kb_scope_build left on m's objects. */
+void kb_scope_clear_marks(struct kb_model *m);
+/*
+ * out = old with the frontends of the scoped Gateways replaced by part's
+ * (part is consumed). out points into old's memory until
+ * kb_scope_adopt_compiled(out, old). Returns how many old frontends went.
+ */
+size_t kb_scope_merge(struct kb_scope *s, const struct kb_compiled *old, struct kb_compiled *part,
+		      struct kb_compiled *out);
+void kb_scope_adopt_compiled(struct kb_compiled *out, struct kb_compiled *old);
+void kb_scope_free(struct kb_scope *s);
+
+#endif /* KB_APPLY_SCOPE_H */

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: Apache-2.0
+/* kbackend daemon: flags, start-up and the event loop. The single writer of the maps (see apply.c and serve.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compile/compile.h"
+#include "control/control.h"
+#include "daemon/daemon.h"
+#include "daemon_int.h"
+#include "dataplane/dataplane.h"
+#include "manifest/manifest.h"
+#include "reads/metrics.h"
+#include "render/render.h"
+#include "resolver/resolver.h"
+#include "store/store.h"
+#include "validate/validate.h"
+#include "sources/watch.h"
+
+/* An EnvoyGateway config file sets enableBackend unless --enable-backend was given. */
+static int read_config(struct daemon *d)
+{
+	struct kb_model m;
+
+	if (!d->config)
+		return 0;
+	kb_model_init(&m);
+	kb_manifest_load_path(&m, d->config);
+	if (m.nerrors) {
+		kb_print_diags(stderr, &m);
+		kb_err("failed to read config %s", d->config);
+		kb_model_free(&m);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < m.nenvoy_gateways; i++)
+		if (d->policy.enable_backend < 0 && m.envoy_gateways[i]->enable_backend >= 0)
+			d->policy.enable_backend = m.envoy_gateways[i]->enable_backend;
+	kb_model_free(&m);
+	return 0;
+}
+
+enum { OPT_CONFIG = 256, OPT_STATE_DIR, OPT_CGROUP, OPT_BPFFS, OPT_UNIX_DIR, OPT_ALLOW, OPT_SOCKET,
+       OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL,
+       OPT_WATCH_DIR, OPT_METRICS_ADDR, OPT_MAX_FRONTENDS, OPT_MAX_SLOTS, OPT_MAX_ENDPOINTS, OPT_MAX_SOCKETS };
+
+static const struct option longopts[] = {
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+	{ "cgroup", required_argument, NULL, OPT_CGROUP },
+	{ "bpffs", required_argument, NULL, OPT_BPFFS },
+	{ "unix-dir", required_argument, NULL, OPT_UNIX_DIR },
+	{ "allow-endpoint", required_argument, NULL, OPT_ALLOW },
+	{ "socket", required_argument, NULL, OPT_SOCKET },
+	{ "enable-backend", no_argument, NULL, OPT_ENABLE_BACKEND },
+	{ "cluster-domain", required_argument, NULL, OPT_CLUSTER_DOMAIN },
+	{ "clusterset-domain", required_argument, NULL, OPT_CLUSTERSET_DOMAIN },
+	{ "dns-server", required_argument, NULL, OPT_DNS_SERVER },
+	{ "dns-min-ttl", required_argument, NULL, OPT_DNS_MIN_TTL },
+	{ "dns-max-ttl", required_argument, NULL, OPT_DNS_MAX_TTL },
+	{ "watch-dir", required_argument, NULL, OPT_WATCH_DIR },
+	{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
+	{ "max-frontends", required_argument, NULL, OPT_MAX_FRONTENDS },
+	{ "max-slots", required_argument, NULL, OPT_MAX_SLOTS },
+	{ "max-endpoints", required_argument, NULL, OPT_MAX_ENDPOINTS },
+	{ "max-tracked-sockets", required_argument, NULL, OPT_MAX_SOCKETS },
+	KB_BRIDGE_LONGOPTS,
+	{ "verbose", no_argument, NULL, 'v' },
+	{ 0 },
+};
+
+/*
+ * A --max-* flag (getopt's ch): a count from 16 to its ceiling, so that a
+ * typo cannot ask for a map that does not load or steers nothing.
+ */
+static bool parse_limit(int ch, const char *arg, struct kb_dataplane_opts *o)
+{
+#define LIMIT(opt, flag, max, field) { opt, flag, max, offsetof(struct kb_dataplane_opts, field) }
+	static const struct { int ch; const char *flag; __u32 max; size_t off; } limits[] = {
+		LIMIT(OPT_MAX_FRONTENDS, "max-frontends", KB_MAX_FRONTENDS_LIMIT, max_frontends),
+		LIMIT(OPT_MAX_SLOTS, "max-slots", KB_MAX_SLOTS_LIMIT, max_slots),
+		LIMIT(OPT_MAX_ENDPOINTS, "max-endpoints", KB_MAX_ENDPOINTS_LIMIT, max_endpoints),
+		LIMIT(OPT_MAX_SOCKETS, "max-tracked-sockets", KB_MAX_PEERS_LIMIT, max_sockets),
+	};
+#undef LIMIT
+	unsigned long long v;
+	char *end;
+
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		if (limits[i].ch != ch)
+			continue;
+		errno = 0;
+		v = strtoull(arg, &end, 10);
+		if (errno || end == arg || *end || *arg == '-' || v < 16 || v > limits[i].max) {
+			fprintf(stderr, "kbackend: daemon: --%s %s: expected a count from 16 to %u\n", limits[i].flag, arg,
+				limits[i].max);
+			return false;
+		}
+		*(__u32 *)((char *)o + limits[i].off) = (__u32)v;
+		return true;
+	}
+	return false;
+}
+
+static int parse_args(struct daemon *d, int argc, char **argv)
+{
+	int ch;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_CONFIG:
+			d->config = optarg;
+			break;
+		case OPT_STATE_DIR:
+			d->state_dir = optarg;
+			break;
+		case OPT_CGROUP:
+			d->cgroup = optarg;
+			break;
+		case OPT_BPFFS:
+			d->bpffs = optarg;
+			break;
+		case OPT_UNIX_DIR:
+			if (d->policy.nunix_dirs == MAX_FLAG_LIST)
+				goto usage;
+			d->unix_dirs[d->policy.nunix_dirs++] = optarg;
+			break;
+		case OPT_ALLOW:
+			if (d->policy.nallow_cidrs == MAX_FLAG_LIST)
+				goto usage;
+			d->allow[d->policy.nallow_cidrs++] = optarg;
+			break;
+		case OPT_SOCKET:
+			d->socket = optarg;
+			break;
+		case OPT_ENABLE_BACKEND:
+			d->policy.enable_backend = 1;
+			break;
+		case OPT_CLUSTER_DOMAIN:
+			d->policy.cluster_domain = optarg;
+			break;
+		case OPT_CLUSTERSET_DOMAIN:
+			d->policy.clusterset_domain = optarg;
+			break;
+		case OPT_DNS_SERVER:
+			if (d->ndns_servers == MAX_FLAG_LIST)
+				goto usage;
+			d->dns_servers[d->ndns_servers++] = optarg;
+			break;
+		case OPT_DNS_MIN_TTL:
+		case OPT_DNS_MAX_TTL:
+			if (!kb_parse_duration_ms(optarg, ch == OPT_DNS_MIN_TTL ? &d->dns_min_ttl_ms : &d->dns_max_ttl_ms)) {
+				fprintf(stderr, "kbackend: daemon: --dns-%s-ttl %s: expected a duration like 5s or 10m\n",
+					ch == OPT_DNS_MIN_TTL ? "min" : "max", optarg);
+				goto usage;
+			}
+			break;
+		case OPT_WATCH_DIR:
+			d->watch_dir = optarg;
+			break;
+		case OPT_METRICS_ADDR: {
+			struct sockaddr_storage ss;
+			socklen_t len;
+
+			if (kb_metrics_parse_addr(optarg, &ss, &len)) {
+				fprintf(stderr, "kbackend: daemon: --metrics-addr %s: expected ADDR:PORT or [ADDR]:PORT\n",
+					optarg);
+				goto usage;
+			}
+			d->metrics_addr = optarg;
+			break;
+		}
+		case OPT_MAX_FRONTENDS:
+		case OPT_MAX_SLOTS:
+		case OPT_MAX_ENDPOINTS:
+		case OPT_MAX_SOCKETS:
+			if (!parse_limit(ch, optarg, &d->dp_opts))
+				goto usage;
+			break;
+		case 'v':
+			kb_verbosity++;
+			break;
+		default:
+			if (kb_daemon_bridge_opt(d, ch, optarg) == 1)
+				break;
+			goto usage;
+		}
+	}
+	if (optind < argc || !d->cgroup) {
+		fprintf(stderr, "kbackend: daemon: %s\n",
+			d->cgroup ? "unexpected argument" : "--cgroup PATH is required (a cgroup v2 directory)");
+		goto usage;
+	}
+	return 0;
+usage:
+	fprintf(stderr, "Try 'kbackend help daemon'.\n");
+	return 2;
+}
+
+static void on_signal(void *ctx, int fd, uint32_t events)
+{
+	struct daemon *d = ctx;
+	struct signalfd_siginfo si;
+
+	if (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		kb_log_info("signal %u: stopping; pinned programs keep steering", si.ssi_signo);
+		d->stop = true;
+	}
+}
+
+/* An endpoint's health changed: recompile and swap the frontends it serves. */
+static void on_health(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	if (!d->restore_deadline)	/* a restart still waiting for DNS programs health with it */
+		kb_daemon_health_changed(d);
+}
+
+int kb_daemon_main(int argc, char **argv)
+{
+	struct daemon d = { .lfd = -1, .sigfd = -1 };
+	sigset_t mask;
+	int err;
+
+	kb_policy_init(&d.policy);
+	d.policy.unix_dirs = d.unix_dirs;
+	d.policy.allow_cidrs = d.allow;
+	d.state_dir = KB_STATE_DIR_DEFAULT;
+	d.bpffs = KB_PIN_DIR_DEFAULT;
+	err = parse_args(&d, argc, argv);
+	if (err)
+		return err;
+	d.socket = kb_ctl_socket_path(d.socket);
+	kb_store_init(&d.store, d.state_dir);
+	d.loop = kb_loop_new();
+	if (!d.loop) {
+		kb_err("failed to create the event loop: %s", strerror(errno));
+		return 1;
+	}
+	kb_model_init(&d.state);
+	d.started = time(NULL);
+	if (read_config(&d))
+		return 1;
+
+	d.dp_opts.bpffs = d.bpffs;
+	d.dp_opts.cgroup = d.cgroup;
+	{
+		struct kb_resolver_opts ro = {
+			.servers = d.dns_servers,
+			.nservers = d.ndns_servers,
+			.min_ttl_ms = d.dns_min_ttl_ms,
+			.max_ttl_ms = d.dns_max_ttl_ms,
+			.policy = &d.policy,
+		};
+		char why[256];
+
+		d.resolver = kb_resolver_new(&ro, why, sizeof(why));
+		if (!d.resolver) {
+			kb_err("failed to start the resolver: %s", why);
+			return 1;
+		}
+	}
+	err = kb_dataplane_bpf_open(&d.dp_opts, &d.dp);
+	if (err) {
+		kb_resolver_free(d.resolver);
+		return 1;
+	}
+	{
+		struct kb_health_opts ho = {
+			.bpffs = d.bpffs, .cgroup = d.cgroup, .loop = d.loop, .changed = on_health, .ctx = &d,
+		};
+
+		/* Not fatal: without it every endpoint counts as healthy, as before. */
+		if (kb_health_open(&ho, &d.health))
+			kb_err("failed to start health checking: every endpoint counts as healthy");
+	}
+	/* Before the restore: its compile asks the bridge for listeners. Not fatal: unix endpoints are then refused. */
+	kb_daemon_bridge_start(&d);
+	kb_daemon_restore(&d);
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	d.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (d.sigfd < 0 || kb_loop_add(d.loop, d.sigfd, EPOLLIN, on_signal, &d) || kb_serve_start(&d) ||
+	    kb_daemon_dns_start(&d) || kb_watch_start(&d) || kb_metrics_start(&d)) {
+		err = 1;
+		goto out_close;
+	}
+	kb_log_info("serving %s; programs attached to %s, pinned under %s", d.socket, d.cgroup, d.bpffs);
+	while (!d.stop)
+		kb_loop_run_once(d.loop, 1000);
+	err = 0;
+out_close:
+	kb_metrics_stop(&d);
+	kb_watch_stop(&d);
+	kb_serve_stop(&d);
+	if (d.sigfd >= 0)
+		close(d.sigfd);
+	kb_health_close(d.health);
+	kb_daemon_bridge_stop(&d);
+	d.dp->ops->close(d.dp);
+	if (d.unload) {
+		err = kb_dataplane_unload(d.bpffs) ? 1 : 0;
+		kb_log_info("unloaded: programs detached and pins removed from %s", d.bpffs);
+	}
+	/* Last, after unpinning: `kbackend unload` waits for the socket to go before it reports success. */
+	kb_serve_unlink(&d);
+	kb_resolver_free(d.resolver);
+	kb_loop_free(d.loop);
+	kb_arena_free(&d.node_arena);
+	kb_daemon_reads_free(&d);
+	kb_compiled_free(&d.compiled);
+	kb_model_free(&d.state);
+	kb_store_close(&d.store);
+	kb_daemon_accounted(&d);
+	return err;
+}
