@@ -4,6 +4,7 @@
 
 #include "testutil.h"
 #include "render/render.h"
+#include "render/table.h"
 
 /* Print through fn into a string; the caller frees it. */
 static char *capture(void (*fn)(FILE *, void *), void *arg)
@@ -146,11 +147,71 @@ static void test_endpoints_table_aligned(void **state)
 	json_object_put(fes);
 }
 
+static void print_table(FILE *f, void *arg)
+{
+	kb_table_print(f, arg);
+}
+
+/*
+ * Rows as the daemon sends them (kb_table_rows_text) and as the CLI reads
+ * them back (kb_table_add_rows) make the same table: empty and trailing empty
+ * cells, a tab or newline inside a cell (a space on the wire), and lines with
+ * too few or too many cells (missing ones empty, extra ones dropped).
+ */
+static void test_table_rows_round_trip(void **state)
+{
+	struct kb_table a, b, c;
+	char *buf = NULL, *pa, *pb, odd[] = "x\ty\nfirst\tsecond\tthird\tfourth\n", bad[] = "no newline";
+	size_t len = 0, cap = 0;
+
+	(void)state;
+	kb_table_init(&a, 3);
+	kb_table_add(&a, "ONE", "TWO", "THREE");
+	kb_table_add(&a, "198.18.0.10:80", "", "last");
+	kb_table_add(&a, "", "middle", NULL);
+	kb_table_add(&a, "a much longer first cell", "b", "c");
+	assert_true(kb_table_rows_text(&a, 1, &buf, &len, &cap));
+	assert_int_equal(len, strlen("198.18.0.10:80\t\tlast\n\tmiddle\t\na much longer first cell\tb\tc\n"));
+	kb_table_init(&b, 3);
+	kb_table_add(&b, "ONE", "TWO", "THREE");
+	assert_true(kb_table_add_rows(&b, buf, len));
+	assert_int_equal(kb_table_rows(&b), 4);
+	pa = capture(print_table, &a);
+	pb = capture(print_table, &b);
+	assert_string_equal(pa, pb);
+	free(pa);
+	free(pb);
+
+	/* A cell holding a tab or a newline travels as a space; odd lines keep the column count. */
+	kb_table_truncate(&a, 1);
+	assert_int_equal(kb_table_rows(&a), 1);
+	kb_table_add(&a, "tab\there", "new\nline", "z");
+	len = 0;
+	assert_true(kb_table_rows_text(&a, 1, &buf, &len, &cap));
+	assert_int_equal(len, strlen("tab here\tnew line\tz\n"));
+	assert_memory_equal(buf, "tab here\tnew line\tz\n", len);
+	kb_table_init(&c, 3);
+	assert_true(kb_table_add_rows(&c, buf, len));
+	assert_true(kb_table_add_rows(&c, odd, strlen(odd)));
+	assert_false(kb_table_add_rows(&c, bad, strlen(bad)));
+	assert_int_equal(kb_table_rows(&c), 3);
+	pa = capture(print_table, &c);
+	assert_string_equal(pa, "tab here  new line  z\n"
+				"x         y\n"
+				"first     second    third\n");
+	free(pa);
+	free(buf);
+	kb_table_free(&a);
+	kb_table_free(&b);
+	kb_table_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_objects_table_aligned_and_whole),
 		cmocka_unit_test(test_endpoints_table_aligned),
+		cmocka_unit_test(test_table_rows_round_trip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

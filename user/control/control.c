@@ -234,21 +234,11 @@ static int call_frame(int fd, struct kb_frame_reader *r, int timeout_ms)
 	}
 }
 
-/* One frame's JSON; tok (NULL: a fresh one) is reused across a stream's frames, which saves its setup per item. */
-static struct json_object *frame_json(const struct kb_frame_reader *r, struct json_tokener *tok)
+/* One frame's JSON. */
+static struct json_object *frame_json(const struct kb_frame_reader *r)
 {
-	struct json_object *o;
+	struct json_object *o = json_tokener_parse(r->msg);
 
-	if (!tok) {
-		o = json_tokener_parse(r->msg);
-	} else {
-		json_tokener_reset(tok);
-		o = json_tokener_parse_ex(tok, r->msg, (int)r->len);
-		if (o && json_tokener_get_error(tok) != json_tokener_success) {
-			json_object_put(o);
-			o = NULL;
-		}
-	}
 	if (!o)
 		errno = EBADMSG;
 	return o;
@@ -263,7 +253,7 @@ struct json_object *kb_ctl_call_fd(const char *path, struct json_object *req, in
 	if (fd < 0)
 		return NULL;
 	if (!call_frame(fd, &r, timeout_ms))
-		reply = frame_json(&r, NULL);
+		reply = frame_json(&r);
 	err = errno;
 	kb_frame_reset(&r);
 	close(fd);
@@ -284,25 +274,117 @@ static int feed_whole(struct json_object *reply, int (*on_item)(void *, struct j
 	return 0;
 }
 
+/*
+ * A stream's frames, read through one buffer: a read takes whatever the
+ * socket holds (many frames), not a header then a body, so 10,000 items cost
+ * a few dozen system calls and no allocation each.
+ */
+struct sbuf {
+	int fd;
+	char *b;
+	size_t len, off, cap;	/* bytes in b, the next frame's start */
+};
+
+#define SBUF_READ (256u << 10)
+
+/* The next frame's body at *msg (valid until the next call), *len bytes. 0 or -1 with errno. */
+static int sbuf_frame(struct sbuf *sb, int timeout_ms, char **msg, size_t *len)
+{
+	long deadline = timeout_ms ? kb_now_ms() + timeout_ms : 0;
+
+	for (;;) {
+		size_t have = sb->len - sb->off, need = 4;
+		struct pollfd p = { .fd = sb->fd, .events = POLLIN };
+		int left;
+		ssize_t n;
+
+		if (have >= 4) {
+			const unsigned char *h = (const unsigned char *)sb->b + sb->off;
+
+			*len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+			if (*len > KB_CTL_MAX_MSG) {
+				errno = EMSGSIZE;
+				return -1;
+			}
+			need = 4 + *len;
+			if (have >= need) {
+				*msg = sb->b + sb->off + 4;
+				sb->off += need;
+				return 0;
+			}
+		}
+		/* Room for the rest of this frame and a good read more. */
+		if (sb->off) {
+			memmove(sb->b, sb->b + sb->off, have);
+			sb->len = have;
+			sb->off = 0;
+		}
+		if (sb->cap < need + 1 || sb->cap - sb->len < SBUF_READ / 4) {
+			size_t cap = (need + 1 > sb->len + SBUF_READ ? need + 1 : sb->len + SBUF_READ);
+			char *nb = realloc(sb->b, cap);
+
+			if (!nb) {
+				errno = ENOMEM;
+				return -1;
+			}
+			sb->b = nb;
+			sb->cap = cap;
+		}
+		left = deadline ? (int)(deadline - kb_now_ms()) : -1;
+		if (deadline && left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (poll(&p, 1, left) < 0 && errno != EINTR)
+			return -1;
+		n = read(sb->fd, sb->b + sb->len, sb->cap - sb->len - 1);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0) {
+			errno = n ? errno : ECONNRESET;
+			return -1;
+		}
+		sb->len += (size_t)n;
+	}
+}
+
+/* A frame's JSON; tok is reused across a stream's frames, which saves its setup per item. */
+static struct json_object *sbuf_json(const char *msg, size_t len, struct json_tokener *tok)
+{
+	struct json_object *o;
+
+	json_tokener_reset(tok);
+	o = json_tokener_parse_ex(tok, msg, (int)len);
+	if (o && json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(o);
+		o = NULL;
+	}
+	if (!o)
+		errno = EBADMSG;
+	return o;
+}
+
 struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req, int timeout_ms,
 				       int (*on_item)(void *ctx, struct json_object *item),
 				       int (*on_rows)(void *ctx, char *text, size_t len), void *ctx)
 {
-	struct kb_frame_reader r = { 0 };
+	struct sbuf sb = { .fd = -1 };
 	struct json_object *head = NULL, *last = NULL, *v;
 	struct json_tokener *tok = json_tokener_new();
 	bool rows;
-	int fd, err;
+	char *msg;
+	size_t len;
+	int err;
 
 	if (!tok)
 		return NULL;
 	json_object_object_add(req, "stream", json_object_new_boolean(1));
-	fd = call_send(path, req, -1);
-	if (fd < 0) {
+	sb.fd = call_send(path, req, -1);
+	if (sb.fd < 0) {
 		json_tokener_free(tok);
 		return NULL;
 	}
-	if (call_frame(fd, &r, timeout_ms) || !(head = frame_json(&r, NULL)))
+	if (sbuf_frame(&sb, timeout_ms, &msg, &len) || !(head = sbuf_json(msg, len, tok)))
 		goto out;
 	if (!json_object_object_get_ex(head, "stream", &v) || !json_object_get_boolean(v)) {
 		/* One frame: an older daemon, or a refusal. */
@@ -321,14 +403,14 @@ struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req
 	for (;;) {
 		struct json_object *it;
 
-		if (call_frame(fd, &r, timeout_ms))
+		if (sbuf_frame(&sb, timeout_ms, &msg, &len))
 			goto out;
-		if (!r.len)
+		if (!len)
 			break;	/* the end of the items; the trailer follows */
 		if (rows) {
-			err = on_rows(ctx, r.msg, r.len);
+			err = on_rows(ctx, msg, len);
 		} else {
-			if (!(it = frame_json(&r, tok)))
+			if (!(it = sbuf_json(msg, len, tok)))
 				goto out;
 			err = on_item(ctx, it);
 			json_object_put(it);
@@ -338,14 +420,14 @@ struct json_object *kb_ctl_call_stream(const char *path, struct json_object *req
 			goto out;
 		}
 	}
-	if (!call_frame(fd, &r, timeout_ms))
-		last = frame_json(&r, NULL);
+	if (!sbuf_frame(&sb, timeout_ms, &msg, &len))
+		last = sbuf_json(msg, len, tok);
 out:
 	err = errno;
 	json_tokener_free(tok);
 	json_object_put(head);
-	kb_frame_reset(&r);
-	close(fd);
+	free(sb.b);
+	close(sb.fd);
 	errno = err;
 	return last;
 }

@@ -580,6 +580,26 @@ static struct json_object *stats_json(const struct kb_conn_stats *s)
 	return o;
 }
 
+/* "proto family ip port" as hex digits, once per endpoint row: made by hand, not by snprintf. */
+static void health_key(char key[48], const struct kb_cfrontend *fe, const struct kb_cendpoint *ep)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[20];
+	size_t n = 0;
+
+	raw[n++] = fe->proto;
+	raw[n++] = ep->family;
+	memcpy(raw + n, ep->ip, sizeof(ep->ip));
+	n += sizeof(ep->ip);
+	raw[n++] = (unsigned char)(ep->port >> 8);
+	raw[n++] = (unsigned char)ep->port;
+	for (size_t i = 0; i < n; i++) {
+		key[2 * i] = hex[raw[i] >> 4];
+		key[2 * i + 1] = hex[raw[i] & 15];
+	}
+	key[2 * n] = '\0';
+}
+
 static struct health_ent *health_ent(struct daemon *d, struct kb_read *r, const struct kb_cfrontend *fe,
 				     const struct kb_cendpoint *ep)
 {
@@ -588,8 +608,7 @@ static struct health_ent *health_ent(struct daemon *d, struct kb_read *r, const 
 
 	if (!d->health || ep->type == KB_EP_UNIX)
 		return NULL;
-	snprintf(key, sizeof(key), "%u/%u/%x.%x.%x.%x/%u", fe->proto, ep->family, ep->ip[0], ep->ip[1], ep->ip[2],
-		 ep->ip[3], ep->port);
+	health_key(key, fe, ep);
 	if (!r->health.a)
 		r->health.a = &r->a;
 	h = kb_smap_get(&r->health, key);

@@ -60,7 +60,7 @@ struct kb_read {
 	unsigned long gen;	/* d->reads_gen when resolved: a change since ends a stream */
 	/* Health is per endpoint address, shared by every frontend that uses it: read once per read. */
 	struct kb_arena a;
-	struct kb_smap health;	/* "proto/family/ip/port" -> health's JSON and table cells (reads.c) */
+	struct kb_smap health;	/* proto, family, ip, port (hex) -> health's JSON and table cells (reads.c) */
 	/* The counters of items [pf_base, pf_base + pf_n), read in one batch (the dataplane's stats_many). */
 	size_t pf_base, pf_n;
 	struct kb_conn_stats *pf_fe, *pf_ep;

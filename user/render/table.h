@@ -8,17 +8,16 @@
 #include <stdio.h>
 
 /*
- * Cells live back to back in one buffer (text), found by their offsets; a
- * table of 100,000 rows is a few allocations, not one per cell. Column widths
+ * Cells live back to back in one buffer (text), row after row, each
+ * NUL-terminated; every use walks them in order, so there is no offset per
+ * cell (a table of 100,000 rows is its text and nothing more). Column widths
  * are kept as rows arrive, so printing is one pass.
  */
 struct kb_table {
 	size_t ncols;
 	size_t ncells;
-	char *text;		/* every cell, NUL-terminated */
+	char *text;		/* every cell, NUL-terminated, ncols a row */
 	size_t len, cap;
-	size_t *off;		/* cell i starts at text + off[i] */
-	size_t offcap;
 	size_t *width;		/* per column: the widest cell so far */
 	bool oom;		/* an allocation failed: rows were dropped */
 };
