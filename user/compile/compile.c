@@ -243,13 +243,13 @@ static char *ip_text(struct kb_arena *a, __u8 family, const __u32 ip[4])
 static bool push_ep(struct cx *c, struct kb_cfrontend *fe, size_t li, enum kb_ep_type type, char *address,
 		    char *fqdn, __u16 port, __u8 family, const __u32 ip[4])
 {
-	struct kb_arena *a = &c->out->arena;
 	struct kb_clocality *loc = &fe->locs[li];
 	struct kb_cendpoint *ep;
 
 	if (fe->key.family == AF_INET && family == AF_INET6)
 		return false;
-	ep = KB_PUSH(a, fe->eps, fe->neps);
+	/* Into the scratch arena: compile_frontend moves the whole list to the output once (see there). */
+	ep = KB_PUSH(&c->tmp, fe->eps, fe->neps);
 
 	ep->backend = loc->backend;
 	ep->priority = loc->priority;
@@ -598,6 +598,17 @@ static void compile_frontend(struct cx *c, const struct kb_gateway *g, const str
 		for (size_t i = 0; i < r->rules[0].nrefs; i++)
 			add_ref(c, fe, r, &r->rules[0].refs[i]);
 	add_fallback_chain(c, fe);
+	/*
+	 * The endpoints were pushed one by one into scratch memory; the output
+	 * gets one exact copy, not every copy the doubling left behind (1.8 KiB
+	 * a frontend of 10 endpoints, against 0.8). Nothing is pushed to it after.
+	 */
+	if (fe->neps) {
+		struct kb_cendpoint *eps = kb_alloc(a, fe->neps * sizeof(*eps));
+
+		memcpy(eps, fe->eps, fe->neps * sizeof(*eps));
+		fe->eps = eps;
+	}
 	compute_shares(c, fe, panic_threshold(btp));
 }
 

@@ -61,7 +61,7 @@ struct kb_cfrontend {
 	char *route;		/* "Kind ns/name" that supplies the refs */
 	struct kb_clocality *locs;
 	size_t nlocs;
-	struct kb_cendpoint *eps;
+	struct kb_cendpoint *eps;	/* exactly neps (compile_frontend): never KB_PUSHed to after compile */
 	size_t neps;
 	struct kb_clevel *levels;
 	size_t nlevels;

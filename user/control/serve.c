@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The control socket's server side: accept, check the peer, read one request, answer it without ever waiting on the peer. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,10 @@
 
 /* A streamed reply is rendered in chunks of about this many bytes, each once the peer has taken the last. */
 #define STREAM_CHUNK (256u << 10)
+/* Free heap pages go back this long after the work that freed them (kb_daemon_trim_soon). */
+#define TRIM_AFTER_MS 1000
+/* A whole-list read this long churns enough of the heap to trim after. */
+#define TRIM_ITEMS 1000
 
 /* ---- read-only requests ------------------------------------------------------ */
 
@@ -204,6 +209,28 @@ static void client_close(struct client *c)
 	c->fd = -1;
 }
 
+void kb_daemon_trim_soon(struct daemon *d)
+{
+	if (!d->trim_at)
+		d->trim_at = kb_now_ms() + TRIM_AFTER_MS;
+}
+
+/*
+ * A change's parse and compile, or a long read, leave free chunks among what
+ * outlives them; glibc gives back only the heap's top by itself, so at rest the
+ * daemon would keep each peak (311 MiB after applying 10,000 Backends, with
+ * 96 MiB in use). A second later (work in a burst is trimmed once), the free
+ * pages go back.
+ */
+static void trim_if_due(struct daemon *d, long now)
+{
+	if (!d->trim_at || now < d->trim_at)
+		return;
+	d->trim_at = 0;
+	malloc_trim(0);
+	kb_log_debug("returned free heap pages in %ld ms", kb_now_ms() - now);
+}
+
 /* Append one frame (4-byte length, then the bytes) to a growing buffer. 0 or -ENOMEM. */
 static int buf_frame(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 {
@@ -273,6 +300,8 @@ static int stream_refill(struct client *c)
 		s = json_object_to_json_string_ext(trailer, JSON_C_TO_STRING_PLAIN);
 		err = buf_frame(&buf, &len, &cap, "", 0) ?: buf_frame(&buf, &len, &cap, s, strlen(s));
 		json_object_put(trailer);
+		if (rs->n >= TRIM_ITEMS)
+			kb_daemon_trim_soon(d);
 		kb_read_free(rs);
 		free(rs);
 		c->rs = NULL;
@@ -481,6 +510,8 @@ static int clients_due(void *ctx)
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		if (d->clients[i].fd >= 0 && (due < 0 || d->clients[i].deadline - now < due))
 			due = d->clients[i].deadline - now < 0 ? 0 : d->clients[i].deadline - now;
+	if (d->trim_at && (due < 0 || d->trim_at - now < due))
+		due = d->trim_at - now < 0 ? 0 : d->trim_at - now;
 	return (int)due;
 }
 
@@ -504,6 +535,7 @@ static void clients_expire(void *ctx)
 		d->clients_dropped++;
 		client_close(c);
 	}
+	trim_if_due(d, now);
 }
 
 int kb_serve_start(struct daemon *d)

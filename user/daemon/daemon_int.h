@@ -94,6 +94,7 @@ struct daemon {
 	struct client clients[MAX_CLIENTS];
 	struct kb_reads_index *reads;	/* reads.c: objects and frontends by name, label and reference */
 	unsigned long reads_gen;	/* bumped by every change of state or compiled (kb_daemon_reads_changed) */
+	long trim_at;			/* kb_now_ms() at which free heap pages go back to the system; 0: none due */
 	unsigned long clients_refused;	/* over the limit: answered `too many clients` */
 	unsigned long clients_dropped;	/* did not take their reply in time */
 	/* The state file at start (daemon_state.c): what was wrong with it, and what the pins serve that no stored object accounts for. */
@@ -181,6 +182,8 @@ void kb_daemon_bridge_annotate(struct daemon *d, const struct kb_cfrontend *fe, 
 /* reads.c: the read side's index. */
 /* The accepted objects or the programmed frontends changed: the index is rebuilt on the next read, and a streamed read in progress ends. */
 void kb_daemon_reads_changed(struct daemon *d);
+/* After work that churned the heap (a change, a whole-list read, a scrape): malloc_trim in a second, from the loop. */
+void kb_daemon_trim_soon(struct daemon *d);
 /* Free the index (daemon exit). */
 void kb_daemon_reads_free(struct daemon *d);
 

@@ -237,6 +237,8 @@ static struct kb_reads_index *index_get(struct daemon *d)
 void kb_daemon_reads_changed(struct daemon *d)
 {
 	d->reads_gen++;
+	/* Every change rebuilds part of the state: what it freed goes back to the system shortly after. */
+	kb_daemon_trim_soon(d);
 }
 
 void kb_daemon_reads_free(struct daemon *d)

@@ -149,6 +149,12 @@ void kb_store_abort(struct kb_store *st)
 	st->len = 0;
 	st->nrec = 0;
 	st->err = 0;
+	/* A large request's records (16 MB for 10,000 Backends) are not kept for the small ones after it. */
+	if (st->cap > (1u << 20)) {
+		free(st->buf);
+		st->buf = NULL;
+		st->cap = 0;
+	}
 }
 
 /* ---- commit -------------------------------------------------------------------- */
