@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The daemon's read side: selectors, an index over the accepted objects and the programmed frontends, and the rendering of one item. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,15 +122,23 @@ bool kb_selector_match_labels(const struct kb_selector *sel, const struct kb_met
 
 /* ---- the index -------------------------------------------------------------------------- */
 
-/* A list of indices, in arena memory. */
+/*
+ * A list of indices under one key. Most keys name one item (an object's
+ * name, a frontend's address), so a map's value is that index itself,
+ * tagged (i << 1 | 1), and only a second item makes it a struct ilist.
+ */
 struct ilist {
 	size_t *v;
 	size_t n;
 };
 
+/* Which maps are built: each on the first read that needs it after a change (a whole list needs none). */
+enum { IX_OBJS = 1, IX_LABELS = 2, IX_FES = 4 };
+
 struct kb_reads_index {
 	struct kb_arena a;
 	unsigned long gen;
+	unsigned built;			/* IX_* */
 	struct kb_smap objs;		/* "G/ns/name" -> objects (G: the kind's group letter) */
 	struct kb_smap labels;		/* "G/key=value" -> objects */
 	struct kb_smap fe_name;		/* "198.19.0.1:10000" -> frontends (one a protocol) */
@@ -171,14 +180,39 @@ static const char *what_groups(const char *what)
 
 static void ilist_add(struct kb_arena *a, struct kb_smap *m, const char *key, size_t i)
 {
-	struct ilist *l = kb_smap_get(m, key);
+	void *v = kb_smap_get(m, key);
+	struct ilist *l = v;
 
-	if (!l)
-		l = kb_smap_put(m, kb_strdup(a, key), kb_alloc(a, sizeof(*l)));
+	if (!v) {
+		kb_smap_put(m, key, (void *)(uintptr_t)(i << 1 | 1));
+		return;
+	}
+	if ((uintptr_t)v & 1) {
+		/* Two refs of one frontend to one Backend: listed once. */
+		if ((uintptr_t)v >> 1 == i)
+			return;
+		l = kb_alloc(a, sizeof(*l));
+		*KB_PUSH(a, l->v, l->n) = (uintptr_t)v >> 1;
+		kb_smap_set(m, key, l);
+	}
 	/* Two refs of one frontend to one Backend: listed once. */
-	if (l->n && l->v[l->n - 1] == i)
+	if (l->v[l->n - 1] == i)
 		return;
 	*KB_PUSH(a, l->v, l->n) = i;
+}
+
+/* The list under key (*one holds a single index); empty when absent. */
+static struct ilist ilist_get(const struct kb_smap *m, const char *key, size_t *one)
+{
+	void *v = kb_smap_get(m, key);
+
+	if (!v)
+		return (struct ilist){ NULL, 0 };
+	if ((uintptr_t)v & 1) {
+		*one = (uintptr_t)v >> 1;
+		return (struct ilist){ one, 1 };
+	}
+	return *(struct ilist *)v;
 }
 
 /* "Kind ns/name" -> "ns/name". */
@@ -194,32 +228,34 @@ static void fe_name(char *buf, size_t len, const struct kb_cfrontend *fe)
 	snprintf(buf, len, strchr(fe->address, ':') ? "[%s]:%u" : "%s:%u", fe->address, fe->port);
 }
 
-static struct kb_reads_index *index_get(struct daemon *d)
+/* The index with the maps in want built (NULL on ENOMEM); every map is dropped when the state changes. */
+static struct kb_reads_index *index_get(struct daemon *d, unsigned want)
 {
 	struct kb_reads_index *x = d->reads;
 	char key[1024];
 
-	if (x && x->gen == d->reads_gen)
-		return x;
-	if (x)
-		kb_arena_free(&x->a);
-	else if (!(x = d->reads = calloc(1, sizeof(*x))))
+	if (!x && !(x = d->reads = calloc(1, sizeof(*x))))
 		return NULL;
-	memset(x, 0, sizeof(*x));
-	x->objs.a = x->labels.a = x->fe_name.a = x->fe_backend.a = x->fe_route.a = x->fe_gateway.a = &x->a;
-	x->gen = d->reads_gen;
-	for (size_t i = 0; i < d->state.nobjects; i++) {
+	if (x->gen != d->reads_gen || !x->objs.a) {
+		kb_arena_free(&x->a);
+		memset(x, 0, sizeof(*x));
+		x->objs.a = x->labels.a = x->fe_name.a = x->fe_backend.a = x->fe_route.a = x->fe_gateway.a = &x->a;
+		x->gen = d->reads_gen;
+	}
+	for (size_t i = 0; (want & ~x->built & (IX_OBJS | IX_LABELS)) && i < d->state.nobjects; i++) {
 		const struct kb_meta *o = d->state.objects[i];
 		char g = kind_group(o->kind);
 
-		snprintf(key, sizeof(key), "%c/%s/%s", g, o->namespace ? o->namespace : "default", o->name);
-		ilist_add(&x->a, &x->objs, key, i);
-		for (size_t l = 0; l < o->nlabels; l++) {
+		if (want & ~x->built & IX_OBJS) {
+			snprintf(key, sizeof(key), "%c/%s/%s", g, o->namespace ? o->namespace : "default", o->name);
+			ilist_add(&x->a, &x->objs, key, i);
+		}
+		for (size_t l = 0; (want & ~x->built & IX_LABELS) && l < o->nlabels; l++) {
 			snprintf(key, sizeof(key), "%c/%s=%s", g, o->labels[2 * l], o->labels[2 * l + 1]);
 			ilist_add(&x->a, &x->labels, key, i);
 		}
 	}
-	for (size_t i = 0; i < d->compiled.nfes; i++) {
+	for (size_t i = 0; (want & ~x->built & IX_FES) && i < d->compiled.nfes; i++) {
 		const struct kb_cfrontend *fe = &d->compiled.fes[i];
 
 		fe_name(key, sizeof(key), fe);
@@ -231,6 +267,7 @@ static struct kb_reads_index *index_get(struct daemon *d)
 			if (fe->locs[l].backend)
 				ilist_add(&x->a, &x->fe_backend, fe->locs[l].backend, i);
 	}
+	x->built |= want;
 	return x;
 }
 
@@ -274,12 +311,12 @@ struct cands {
 	bool all;	/* no index applied: every item is a candidate */
 };
 
-static int cands_add(struct cands *c, const struct ilist *l)
+static int cands_add(struct cands *c, struct ilist l)
 {
-	if (!l)
+	if (!l.n)
 		return 0;
-	if (c->n + l->n > c->cap) {
-		size_t cap = (c->n + l->n) * 2;
+	if (c->n + l.n > c->cap) {
+		size_t cap = (c->n + l.n) * 2;
 		size_t *v = realloc(c->v, cap * sizeof(*v));
 
 		if (!v)
@@ -287,8 +324,8 @@ static int cands_add(struct cands *c, const struct ilist *l)
 		c->v = v;
 		c->cap = cap;
 	}
-	memcpy(c->v + c->n, l->v, l->n * sizeof(*l->v));
-	c->n += l->n;
+	memcpy(c->v + c->n, l.v, l.n * sizeof(*l.v));
+	c->n += l.n;
 	return 0;
 }
 
@@ -333,14 +370,16 @@ static bool obj_passes(const struct filter *f, const struct kb_meta *o)
 }
 
 /* A Backend (or Service) "ns/name" as an object, for label selectors on frontends. */
-static const struct kb_meta *backend_obj(struct daemon *d, struct kb_reads_index *x, const char *ref)
+static const struct kb_meta *backend_obj(struct daemon *d, const char *ref)
 {
+	struct kb_reads_index *x = index_get(d, IX_OBJS);
 	char key[600];
-	struct ilist *l;
+	struct ilist l;
+	size_t one;
 
 	snprintf(key, sizeof(key), "b/%s", ref);
-	l = kb_smap_get(&x->objs, key);
-	return l && l->n ? d->state.objects[l->v[0]] : NULL;
+	l = x ? ilist_get(&x->objs, key, &one) : (struct ilist){ NULL, 0 };
+	return l.n ? d->state.objects[l.v[0]] : NULL;
 }
 
 /* Does one string field of a frontend hold for a requirement; multi-valued (backend): any of them. */
@@ -372,7 +411,7 @@ static bool fe_field_holds(const struct kb_cfrontend *fe, enum kb_sel_op op, con
 	return req_holds(op, want, buf);
 }
 
-static bool fe_passes(struct daemon *d, struct kb_reads_index *x, const struct filter *f, const struct kb_cfrontend *fe)
+static bool fe_passes(struct daemon *d, const struct filter *f, const struct kb_cfrontend *fe)
 {
 	const char *rr = route_ref(fe->route), *slash = strchr(rr, '/');
 	char name[128];
@@ -393,7 +432,7 @@ static bool fe_passes(struct daemon *d, struct kb_reads_index *x, const struct f
 		bool any = false;
 
 		for (size_t l = 0; l < fe->nlocs && !any; l++) {
-			const struct kb_meta *b = fe->locs[l].backend ? backend_obj(d, x, fe->locs[l].backend) : NULL;
+			const struct kb_meta *b = fe->locs[l].backend ? backend_obj(d, fe->locs[l].backend) : NULL;
 
 			any = b && kb_selector_match_labels(&f->labels, b);
 		}
@@ -421,7 +460,7 @@ static const char *sel_eq(const struct kb_selector *sel, const char *key)
 }
 
 /* Narrow the frontends through the index when a name or an equality names them. */
-static int fe_candidates(struct daemon *d, struct kb_reads_index *x, const struct filter *f, struct cands *c)
+static int fe_candidates(struct daemon *d, const struct filter *f, struct cands *c)
 {
 	static const struct { const char *key; size_t off; } by[] = {
 		{ "frontend", offsetof(struct kb_reads_index, fe_name) },
@@ -429,26 +468,33 @@ static int fe_candidates(struct daemon *d, struct kb_reads_index *x, const struc
 		{ "route", offsetof(struct kb_reads_index, fe_route) },
 		{ "gateway", offsetof(struct kb_reads_index, fe_gateway) },
 	};
+	struct kb_reads_index *x;
 	const char *v;
 	char key[600];
+	size_t one, one2;
 
 	if (f->name)
-		return cands_add(c, kb_smap_get(&x->fe_name, f->name));
+		return (x = index_get(d, IX_FES)) ? cands_add(c, ilist_get(&x->fe_name, f->name, &one)) : -1;
 	for (size_t i = 0; i < sizeof(by) / sizeof(by[0]); i++)
-		if ((v = sel_eq(&f->fields, by[i].key)) && !(by[i].key[0] == 'r' && strchr(v, ' ')))
-			return cands_add(c, kb_smap_get((struct kb_smap *)((char *)x + by[i].off), v));
+		if ((v = sel_eq(&f->fields, by[i].key)) && !(by[i].key[0] == 'r' && strchr(v, ' '))) {
+			if (!(x = index_get(d, IX_FES)))
+				return -1;
+			return cands_add(c, ilist_get((struct kb_smap *)((char *)x + by[i].off), v, &one));
+		}
 	for (size_t i = 0; i < f->labels.n; i++) {
-		struct ilist *bl;
+		struct ilist bl;
 
 		if (f->labels.req[i].op != KB_SEL_EQ)
 			continue;
+		if (!(x = index_get(d, IX_LABELS | IX_FES)))
+			return -1;
 		snprintf(key, sizeof(key), "b/%s=%s", f->labels.req[i].key, f->labels.req[i].val);
-		bl = kb_smap_get(&x->labels, key);
-		for (size_t k = 0; bl && k < bl->n; k++) {
-			const struct kb_meta *b = d->state.objects[bl->v[k]];
+		bl = ilist_get(&x->labels, key, &one);
+		for (size_t k = 0; k < bl.n; k++) {
+			const struct kb_meta *b = d->state.objects[bl.v[k]];
 
 			snprintf(key, sizeof(key), "%s/%s", b->namespace ? b->namespace : "default", b->name);
-			if (cands_add(c, kb_smap_get(&x->fe_backend, key)))
+			if (cands_add(c, ilist_get(&x->fe_backend, key, &one2)))
 				return -1;
 		}
 		return 0;
@@ -457,24 +503,28 @@ static int fe_candidates(struct daemon *d, struct kb_reads_index *x, const struc
 	return 0;
 }
 
-static int obj_candidates(struct kb_reads_index *x, const struct filter *f, struct cands *c)
+static int obj_candidates(struct daemon *d, const struct filter *f, struct cands *c)
 {
 	const char *name = f->name ? f->name : sel_eq(&f->fields, "metadata.name");
 	const char *ns = f->ns ? f->ns : sel_eq(&f->fields, "metadata.namespace");
 	const char *lk = sel_eq(&f->labels, NULL);
+	struct kb_reads_index *x;
 	char key[800];
+	size_t one;
 
+	c->all = !(name && ns) && !lk;
+	if (c->all)
+		return 0;
+	if (!(x = index_get(d, name && ns ? IX_OBJS : IX_LABELS)))
+		return -1;
 	for (const char *g = f->groups; *g; g++) {
 		if (name && ns)
 			snprintf(key, sizeof(key), "%c/%s/%s", *g, ns, name);
-		else if (lk)
-			snprintf(key, sizeof(key), "%c/%s=%s", *g, lk, sel_eq(&f->labels, lk));
 		else
-			break;
-		if (cands_add(c, kb_smap_get(name && ns ? &x->objs : &x->labels, key)))
+			snprintf(key, sizeof(key), "%c/%s=%s", *g, lk, sel_eq(&f->labels, lk));
+		if (cands_add(c, ilist_get(name && ns ? &x->objs : &x->labels, key, &one)))
 			return -1;
 	}
-	c->all = !(name && ns) && !lk;
 	return 0;
 }
 
@@ -482,7 +532,6 @@ struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, s
 {
 	const char *what = kb_req_str(req, "what"), *ls = kb_req_str(req, "labelSelector");
 	const char *fs = kb_req_str(req, "fieldSelector"), *rows = kb_req_str(req, "rows");
-	struct kb_reads_index *x;
 	struct cands c = { 0 };
 	struct filter f = { 0 };
 	char why[512];
@@ -515,8 +564,7 @@ struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, s
 			return kb_ctl_error("field selector \"%s\" is not supported for %s: expected %s", f.fields.req[i].key,
 					    what, r->frontends ? "frontend, address, port, protocol, backend, route, gateway "
 								 "or listener" : "metadata.name or metadata.namespace");
-	x = index_get(d);
-	if (!x || (r->frontends ? fe_candidates(d, x, &f, &c) : obj_candidates(x, &f, &c))) {
+	if (r->frontends ? fe_candidates(d, &f, &c) : obj_candidates(d, &f, &c)) {
 		free(c.v);
 		return kb_ctl_error("out of memory");
 	}
@@ -534,7 +582,7 @@ struct json_object *kb_read_resolve(struct daemon *d, struct json_object *req, s
 	}
 	/* Every other condition, on the candidates only. */
 	for (size_t i = 0; i < c.n; i++) {
-		bool ok = r->frontends ? fe_passes(d, x, &f, &d->compiled.fes[c.v[i]])
+		bool ok = r->frontends ? fe_passes(d, &f, &d->compiled.fes[c.v[i]])
 				       : obj_passes(&f, d->state.objects[c.v[i]]);
 
 		if (ok)
