@@ -467,47 +467,102 @@ static __u32 cgroup_progs(enum bpf_attach_type type)
 /* ---- scraping /metrics: a plain HTTP/1.1 GET from a child in the node netns ---- */
 
 struct scrape {
-	char *raw;		/* status line, headers and body */
+	char *raw;		/* status line, headers and body (de-chunked) */
 	const char *body;	/* starts with '\n' (the blank line's end), so every line follows a '\n' */
 	int status;
+	bool chunked;		/* the reply came in chunks (Transfer-Encoding: chunked) */
+	bool whole;		/* chunked: the last, empty chunk arrived (else the body was cut short) */
 };
 
-static struct scrape scrape(const char *path)
+/* Decode a chunked body in place (from, to the end of raw): the chunks' data back to back. Sets whole. */
+static void dechunk(struct scrape *s, char *from)
+{
+	char *in = from, *out = from;
+
+	for (;;) {
+		char *end;
+		unsigned long n = strtoul(in, &end, 16);
+
+		if (end == in || strncmp(end, "\r\n", 2))
+			break;
+		in = end + 2;
+		if (!n) {
+			s->whole = true;
+			break;
+		}
+		if (strlen(in) < n + 2)
+			break;
+		memmove(out, in, n);
+		out += n;
+		in += n + 2;
+	}
+	*out = '\0';
+}
+
+/*
+ * GET path from a child in the node netns. pause_at > 0: the child reads that
+ * much (through a small receive buffer, so the daemon cannot write far ahead),
+ * then waits while meanwhile() runs here, then reads the rest.
+ */
+static struct scrape scrape_paused(const char *path, size_t pause_at, void (*meanwhile)(void))
 {
 	struct scrape s = { 0 };
 	size_t cap = 65536, n = 0;
-	int p[2], st;
+	int p[2], ready[2], go[2], st;
 	pid_t pid;
 	ssize_t r;
+	char c;
 
 	assert_int_equal(pipe(p), 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(METRICS_PORT) };
 		struct timeval tv = { 5, 0 };
 		char req[256], buf[8192];
-		int fd, len;
+		int fd, len, small = 4096;
+		size_t got = 0;
 
 		e2e_child_init();
 		close(p[0]);
+		close(ready[0]);
+		close(go[1]);
 		if (e2e_setns(E.node))
 			_exit(1);
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (pause_at)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
 			_exit(2);
 		len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
 			       path, METRICS_PORT);
 		if (write(fd, req, (size_t)len) != len)
 			_exit(3);
-		while ((r = read(fd, buf, sizeof(buf))) > 0)
+		while ((r = read(fd, buf, pause_at && got < pause_at ? 1024 : sizeof(buf))) > 0) {
 			if (write(p[1], buf, (size_t)r) != r)
 				_exit(4);
+			got += (size_t)r;
+			if (pause_at && got >= pause_at && got - (size_t)r < pause_at &&
+			    (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1))
+				_exit(6);
+		}
 		_exit(r < 0 ? 5 : 0);
 	}
 	close(p[1]);
+	close(ready[1]);
+	close(go[0]);
+	if (pause_at) {
+		if (read(ready[0], &c, 1) != 1)
+			fail_msg("scrape %s: the client stopped before %zu bytes", path, pause_at);
+		meanwhile();
+		assert_int_equal(write(go[1], "g", 1), 1);
+	}
+	close(ready[0]);
+	close(go[1]);
 	s.raw = malloc(cap);
 	assert_non_null(s.raw);
 	while ((r = read(p[0], s.raw + n, cap - n - 1)) != 0) {
@@ -532,6 +587,20 @@ static struct scrape scrape(const char *path)
 	s.body = strstr(s.raw, "\r\n\r\n");
 	assert_non_null(s.body);
 	s.body += 3;
+	s.chunked = strcasestr(s.raw, "\r\nTransfer-Encoding: chunked\r\n") &&
+		    strcasestr(s.raw, "\r\nTransfer-Encoding: chunked\r\n") < s.body;
+	if (s.chunked)
+		dechunk(&s, (char *)s.body + 1);
+	return s;
+}
+
+/* A whole reply to GET path. */
+static struct scrape scrape(const char *path)
+{
+	struct scrape s = scrape_paused(path, 0, NULL);
+
+	if (s.chunked && !s.whole)
+		fail_msg("scrape %s: the chunked reply ended before its last chunk (%zu bytes)", path, strlen(s.body));
 	return s;
 }
 
@@ -578,11 +647,21 @@ static double addr_metric(const struct scrape *s, const char *name, const char *
  * The text format's rules that Prometheus enforces: each sample follows its
  * family's TYPE line, all samples of a family are together, no series twice.
  */
+/* Series keys (a sample line up to its value), for sorting. */
+static int series_cmp(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	size_t lx = (size_t)(strrchr(x, ' ') - x), ly = (size_t)(strrchr(y, ' ') - y);
+	int d = memcmp(x, y, lx < ly ? lx : ly);
+
+	return d ? d : (lx > ly) - (lx < ly);
+}
+
 static void check_exposition(const struct scrape *s)
 {
 	char family[256] = "", *copy = strdup(s->body + 1), *line, *save = NULL;
-	char **seen = NULL;
-	size_t nseen = 0;
+	char **seen = NULL, **series = NULL;
+	size_t nseen = 0, nseries = 0, cap = 0;
 
 	assert_non_null(copy);
 	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -608,21 +687,22 @@ static void check_exposition(const struct scrape *s)
 			fail_msg("sample %s outside its family (in %s)", line, family);
 		if (strncmp(name, "kbackend_", 9))
 			fail_msg("metric without the kbackend_ prefix: %s", name);
-		/* The same series twice would make Prometheus refuse the whole scrape. */
-		{
-			const char *again;
-			size_t l = (size_t)(sp - line);
-			char key[1024];
-
-			snprintf(key, sizeof(key), "\n%.*s ", (int)l, line);
-			again = strstr(s->body, key);
-			if (again && strstr(again + 1, key))
-				fail_msg("series twice: %.*s", (int)l, line);
+		if (nseries == cap) {
+			cap = cap ? 2 * cap : 1024;
+			series = realloc(series, cap * sizeof(*series));
+			assert_non_null(series);
 		}
+		series[nseries++] = line;
 	}
+	/* The same series twice would make Prometheus refuse the whole scrape. */
+	qsort(series, nseries, sizeof(*series), series_cmp);
+	for (size_t i = 1; i < nseries; i++)
+		if (!series_cmp(&series[i - 1], &series[i]))
+			fail_msg("series twice: %s", series[i]);
 	for (size_t i = 0; i < nseen; i++)
 		free(seen[i]);
 	free(seen);
+	free(series);
 	free(copy);
 }
 
@@ -749,6 +829,12 @@ static int group_teardown(void **state)
 
 static int test_teardown(void **state)
 {
+	char bulk[PATH_MAX + 64];
+
+	/* A failed large-scrape test leaves its 2,400 objects: the next test starts without them. */
+	wpath(bulk, sizeof(bulk), "70-bulk.yaml");
+	if (!access(bulk, F_OK) && !unlink(bulk))
+		wait_state(9, 2);
 	if (E.t)
 		clients_kill();
 	if (E.stats_fd >= 0)
@@ -1213,6 +1299,150 @@ static void test_metrics_dns(void **state)
 	wait_state(9, 2);
 }
 
+/* ---- a large scrape, written in pieces ---- */
+
+#define BULK_GW 24		/* Gateways bulk-0..23 (198.18.1.0-23), BULK_LS listeners each */
+#define BULK_LS 50
+#define BULK_N (BULK_GW * BULK_LS)	/* routes, Backends and frontends */
+#define BULK_EPS 10		/* endpoints a Backend: 198.51.100.10-19 */
+
+/*
+ * BULK_N frontends of BULK_EPS endpoints each (b-0's ports shifted by `shift`,
+ * so that a second call is a change of one Backend). Long Backend names make the scrape
+ * larger than what the kernel buffers for a connection (a 4 MiB send buffer at
+ * most), so that a scrape can be caught half written.
+ */
+#define BULK_PAD "-a-long-name-so-that-each-series-line-is-long-enough-for-this-test"
+static char *bulk_yaml(int shift)
+{
+	size_t cap = (size_t)BULK_N * 1400 + 65536, n = 0;
+	char *b = malloc(cap);
+
+	assert_non_null(b);
+	for (int g = 0; g < BULK_GW; g++) {
+		n += (size_t)snprintf(b + n, cap - n,
+				      "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+				      "metadata:\n  name: bulk-%d\n  namespace: bulk\nspec:\n  gatewayClassName: eg\n"
+				      "  addresses:\n    - type: IPAddress\n      value: 198.18.1.%d\n  listeners:\n",
+				      g, g);
+		for (int l = 0; l < BULK_LS; l++)
+			n += (size_t)snprintf(b + n, cap - n, "    - name: l%d\n      protocol: TCP\n      port: %d\n", l,
+					      10000 + l);
+	}
+	for (int k = 0; k < BULK_N; k++) {
+		n += (size_t)snprintf(b + n, cap - n,
+				      "---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\n"
+				      "metadata:\n  name: r-%d\n  namespace: bulk\nspec:\n  parentRefs:\n"
+				      "    - name: bulk-%d\n      sectionName: l%d\n  rules:\n    - backendRefs:\n"
+				      "        - group: gateway.envoyproxy.io\n          kind: Backend\n          name: b-%d" BULK_PAD "\n"
+				      "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\n"
+				      "metadata:\n  name: b-%d" BULK_PAD "\n  namespace: bulk\nspec:\n  endpoints:\n",
+				      k, k / BULK_LS, k % BULK_LS, k, k);
+		for (int e = 0; e < BULK_EPS; e++)
+			n += (size_t)snprintf(b + n, cap - n, "    - ip:\n        address: 198.51.100.%d\n        port: %d\n",
+					      10 + e, 9000 + (k ? 0 : shift) + k % 100);
+	}
+	assert_true(n < cap);
+	return b;
+}
+
+/* Lines of body that start with prefix. */
+static size_t count_lines(const char *body, const char *prefix)
+{
+	char key[256];
+	size_t n = 0;
+
+	snprintf(key, sizeof(key), "\n%s", prefix);
+	for (const char *p = body; (p = strstr(p, key)); p++)
+		n++;
+	return n;
+}
+
+static void bulk_change(void)
+{
+	long r0 = watch_count("reloads");
+	char *y = bulk_yaml(100);
+
+	watch_put("70-bulk.yaml", y);
+	free(y);
+	wait_watch("reloads", r0);
+}
+
+/*
+ * 1,200 frontends of 10 endpoints: a scrape of about 8 MB, written in pieces
+ * of 64 KiB as the connection takes them. Every series is there once (every
+ * frontend's, every endpoint's), in one block per family, and the chunked
+ * reply ends with its last chunk. A change of state during a scrape cuts it
+ * (no last chunk: a failed scrape, not a short one that looks whole), and the
+ * next scrape is whole again and shows the new state.
+ */
+static void test_metrics_large_in_pieces(void **state)
+{
+	struct json_object *st;
+	struct scrape m, cut;
+	long objects, frontends;
+	char *y = bulk_yaml(0), series[512];
+	size_t eps;
+
+	NEED_ENV();
+	daemon_ensure();
+	st = ctl("status", 5000);
+	assert_true(e2e_reply_ok(st));
+	objects = e2e_jint(st, "objects");
+	frontends = e2e_jint(st, "frontends");
+	json_object_put(st);
+	watch_put("70-bulk.yaml", y);
+	free(y);
+	wait_state(objects + BULK_GW + 2 * BULK_N, frontends + BULK_N);
+
+	m = scrape("/metrics");
+	assert_int_equal(m.status, 200);
+	assert_true(m.chunked);
+	check_exposition(&m);
+	eps = count_lines(m.body, "kbackend_endpoint_healthy{");
+	printf("# a scrape of %zu bytes, %zu endpoint series\n", strlen(m.body), eps);
+	/* Well past what the kernel holds for one connection: the cut below happens with most of it unwritten. */
+	assert_true(strlen(m.body) > 6u << 20);
+	assert_int_equal(count_lines(m.body, "kbackend_frontend_endpoints{"), frontends + BULK_N);
+	assert_int_equal(count_lines(m.body, "kbackend_frontend_connections_total{"), frontends + BULK_N);
+	assert_true(eps >= BULK_N * BULK_EPS);
+	assert_int_equal(count_lines(m.body, "kbackend_endpoint_share_ratio{"), eps);
+	assert_int_equal(count_lines(m.body, "kbackend_endpoint_connections_total{"), eps);
+	/* Bulk frontends (every 7th: each lookup reads the whole text): 10 endpoints, a tenth of the connections each. */
+	for (int k = 0; k < BULK_N; k += 7) {
+		snprintf(series, sizeof(series), "kbackend_frontend_endpoints{frontend=\"198.18.1.%d:%d\",protocol=\"tcp\"}",
+			 k / BULK_LS, 10000 + k % BULK_LS);
+		if (metric(&m, series) != BULK_EPS)
+			fail_msg("%s: %g, expected %d", series, metric(&m, series), BULK_EPS);
+		snprintf(series, sizeof(series),
+			 "kbackend_endpoint_share_ratio{frontend=\"198.18.1.%d:%d\",protocol=\"tcp\",backend=\"bulk/b-%d" BULK_PAD "\","
+			 "endpoint=\"198.51.100.19:%d\"}",
+			 k / BULK_LS, 10000 + k % BULK_LS, k, 9000 + k % 100);
+		if (metric(&m, series) != 0.1)
+			fail_msg("%s: %g, expected 0.1", series, metric(&m, series));
+	}
+	free(m.raw);
+
+	/* The state changes after the first 16 KiB were read: the rest never comes. */
+	cut = scrape_paused("/metrics", 16384, bulk_change);
+	printf("# a scrape cut by a change after %zu bytes\n", strlen(cut.body));
+	assert_int_equal(cut.status, 200);
+	assert_true(cut.chunked);
+	if (cut.whole)
+		fail_msg("a scrape during a change ended as if whole (%zu bytes)", strlen(cut.body));
+	free(cut.raw);
+	m = scrape("/metrics");
+	check_exposition(&m);
+	snprintf(series, sizeof(series),
+		 "kbackend_endpoint_share_ratio{frontend=\"198.18.1.0:10000\",protocol=\"tcp\",backend=\"bulk/b-0" BULK_PAD "\","
+		 "endpoint=\"198.51.100.19:9100\"}");
+	assert_true(metric(&m, series) == 0.1);
+	free(m.raw);
+
+	watch_del("70-bulk.yaml");
+	wait_state(objects, frontends);
+}
+
 /* A --metrics-addr that is not ADDR:PORT is a usage error, before anything is loaded. */
 static void test_metrics_addr_usage(void **state)
 {
@@ -1324,6 +1554,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_watch_configmap_swap, test_teardown),
 		cmocka_unit_test_teardown(test_metrics_scrape, test_teardown),
 		cmocka_unit_test_teardown(test_metrics_dns, test_teardown),
+		cmocka_unit_test_teardown(test_metrics_large_in_pieces, test_teardown),
 		cmocka_unit_test_teardown(test_metrics_addr_usage, test_teardown),
 		cmocka_unit_test_teardown(test_upgrade_no_loss, test_teardown),
 	};
