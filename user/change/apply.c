@@ -451,6 +451,19 @@ static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *
 	struct kb_smap named = { .a = &a };
 	int err;
 
+	/*
+	 * A change about as large as the state (a first apply of 20,000 objects)
+	 * would be logged and then compacted at once: the snapshot alone is the
+	 * commit (temp file, fsync, rename), the state written once.
+	 */
+	if (!d->store_diverged && mode != KB_CHANGE_DELETE && nreq > 0) {
+		uint64_t bytes = 0;
+
+		for (size_t i = next->nobjects - nreq; i < next->nobjects; i++)
+			bytes += next->objects[i]->src_len;
+		if (kb_store_would_compact(&d->store, bytes))
+			return kb_store_compact(&d->store, next);
+	}
 	if (d->store_diverged) {
 		err = kb_store_compact(&d->store, next);
 		if (!err)
