@@ -459,6 +459,53 @@ static void test_btp(void **state)
 }
 
 /* EG fields kbackend does not act on: accepted, with a warning, never an error. */
+/*
+ * Parsed lists are allocated at their exact size, and what every object
+ * repeats is one copy: a list that grows after its walk (targetRef after
+ * targetRefs) is moved first (under ASan, a push past the exact room is an
+ * overflow), and two Backends' endpoint paths, namespaces and apiVersions are
+ * the same strings.
+ */
+static void test_lists_exact_and_shared_strings(void **state)
+{
+	struct kb_model m;
+	const struct kb_btp *p;
+	const struct kb_backend *a, *b;
+
+	tu_load(&m, "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: {name: p}\n"
+		    "spec:\n"
+		    "  targetRefs:\n"
+		    "    - {group: gateway.networking.k8s.io, kind: HTTPRoute, name: r1}\n"
+		    "    - {group: gateway.networking.k8s.io, kind: HTTPRoute, name: r2}\n"
+		    "    - {group: gateway.networking.k8s.io, kind: HTTPRoute, name: r3}\n"
+		    "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: r4}\n"
+		    "---\n" BE_HDR "  namespace: ns\nspec:\n  endpoints:\n"
+		    "    - ip: {address: 198.51.100.1, port: 80}\n    - ip: {address: 198.51.100.2, port: 80}\n"
+		    "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: api2\n"
+		    "  namespace: ns\nspec:\n  endpoints:\n"
+		    "    - ip: {address: 198.51.100.3, port: 80}\n    - ip: {address: 198.51.100.4, port: 80}\n");
+	assert_no_errors(&m);
+	p = m.btps[0];
+	assert_int_equal(p->ntargets, 4);
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "r%d", i + 1);
+		assert_string_equal(p->targets[i].name, name);
+	}
+	assert_string_equal(p->targets[2].path, "spec.targetRefs[2]");
+	assert_int_equal(m.nbackends, 2);
+	a = m.backends[0];
+	b = m.backends[1];
+	assert_int_equal(a->nendpoints, 2);
+	assert_string_equal(b->endpoints[1].address, "198.51.100.4");
+	assert_string_equal(a->endpoints[1].path, "spec.endpoints[1]");
+	assert_ptr_equal(a->endpoints[1].path, b->endpoints[1].path);
+	assert_ptr_equal(a->meta.namespace, b->meta.namespace);
+	assert_ptr_equal(a->meta.api_version, b->meta.api_version);
+	kb_model_free(&m);
+}
+
 static void test_btp_unenforced_fields_warn(void **state)
 {
 	struct kb_model m;
@@ -1114,6 +1161,7 @@ int main(void)
 		cmocka_unit_test(test_gateway),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_btp),
+		cmocka_unit_test(test_lists_exact_and_shared_strings),
 		cmocka_unit_test(test_btp_unenforced_fields_warn),
 		cmocka_unit_test(test_grant_eg_others_and_list),
 		cmocka_unit_test(test_mixed_kinds_read_and_ignored),

@@ -146,7 +146,7 @@ static void set_labels(struct ctx *c, struct kb_meta *obj, const struct ynode *l
 
 		if (k->t != YN_SCALAR || v->t != YN_SCALAR || mf_is_null(v))
 			continue;
-		obj->labels[2 * obj->nlabels] = kb_strdup(&c->m->arena, k->s);
+		obj->labels[2 * obj->nlabels] = mf_intern(c, k->s);
 		obj->labels[2 * obj->nlabels + 1] = kb_strdup(&c->m->arena, v->s);
 		obj->nlabels++;
 	}
@@ -232,7 +232,7 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 		if (name && name->t == YN_SCALAR && !mf_is_null(name))
 			obj->name = kb_strdup(&c->m->arena, name->s);
 		if (ns && ns->t == YN_SCALAR && !mf_is_null(ns) && *ns->s)
-			obj->namespace = kb_strdup(&c->m->arena, ns->s);
+			obj->namespace = mf_intern(c, ns->s);
 		set_labels(c, obj, mf_map_get(md, "labels", NULL));
 	}
 	if (!obj->name && k == KB_KIND_ENVOY_GATEWAY)
@@ -241,7 +241,7 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 	mf_record(c, "kind", kind);
 	if (av) {
 		mf_record(c, "apiVersion", av);
-		obj->api_version = kb_strdup(&c->m->arena, av->s);
+		obj->api_version = mf_intern(c, av->s);
 		if (k != KB_KIND_FOREIGN)
 			check_api_version(c, ki, av, k);
 		else if (known != KB_KIND_UNKNOWN)
@@ -476,6 +476,7 @@ static int load_buffer(struct kb_model *m, const char *name, const char *buf, si
 	}
 	yaml_parser_delete(&p);
 	kb_arena_free(&c.tmp);
+	kb_arena_free(&c.intern_a);
 	return 0;
 }
 

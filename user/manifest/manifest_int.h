@@ -43,6 +43,9 @@ struct ctx {
 	size_t nfields;
 	bool keep_all;		/* every object keeps them (kb_manifest_reread) */
 	bool keep_doc;		/* this document's do: its text would not parse alone (%TAG directives) */
+	/* Strings every object of a load repeats (field paths, apiVersion, namespace, label keys): one model copy each (mf_intern). */
+	struct kb_arena intern_a;
+	struct kb_smap intern;
 };
 
 /* ---- diagnostics, locations and scalars (manifest_walk.c) --------------------------- */
@@ -53,11 +56,15 @@ void mf_err(struct ctx *c, const struct ynode *n, const char *path, const char *
 /* The same, as a warning: the input is still applied. */
 void mf_warn(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* A list mf_walk_seq filled (exactly its size) given the room kb_push expects of n elements, before a kb_push onto it. */
+void mf_seq_grow(struct kb_arena *a, void **arr, size_t n, size_t elem);
 /* Record where a field of the current object is (a re-read of its text records the same, for later stages). */
 void mf_record(struct ctx *c, const char *path, const struct ynode *n);
 const char *mf_pjoin(struct ctx *c, const char *base, const char *key);	/* "base.key" */
 const char *mf_pidx(struct ctx *c, const char *base, size_t i);		/* "base[i]" */
 const char *mf_desc(struct ctx *c, const struct ynode *n);
+/* s, copied once into the model per load: a string many objects repeat, read-only after. */
+char *mf_intern(struct ctx *c, const char *s);
 
 bool mf_is_null(const struct ynode *n);
 bool mf_get_str(struct ctx *c, const struct ynode *n, const char *path, const char **out);

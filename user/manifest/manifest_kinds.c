@@ -437,6 +437,8 @@ static void push_target_ref(struct ctx *c, const struct ynode *v, const char *pa
 		mf_err(c, v, path, "expected a mapping, got %s", mf_desc(c, v));
 		return;
 	}
+	/* targetRefs, when it came first, left the list at its exact size. */
+	mf_seq_grow(&c->m->arena, (void **)list, *n, sizeof(**list));
 	r = KB_PUSH(&c->m->arena, *list, *n);
 	r->path = kb_strdup(&c->m->arena, path);
 	mf_walk_map(c, v, path, target_ref_fields, (char *)r);

@@ -66,6 +66,20 @@ const char *mf_pjoin(struct ctx *c, const char *base, const char *key)
 	return *base ? kb_sprintf(&c->tmp, "%s.%s", base, key) : kb_strdup(&c->tmp, key);
 }
 
+char *mf_intern(struct ctx *c, const char *s)
+{
+	char *v;
+
+	if (!s)
+		return NULL;
+	if (!c->intern.a)
+		c->intern.a = &c->intern_a;
+	v = kb_smap_get(&c->intern, s);
+	if (!v)
+		v = kb_smap_put(&c->intern, s, kb_strdup(&c->m->arena, s));
+	return v;
+}
+
 const char *mf_pidx(struct ctx *c, const char *base, size_t i)
 {
 	return kb_sprintf(&c->tmp, "%s[%zu]", base, i);
@@ -246,6 +260,20 @@ static void set_has(char *t, size_t aux)
 		*(bool *)(t + aux - 1) = true;
 }
 
+void mf_seq_grow(struct kb_arena *a, void **arr, size_t n, size_t elem)
+{
+	size_t cap = 4;
+	void *p;
+
+	if (!n)
+		return;
+	while (cap < n)
+		cap *= 2;
+	p = kb_alloc(a, cap * elem);
+	memcpy(p, *arr, n * elem);
+	*arr = p;
+}
+
 void mf_walk_seq(struct ctx *c, const struct ynode *v, const char *path, const struct seqspec *sp, char *t)
 {
 	void **arr = (void **)(t + sp->arr_off);
@@ -254,15 +282,16 @@ void mf_walk_seq(struct ctx *c, const struct ynode *v, const char *path, const s
 	if (!mf_get_list(c, v, path))
 		return;
 	/*
-	 * An empty list gets its room at once, as KB_PUSH would end with it (the
-	 * next power of two, at least 4): growing by doubling would leave every
-	 * smaller copy in the arena (10 endpoints: 28 elements allocated, not 16).
+	 * An empty list gets exactly its room at once: growing by doubling would
+	 * leave every smaller copy in the arena, and the room of a power of two
+	 * (10 endpoints: 28 elements allocated, or 16, not 10; one rule: 4). So a
+	 * list walked here is full: whoever adds to it later re-homes it first
+	 * (mf_seq_grow).
 	 */
 	for (size_t i = 0; !*cnt && i < v->nkids; i++)
 		want += v->kids[i]->t == YN_MAP;
-	if (!*cnt && want > 4) {
-		for (cap = 4; cap < want;)
-			cap *= 2;
+	if (!*cnt && want) {
+		cap = want;
 		*arr = kb_alloc(&c->m->arena, cap * sp->elem);
 	}
 	for (size_t i = 0; i < v->nkids; i++) {
@@ -282,7 +311,7 @@ void mf_walk_seq(struct ctx *c, const struct ynode *v, const char *path, const s
 		if (sp->init)
 			sp->init(c, e);
 		if (sp->path_off)
-			*(char **)(e + sp->path_off - 1) = kb_strdup(&c->m->arena, ip);
+			*(char **)(e + sp->path_off - 1) = mf_intern(c, ip);	/* "spec.endpoints[3]" in every Backend */
 		if (sp->item)
 			sp->item(c, NULL, it, ip, e);
 		else
