@@ -17,6 +17,7 @@
 #   describe     kbackend describe backend be-K -n bench
 #   stats        kbackend stats
 #   metrics      one GET /metrics (curl, in the node netns)
+# and each daemon's VmRSS at rest (3 s after the apply, and 3 s after the last read).
 # K changes every repetition. Repetitions alternate between the sizes (both
 # daemons run side by side, each with its own cgroup, pins and socket), so a
 # noisy stretch of the machine hits both; the table gives medians and the
@@ -128,6 +129,17 @@ for n in $SIZES; do
 	idx=$((idx + 1))
 done
 
+# RSS at rest: the daemon gives free heap pages back a second after a change or a long read.
+rss_rest() {
+	local when=$1 i=0 n
+	sleep 3
+	for n in $SIZES; do
+		echo "rss n=$n when=$when kib=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/"${PIDS[$i]}"/status)" >>"$RAW"
+		i=$((i + 1))
+	done
+}
+rss_rest apply
+
 declare -A SKIPPED
 for r in $(seq "$REPS"); do
 	idx=0
@@ -157,6 +169,8 @@ for r in $(seq "$REPS"); do
 	done
 done
 
+rss_rest reads
+
 awk -v ops="$OPS" -v sizes="$SIZES" '
 function median(a, n,   i, j, t, b) {
 	for (i = 1; i <= n; i++) b[i] = a[i]
@@ -164,6 +178,7 @@ function median(a, n,   i, j, t, b) {
 	return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
 }
 function kv(   i, p) { delete F; for (i = 2; i <= NF; i++) { p = index($i, "="); F[substr($i, 1, p - 1)] = substr($i, p + 1) } }
+$1 == "rss" { kv(); rss[F["n"], F["when"]] = F["kib"] }
 $1 == "read" { kv(); v[F["op"], F["n"], F["rep"] + 0] = F["s"] + 0; by[F["op"], F["n"]] = F["bytes"]; if (F["rep"] + 0 > maxr) maxr = F["rep"] + 0 }
 END {
 	no = split(ops, O, " "); ns = split(sizes, S, " "); lo = S[1]; hi = S[ns]
@@ -183,5 +198,8 @@ END {
 		printf " %s | %s | %s |\n", m ? sprintf("%.1f", median(q, m)) : "-", ((op, hi) in by) ? sprintf("%.1f MB", by[op, hi] / 1e6) : "-",
 			med[ns] < 0 ? "-" : (med[ns] < 0.5 ? "yes" : "**no**")
 	}
+	printf "| daemon RSS at rest, MiB (after the apply / after the reads) |"
+	for (i = 1; i <= ns; i++) printf " %.1f / %.1f |", rss[S[i], "apply"] / 1024, rss[S[i], "reads"] / 1024
+	printf " | | %s |\n", rss[hi, "reads"] == "" ? "-" : (rss[hi, "reads"] + 0 <= 102400 ? "(<= 100 MiB: yes)" : "(<= 100 MiB: **no**)")
 	printf "\nMedians of %d repetition(s), wall time through the CLI (process start to exit, output to /dev/null); the ratio is the median of the per-repetition ratios.\n", maxr
 }' "$RAW"
