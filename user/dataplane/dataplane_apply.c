@@ -61,6 +61,35 @@ static void kb_addr_of(const struct kb_frontend_key *k, struct kb_addr_key *a)
 	a->family = k->family;
 }
 
+/*
+ * A present key's value is written in place by frontend_write (a hash update
+ * would replace its element, and a connect looking it up meanwhile could miss
+ * it: frontend_write.bpf.c); an absent key is inserted, and only then can
+ * connects find it.
+ */
+int kb_fe_publish(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key, const struct kb_frontend *val,
+		  bool present)
+{
+	struct kb_frontend_write w = { .key = *key, .val = *val };
+	LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = &w, .ctx_size_in = sizeof(w));
+	int fefd = bpf_map__fd(d->skel->maps.frontends);
+
+	for (int tries = 0; tries < 2; tries++, present = !present) {
+		if (!present) {
+			if (!bpf_map_update_elem(fefd, key, val, BPF_NOEXIST))
+				return 0;
+			if (errno != EEXIST)
+				return -errno;
+			continue;
+		}
+		if (bpf_prog_test_run_opts(bpf_program__fd(d->fw->progs.frontend_write), &run))
+			return -errno;
+		if ((int)run.retval != -ENOENT)
+			return (int)run.retval;
+	}
+	return -EAGAIN;	/* deleted and inserted by someone else in between: the daemon is the only writer */
+}
+
 /* The index of key in the mirror, or -1. */
 static long kb_fe_lookup(const struct kb_bpf_dataplane *d, const struct kb_frontend_key *key)
 {
@@ -439,8 +468,9 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 				goto out_partial;
 			}
 		}
-		if (bpf_map_update_elem(fefd, &nf->key, &nf->val, BPF_ANY)) {
-			err = kb_fail(-errno, "update", "frontends map");
+		err = kb_fe_publish(d, &nf->key, &nf->val, of != NULL);
+		if (err) {
+			err = kb_fail(err, "update", "frontends map");
 			goto out_partial;
 		}
 		if (of)
