@@ -119,8 +119,15 @@ enum kb_change {
 	KB_CHANGE_DELETE = 1,	/* remove them (each must exist) */
 	KB_CHANGE_REPLACE = 2,	/* they become the whole state: stored objects not among them are removed */
 };
-/* Apply, delete or replace with the request's files ([{name, content}]) as one change; returns the reply. */
-struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run);
+/*
+ * Apply, delete or replace with the request's files ([{name, content}]) as one
+ * change; returns the reply. each (a replace only): per-object acceptance, for
+ * a source that delivers objects one by one: refused objects are set aside
+ * (the reply's refusedObjects) and the others programmed. Without it a
+ * refused object refuses the whole request (the CLI).
+ */
+struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run,
+				     bool each);
 /* Recompile the stored state with the current DNS answers and health, and swap what changed. */
 void kb_daemon_recompile(struct daemon *d);
 /* The state was replaced whole (restore, a whole change): its index is rebuilt on the next change. */
