@@ -94,6 +94,7 @@ struct daemon {
 	struct client clients[MAX_CLIENTS];
 	struct kb_reads_index *reads;	/* reads.c: objects and frontends by name, label and reference */
 	unsigned long reads_gen;	/* bumped by every change of state or compiled (kb_daemon_reads_changed) */
+	struct kb_restore_read *restore_read;	/* daemon_state.c: the stored state being read at start, or NULL */
 	unsigned long clients_refused;	/* over the limit: answered `too many clients` */
 	unsigned long clients_dropped;	/* did not take their reply in time */
 	/* The state file at start (daemon_state.c): what was wrong with it, and what the pins serve that no stored object accounts for. */
@@ -158,6 +159,8 @@ struct json_object *kb_daemon_verify(struct daemon *d);
  * programmed, and the pinned frontends become unaccounted for.
  */
 void kb_daemon_restore(struct daemon *d);
+/* Start reading the stored state on a thread (kb_daemon_restore takes it), so that it overlaps the programs' loading. */
+void kb_daemon_restore_begin(struct daemon *d);
 /* True (why set) when next lacks a pinned frontend that no stored object accounts for: verb ("apply") is refused. */
 bool kb_daemon_would_drop(struct daemon *d, const struct kb_compiled *next, const char *verb, char *why, size_t len);
 /* A change took effect (or the restore did): whatever the pins serve is now accounted for. */
