@@ -162,11 +162,11 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, 
 	else if (!op)
 		reply = kb_ctl_error("malformed request: no \"op\"");
 	else if (strcmp(op, "apply") == 0)
-		reply = kb_daemon_change(d, files, KB_CHANGE_APPLY, req_bool(req, "dryRun"));
+		reply = kb_daemon_change(d, files, KB_CHANGE_APPLY, req_bool(req, "dryRun"), false);
 	else if (strcmp(op, "replace") == 0)
-		reply = kb_daemon_change(d, files, KB_CHANGE_REPLACE, req_bool(req, "dryRun"));
+		reply = kb_daemon_change(d, files, KB_CHANGE_REPLACE, req_bool(req, "dryRun"), false);
 	else if (strcmp(op, "delete") == 0)
-		reply = kb_daemon_change(d, files, KB_CHANGE_DELETE, req_bool(req, "dryRun"));
+		reply = kb_daemon_change(d, files, KB_CHANGE_DELETE, req_bool(req, "dryRun"), false);
 	else if (strcmp(op, "get") == 0)
 		reply = do_get(d, req, stream);
 	else if (strcmp(op, "register") == 0 || strcmp(op, "unregister") == 0)

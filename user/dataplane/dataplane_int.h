@@ -10,6 +10,7 @@
 
 #include "dataplane/dataplane.h"
 #include "sock_addr.skel.h"
+#include "frontend_write.skel.h"
 
 /*
  * Not part of the dataplane's interface (dataplane.h): these types and
@@ -77,6 +78,7 @@ struct kb_ids {
 struct kb_bpf_dataplane {
 	struct kb_dataplane dp;
 	struct sock_addr_bpf *skel;
+	struct frontend_write_bpf *fw;	/* writes live frontends in place (kb_fe_publish) */
 	struct bpf_link **links;
 	size_t nlinks;
 	int ncpus;
@@ -145,6 +147,9 @@ int kb_id_put(struct kb_ids *ids, __u32 id);
 
 /* dataplane_state.c: the mirror. */
 int kb_reindex(struct kb_bpf_dataplane *d);
+/* dataplane_apply.c: store a frontend's value: in place when the key is present, else a new element (present: the mirror's guess, tried first). */
+int kb_fe_publish(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key, const struct kb_frontend *val,
+		  bool present);
 /* The endpoint as slots carry it; path borrowed from ep (not owned). */
 void kb_fe_ep_of(const struct kb_cendpoint *ep, struct kb_fe_ep *out);
 bool kb_fe_ep_eq(const struct kb_fe_ep *a, const struct kb_fe_ep *b);
