@@ -154,6 +154,10 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, 
 		json_object_put(req);
 		return kb_ctl_error("malformed request: not a JSON object");
 	}
+	if (kb_ctl_request_contents(req, msg, rd->len)) {
+		json_object_put(req);
+		return kb_ctl_error("malformed request: the files' sizes do not match the bytes sent");
+	}
 	op = kb_req_str(req, "op");
 	d->reply_all = req_bool(req, "all");
 	json_object_object_get_ex(req, "files", &files);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The dataplane's apply path: a compiled state into the maps, a fresh slot run and one value swap per changed frontend. */
 #include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +82,26 @@ static void kb_addr_of(const struct kb_frontend_key *k, struct kb_addr_key *a)
  * A present key's value is written in place by frontend_write (a hash update
  * would replace its element, and a connect looking it up meanwhile could miss
  * it: frontend_write.bpf.c); an absent key is inserted, and only then can
- * connects find it.
+ * connects find it. An insert may reuse the element of a frontend deleted a
+ * moment ago at once, under a connect that looked that frontend up and has not
+ * read its value yet, which would then read the new frontend's: so an insert
+ * after a delete first waits for an RCU grace period (connect4/6 run under
+ * rcu_read_lock), or for a second where the kernel cannot promise one.
  */
+static void kb_fe_reuse_grace(struct kb_bpf_dataplane *d)
+{
+	__u64 now = kb_now_ns(), until = d->fe_freed_ns + 1000000000ull;
+
+	if (!d->fe_freed_ns)
+		return;
+	if (now < until && !kb_rcu_grace()) {
+		struct timespec ts = { (time_t)((until - now) / 1000000000ull), (long)((until - now) % 1000000000ull) };
+
+		nanosleep(&ts, NULL);
+	}
+	d->fe_freed_ns = 0;
+}
+
 int kb_fe_publish(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key, const struct kb_frontend *val,
 		  bool present)
 {
@@ -92,6 +111,7 @@ int kb_fe_publish(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key,
 
 	for (int tries = 0; tries < 2; tries++, present = !present) {
 		if (!present) {
+			kb_fe_reuse_grace(d);
 			if (!bpf_map_update_elem(fefd, key, val, BPF_NOEXIST))
 				return 0;
 			if (errno != EEXIST)
@@ -435,6 +455,7 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 			err = kb_fail(-errno, "delete", "frontend");
 			goto out_partial;
 		}
+		d->fe_freed_ns = kb_now_ns();
 		kb_runs_push(&d->retired_runs, d->fes[i].val.slot_base, d->fes[i].val.nslots, kb_now_ns());
 		kb_id_put(&d->fe_ids, d->fes[i].val.frontend_id);
 	}
@@ -445,6 +466,7 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 			err = kb_fail(-errno, "delete", "frontend");
 			goto out_partial;
 		}
+		d->fe_freed_ns = kb_now_ns();
 	}
 	/* New frontends take their ids (those of the frontends gone above among them), counters zeroed in batches. */
 	for (i = 0; i < nnfes; i++) {

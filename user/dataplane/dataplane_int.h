@@ -95,6 +95,8 @@ struct kb_bpf_dataplane {
 	struct kb_runs free_runs, retired_runs;
 	struct kb_ids fe_ids, ep_ids;
 	struct kb_index feix;		/* over fes, for apply and the stats lookups */
+	/* A frontend element was deleted then, and no grace period has passed since (0: none): see kb_fe_publish. */
+	__u64 fe_freed_ns;
 };
 
 /* dataplane.c: log "failed to <verb> <object>: ..." and return err as a negative errno (-EIO for 0). */
@@ -147,6 +149,8 @@ int kb_id_put(struct kb_ids *ids, __u32 id);
 
 /* dataplane_state.c: the mirror. */
 int kb_reindex(struct kb_bpf_dataplane *d);
+/* dataplane_state.c: wait for an RCU grace period (membarrier); false when the kernel cannot promise one. */
+bool kb_rcu_grace(void);
 /* dataplane_apply.c: store a frontend's value: in place when the key is present, else a new element (present: the mirror's guess, tried first). */
 int kb_fe_publish(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key, const struct kb_frontend *val,
 		  bool present);
