@@ -180,8 +180,8 @@ struct json_object *kb_ctl_call(const char *path, struct json_object *req, int t
  * A request's file contents travel after its JSON, raw: the frame is the JSON
  * text, a NUL, then each file's bytes in order, the file saying "bytes": N
  * where it said "content". JSON-escaping a 10 MB manifest and parsing it back
- * cost about a quarter of a second of a 10,000-Backend apply. req is changed:
- * its contents move out (a request is sent once).
+ * cost about a quarter of a second of a 10,000-Backend apply. req comes back
+ * as it was.
  */
 static char *request_frame(struct json_object *req, size_t *len)
 {
@@ -225,8 +225,15 @@ static char *request_frame(struct json_object *req, size_t *len)
 		off += (size_t)json_object_get_string_len(moved[i]);
 	}
 out:
-	for (size_t i = 0; i < n; i++)
-		json_object_put(moved[i]);
+	/* Put the contents back: a caller may send the same request again. */
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *f = json_object_array_get_idx(files, i);
+
+		if (!moved[i])
+			continue;
+		json_object_object_del(f, "bytes");
+		json_object_object_add(f, "content", moved[i]);
+	}
 	free(moved);
 	return buf;
 }
