@@ -200,8 +200,15 @@ static unsigned long node_hash(const struct daemon *d)
 
 void kb_daemon_state_reset(struct daemon *d)
 {
+	/* Built now, with the whole pipeline that replaced them, so that the next one-object change does not. */
+	long long t0 = kb_now_us();
+
 	kb_state_ix_reset(&d->six);
 	kb_table_ix_reset(&d->tix);
+	kb_state_ix_ensure(&d->six, &d->state);
+	kb_table_ix_ensure(&d->tix, &d->compiled);
+	kb_log_debug("indexed %zu object(s) and %zu frontend(s) in %.1f ms", d->state.nobjects, d->compiled.nfes,
+		     (kb_now_us() - t0) / 1e3);
 	d->garbage = 0;
 	d->node_hash = node_hash(d);
 }
@@ -292,7 +299,7 @@ static void commit_scoped(struct daemon *d, struct kb_scope *s, struct kb_model 
 		for (size_t i = 0; i < nfes; i++)
 			now[i] = d->compiled.fes[pos[i]];
 		d->garbage += 1024 * nfes;
-		d->last_compiled = 2 * nfes;
+		d->last_compiled = nfes;
 		kb_daemon_table_changed(d, old, now, nfes, false);
 		return;
 	}

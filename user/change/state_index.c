@@ -24,6 +24,38 @@ const char *kb_state_ix_key(struct kb_arena *a, const struct kb_meta *o)
 	return kb_sprintf(a, "%s/%s/%s", kb_meta_kind(o), ns_of(o), o->name ? o->name : "");
 }
 
+/*
+ * "a/b" or "a/b/c" into buf, or into t when it does not fit: the index is
+ * built over every stored object after a whole change, and a printf per key
+ * would cost more than the rest of the build.
+ */
+static const char *join(struct kb_arena *t, char *buf, size_t len, const char *a, const char *b, const char *c)
+{
+	size_t na = strlen(a), nb = strlen(b), nc = c ? strlen(c) : 0, n = na + 1 + nb + (c ? 1 + nc : 0);
+	char *p = n < len ? buf : kb_alloc(t, n + 1);
+
+	memcpy(p, a, na);
+	p[na] = '/';
+	memcpy(p + na + 1, b, nb);
+	if (c) {
+		p[na + 1 + nb] = '/';
+		memcpy(p + na + 2 + nb, c, nc);
+	}
+	p[n] = '\0';
+	return p;
+}
+
+/* Room for n keys in an empty map, so that a build does not rehash as it grows. */
+static void reserve(struct kb_smap *m, size_t n)
+{
+	size_t cap = 64;
+
+	while (cap < 2 * (n + 1))
+		cap *= 2;
+	m->ents = kb_alloc(m->a, cap * sizeof(*m->ents));
+	m->cap = cap;
+}
+
 /* ---- lists ---------------------------------------------------------------------- */
 
 static void olist_add(struct kb_arena *a, struct kb_olist *l, struct kb_meta *o)
@@ -77,9 +109,10 @@ static void *list_at(struct kb_arena *a, struct kb_smap *m, const char *key, siz
 
 /* ---- what a route names ------------------------------------------------------------ */
 
-static const char *gw_key(struct kb_arena *a, const struct kb_route *r, const struct kb_parent_ref *pr)
+static const char *gw_key(struct kb_arena *a, char *buf, size_t len, const struct kb_route *r,
+			  const struct kb_parent_ref *pr)
 {
-	return kb_sprintf(a, "%s/%s", pr->namespace ? pr->namespace : ns_of(&r->meta), pr->name);
+	return join(a, buf, len, pr->namespace ? pr->namespace : ns_of(&r->meta), pr->name, NULL);
 }
 
 static bool names_backend(const struct kb_backend_ref *ref)
@@ -87,15 +120,17 @@ static bool names_backend(const struct kb_backend_ref *ref)
 	return ref->name && ref->kind && strcmp(ref->kind, "Backend") == 0;
 }
 
-static const char *be_key(struct kb_arena *a, const struct kb_route *r, const struct kb_backend_ref *ref)
+static const char *be_key(struct kb_arena *a, char *buf, size_t len, const struct kb_route *r,
+			  const struct kb_backend_ref *ref)
 {
-	return kb_sprintf(a, "%s/%s", ref->namespace ? ref->namespace : ns_of(&r->meta), ref->name);
+	return join(a, buf, len, ref->namespace ? ref->namespace : ns_of(&r->meta), ref->name, NULL);
 }
 
 /* Add (add) or remove r under every Gateway and Backend it names. */
 static void route_links(struct kb_state_ix *ix, struct kb_route *r, bool add)
 {
 	struct kb_arena *a = &ix->a, *t = &ix->tmp;
+	char buf[256];
 
 	for (size_t i = 0; i < r->nparents; i++) {
 		const struct kb_parent_ref *pr = &r->parents[i];
@@ -103,13 +138,10 @@ static void route_links(struct kb_state_ix *ix, struct kb_route *r, bool add)
 
 		if (!pr->name || !kb_parent_names_gateway(pr))
 			continue;
-		l = list_at(a, &ix->gw_routes, gw_key(t, r, pr), sizeof(*l), add);
+		l = list_at(a, &ix->gw_routes, gw_key(t, buf, sizeof(buf), r, pr), sizeof(*l), add);
 		if (add) {
-			bool dup = false;
-
-			for (size_t k = 0; k < l->n && !dup; k++)
-				dup = l->v[k] == &r->meta;
-			if (!dup)
+			/* Named twice by this route (two sections of one Gateway): listed once; it was added last. */
+			if (!l->n || l->v[l->n - 1] != &r->meta)
 				olist_add(a, l, &r->meta);
 		} else {
 			olist_del(l, &r->meta);
@@ -122,13 +154,9 @@ static void route_links(struct kb_state_ix *ix, struct kb_route *r, bool add)
 
 			if (!names_backend(ref))
 				continue;
-			l = list_at(a, &ix->be_routes, be_key(t, r, ref), sizeof(*l), add);
+			l = list_at(a, &ix->be_routes, be_key(t, buf, sizeof(buf), r, ref), sizeof(*l), add);
 			if (add) {
-				bool dup = false;
-
-				for (size_t j = 0; j < l->n && !dup; j++)
-					dup = l->v[j] == &r->meta;
-				if (!dup)
+				if (!l->n || l->v[l->n - 1] != &r->meta)
 					olist_add(a, l, &r->meta);
 			} else {
 				olist_del(l, &r->meta);
@@ -139,7 +167,13 @@ static void route_links(struct kb_state_ix *ix, struct kb_route *r, bool add)
 /* An object joins (add) or leaves the indexes and counts. */
 static void object_links(struct kb_state_ix *ix, struct kb_meta *o, bool add)
 {
-	kb_smap_set(&ix->objs, kb_state_ix_key(&ix->tmp, o), add ? o : NULL);
+	char buf[256];
+	const char *key = join(&ix->tmp, buf, sizeof(buf), kb_meta_kind(o), ns_of(o), o->name ? o->name : "");
+
+	if (ix->ok)
+		kb_smap_set(&ix->objs, key, add ? o : NULL);
+	else
+		kb_smap_put(&ix->objs, key, o);	/* a build: every key is new (the state's are unique) */
 	if (kb_kind_is_route(o->kind))
 		route_links(ix, (struct kb_route *)o, add);
 	if (o->kind == KB_KIND_BACKEND && ((struct kb_backend *)o)->has_fallback_ref)
@@ -170,6 +204,9 @@ static void build(struct kb_state_ix *ix, struct kb_model *state)
 {
 	kb_state_ix_free(ix);
 	ix->objs.a = ix->gw_routes.a = ix->be_routes.a = ix->diag_pos.a = ix->global.a = &ix->a;
+	reserve(&ix->objs, state->nobjects);
+	reserve(&ix->gw_routes, state->ngateways);
+	reserve(&ix->be_routes, state->nbackends);
 	for (size_t i = 0; i < state->nobjects; i++) {
 		state->objects[i]->seq = i;
 		object_links(ix, state->objects[i], true);
@@ -406,6 +443,8 @@ static void compare_lists(struct check *c, const char *what, const struct kb_sma
 				continue;
 			ly = kb_smap_get(y, x->ents[i].key);
 			ny = ly ? ly->n : 0;
+			if (pass && ny)
+				continue;	/* compared in the first pass */
 			for (size_t k = 0; k < nx; k++)
 				for (size_t j = 0; j < ny; j++)
 					found += lx->v[k] == ly->v[j];

@@ -123,7 +123,7 @@ enum kb_change {
 struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run);
 /* Recompile the stored state with the current DNS answers and health, and swap what changed. */
 void kb_daemon_recompile(struct daemon *d);
-/* The state was replaced whole (restore, a whole change): its indexes are rebuilt on the next change. */
+/* The state and table were replaced whole (restore, a whole change): their indexes are rebuilt. */
 void kb_daemon_state_reset(struct daemon *d);
 /* Endpoint health changed: recompile the frontends whose endpoints' health moved. */
 void kb_daemon_health_changed(struct daemon *d);
