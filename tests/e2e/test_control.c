@@ -301,6 +301,67 @@ static void test_mixed_kinds_apply(void **state)
 	e2e_assert_no_failure(s);
 }
 
+/* How many times needle occurs in the file at path. */
+static int count_in_file(const char *path, const char *needle)
+{
+	char line[4096];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+/*
+ * 150 objects: the table reply counts the plainly Accepted ones instead of
+ * listing them, -o json lists all; a re-apply of the same text is not parsed.
+ */
+static void test_large_apply_reply(void **state)
+{
+	static const char unparsed[] = "unchanged text, not parsed";
+	char path[PATH_MAX + 32], *out, *yaml, *p;
+	struct json_object *reply, *items;
+	size_t cap = 150 * 256;
+	int rc, seen;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	p = yaml = malloc(cap);
+	assert_non_null(yaml);
+	for (int i = 0; i < 150; i++)
+		p += snprintf(p, cap - (size_t)(p - yaml),
+			      "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: big-%d\n"
+			      "spec:\n  endpoints:\n    - ip:\n        address: 203.0.113.%d\n        port: 8080\n",
+			      i, 1 + i % 200);
+	write_yaml(path, sizeof(path), "large.yaml", yaml);
+	free(yaml);
+	assert_int_equal(CLI(&out, "apply", "-f", path), 0);
+	if (!strstr(out, "150 object(s): 150 accepted, 0 refused, 0 other; the 150 accepted are not listed") ||
+	    strstr(out, "big-7 "))
+		fail_msg("a 150-object apply's table: %s", out);
+	free(out);
+	seen = count_in_file(E.env.log, unparsed);
+	/* The same text again: recognised from its bytes (and still answered briefly). */
+	assert_int_equal(CLI(&out, "apply", "-f", path), 0);
+	assert_non_null(strstr(out, "150 object(s): 150 accepted"));
+	free(out);
+	assert_int_equal(count_in_file(E.env.log, unparsed), seen + 1);
+	reply = CLI_JSON(&rc, "apply", "-f", path);
+	items = e2e_jget(e2e_jget(reply, "objects"), "items");
+	if (rc != 0 || !items || json_object_array_length(items) != 150 || e2e_jget(reply, "summary"))
+		fail_msg("-o json of a 150-object apply lists every object: %s", json_object_to_json_string(reply));
+	json_object_put(reply);
+	reply = CLI_JSON(&rc, "delete", "-f", path);
+	if (rc != 0 || !e2e_reply_ok(reply))
+		fail_msg("delete of the 150: exit %d, %s", rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+}
+
 /* A pinned map of the daemon's dataplane, opened by path. */
 static int daemon_map(const char *name)
 {
@@ -667,6 +728,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_refused_apply_changes_nothing, test_teardown),
 		cmocka_unit_test_teardown(test_mixed_kinds_apply, test_teardown),
+		cmocka_unit_test_teardown(test_large_apply_reply, test_teardown),
 		cmocka_unit_test_teardown(test_bad_control_requests, test_teardown),
 		cmocka_unit_test_teardown(test_verify_op, test_teardown),
 		cmocka_unit_test_teardown(test_stalled_control_clients, stall_teardown),

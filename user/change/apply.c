@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include "manifest/manifest.h"
 #include "render/render.h"
 #include "store/store.h"
+#include "change/apply_same.h"
 #include "change/apply_scope.h"
 #include "change/change_int.h"
 
@@ -134,18 +136,25 @@ static bool worth_reporting_scoped(const struct kb_meta *o, void *ctx)
 	return o->named || (!o->skip_judge && kb_object_refused(o));
 }
 
-static struct json_object *change_reply(struct kb_model *m, struct kb_smap *ix, struct kb_compiled *c, bool ok,
-					bool dry_run, const char *error, bool scoped)
+/* Past this many objects a change's reply is brief (kb_render_objects_brief): 20,000 rows help nobody. */
+#define KB_REPLY_ROWS 100
+
+static struct json_object *change_reply(struct daemon *d, struct kb_model *m, struct kb_smap *ix,
+					struct kb_compiled *c, bool ok, bool dry_run, const char *error, bool scoped)
 {
-	struct json_object *r = json_object_new_object();
+	struct json_object *r = json_object_new_object(), *objs, *summary;
 
 	json_object_object_add(r, "ok", json_object_new_boolean(ok));
 	if (dry_run)
 		json_object_object_add(r, "dryRun", json_object_new_boolean(1));
 	if (error)
 		json_object_object_add(r, "error", json_object_new_string(error));
-	json_object_object_add(r, "objects", kb_render_objects(m, scoped ? worth_reporting_scoped : worth_reporting,
-							       scoped ? NULL : ix));
+	/* A large change lists only what is not plainly Accepted, and counts the rest (unless the request asked for all). */
+	objs = kb_render_objects_brief(m, scoped ? worth_reporting_scoped : worth_reporting, scoped ? NULL : ix,
+				       d->reply_all ? SIZE_MAX : KB_REPLY_ROWS, &summary);
+	json_object_object_add(r, "objects", objs);
+	if (summary)
+		json_object_object_add(r, "summary", summary);
 	json_object_object_add(r, "diagnostics", kb_render_diags(m));
 	if (c)
 		json_object_object_add(r, "frontends", kb_render_frontends(c));
@@ -221,12 +230,27 @@ void kb_daemon_state_reset(struct daemon *d)
  * this returns 0. A store that holds objects the daemon refused at start is
  * rewritten whole.
  */
-static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *in, struct kb_model *next, size_t nreq)
+static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *in, struct kb_model *next, size_t nreq,
+			bool scoped)
 {
 	struct kb_arena a = { 0 };
 	struct kb_smap named = { .a = &a };
 	int err;
 
+	/*
+	 * A change about as large as the state (a first apply of 20,000 objects)
+	 * would be logged and then compacted at once: the snapshot alone is the
+	 * commit (temp file, fsync, rename), the state written once. A scoped
+	 * change's next is only its scope, not a state to snapshot: it is logged.
+	 */
+	if (!scoped && !d->store_diverged && mode != KB_CHANGE_DELETE && nreq > 0) {
+		uint64_t bytes = 0;
+
+		for (size_t i = next->nobjects - nreq; i < next->nobjects; i++)
+			bytes += next->objects[i]->src_len;
+		if (kb_store_would_compact(&d->store, bytes))
+			return kb_store_compact(&d->store, next);
+	}
 	if (d->store_diverged) {
 		err = kb_store_compact(&d->store, next);
 		if (!err)
@@ -361,6 +385,11 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	kb_model_init(&in);
 	kb_model_init(&next);
 	kb_daemon_read_node_addrs(d);
+	nh = node_hash(d);
+	/* Text equal to the stored objects' text: not even parsed (apply_same.c). */
+	if (mode == KB_CHANGE_APPLY && !dry_run && nh == d->node_hash && !d->nunaccounted && !d->store_diverged &&
+	    (nreq = kb_same_text_tail(&d->state, files)))
+		goto unchanged;
 	if (load_request_files(&in, files)) {
 		reply = kb_ctl_error("malformed request: files must be [{name, content}]");
 		goto out;
@@ -368,7 +397,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	index_objects(&in, &in_ix, true);
 	if (in.nerrors) {
 		snprintf(why, sizeof(why), "%zu error(s) in the input; nothing was changed", in.nerrors);
-		reply = change_reply(&in, NULL, NULL, false, false, why, false);
+		reply = change_reply(d, &in, NULL, NULL, false, false, why, false);
 		goto out_count;
 	}
 	if (del) {
@@ -376,27 +405,28 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 			if (!stored(d, &ixa, in.objects[i]))
 				kb_diag_add(&in, KB_SEV_ERROR, in.objects[i], NULL, "not found: nothing to delete");
 		if (in.nerrors) {
-			reply = change_reply(&in, NULL, NULL, false, false, "delete refused; nothing was changed", false);
+			reply = change_reply(d, &in, NULL, NULL, false, false, "delete refused; nothing was changed", false);
 			goto out_count;
 		}
 	}
 	nreq = in.nobjects;
-	nh = node_hash(d);
 	if (mode == KB_CHANGE_APPLY && !dry_run && nh == d->node_hash && unchanged_tail(d, &in)) {
 		/* The same objects, the same text, in the order they are stored: the state would come out the same. */
-		size_t n = d->state.nobjects;
+		size_t n;
+unchanged:
+		n = d->state.nobjects;
 
 		for (size_t i = n - nreq; i < n; i++)
 			d->state.objects[i]->named = true;
 		kb_state_ix_compact(&d->six, &d->state);	/* the reply lists what was said, without what no longer holds */
-		reply = change_reply(&d->state, NULL, NULL, true, false, NULL, true);
+		reply = change_reply(d, &d->state, NULL, NULL, true, false, NULL, true);
 		for (size_t i = n - nreq; i < n; i++)
 			d->state.objects[i]->named = false;
 		d->applies++;
 		d->last_apply = time(NULL);
 		d->last_error[0] = '\0';
-		kb_log_info("applied: %zu object(s) in the request, %zu stored, unchanged: nothing judged, compiled or "
-			    "programmed (%.1f ms)", nreq, n, kb_now_us() / 1e3 - t0);
+		kb_log_info("applied: %zu object(s) in the request, %zu stored, unchanged%s: nothing judged, compiled or "
+			    "programmed (%.1f ms)", nreq, n, in.nobjects ? "" : " text, not parsed", kb_now_us() / 1e3 - t0);
 		goto out;
 	}
 	kb_state_ix_ensure(&d->six, &d->state);
@@ -428,7 +458,7 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	if (refused || next.nerrors) {
 		snprintf(why, sizeof(why), "%s refused: %d object(s) refused; nothing was changed",
 			 change_verb[mode], refused);
-		reply = change_reply(&next, &in_ix, NULL, false, false, why, scoped);
+		reply = change_reply(d, &next, &in_ix, NULL, false, false, why, scoped);
 		goto out_count;
 	}
 	{
@@ -449,12 +479,12 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		t_compile = kb_now_us() / 1e3 - t;
 	}
 	if (err) {
-		reply = change_reply(&next, &in_ix, NULL, false, false, "compile failed; nothing was changed", scoped);
+		reply = change_reply(d, &next, &in_ix, NULL, false, false, "compile failed; nothing was changed", scoped);
 		goto out_count;
 	}
 	/* A state that was not restored: a change may not silently unprogram what the pins still serve. */
 	if (mode != KB_CHANGE_REPLACE && kb_daemon_would_drop(d, &c, change_verb[mode], why, sizeof(why))) {
-		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why, scoped);
+		reply = change_reply(d, &next, &in_ix, NULL, false, dry_run, why, scoped);
 		goto out_count;
 	}
 	/* The map sizes (--max-*), checked before anything is written: a set that does not fit changes nothing. */
@@ -463,11 +493,11 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		size_t n = strlen(why);
 
 		snprintf(why + n, sizeof(why) - n, "; %s refused, nothing was changed", change_verb[mode]);
-		reply = change_reply(&next, &in_ix, NULL, false, dry_run, why, scoped);
+		reply = change_reply(d, &next, &in_ix, NULL, false, dry_run, why, scoped);
 		goto out_count;
 	}
 	if (dry_run) {
-		reply = change_reply(&next, &in_ix, &c, true, true, NULL, scoped);
+		reply = change_reply(d, &next, &in_ix, &c, true, true, NULL, scoped);
 		goto out;
 	}
 	t = kb_now_us() / 1e3;
@@ -488,21 +518,21 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 		snprintf(why, sizeof(why), "failed to program the maps: %s; the previous state is kept",
 			 strerror(-err));
 		d->dp->ops->apply(d->dp, &d->compiled);
-		reply = change_reply(&next, &in_ix, NULL, false, false, why, scoped);
+		reply = change_reply(d, &next, &in_ix, NULL, false, false, why, scoped);
 		goto out_count;
 	}
 	t = kb_now_us() / 1e3;
-	err = store_change(d, mode, &in, &next, del ? 0 : nreq);
+	err = store_change(d, mode, &in, &next, del ? 0 : nreq, scoped);
 	t_store = kb_now_us() / 1e3 - t;
 	if (err) {
 		snprintf(why, sizeof(why), "failed to save state in %s: %s; the previous state is restored",
 			 d->state_dir, strerror(-err));
 		d->dp->ops->apply(d->dp, &d->compiled);
-		reply = change_reply(&next, &in_ix, NULL, false, false, why, scoped);
+		reply = change_reply(d, &next, &in_ix, NULL, false, false, why, scoped);
 		goto out_count;
 	}
 	/* The reply is rendered before the marks that say what the request named are cleared. */
-	reply = change_reply(&next, &in_ix, NULL, true, false, NULL, scoped);
+	reply = change_reply(d, &next, &in_ix, NULL, true, false, NULL, scoped);
 	/* Commit: the new model and table replace the old ones. */
 	if (scoped)
 		commit_scoped(d, &scope, &next, del ? 0 : nreq, &part, pos, in_place, &c, replaced);

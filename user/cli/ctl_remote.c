@@ -128,7 +128,7 @@ static const char *reply_error(struct json_object *reply)
 /* Diagnostics, then the objects (only the refused ones when the change was refused), then the frontend plan. */
 static void print_change_reply(struct json_object *reply, bool wide, bool dry_run)
 {
-	struct json_object *diags, *objs, *fes;
+	struct json_object *diags, *objs, *fes, *sum;
 	bool ok = reply_ok(reply);
 
 	if (json_object_object_get_ex(reply, "diagnostics", &diags))
@@ -140,6 +140,8 @@ static void print_change_reply(struct json_object *reply, bool wide, bool dry_ru
 		}
 	if (json_object_object_get_ex(reply, "objects", &objs))
 		kb_print_objects_table(stdout, objs, !ok);
+	if (ok && json_object_object_get_ex(reply, "summary", &sum))
+		kb_print_objects_summary(stdout, sum);
 	if (ok && dry_run && json_object_object_get_ex(reply, "frontends", &fes)) {
 		fputc('\n', stdout);
 		kb_print_frontends_table(stdout, fes, KB_TABLE_ENDPOINTS, wide);
@@ -202,6 +204,9 @@ static int change(const char *cmd, int argc, char **argv, bool del)
 	req = request(del ? "delete" : o.replace ? "replace" : "apply");
 	json_object_object_add(req, "files", files);
 	json_object_object_add(req, "dryRun", json_object_new_boolean(o.dry_run));
+	/* A table lists a large change briefly; -o wide, json and yaml list every object. */
+	if (o.out != KB_OUT_TEXT)
+		json_object_object_add(req, "all", json_object_new_boolean(1));
 	reply = call(&o, req);
 	if (!reply)
 		return 1;

@@ -29,7 +29,9 @@ static const struct opt_doc opts[] = {
 	  "A manifest file, a directory (its *.yaml and *.yml files, sorted), or - for standard input. Repeatable." },
 	{ S_COMMON, "-o, --output", "wide|json|yaml",
 	  "Output format. json and yaml print the Kubernetes-style objects with their status conditions; in these "
-	  "modes an error is printed as {\"error\": \"...\"} as well as on standard error." },
+	  "modes an error is printed as {\"error\": \"...\"} as well as on standard error. The table of an apply or "
+	  "delete of more than 100 objects lists only those not plainly Accepted and counts the rest; wide, json and "
+	  "yaml list every object." },
 	{ S_COMMON, "-n, --namespace", "NS", "Only objects in namespace NS (default: default; frontends and endpoints: all, and with -n only those "
 	  "whose route is in NS)." },
 	{ S_COMMON, "-A, --all-namespaces", NULL, "Objects in every namespace." },

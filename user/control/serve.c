@@ -150,6 +150,7 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, 
 		return kb_ctl_error("malformed request: not a JSON object");
 	}
 	op = kb_req_str(req, "op");
+	d->reply_all = req_bool(req, "all");
 	json_object_object_get_ex(req, "files", &files);
 	if (files && !json_object_is_type(files, json_type_array))
 		reply = kb_ctl_error("malformed request: files must be an array");
@@ -175,6 +176,7 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, 
 		json_object_object_add(reply, "ok", json_object_new_boolean(1));
 	} else
 		reply = kb_ctl_error("unknown op \"%s\"", op);
+	d->reply_all = false;
 	json_object_put(req);
 	return reply;
 }

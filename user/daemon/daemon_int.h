@@ -104,6 +104,7 @@ struct daemon {
 	struct kb_frontend_key *unaccounted;	/* sorted; any: degraded */
 	size_t nunaccounted;
 	bool stop, unload;
+	bool reply_all;			/* the request being served asked for every object in a change's reply */
 	time_t started;
 	/* Apply bookkeeping, shown by `status`. */
 	unsigned long applies, apply_errors;

@@ -404,6 +404,38 @@ static int kb_adopt_addrs(struct kb_bpf_dataplane *d)
 }
 
 /*
+ * Read fs's slot run: one batched lookup (a restart at 10,000 frontends made
+ * 100,000 single lookups), or slot by slot where the kernel has no batch for
+ * arrays. A batch starts after its in_batch key, so the run's first slot
+ * is reached from the key before it (or from the start).
+ */
+static int adopt_run(int slfd, struct kb_fe_state *fs)
+{
+	__u32 n = fs->val.nslots, got = n, prev = fs->val.slot_base - 1, out, *keys = calloc(n, sizeof(*keys));
+	int err = keys ? 0 : -ENOMEM;
+
+	if (!err) {
+		err = bpf_map_lookup_batch(slfd, fs->val.slot_base ? &prev : NULL, &out, keys, fs->slots, &got, NULL);
+		/* ENOENT: the batch reached the map's end, which a run at the end of the map does. */
+		if (err == -ENOENT && got == n)
+			err = 0;
+		for (__u32 i = 0; !err && i < n; i++)
+			if (keys[i] != fs->val.slot_base + i)
+				err = -EIO;
+	}
+	free(keys);
+	if (!err || err == -ENOMEM)
+		return err;
+	for (__u32 i = 0; i < n; i++) {
+		__u32 k = fs->val.slot_base + i;
+
+		if (bpf_map_lookup_elem(slfd, &k, &fs->slots[i]))
+			return -errno;
+	}
+	return 0;
+}
+
+/*
  * Rebuild the user-space mirror from pinned maps, so that a restarted daemon
  * allocates around the runs that serve and the shadow an apply compares
  * against is what the kernel holds. Space between runs may have been
@@ -450,14 +482,11 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 			fs->slots = calloc(fs->val.nslots, sizeof(*fs->slots));
 			if (!fs->slots)
 				return -ENOMEM;
-			for (i = 0; i < fs->val.nslots; i++) {
-				__u32 k = fs->val.slot_base + (__u32)i;
-
-				if (bpf_map_lookup_elem(slfd, &k, &fs->slots[i])) {
-					free(fs->slots);
-					fs->slots = NULL;
-					return -errno;
-				}
+			err = adopt_run(slfd, fs);
+			if (err) {
+				free(fs->slots);
+				fs->slots = NULL;
+				return err;
 			}
 		}
 		d->nfes++;

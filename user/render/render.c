@@ -99,6 +99,60 @@ struct json_object *kb_render_objects(const struct kb_model *m, bool (*filter)(c
 	return list;
 }
 
+/* Is every condition of o (a route's under each parent too) True? Such an object prints as plainly Accepted. */
+static bool plainly_accepted(const struct kb_meta *o, bool *refused)
+{
+	bool plain = true;
+
+	*refused = false;
+	for (size_t i = 0; i < o->nconds; i++) {
+		*refused |= o->conds[i].status == KB_COND_FALSE;
+		plain &= o->conds[i].status == KB_COND_TRUE;
+	}
+	for (size_t p = 0; p < o->nparents; p++)
+		for (size_t i = 0; i < o->parents[p].nconds; i++) {
+			*refused |= o->parents[p].conds[i].status == KB_COND_FALSE;
+			plain &= o->parents[p].conds[i].status == KB_COND_TRUE;
+		}
+	return plain;
+}
+
+struct json_object *kb_render_objects_brief(const struct kb_model *m, bool (*filter)(const struct kb_meta *, void *),
+					    void *ctx, size_t max_rows, struct json_object **summary)
+{
+	struct json_object *list = json_object_new_object(), *items = json_object_new_array();
+	size_t n = 0, accepted = 0, refused = 0;
+	bool brief;
+
+	for (size_t i = 0; i < m->nobjects; i++)
+		n += !filter || filter(m->objects[i], ctx);
+	brief = n > max_rows;
+	put_str(list, "apiVersion", "v1");
+	put_str(list, "kind", "List");
+	for (size_t i = 0; i < m->nobjects; i++) {
+		const struct kb_meta *o = m->objects[i];
+		bool plain, no;
+
+		if (filter && !filter(o, ctx))
+			continue;
+		plain = plainly_accepted(o, &no);
+		accepted += plain;
+		refused += no;
+		if (!brief || !plain)
+			json_object_array_add(items, kb_render_object(o));
+	}
+	json_object_object_add(list, "items", items);
+	*summary = NULL;
+	if (brief) {
+		*summary = json_object_new_object();
+		json_object_object_add(*summary, "objects", json_object_new_int64((int64_t)n));
+		json_object_object_add(*summary, "accepted", json_object_new_int64((int64_t)accepted));
+		json_object_object_add(*summary, "refused", json_object_new_int64((int64_t)refused));
+		json_object_object_add(*summary, "notListed", json_object_new_int64((int64_t)accepted));
+	}
+	return list;
+}
+
 struct json_object *kb_render_diags(const struct kb_model *m)
 {
 	struct json_object *arr = json_object_new_array();
@@ -484,6 +538,15 @@ void kb_print_objects_table(FILE *f, struct json_object *list, bool refused_only
 	for (size_t i = 0; i < json_object_array_length(items); i++)
 		kb_obj_table_add(&ot, json_object_array_get_idx(items, i));
 	kb_obj_table_print(f, &ot);
+}
+
+void kb_print_objects_summary(FILE *f, struct json_object *summary)
+{
+	long long n = kb_json_int(summary, "objects"), ok = kb_json_int(summary, "accepted");
+	long long no = kb_json_int(summary, "refused");
+
+	fprintf(f, "%lld object(s): %lld accepted, %lld refused, %lld other; the %lld accepted are not listed "
+		"(-o wide lists every object)\n", n, ok, no, n - ok - no, kb_json_int(summary, "notListed"));
 }
 
 void kb_print_diags(FILE *f, const struct kb_model *m)

@@ -21,6 +21,13 @@ struct json_object *kb_render_object(const struct kb_meta *o);
 /* {"kind":"List","items":[...]} of objects that pass `filter(obj, ctx)` (NULL: all). */
 struct json_object *kb_render_objects(const struct kb_model *m, bool (*filter)(const struct kb_meta *, void *),
 				      void *ctx);
+/*
+ * The same list for a change's reply: past max_rows objects, only those not
+ * plainly Accepted (every condition True) are listed and *summary (else NULL)
+ * counts them all: {"objects", "accepted", "refused", "notListed"}.
+ */
+struct json_object *kb_render_objects_brief(const struct kb_model *m, bool (*filter)(const struct kb_meta *, void *),
+					    void *ctx, size_t max_rows, struct json_object **summary);
 struct json_object *kb_render_diags(const struct kb_model *m);
 struct json_object *kb_render_frontends(const struct kb_compiled *c);
 /* One frontend of kb_render_frontends' array. */
@@ -39,6 +46,8 @@ int kb_yaml_stream_end(struct kb_yaml_stream *y);
 
 /* Tables for people, printed from the same JSON documents that -o json prints. */
 void kb_print_objects_table(FILE *f, struct json_object *list, bool refused_only);
+/* The line that stands for the objects a brief change reply does not list. */
+void kb_print_objects_summary(FILE *f, struct json_object *summary);
 
 enum kb_table_view { KB_TABLE_FRONTENDS, KB_TABLE_ENDPOINTS };
 void kb_print_frontends_table(FILE *f, struct json_object *fes, enum kb_table_view view, bool wide);

@@ -86,6 +86,8 @@ void kb_store_abort(struct kb_store *st);
 
 /* The log has outgrown the snapshot (and a floor): time to compact. */
 bool kb_store_wants_compaction(const struct kb_store *st);
+/* Would a commit of about `more` bytes of records make the log want compaction? (Then a snapshot is the cheaper commit.) */
+bool kb_store_would_compact(const struct kb_store *st, uint64_t more);
 /*
  * Write m, the whole state, as the next snapshot (temp file, fsync, rename,
  * fsync of the directory) and start an empty log. A crash in between leaves

@@ -247,10 +247,15 @@ int kb_store_commit(struct kb_store *st)
 	return err;
 }
 
-bool kb_store_wants_compaction(const struct kb_store *st)
+bool kb_store_would_compact(const struct kb_store *st, uint64_t more)
 {
 	/* Each compaction writes the snapshot once per its own size in changes: amortised, a change costs O(its size). */
-	return st->log_bytes > (256u << 10) && st->log_bytes > st->snap_bytes;
+	return st->log_bytes + more > (256u << 10) && st->log_bytes + more > st->snap_bytes;
+}
+
+bool kb_store_wants_compaction(const struct kb_store *st)
+{
+	return kb_store_would_compact(st, 0);
 }
 
 /* ---- replay -------------------------------------------------------------------- */
