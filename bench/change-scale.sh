@@ -347,7 +347,7 @@ function cell(s, op,   d, c) {
 	if (s == "100k" && tried100k && !loaded100k) return "did not fit"
 	d = med(s, op, "daemon_ms"); c = med(s, op, "cli_ms")
 	if (d < 0 && c < 0) return "-"
-	return (d < 0 ? "-" : sprintf("%.1f", d)) " / " (c < 0 ? "-" : sprintf("%.0f", c))
+	return (d < 0 ? "-" : sprintf(op == "dns" ? "%.2f" : "%.1f", d)) " / " (c < 0 ? "-" : sprintf("%.0f", c))
 }
 function ratio(s, op, f,   r, n, v) {
 	if (s == "100k" && !loaded100k) return "-"

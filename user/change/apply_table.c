@@ -214,7 +214,7 @@ static void recompile_scoped(struct daemon *d, struct kb_scope *scope, const cha
 	}
 	d->garbage += 1024 * replaced;
 	d->changes_scoped++;
-	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %s, in %.1f ms", scope->ngw, replaced, what,
+	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %s, in %.2f ms", scope->ngw, replaced, what,
 		     (kb_now_us() - t0) / 1e3);
 }
 
