@@ -409,14 +409,7 @@ void kb_state_ix_commit(struct kb_state_ix *ix, struct kb_model *state, struct k
 
 /* ---- verify ---------------------------------------------------------------------------- */
 
-struct check {
-	void (*diff)(void *ctx, const char *line);
-	void *ctx;
-	size_t n;
-};
-
-static void say(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct check *c, const char *fmt, ...)
+void kb_ix_say(struct kb_ix_check *c, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -430,7 +423,7 @@ static void say(struct check *c, const char *fmt, ...)
 }
 
 /* Every list of have equals, as a set, the list of the same key in want (a rebuild), and no other key has one. */
-static void compare_lists(struct check *c, const char *what, const struct kb_smap *have, const struct kb_smap *want)
+static void compare_lists(struct kb_ix_check *c, const char *what, const struct kb_smap *have, const struct kb_smap *want)
 {
 	for (int pass = 0; pass < 2; pass++) {
 		const struct kb_smap *x = pass ? want : have, *y = pass ? have : want;
@@ -449,7 +442,7 @@ static void compare_lists(struct check *c, const char *what, const struct kb_sma
 				for (size_t j = 0; j < ny; j++)
 					found += lx->v[k] == ly->v[j];
 			if (found != nx || nx != ny)
-				say(c, "the index of routes by %s under %s holds %zu route(s), a rebuild %zu (%zu in common)",
+				kb_ix_say(c, "the index of routes by %s under %s holds %zu route(s), a rebuild %zu (%zu in common)",
 				    what, x->ents[i].key, pass ? ny : nx, pass ? nx : ny, found);
 		}
 	}
@@ -458,7 +451,7 @@ static void compare_lists(struct check *c, const char *what, const struct kb_sma
 size_t kb_state_ix_check(struct kb_state_ix *ix, struct kb_model *state, void (*diff)(void *ctx, const char *line),
 			 void *ctx)
 {
-	struct check c = { .diff = diff, .ctx = ctx };
+	struct kb_ix_check c = { .diff = diff, .ctx = ctx };
 	struct kb_state_ix want = { 0 };
 	struct kb_arena tmp = { 0 };
 	unsigned long seq[1] = { 0 };
@@ -468,24 +461,24 @@ size_t kb_state_ix_check(struct kb_state_ix *ix, struct kb_model *state, void (*
 		return 0;	/* rebuilt before the next change: nothing kept to compare */
 	for (size_t i = 0; i < state->nobjects; i++) {
 		if (i && state->objects[i]->seq <= seq[0])
-			say(&c, "the state's objects are out of arrival order at %zu", i);
+			kb_ix_say(&c, "the state's objects are out of arrival order at %zu", i);
 		seq[0] = state->objects[i]->seq;
 		if (kb_smap_get(&ix->objs, kb_state_ix_key(&tmp, state->objects[i])) != state->objects[i])
-			say(&c, "the state index does not lead to %s", kb_meta_label_in(&tmp, state->objects[i]));
+			kb_ix_say(&c, "the state index does not lead to %s", kb_meta_label_in(&tmp, state->objects[i]));
 	}
 	for (size_t i = 0; i < ix->objs.cap; i++)
 		live += ix->objs.ents[i].key && ix->objs.ents[i].val;
 	if (live != state->nobjects)
-		say(&c, "the state index holds %zu object(s), the state %zu", live, state->nobjects);
+		kb_ix_say(&c, "the state index holds %zu object(s), the state %zu", live, state->nobjects);
 	if (ix->next_seq <= seq[0] && state->nobjects)
-		say(&c, "the next arrival number %lu is not past the last object's %lu", ix->next_seq, seq[0]);
+		kb_ix_say(&c, "the next arrival number %lu is not past the last object's %lu", ix->next_seq, seq[0]);
 
 	/* The rest against a rebuild, which renumbers: keep the numbers. */
 	{
 		unsigned long *keep = malloc((state->nobjects + 1) * sizeof(*keep));
 
 		if (!keep) {
-			say(&c, "the state index could not be checked: out of memory");
+			kb_ix_say(&c, "the state index could not be checked: out of memory");
 			return c.n;
 		}
 		for (size_t i = 0; i < state->nobjects; i++)
@@ -498,7 +491,7 @@ size_t kb_state_ix_check(struct kb_state_ix *ix, struct kb_model *state, void (*
 	compare_lists(&c, "Gateway", &ix->gw_routes, &want.gw_routes);
 	compare_lists(&c, "Backend", &ix->be_routes, &want.be_routes);
 	if (ix->nfallback != want.nfallback || ix->nbtls != want.nbtls || ix->bytes != want.bytes)
-		say(&c, "the state index counts %zu fallback Backend(s), %zu BackendTLSPolicy(ies), %zu byte(s); a rebuild "
+		kb_ix_say(&c, "the state index counts %zu fallback Backend(s), %zu BackendTLSPolicy(ies), %zu byte(s); a rebuild "
 			"%zu, %zu, %zu", ix->nfallback, ix->nbtls, ix->bytes, want.nfallback, want.nbtls, want.bytes);
 	for (size_t i = 0; i < want.diag_pos.cap; i++) {
 		const struct kb_plist *w = want.diag_pos.ents[i].key ? want.diag_pos.ents[i].val : NULL, *h;
@@ -511,14 +504,14 @@ size_t kb_state_ix_check(struct kb_state_ix *ix, struct kb_model *state, void (*
 			for (size_t j = 0; j < w->n; j++)
 				found += h->v[k] == w->v[j];
 		if (!h || h->n != w->n || found != w->n)
-			say(&c, "the index of diagnostics about %s holds %zu, a rebuild %zu", want.diag_pos.ents[i].key,
+			kb_ix_say(&c, "the index of diagnostics about %s holds %zu, a rebuild %zu", want.diag_pos.ents[i].key,
 			    h ? h->n : 0, w->n);
 	}
 	for (size_t i = 0; i < ix->diag_pos.cap; i++) {
 		const struct kb_plist *h = ix->diag_pos.ents[i].key ? ix->diag_pos.ents[i].val : NULL;
 
 		if (h && h->n && !kb_smap_get(&want.diag_pos, ix->diag_pos.ents[i].key))
-			say(&c, "the index holds %zu diagnostic(s) about %s, a rebuild none", h->n, ix->diag_pos.ents[i].key);
+			kb_ix_say(&c, "the index holds %zu diagnostic(s) about %s, a rebuild none", h->n, ix->diag_pos.ents[i].key);
 	}
 	kb_state_ix_free(&want);
 	kb_arena_free(&tmp);

@@ -76,6 +76,14 @@ void kb_state_ix_compact(struct kb_state_ix *ix, struct kb_model *state);
 /* Why the state must be judged whole for a change of these objects (fallback chains, BackendTLSPolicies), or NULL. */
 const char *kb_state_ix_whole_reason(const struct kb_state_ix *ix);
 
+/* A verify check's differences: diff(ctx, line) for each of the first 20, n counts them all. */
+struct kb_ix_check {
+	void (*diff)(void *ctx, const char *line);
+	void *ctx;
+	size_t n;
+};
+void kb_ix_say(struct kb_ix_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /*
  * verify: compare ix with one built from state now. Calls diff(ctx, line)
  * once per difference (at most a few of each kind); returns how many.

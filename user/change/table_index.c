@@ -6,11 +6,11 @@
  * ones' places and the rest of the table is not read, copied or compared.
  * A DNS answer finds its frontends among the named ones only.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "change/state_index.h"
 #include "change/table_index.h"
 
 bool kb_fe_uses_names(const struct kb_cfrontend *fe)
@@ -168,26 +168,6 @@ void kb_table_ix_replace(struct kb_table_ix *ix, struct kb_compiled *c, const si
 
 /* ---- verify ---- */
 
-struct check {
-	void (*diff)(void *ctx, const char *line);
-	void *ctx;
-	size_t n;
-};
-
-static void say(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct check *c, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	if (c->n++ >= 20)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	c->diff(c->ctx, line);
-}
-
 /* Two position lists hold the same positions (sorted copies compared). */
 static bool same_positions(const size_t *a, size_t na, const size_t *b, size_t nb)
 {
@@ -216,21 +196,21 @@ static bool same_positions(const size_t *a, size_t na, const size_t *b, size_t n
 size_t kb_table_ix_check(struct kb_table_ix *ix, const struct kb_compiled *c, void (*diff)(void *ctx, const char *line),
 			 void *ctx)
 {
-	struct check k = { .diff = diff, .ctx = ctx };
+	struct kb_ix_check k = { .diff = diff, .ctx = ctx };
 	struct kb_table_ix want = { 0 };
 
 	if (!ix->ok)
 		return 0;	/* rebuilt before the next scoped use */
 	build(&want, c);
 	if (ix->nwhere != c->nfes)
-		say(&k, "the table index covers %zu frontend(s), the table holds %zu", ix->nwhere, c->nfes);
+		kb_ix_say(&k, "the table index covers %zu frontend(s), the table holds %zu", ix->nwhere, c->nfes);
 	if (!same_positions(ix->named, ix->nnamed, want.named, want.nnamed))
-		say(&k, "the table index lists %zu frontend(s) that use DNS names, a rebuild %zu", ix->nnamed, want.nnamed);
+		kb_ix_say(&k, "the table index lists %zu frontend(s) that use DNS names, a rebuild %zu", ix->nnamed, want.nnamed);
 	for (size_t i = 0; i < ix->nnamed && i < ix->nwhere; i++)
 		if (ix->named[i] >= ix->nwhere || ix->where[ix->named[i]] != (long)i)
-			say(&k, "the table index's place of named frontend %zu is wrong", ix->named[i]);
+			kb_ix_say(&k, "the table index's place of named frontend %zu is wrong", ix->named[i]);
 	if (ix->nhealth != want.nhealth)
-		say(&k, "the table index counts %zu frontend(s) with a health check, a rebuild %zu", ix->nhealth,
+		kb_ix_say(&k, "the table index counts %zu frontend(s) with a health check, a rebuild %zu", ix->nhealth,
 		    want.nhealth);
 	for (int pass = 0; pass < 2; pass++) {
 		const struct kb_smap *x = pass ? &want.by_gw : &ix->by_gw, *y = pass ? &ix->by_gw : &want.by_gw;
@@ -242,7 +222,7 @@ size_t kb_table_ix_check(struct kb_table_ix *ix, const struct kb_compiled *c, vo
 				continue;
 			ly = kb_smap_get(y, x->ents[i].key);
 			if (!ly || !same_positions(lx->v, lx->n, ly->v, ly->n))
-				say(&k, "the table index places Gateway %s's frontends elsewhere than a rebuild", x->ents[i].key);
+				kb_ix_say(&k, "the table index places Gateway %s's frontends elsewhere than a rebuild", x->ents[i].key);
 		}
 	}
 	kb_table_ix_free(&want);
