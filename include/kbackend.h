@@ -64,9 +64,9 @@ struct kb_frontend_key {
 /*
  * frontends: value. A frontend points at a run of slots in the slots array.
  * User space publishes a new selection by writing a fresh run of slots and then
- * replacing this value in one hash update, so a connect sees the old run or the
- * new run, never a mix (invariant 1). Old runs are reused only after a grace
- * period.
+ * storing slot_base and nslots in place as one 64-bit word (frontend_write.bpf.c),
+ * so a connect sees the old run or the new run, never a mix (invariant 1). Old
+ * runs are reused only after a grace period. 8-aligned: the run is one word.
  */
 struct kb_frontend {
 	__u32 slot_base;	/* first index in the slots array */
@@ -75,6 +75,13 @@ struct kb_frontend {
 	__u8 lb;		/* enum kb_lb */
 	__u8 flags;
 	__u16 pad;
+} __attribute__((aligned(8)));
+
+/* frontend_write's input (BPF_PROG_RUN ctx): the value to store in place for a present key. */
+struct kb_frontend_write {
+	struct kb_frontend_key key;
+	__u32 pad;
+	struct kb_frontend val;
 };
 
 /* slots: value. The weighted selection table, already spilled over priorities. */

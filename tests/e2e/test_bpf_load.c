@@ -12,6 +12,7 @@
 #include "e2e.h"
 #include "e2e_daemon.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/dataplane_int.h"
 #include "util.h"
 
 static const enum bpf_attach_type kb_types[] = {
@@ -319,6 +320,59 @@ static void test_reopen_adopts(void **state)
 	close(fe);
 }
 
+/*
+ * Frontend elements are never replaced under a connect: a present key is
+ * rewritten in place, and an insert that follows a delete first waits for an
+ * RCU grace period (kb_fe_publish), since the insert may reuse the deleted
+ * element at once. White box: the dataplane's record of an unwaited delete.
+ */
+static void test_frontend_reuse_waits_for_grace(void **state)
+{
+	static const char *const eps[] = { "198.51.100.1", "198.51.100.2" };
+	struct kb_bpf_dataplane *d = (struct kb_bpf_dataplane *)E.dp;
+	struct kb_cfrontend fes[2];
+	struct kb_compiled c = { .fes = fes };
+	struct e2e_fe a, b, n;
+	struct kb_frontend v, v2;
+	int fe;
+
+	NEED_ENV();
+	assert_non_null(E.dp);
+	fe = pinned_fd("frontends");
+	e2e_fe_init(&a, "198.18.0.20", 80, KB_PROTO_TCP, KB_LB_RANDOM, eps, 2, 8080, false);
+	e2e_fe_init(&b, "198.18.0.21", 80, KB_PROTO_TCP, KB_LB_RANDOM, eps, 2, 8080, false);
+	e2e_fe_init(&n, "198.18.0.22", 80, KB_PROTO_TCP, KB_LB_RANDOM, eps, 2, 8080, false);
+	fes[0] = a.fe;
+	fes[1] = b.fe;
+	c.nfes = 2;
+	assert_int_equal(E.dp->ops->apply(E.dp, &c), 0);
+	assert_int_equal(d->fe_freed_ns, 0);	/* inserts waited for whatever was deleted before them */
+
+	/* b goes: its element is freed, and nothing has waited for its readers yet. */
+	c.nfes = 1;
+	assert_int_equal(E.dp->ops->apply(E.dp, &c), 0);
+	assert_int_not_equal(bpf_map_lookup_elem(fe, &b.fe.key, &v), 0);
+	assert_int_not_equal(d->fe_freed_ns, 0);
+
+	/* a's table changes: written in place, no insert, so still no wait. */
+	assert_int_equal(bpf_map_lookup_elem(fe, &a.fe.key, &v), 0);
+	e2e_fe_init(&a, "198.18.0.20", 80, KB_PROTO_TCP, KB_LB_RANDOM, eps, 1, 8080, false);
+	fes[0] = a.fe;
+	assert_int_equal(E.dp->ops->apply(E.dp, &c), 0);
+	assert_int_equal(bpf_map_lookup_elem(fe, &a.fe.key, &v2), 0);
+	assert_int_equal(v2.nslots, 1);
+	assert_int_not_equal(v2.slot_base, v.slot_base);
+	assert_int_not_equal(d->fe_freed_ns, 0);
+
+	/* A new frontend is inserted only after the grace period. */
+	fes[1] = n.fe;
+	c.nfes = 2;
+	assert_int_equal(E.dp->ops->apply(E.dp, &c), 0);
+	assert_int_equal(bpf_map_lookup_elem(fe, &n.fe.key, &v), 0);
+	assert_int_equal(d->fe_freed_ns, 0);
+	close(fe);
+}
+
 static void test_unload_leaves_nothing(void **state)
 {
 	NEED_ENV();
@@ -340,6 +394,7 @@ int main(void)
 		cmocka_unit_test(test_every_pinned_map_has_btf),
 		cmocka_unit_test(test_apply_reads_back),
 		cmocka_unit_test(test_reopen_adopts),
+		cmocka_unit_test(test_frontend_reuse_waits_for_grace),
 		cmocka_unit_test(test_unload_leaves_nothing),
 	};
 

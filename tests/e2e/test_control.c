@@ -466,6 +466,25 @@ static void test_bad_control_requests(void **state)
 		}
 	}
 
+	/* The files' bytes after the JSON (the CLI's form), not adding up: more claimed than sent, a negative size, a string size. */
+	{
+		static const char short_tail[] = "{\"op\":\"apply\",\"files\":[{\"name\":\"a.yaml\",\"bytes\":100}]}\0kind: x\n";
+		static const char neg[] = "{\"op\":\"apply\",\"files\":[{\"name\":\"a.yaml\",\"bytes\":-1}]}\0";
+		static const char str[] = "{\"op\":\"apply\",\"files\":[{\"name\":\"a.yaml\",\"bytes\":\"2\"}]}\0ab";
+		const char *bodies[] = { short_tail, neg, str };
+		size_t lens[] = { sizeof(short_tail) - 1, sizeof(neg) - 1, sizeof(str) - 1 };
+
+		for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+			fd = ctl_connect();
+			assert_true(fd >= 0);
+			assert_int_equal(kb_ctl_write_frame(fd, bodies[i], lens[i]), 0);
+			assert_true(ctl_read(fd, &reply) == 1);
+			close(fd);
+			assert_refused_reply(reply, "sizes do not match");
+			assert_serves(objects);
+		}
+	}
+
 	/* A zero-length frame. */
 	assert_refused_reply(raw_exchange(empty, sizeof(empty), false), "malformed");
 	assert_serves(objects);

@@ -839,20 +839,58 @@ static void test_watch_remove(void **state)
 	assert_only(FE_PORT, 1);
 }
 
-/* A bad file refuses the whole directory: the last good state serves, status and the log say why; fixing it applies. */
-static void test_watch_bad_file(void **state)
+/* The refused object of status.watch.refusedObjects named `label`, or NULL. */
+static struct json_object *refused_entry(struct json_object *w, const char *label)
 {
-	struct json_object *st, *w;
-	char p[PATH_MAX + 64], *log;
-	long e0, r0, a0;
+	struct json_object *arr = e2e_jget(w, "refusedObjects");
+
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i);
+
+		if (!strcmp(e2e_jstr(o, "object"), label))
+			return o;
+	}
+	return NULL;
+}
+
+/* The condition `type` of a refused entry (its own, or its first parent's for a route), as "Status/Reason". */
+static const char *refused_cond(struct json_object *o, const char *type)
+{
+	static char buf[256];
+	struct json_object *st = e2e_jget(o, "status"), *conds = e2e_jget(st, "conditions"), *parents;
+
+	if ((!conds || !json_object_array_length(conds)) && (parents = e2e_jget(st, "parents")) &&
+	    json_object_array_length(parents))
+		conds = e2e_jget(json_object_array_get_idx(parents, 0), "conditions");
+	for (size_t i = 0; conds && i < json_object_array_length(conds); i++) {
+		struct json_object *c = json_object_array_get_idx(conds, i);
+
+		if (!strcmp(e2e_jstr(c, "type"), type)) {
+			snprintf(buf, sizeof(buf), "%s/%s", e2e_jstr(c, "status"), e2e_jstr(c, "reason"));
+			return buf;
+		}
+	}
+	return "";
+}
+
+/*
+ * Per-object acceptance, as Envoy Gateway judges a cluster: an invalid Backend
+ * is set aside with its conditions, a route that names it goes with it (its
+ * listener still refuses), and everything else in the same read is programmed.
+ */
+static void test_watch_sets_aside_bad_objects(void **state)
+{
+	char p[PATH_MAX + 64], route2[4096], *log;
+	struct json_object *st, *w, *o, *diags;
+	long deadline, a0;
+	struct e2e_sum s;
 
 	NEED_ENV();
 	daemon_ensure();
 	st = ctl("status", 5000);
 	a0 = e2e_jint(st, "applyErrors");
 	json_object_put(st);
-	e0 = watch_count("errors");
-	/* An invalid Backend (port out of range), and in the same change an edit that must wait for it. */
+	/* An invalid Backend (port out of range), a route that names it, and an edit of a good route. */
 	watch_put("50-bad.yaml", "apiVersion: gateway.envoyproxy.io/v1alpha1\n"
 				 "kind: Backend\n"
 				 "metadata:\n"
@@ -863,8 +901,95 @@ static void test_watch_bad_file(void **state)
 				 "    - ip:\n"
 				 "        address: 198.51.100.9\n"
 				 "        port: 99999\n");
+	snprintf(route2, sizeof(route2), "%s        - group: gateway.envoyproxy.io\n"
+					 "          kind: Backend\n"
+					 "          name: broken\n",
+		 yaml_route("app2", "tcp2", 0));
+	watch_put("60-uses-bad.yaml", route2);
 	wpath(p, sizeof(p), "30-app.yaml");
 	assert_int_equal(e2e_write_file(p, yaml_route("app", "tcp", M_E1)), 0);
+
+	/* The edit is programmed; the good objects are stored (7 and eg2), the two bad ones are not. */
+	deadline = kb_now_ms() + WAIT_MS;
+	for (;;) {
+		w = watch_status(&st);
+		if (e2e_jint(w, "refused") == 2 && e2e_jint(st, "objects") == 8)
+			break;
+		if (kb_now_ms() > deadline)
+			fail_msg("two objects not set aside: %s", json_object_to_json_string(st));
+		json_object_put(st);
+		e2e_sleep_ms(20);
+	}
+	assert_true(json_object_get_boolean(e2e_jget(w, "ok")));
+	assert_int_equal(e2e_jint(st, "applyErrors"), a0);
+	o = refused_entry(w, "Backend default/broken");
+	assert_non_null(o);
+	assert_string_equal(refused_cond(o, "Accepted"), "False/Invalid");
+	diags = e2e_jget(e2e_jget(o, "status"), "diagnostics");
+	assert_non_null(diags);
+	if (!strstr(e2e_jstr(json_object_array_get_idx(diags, 0), "text"), "50-bad.yaml:10"))
+		fail_msg("the Backend's diagnostic does not name 50-bad.yaml:10: %s", json_object_to_json_string(o));
+	o = refused_entry(w, "TCPRoute default/app2");
+	assert_non_null(o);
+	if (strncmp(refused_cond(o, "ResolvedRefs"), "False/", 6))
+		fail_msg("the route is not set aside for its refs: %s", json_object_to_json_string(o));
+	json_object_put(st);
+	log = e2e_read_text(E.env.log);
+	assert_non_null(log);
+	if (!strstr(log, "Backend default/broken refused, not programmed") || !strstr(log, "50-bad.yaml:10"))
+		fail_msg("the log does not name the set-aside Backend and its line");
+	free(log);
+	/* The human status names each set-aside object with its first error. */
+	{
+		const char *const args[] = { "status", NULL };
+		char kb[PATH_MAX], *out = NULL;
+
+		assert_int_equal(e2e_kbackend_path(kb, sizeof(kb)), 0);
+		assert_int_equal(e2e_cli(kb, E.env.sock, E.env.log, &out, args), 0);
+		if (!out || !strstr(out, "refused:     2 object(s) set aside") ||
+		    !strstr(out, "  Backend default/broken: ") || !strstr(out, "50-bad.yaml:10"))
+			fail_msg("status does not list the set-aside objects:\n%s", out ? out : "");
+		free(out);
+	}
+	assert_only(FE_PORT, 0);
+	/* eg2's listener is programmed without the route: a connect to it is refused, not left unsteered. */
+	assert_true(frontend_pinned(FE_PORT2));
+	s = connect_n(FE_PORT2, 1);
+	assert_int_equal(s.fail, 1);
+	assert_int_equal(s.first_err, ECONNREFUSED);
+
+	/* Fixed: nothing is set aside any more. */
+	watch_del("60-uses-bad.yaml");
+	watch_del("50-bad.yaml");
+	wait_state(7, 1);
+	deadline = kb_now_ms() + WAIT_MS;
+	while (watch_count("refused") != 0) {
+		if (kb_now_ms() > deadline)
+			fail_msg("refused objects still listed after the fix");
+		e2e_sleep_ms(20);
+	}
+	w = watch_status(&st);
+	assert_null(e2e_jget(w, "refusedObjects"));
+	json_object_put(st);
+	assert_only(FE_PORT, 0);
+}
+
+/* A file that is not YAML names no object to set aside: the whole read is refused, the last good state serves. */
+static void test_watch_unparseable_file(void **state)
+{
+	struct json_object *st, *w;
+	char p[PATH_MAX + 64];
+	long e0, r0, a0;
+
+	NEED_ENV();
+	daemon_ensure();
+	st = ctl("status", 5000);
+	a0 = e2e_jint(st, "applyErrors");
+	json_object_put(st);
+	e0 = watch_count("errors");
+	watch_put("50-bad.yaml", "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata: [name\n");
+	wpath(p, sizeof(p), "30-app.yaml");
+	assert_int_equal(e2e_write_file(p, yaml_route("app", "tcp", M_E2)), 0);
 	wait_watch("errors", e0);
 	e2e_sleep_ms(500);	/* both events seen: the edit's own re-read is refused too */
 
@@ -875,24 +1000,23 @@ static void test_watch_bad_file(void **state)
 	assert_true(e2e_jint(st, "applyErrors") > a0);
 	assert_int_equal(e2e_jint(st, "objects"), 7);
 	json_object_put(st);
-	log = e2e_read_text(E.env.log);
-	assert_non_null(log);
-	if (!strstr(log, "50-bad.yaml:10"))
-		fail_msg("the log does not name 50-bad.yaml's line 10");
-	free(log);
-	/* The last good state: still e2, not the edit. */
-	assert_only(FE_PORT, 1);
+	/* The last good state: still e1, not the edit. */
+	assert_only(FE_PORT, 0);
 
-	/* Fixed: the edit that waited applies now, and the error clears. */
+	/* Fixed: the edit that waited applies now, and the error clears; then back to e1 for the next test. */
 	r0 = watch_count("reloads");
 	watch_del("50-bad.yaml");
 	wait_watch("reloads", r0);
-	assert_only(FE_PORT, 0);
+	assert_only(FE_PORT, 1);
 	w = watch_status(&st);
 	assert_true(json_object_get_boolean(e2e_jget(w, "ok")));
 	assert_null(e2e_jget(st, "lastError"));
 	assert_null(e2e_jget(w, "lastError"));
 	json_object_put(st);
+	r0 = watch_count("reloads");
+	assert_int_equal(e2e_write_file(p, yaml_route("app", "tcp", M_E1)), 0);
+	wait_watch("reloads", r0);
+	assert_only(FE_PORT, 0);
 }
 
 /* kubelet's AtomicWriter: write a timestamped dir, point ..data_tmp at it, rename over ..data, fix the key symlinks. */
@@ -1320,7 +1444,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_watch_edit, test_teardown),
 		cmocka_unit_test_teardown(test_watch_add, test_teardown),
 		cmocka_unit_test_teardown(test_watch_remove, test_teardown),
-		cmocka_unit_test_teardown(test_watch_bad_file, test_teardown),
+		cmocka_unit_test_teardown(test_watch_sets_aside_bad_objects, test_teardown),
+		cmocka_unit_test_teardown(test_watch_unparseable_file, test_teardown),
 		cmocka_unit_test_teardown(test_watch_configmap_swap, test_teardown),
 		cmocka_unit_test_teardown(test_metrics_scrape, test_teardown),
 		cmocka_unit_test_teardown(test_metrics_dns, test_teardown),

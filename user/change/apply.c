@@ -12,6 +12,7 @@
 #include "manifest/manifest.h"
 #include "render/render.h"
 #include "store/store.h"
+#include "change/apply_each.h"
 #include "change/apply_same.h"
 #include "change/apply_scope.h"
 #include "change/change_int.h"
@@ -104,23 +105,6 @@ static void index_objects(struct kb_model *m, struct kb_smap *ix, bool report)
 static const struct kb_meta *find_same(struct kb_smap *ix, const struct kb_meta *o)
 {
 	return kb_smap_get(ix, kb_scope_key(ix->a, o));
-}
-
-/* Parse the request's files ([{name, content}]) into m. */
-static int load_request_files(struct kb_model *m, struct json_object *files)
-{
-	size_t n = files ? json_object_array_length(files) : 0;
-
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *f = json_object_array_get_idx(files, i), *jn, *jc;
-
-		if (!json_object_object_get_ex(f, "name", &jn) || !json_object_object_get_ex(f, "content", &jc) ||
-		    !json_object_is_type(jc, json_type_string))
-			return -EINVAL;
-		kb_manifest_load_buffer(m, json_object_get_string(jn), json_object_get_string(jc),
-					(size_t)json_object_get_string_len(jc));
-	}
-	return 0;
 }
 
 /* Replies name the request's objects and any refused one: a change of 10 objects among 20,000 stays small. */
@@ -366,13 +350,14 @@ static const char *const change_done[] = { "applied", "deleted", "replaced" };
  * replace, or new node addresses take the whole pipeline: every stored object
  * parsed again from its text, judged and compiled.
  */
-struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run)
+struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run,
+				     bool each)
 {
 	bool del = mode == KB_CHANGE_DELETE, scoped = false, in_place = false;
 	struct kb_model in, next;
 	struct kb_compiled c = { 0 }, part = { 0 };
 	struct kb_scope scope = { 0 };
-	struct json_object *reply;
+	struct json_object *reply, *set_aside = NULL;
 	double t0 = kb_now_us() / 1e3, t_parse = 0, t_validate = 0, t_compile = 0, t_program = 0, t_store = 0, t;
 	size_t nreq, replaced = 0, *pos = NULL;
 	struct kb_arena ixa = { 0 };
@@ -390,12 +375,13 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 	if (mode == KB_CHANGE_APPLY && !dry_run && nh == d->node_hash && !d->nunaccounted && !d->store_diverged &&
 	    (nreq = kb_same_text_tail(&d->state, files)))
 		goto unchanged;
-	if (load_request_files(&in, files)) {
+	if (kb_change_load_files(&in, files)) {
 		reply = kb_ctl_error("malformed request: files must be [{name, content}]");
 		goto out;
 	}
 	index_objects(&in, &in_ix, true);
-	if (in.nerrors) {
+	each = each && mode == KB_CHANGE_REPLACE;	/* per-object acceptance: a source's whole state (kb_change_each) */
+	if (in.nerrors && !each) {
 		snprintf(why, sizeof(why), "%zu error(s) in the input; nothing was changed", in.nerrors);
 		reply = change_reply(d, &in, NULL, NULL, false, false, why, false);
 		goto out_count;
@@ -454,6 +440,16 @@ unchanged:
 	t = kb_now_us() / 1e3;
 	t_parse = t - t0;
 	refused = kb_validate(&next, &d->policy);
+	if ((refused || next.nerrors) && each) {
+		int n;
+
+		set_aside = json_object_new_array();
+		n = kb_change_each(&next, files, &d->policy, set_aside);
+		if (n >= 0) {
+			refused = 0;
+			nreq = next.nobjects;
+		}
+	}
 	t_validate = kb_now_us() / 1e3 - t;
 	if (refused || next.nerrors) {
 		snprintf(why, sizeof(why), "%s refused: %d object(s) refused; nothing was changed",
@@ -583,5 +579,17 @@ out:
 	kb_compiled_free(&c);
 	kb_model_free(&next);
 	kb_model_free(&in);
+	if (set_aside) {
+		struct json_object *ok;
+
+		if (json_object_array_length(set_aside) && json_object_object_get_ex(reply, "ok", &ok) &&
+		    json_object_get_boolean(ok)) {
+			json_object_object_add(reply, "refusedObjects", set_aside);
+			kb_log_info("%s: %zu object(s) refused and set aside, the others programmed", change_verb[mode],
+				    json_object_array_length(set_aside));
+		} else {
+			json_object_put(set_aside);
+		}
+	}
 	return reply;
 }

@@ -485,6 +485,32 @@ static void print_limits(struct json_object *reply)
 	printf(" (--max-frontends, --max-slots, --max-endpoints, --max-tracked-sockets)\n");
 }
 
+/* --watch-dir: its last read, and each object it set aside (per-object acceptance) with the first error naming it. */
+static void print_watch(struct json_object *reply)
+{
+	struct json_object *w, *refused, *ok;
+	size_t n;
+
+	if (!json_object_object_get_ex(reply, "watch", &w) || !json_object_is_type(w, json_type_object))
+		return;
+	printf("watch-dir:   %s: %lld file(s), %lld reload(s), last read %s\n", kb_json_str(w, "dir"),
+	       kb_json_int(w, "files"), kb_json_int(w, "reloads"),
+	       json_object_object_get_ex(w, "ok", &ok) && json_object_get_boolean(ok) ? "applied" : "refused");
+	if (!json_object_object_get_ex(w, "refusedObjects", &refused))
+		return;
+	n = json_object_array_length(refused);
+	printf("refused:     %zu object(s) set aside, not programmed (status -o yaml shows their conditions)\n", n);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_array_get_idx(refused, i), *st, *diags;
+		const char *first = "";
+
+		if (json_object_object_get_ex(o, "status", &st) && json_object_object_get_ex(st, "diagnostics", &diags) &&
+		    json_object_array_length(diags))
+			first = kb_json_str(json_object_array_get_idx(diags, 0), "text");
+		printf("  %s%s%s\n", kb_json_str(o, "object"), *first ? ": " : "", first);
+	}
+}
+
 int ctl_cmd_status(int argc, char **argv)
 {
 	struct json_object *reply, *un;
@@ -514,6 +540,7 @@ int ctl_cmd_status(int argc, char **argv)
 		       kb_json_int(reply, "applyErrors"));
 		if (*kb_json_str(reply, "lastError"))
 			printf("last error:  %s\n", kb_json_str(reply, "lastError"));
+		print_watch(reply);
 	}
 	json_object_put(reply);
 	return err;

@@ -92,7 +92,9 @@ static const struct opt_doc opts[] = {
 	  "changes since, each apply fsynced before it is acknowledged. dump-state reads the same directory." },
 	{ S_DAEMON, "--watch-dir", "DIR",
 	  "Treat the manifests in DIR as the desired state: applied at start and on every change (inotify, "
-	  "debounced), as one replace. A Kubernetes ConfigMap mount is read through its symlinks. A bad file keeps "
+	  "debounced), as one replace. A Kubernetes ConfigMap mount is read through its symlinks. Objects are judged "
+	  "each on its own, as Envoy Gateway judges a cluster: an invalid one (and a route that names it) is set "
+	  "aside with its conditions, listed by status, and the rest is programmed. A file that is not YAML keeps "
 	  "the last good state and shows the error in status." },
 	{ S_DAEMON, "--metrics-addr", "ADDR:PORT", "Serve Prometheus metrics at http://ADDR:PORT/metrics." },
 	{ S_DAEMON, "--dns-server", "ADDR[:PORT]",

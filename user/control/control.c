@@ -176,11 +176,96 @@ struct json_object *kb_ctl_call(const char *path, struct json_object *req, int t
 	return kb_ctl_call_fd(path, req, -1, timeout_ms);
 }
 
+/*
+ * A request's file contents travel after its JSON, raw: the frame is the JSON
+ * text, a NUL, then each file's bytes in order, the file saying "bytes": N
+ * where it said "content". JSON-escaping a 10 MB manifest and parsing it back
+ * cost about a quarter of a second of a 10,000-Backend apply. req comes back
+ * as it was.
+ */
+static char *request_frame(struct json_object *req, size_t *len)
+{
+	struct json_object *files = NULL, **moved = NULL;
+	size_t n = 0, tail = 0, jlen, off;
+	const char *js;
+	char *buf = NULL;
+
+	if (json_object_object_get_ex(req, "files", &files) && json_object_is_type(files, json_type_array))
+		n = json_object_array_length(files);
+	moved = calloc(n ? n : 1, sizeof(*moved));
+	if (!moved)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *f = json_object_array_get_idx(files, i), *c;
+
+		if (!json_object_is_type(f, json_type_object) || !json_object_object_get_ex(f, "content", &c) ||
+		    !json_object_is_type(c, json_type_string))
+			continue;
+		moved[i] = json_object_get(c);
+		json_object_object_del(f, "content");
+		json_object_object_add(f, "bytes", json_object_new_int64(json_object_get_string_len(c)));
+		tail += (size_t)json_object_get_string_len(c);
+	}
+	js = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+	jlen = strlen(js);
+	*len = jlen + (tail ? 1 + tail : 0);
+	if (*len > KB_CTL_MAX_MSG) {
+		errno = EMSGSIZE;
+		goto out;
+	}
+	buf = malloc(*len + 1);
+	if (!buf)
+		goto out;
+	memcpy(buf, js, jlen + 1);
+	off = jlen + 1;
+	for (size_t i = 0; i < n; i++) {
+		if (!moved[i])
+			continue;
+		memcpy(buf + off, json_object_get_string(moved[i]), (size_t)json_object_get_string_len(moved[i]));
+		off += (size_t)json_object_get_string_len(moved[i]);
+	}
+out:
+	/* Put the contents back: a caller may send the same request again. */
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *f = json_object_array_get_idx(files, i);
+
+		if (!moved[i])
+			continue;
+		json_object_object_del(f, "bytes");
+		json_object_object_add(f, "content", moved[i]);
+	}
+	free(moved);
+	return buf;
+}
+
+int kb_ctl_request_contents(struct json_object *req, const char *msg, size_t len)
+{
+	struct json_object *files;
+	size_t off = strlen(msg) + 1;
+
+	if (!json_object_object_get_ex(req, "files", &files) || !json_object_is_type(files, json_type_array))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(files); i++) {
+		struct json_object *f = json_object_array_get_idx(files, i), *b;
+		int64_t n;
+
+		if (!json_object_is_type(f, json_type_object) || !json_object_object_get_ex(f, "bytes", &b))
+			continue;
+		n = json_object_get_int64(b);
+		if (!json_object_is_type(b, json_type_int) || n < 0 || off > len || (uint64_t)n > len - off)
+			return -EINVAL;
+		json_object_object_add(f, "content", json_object_new_string_len(msg + off, (int)n));
+		off += (size_t)n;
+	}
+	return 0;
+}
+
 /* Connect to path and send req (with pass_fd, if >= 0). The socket, or -1 with errno set. */
 static int call_send(const char *path, struct json_object *req, int pass_fd)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *s;
+	size_t len;
 	int fd, err;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -193,8 +278,11 @@ static int call_send(const char *path, struct json_object *req, int pass_fd)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto out_close;
-	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-	err = kb_ctl_write_frame_fd(fd, s, strlen(s), pass_fd);
+	s = request_frame(req, &len);
+	if (!s)
+		goto out_close;
+	err = kb_ctl_write_frame_fd(fd, s, len, pass_fd);
+	free((char *)s);
 	/* A daemon that refuses this peer answers without reading and closes: its reply is still readable. */
 	if (err && err != -EPIPE && err != -ECONNRESET) {
 		errno = -err;

@@ -63,6 +63,14 @@ struct kb_frame_reader {
 int kb_frame_read(int fd, struct kb_frame_reader *r);
 void kb_frame_reset(struct kb_frame_reader *r);
 
+/*
+ * Daemon side: a request frame msg (len bytes, NUL-terminated JSON first) may
+ * carry its files' contents raw after the JSON's NUL (each file {"name",
+ * "bytes": N}); they are put back as each file's "content". 0, or -EINVAL when
+ * the sizes do not add up.
+ */
+int kb_ctl_request_contents(struct json_object *req, const char *msg, size_t len);
+
 /* A reply {"ok": false, "error": msg}. */
 struct json_object *kb_ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -149,6 +149,10 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, 
 		json_object_put(req);
 		return kb_ctl_error("malformed request: not a JSON object");
 	}
+	if (kb_ctl_request_contents(req, msg, rd->len)) {
+		json_object_put(req);
+		return kb_ctl_error("malformed request: the files' sizes do not match the bytes sent");
+	}
 	op = kb_req_str(req, "op");
 	d->reply_all = req_bool(req, "all");
 	json_object_object_get_ex(req, "files", &files);
@@ -157,11 +161,11 @@ static struct json_object *handle(struct daemon *d, struct kb_frame_reader *rd, 
 	else if (!op)
 		reply = kb_ctl_error("malformed request: no \"op\"");
 	else if (strcmp(op, "apply") == 0)
-		reply = kb_daemon_change(d, files, KB_CHANGE_APPLY, req_bool(req, "dryRun"));
+		reply = kb_daemon_change(d, files, KB_CHANGE_APPLY, req_bool(req, "dryRun"), false);
 	else if (strcmp(op, "replace") == 0)
-		reply = kb_daemon_change(d, files, KB_CHANGE_REPLACE, req_bool(req, "dryRun"));
+		reply = kb_daemon_change(d, files, KB_CHANGE_REPLACE, req_bool(req, "dryRun"), false);
 	else if (strcmp(op, "delete") == 0)
-		reply = kb_daemon_change(d, files, KB_CHANGE_DELETE, req_bool(req, "dryRun"));
+		reply = kb_daemon_change(d, files, KB_CHANGE_DELETE, req_bool(req, "dryRun"), false);
 	else if (strcmp(op, "get") == 0)
 		reply = do_get(d, req, stream);
 	else if (strcmp(op, "register") == 0 || strcmp(op, "unregister") == 0)

@@ -255,6 +255,7 @@ int kb_daemon_main(int argc, char **argv)
 	if (read_config(&d))
 		return 1;
 
+	kb_daemon_restore_begin(&d);
 	d.dp_opts.bpffs = d.bpffs;
 	d.dp_opts.cgroup = d.cgroup;
 	{

@@ -95,6 +95,7 @@ struct daemon {
 	struct client clients[MAX_CLIENTS];
 	struct kb_reads_index *reads;	/* reads.c: objects and frontends by name, label and reference */
 	unsigned long reads_gen;	/* bumped by every change of state or compiled (kb_daemon_reads_changed) */
+	struct kb_restore_read *restore_read;	/* daemon_state.c: the stored state being read at start, or NULL */
 	unsigned long clients_refused;	/* over the limit: answered `too many clients` */
 	unsigned long clients_dropped;	/* did not take their reply in time */
 	/* The state file at start (daemon_state.c): what was wrong with it, and what the pins serve that no stored object accounts for. */
@@ -120,8 +121,15 @@ enum kb_change {
 	KB_CHANGE_DELETE = 1,	/* remove them (each must exist) */
 	KB_CHANGE_REPLACE = 2,	/* they become the whole state: stored objects not among them are removed */
 };
-/* Apply, delete or replace with the request's files ([{name, content}]) as one change; returns the reply. */
-struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run);
+/*
+ * Apply, delete or replace with the request's files ([{name, content}]) as one
+ * change; returns the reply. each (a replace only): per-object acceptance, for
+ * a source that delivers objects one by one: refused objects are set aside
+ * (the reply's refusedObjects) and the others programmed. Without it a
+ * refused object refuses the whole request (the CLI).
+ */
+struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run,
+				     bool each);
 /* Recompile the stored state with the current DNS answers and health, and swap what changed. */
 void kb_daemon_recompile(struct daemon *d);
 /* The state and table were replaced whole (restore, a whole change): their indexes are rebuilt. */
@@ -150,6 +158,8 @@ struct json_object *kb_daemon_verify(struct daemon *d);
  * programmed, and the pinned frontends become unaccounted for.
  */
 void kb_daemon_restore(struct daemon *d);
+/* Start reading the stored state on a thread (kb_daemon_restore takes it), so that it overlaps the programs' loading. */
+void kb_daemon_restore_begin(struct daemon *d);
 /* True (why set) when next lacks a pinned frontend that no stored object accounts for: verb ("apply") is refused. */
 bool kb_daemon_would_drop(struct daemon *d, const struct kb_compiled *next, const char *verb, char *why, size_t len);
 /* A change took effect (or the restore did): whatever the pins serve is now accounted for. */

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,44 @@ static bool has_pending_names(const struct kb_compiled *c)
 }
 
 /*
+ * The stored state is parsed on a thread of its own while the main thread
+ * loads the programs and reads the pins back: at 10,000 Backends each takes
+ * a few hundred ms, and a restart waits for the longer of them, not the sum.
+ */
+struct kb_restore_read {
+	pthread_t thread;
+	struct kb_store *store;
+	struct kb_model m;
+	enum kb_store_result res;
+	char why[1024], note[1024];
+};
+
+static void *restore_read(void *arg)
+{
+	struct kb_restore_read *r = arg;
+
+	r->res = kb_store_load(r->store, &r->m, r->why, sizeof(r->why), r->note, sizeof(r->note));
+	return NULL;
+}
+
+void kb_daemon_restore_begin(struct daemon *d)
+{
+	struct kb_restore_read *r = calloc(1, sizeof(*r));
+
+	kb_store_path(d->state_dir, d->state_path, sizeof(d->state_path));
+	kb_store_remove_temps(d->state_dir);
+	if (!r)
+		return;	/* kb_daemon_restore reads it itself */
+	kb_model_init(&r->m);
+	r->store = &d->store;
+	if (pthread_create(&r->thread, NULL, restore_read, r)) {
+		free(r);
+		return;
+	}
+	d->restore_read = r;
+}
+
+/*
  * Restore the stored state and program it, so a restart reconciles with what
  * the pins already serve. A state file that cannot be trusted is set aside
  * and programs nothing: the pinned frontends keep serving, unaccounted for.
@@ -145,10 +184,22 @@ void kb_daemon_restore(struct daemon *d)
 
 	kb_daemon_read_node_addrs(d);
 	read_pinned(d);
-	kb_model_init(&m);
-	kb_store_path(d->state_dir, d->state_path, sizeof(d->state_path));
-	kb_store_remove_temps(d->state_dir);
-	res = kb_store_load(&d->store, &m, why, sizeof(why), note, sizeof(note));
+	if (d->restore_read) {
+		struct kb_restore_read *r = d->restore_read;
+
+		pthread_join(r->thread, NULL);
+		m = r->m;
+		res = r->res;
+		snprintf(why, sizeof(why), "%s", r->why);
+		snprintf(note, sizeof(note), "%s", r->note);
+		free(r);
+		d->restore_read = NULL;
+	} else {
+		kb_model_init(&m);
+		kb_store_path(d->state_dir, d->state_path, sizeof(d->state_path));
+		kb_store_remove_temps(d->state_dir);
+		res = kb_store_load(&d->store, &m, why, sizeof(why), note, sizeof(note));
+	}
 	if (note[0])
 		kb_log_info("%s", note);
 	if (res == KB_STORE_OK && d->store.from_format && d->store.from_format < KB_STATE_FORMAT) {

@@ -234,6 +234,7 @@ static void kb_bpf_close(struct kb_dataplane *dp)
 	for (i = 0; i < d->nlinks; i++)
 		bpf_link__destroy(d->links[i]);
 	free(d->links);
+	frontend_write_bpf__destroy(d->fw);
 	sock_addr_bpf__destroy(d->skel);
 	kb_mirror_free(d);
 	free(d->free_runs.v);
@@ -477,6 +478,21 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 	err = kb_resize_copy(d, pin);
 	if (err)
 		goto out_destroy;
+	/* The in-place writer shares every map the programs were loaded with (maps.bpf.h declares them once). */
+	d->fw = frontend_write_bpf__open();
+	err = d->fw ? 0 : -errno;
+	bpf_object__for_each_map(map, d->fw ? d->fw->obj : NULL) {
+		struct bpf_map *live = bpf_object__find_map_by_name(d->skel->obj, bpf_map__name(map));
+
+		if (err || bpf_map__is_internal(map))
+			continue;
+		err = live ? bpf_map__reuse_fd(map, bpf_map__fd(live)) : -ENOENT;
+	}
+	err = err ?: frontend_write_bpf__load(d->fw);
+	if (err) {
+		err = kb_fail(err, "load", "frontend_write BPF program");
+		goto out_destroy;
+	}
 	if (adopted) {
 		err = kb_adopt_state(d);
 		if (err) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The dataplane's apply path: a compiled state into the maps, a fresh slot run and one value swap per changed frontend. */
 #include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +18,32 @@ static size_t kb_percpu_size(size_t value_size, int ncpus)
 	return ((value_size + 7) & ~(size_t)7) * (size_t)ncpus;
 }
 
-/* Zero a per-CPU slot before its id names a new frontend or endpoint. */
-int kb_zero_percpu(struct bpf_map *map, __u32 id, int ncpus)
+/*
+ * Zero the per-CPU values of ids before they name a new frontend or
+ * endpoint: batches of up to 4096 (a first apply of 10,000 Backends zeroes
+ * 100,000 endpoint ids: one update each was most of its map writing).
+ */
+int kb_zero_percpu(struct bpf_map *map, const __u32 *ids, size_t n, int ncpus)
 {
-	size_t sz = kb_percpu_size(bpf_map__value_size(map), ncpus);
-	void *zero = calloc(1, sz);
-	int err;
+	size_t sz = kb_percpu_size(bpf_map__value_size(map), ncpus), chunk = n < 4096 ? n : 4096;
+	int fd = bpf_map__fd(map), err = 0;
+	void *zero;
 
+	if (!n)
+		return 0;
+	zero = calloc(chunk, sz);
 	if (!zero)
 		return -ENOMEM;
-	err = bpf_map_update_elem(bpf_map__fd(map), &id, zero, 0) ? -errno : 0;
+	for (size_t i = 0; i < n && !err; i += chunk) {
+		__u32 count = (__u32)(n - i < chunk ? n - i : chunk);
+
+		if (!bpf_map_update_batch(fd, ids + i, zero, &count, NULL))
+			continue;
+		/* Batch ops on arrays need 5.6+; one update each otherwise. */
+		for (size_t j = i; j < i + count && !err; j++)
+			if (bpf_map_update_elem(fd, &ids[j], zero, 0))
+				err = -errno;
+	}
 	free(zero);
 	return err;
 }
@@ -59,6 +76,54 @@ static void kb_addr_of(const struct kb_frontend_key *k, struct kb_addr_key *a)
 	memset(a, 0, sizeof(*a));
 	memcpy(a->ip, k->ip, sizeof(a->ip));
 	a->family = k->family;
+}
+
+/*
+ * A present key's value is written in place by frontend_write (a hash update
+ * would replace its element, and a connect looking it up meanwhile could miss
+ * it: frontend_write.bpf.c); an absent key is inserted, and only then can
+ * connects find it. An insert may reuse the element of a frontend deleted a
+ * moment ago at once, under a connect that looked that frontend up and has not
+ * read its value yet, which would then read the new frontend's: so an insert
+ * after a delete first waits for an RCU grace period (connect4/6 run under
+ * rcu_read_lock), or for a second where the kernel cannot promise one.
+ */
+static void kb_fe_reuse_grace(struct kb_bpf_dataplane *d)
+{
+	__u64 now = kb_now_ns(), until = d->fe_freed_ns + 1000000000ull;
+
+	if (!d->fe_freed_ns)
+		return;
+	if (now < until && !kb_rcu_grace()) {
+		struct timespec ts = { (time_t)((until - now) / 1000000000ull), (long)((until - now) % 1000000000ull) };
+
+		nanosleep(&ts, NULL);
+	}
+	d->fe_freed_ns = 0;
+}
+
+int kb_fe_publish(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key, const struct kb_frontend *val,
+		  bool present)
+{
+	struct kb_frontend_write w = { .key = *key, .val = *val };
+	LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = &w, .ctx_size_in = sizeof(w));
+	int fefd = bpf_map__fd(d->skel->maps.frontends);
+
+	for (int tries = 0; tries < 2; tries++, present = !present) {
+		if (!present) {
+			kb_fe_reuse_grace(d);
+			if (!bpf_map_update_elem(fefd, key, val, BPF_NOEXIST))
+				return 0;
+			if (errno != EEXIST)
+				return -errno;
+			continue;
+		}
+		if (bpf_prog_test_run_opts(bpf_program__fd(d->fw->progs.frontend_write), &run))
+			return -errno;
+		if ((int)run.retval != -ENOENT)
+			return (int)run.retval;
+	}
+	return -EAGAIN;	/* deleted and inserted by someone else in between: the daemon is the only writer */
 }
 
 /* The index of key in the mirror, or -1. */
@@ -259,7 +324,7 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 	struct kb_index nfeix = { 0 }, naix = { 0 }, oaix = { 0 };
 	struct kb_fe_state *nfes = NULL;
 	struct kb_addr_key *naddrs = NULL;
-	struct kb_fresh fresh = { 0 };
+	struct kb_fresh fresh = { 0 }, newfe = { 0 };
 	size_t nnfes = 0, nna = 0, i, hole;
 	long *from = NULL;
 	bool *matched = NULL, *moved = NULL, *changed = NULL;
@@ -358,12 +423,10 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 		       (unsigned long long)needslots, (unsigned long long)freeslots, d->max_slots);
 		goto out_put_ids;
 	}
-	for (i = 0; i < fresh.n; i++) {
-		err = kb_zero_percpu(d->skel->maps.endpoint_stats, fresh.v[i], d->ncpus);
-		if (err) {
-			err = kb_fail(err, "zero", "endpoint counters");
-			goto out_put_ids;
-		}
+	err = kb_zero_percpu(d->skel->maps.endpoint_stats, fresh.v, fresh.n, d->ncpus);
+	if (err) {
+		err = kb_fail(err, "zero", "endpoint counters");
+		goto out_put_ids;
 	}
 
 	/* Frontend addresses go in before the frontends that need them; deletes wait until the frontends are gone. */
@@ -386,6 +449,7 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 			err = kb_fail(-errno, "delete", "frontend");
 			goto out_partial;
 		}
+		d->fe_freed_ns = kb_now_ns();
 		kb_runs_push(&d->retired_runs, d->fes[i].val.slot_base, d->fes[i].val.nslots, kb_now_ns());
 		kb_id_put(&d->fe_ids, d->fes[i].val.frontend_id);
 	}
@@ -396,8 +460,29 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 			err = kb_fail(-errno, "delete", "frontend");
 			goto out_partial;
 		}
+		d->fe_freed_ns = kb_now_ns();
 	}
-	/* Pass 2: publish each changed frontend: new run first, then one value update. */
+	/* New frontends take their ids (those of the frontends gone above among them), counters zeroed in batches. */
+	for (i = 0; i < nnfes; i++) {
+		struct kb_fe_state *nf = &nfes[i];
+
+		if (!changed[i] || nf->val.frontend_id != UINT32_MAX)
+			continue;
+		err = kb_id_get(&d->fe_ids, &nf->val.frontend_id);
+		err = err ?: kb_fresh_push(&newfe, nf->val.frontend_id);
+		if (err) {
+			kb_err("failed to apply frontend %u: %s", (unsigned)i,
+			       err == -ENOSPC ? "no frontend id left" : strerror(-err));
+			goto out_partial;
+		}
+	}
+	err = kb_zero_percpu(d->skel->maps.frontend_stats, newfe.v, newfe.n, d->ncpus);
+	err = err ?: kb_zero_percpu(d->skel->maps.rr_cursors, newfe.v, newfe.n, d->ncpus);
+	if (err) {
+		err = kb_fail(err, "zero", "frontend counters");
+		goto out_partial;
+	}
+	/* Pass 2: publish each changed frontend: new run first, then its value, in place when it was there. */
 	for (i = 0; i < nnfes; i++) {
 		struct kb_fe_state *nf = &nfes[i];
 		struct kb_fe_state *of = from[i] >= 0 ? &d->fes[from[i]] : NULL;
@@ -406,19 +491,6 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 			if (of && !moved[from[i]])
 				nf->val = of->val;	/* new endpoint ids only: the run stays */
 			continue;
-		}
-		if (nf->val.frontend_id == UINT32_MAX) {
-			err = kb_id_get(&d->fe_ids, &nf->val.frontend_id);
-			if (err) {
-				kb_err("failed to apply frontend %u: no frontend id left", (unsigned)i);
-				goto out_partial;
-			}
-			err = kb_zero_percpu(d->skel->maps.frontend_stats, nf->val.frontend_id, d->ncpus);
-			err = err ?: kb_zero_percpu(d->skel->maps.rr_cursors, nf->val.frontend_id, d->ncpus);
-			if (err) {
-				err = kb_fail(err, "zero", "frontend counters");
-				goto out_partial;
-			}
 		}
 		nf->val.slot_base = 0;
 		if (nf->val.nslots) {
@@ -433,8 +505,9 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 				goto out_partial;
 			}
 		}
-		if (bpf_map_update_elem(fefd, &nf->key, &nf->val, BPF_ANY)) {
-			err = kb_fail(-errno, "update", "frontends map");
+		err = kb_fe_publish(d, &nf->key, &nf->val, of != NULL);
+		if (err) {
+			err = kb_fail(err, "update", "frontends map");
 			goto out_partial;
 		}
 		if (of)
@@ -509,6 +582,7 @@ out:
 	free(matched);
 	free(moved);
 	free(fresh.v);
+	free(newfe.v);
 	kb_index_free(&nfeix);
 	kb_index_free(&naix);
 	kb_index_free(&oaix);

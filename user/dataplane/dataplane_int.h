@@ -10,6 +10,7 @@
 
 #include "dataplane/dataplane.h"
 #include "sock_addr.skel.h"
+#include "frontend_write.skel.h"
 
 /*
  * Not part of the dataplane's interface (dataplane.h): these types and
@@ -77,6 +78,7 @@ struct kb_ids {
 struct kb_bpf_dataplane {
 	struct kb_dataplane dp;
 	struct sock_addr_bpf *skel;
+	struct frontend_write_bpf *fw;	/* writes live frontends in place (kb_fe_publish) */
 	struct bpf_link **links;
 	size_t nlinks;
 	int ncpus;
@@ -94,6 +96,8 @@ struct kb_bpf_dataplane {
 	struct kb_runs free_runs, retired_runs;
 	struct kb_ids fe_ids, ep_ids;
 	struct kb_index feix;		/* over fes, for apply and the stats lookups */
+	/* A frontend element was deleted then, and no grace period has passed since (0: none): see kb_fe_publish. */
+	__u64 fe_freed_ns;
 };
 
 /* dataplane.c: log "failed to <verb> <object>: ..." and return err as a negative errno (-EIO for 0). */
@@ -133,7 +137,7 @@ struct kb_fresh {
 	size_t n, cap;
 };
 /* Zero a per-CPU slot before its id names a new frontend or endpoint. */
-int kb_zero_percpu(struct bpf_map *map, __u32 id, int ncpus);
+int kb_zero_percpu(struct bpf_map *map, const __u32 *ids, size_t n, int ncpus);
 int kb_write_slots(struct kb_bpf_dataplane *d, __u32 base, const struct kb_slot *s, __u32 n);
 /* The index of key in the mirror, or -1. */
 long kb_fe_lookup(const struct kb_bpf_dataplane *d, const struct kb_frontend_key *key);
@@ -169,6 +173,11 @@ int kb_id_put(struct kb_ids *ids, __u32 id);
 
 /* dataplane_state.c: the mirror. */
 int kb_reindex(struct kb_bpf_dataplane *d);
+/* dataplane_state.c: wait for an RCU grace period (membarrier); false when the kernel cannot promise one. */
+bool kb_rcu_grace(void);
+/* dataplane_apply.c: store a frontend's value: in place when the key is present, else a new element (present: the mirror's guess, tried first). */
+int kb_fe_publish(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key, const struct kb_frontend *val,
+		  bool present);
 /* The endpoint as slots carry it; path borrowed from ep (not owned). */
 void kb_fe_ep_of(const struct kb_cendpoint *ep, struct kb_fe_ep *out);
 bool kb_fe_ep_eq(const struct kb_fe_ep *a, const struct kb_fe_ep *b);

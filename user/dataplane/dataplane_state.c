@@ -332,7 +332,7 @@ static int kb_run_base_cmp(const void *a, const void *b)
  * reader would not be waited for); EINVAL with nohz_full. False: use the
  * one-second grace.
  */
-static bool kb_rcu_grace(void)
+bool kb_rcu_grace(void)
 {
 	return sysconf(_SC_NPROCESSORS_ONLN) > 1 && !syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
 }
@@ -453,6 +453,8 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 	int err = 0;
 	bool *fe_used = NULL, *ep_used = NULL;
 
+	/* The process before may have deleted frontends a moment ago: the first insert waits for a grace period. */
+	d->fe_freed_ns = now;
 	while (!bpf_map_get_next_key(fefd, prev, &next)) {
 		struct kb_fe_state *fs;
 

@@ -5,7 +5,7 @@
  * Gateway's frontends and keeps their keys, so nothing is added or removed:
  * the frontend addresses stay, the mirror keeps its index, and the work is
  * the given frontends only (an unchanged one costs no system call, a changed
- * one a fresh slot run and one value swap), however many others there are.
+ * one a fresh slot run and its value written in place), however many others there are.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -92,7 +92,6 @@ int kb_bpf_update(struct kb_dataplane *dp, const struct kb_cfrontend *fes, size_
 	struct kb_fe_state *nfes = calloc(n ? n : 1, sizeof(*nfes));
 	long *from = calloc(n ? n : 1, sizeof(*from));
 	bool *build = calloc(n ? n : 1, sizeof(*build)), *changed = calloc(n ? n : 1, sizeof(*changed));
-	int fefd = bpf_map__fd(d->skel->maps.frontends);
 	struct kb_fresh fresh = { 0 };
 	__u64 freeslots = 0, needslots = 0;
 	size_t i, nbuilt = 0;
@@ -137,15 +136,13 @@ int kb_bpf_update(struct kb_dataplane *dp, const struct kb_cfrontend *fes, size_
 		       (unsigned long long)needslots, (unsigned long long)freeslots, d->max_slots);
 		goto out_put_ids;
 	}
-	for (i = 0; i < fresh.n; i++) {
-		err = kb_zero_percpu(d->skel->maps.endpoint_stats, fresh.v[i], d->ncpus);
-		if (err) {
-			err = kb_fail(err, "zero", "endpoint counters");
-			goto out_put_ids;
-		}
+	err = kb_zero_percpu(d->skel->maps.endpoint_stats, fresh.v, fresh.n, d->ncpus);
+	if (err) {
+		err = kb_fail(err, "zero", "endpoint counters");
+		goto out_put_ids;
 	}
 
-	/* Pass 2: publish each changed frontend, new run first, then one value update; the old run retires. */
+	/* Pass 2: publish each changed frontend, new run first, then one value written in place; the old run retires. */
 	for (i = 0; i < n; i++) {
 		struct kb_fe_state *nf = &nfes[i], *of = &d->fes[from[i]];
 
@@ -168,8 +165,10 @@ int kb_bpf_update(struct kb_dataplane *dp, const struct kb_cfrontend *fes, size_
 				goto out_partial;
 			}
 		}
-		if (bpf_map_update_elem(fefd, &nf->key, &nf->val, BPF_ANY)) {
-			err = kb_fail(-errno, "update", "frontends map");
+		/* In place (frontend_write): a hash update would replace the element under a connect reading it. */
+		err = kb_fe_publish(d, &nf->key, &nf->val, true);
+		if (err) {
+			err = kb_fail(err, "update", "frontends map");
 			goto out_partial;
 		}
 		kb_runs_push(&d->retired_runs, of->val.slot_base, of->val.nslots, kb_now_ns());

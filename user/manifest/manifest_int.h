@@ -43,6 +43,7 @@ struct ctx {
 	size_t nfields;
 	bool keep_all;		/* every object keeps them (kb_manifest_reread) */
 	bool keep_doc;		/* this document's do: its text would not parse alone (%TAG directives) */
+	int line_base;		/* lines of the file before buf (a stream read in halves, kb_manifest_load_buffer) */
 };
 
 /* ---- diagnostics, locations and scalars (manifest_walk.c) --------------------------- */

@@ -14,6 +14,7 @@
 
 #include "daemon/daemon_int.h"
 #include "manifest/manifest.h"
+#include "render/render.h"
 #include "util.h"
 #include "sources/watch.h"
 
@@ -35,6 +36,7 @@ struct kb_watch {
 	unsigned long reloads, errors;
 	time_t last_reload;
 	char last_error[512];
+	struct json_object *refused;	/* the last applied read's objects set aside (refusedObjects), or NULL */
 };
 
 /* ---- reading the directory -------------------------------------------------------- */
@@ -111,6 +113,21 @@ static void watch_failed(struct daemon *d, struct kb_watch *w, bool counted, con
 	kb_err("watch-dir %s: %s; keeping the last good state", w->dir, w->last_error);
 }
 
+/* Each object set aside, with every error that names it: the log says what to fix. */
+static void log_refused(const struct kb_watch *w)
+{
+	for (size_t i = 0; w->refused && i < json_object_array_length(w->refused); i++) {
+		struct json_object *o = json_object_array_get_idx(w->refused, i), *st, *diags;
+		size_t nd = 0;
+
+		if (json_object_object_get_ex(o, "status", &st) && json_object_object_get_ex(st, "diagnostics", &diags))
+			nd = json_object_array_length(diags);
+		kb_err("watch-dir %s: %s refused, not programmed", w->dir, kb_json_str(o, "object"));
+		for (size_t k = 0; k < nd; k++)
+			kb_err("  %s", kb_json_str(json_object_array_get_idx(diags, k), "text"));
+	}
+}
+
 /* Read DIR's manifests (dot-entries skipped) and make them the whole state, in one change. */
 static void reload(struct daemon *d, struct kb_watch *w)
 {
@@ -156,16 +173,21 @@ static void reload(struct daemon *d, struct kb_watch *w)
 		kb_log_debug("watch-dir %s: unchanged", w->dir);
 		goto out;
 	}
-	reply = kb_daemon_change(d, files, KB_CHANGE_REPLACE, false);
+	/* Per-object acceptance, as Envoy Gateway judges a cluster: a refused object is set aside, the others programmed. */
+	reply = kb_daemon_change(d, files, KB_CHANGE_REPLACE, false, true);
 	if (json_object_object_get_ex(reply, "ok", &v) && json_object_get_boolean(v)) {
+		json_object_put(w->refused);
+		w->refused = json_object_object_get_ex(reply, "refusedObjects", &v) ? json_object_get(v) : NULL;
+		log_refused(w);
 		w->ok = w->applied = true;
 		w->hash = h;
 		w->nfiles = nfiles;
 		w->reloads++;
 		w->last_reload = time(NULL);
 		w->last_error[0] = '\0';
-		kb_log_info("watch-dir %s: applied %zu file(s): %zu object(s), %zu frontend(s)", w->dir, nfiles,
-			    d->state.nobjects, d->compiled.nfes);
+		kb_log_info("watch-dir %s: applied %zu file(s): %zu object(s), %zu frontend(s), %zu refused", w->dir,
+			    nfiles, d->state.nobjects, d->compiled.nfes,
+			    w->refused ? json_object_array_length(w->refused) : 0);
 		goto out;
 	}
 	/* Refused: name the first error in status; every error goes to the log. */
@@ -344,6 +366,7 @@ void kb_watch_stop(struct daemon *d)
 		return;
 	kb_loop_del(d->loop, w->ifd);
 	close(w->ifd);
+	json_object_put(w->refused);
 	free(w);
 	d->watch = NULL;	/* the timer stays registered, and does nothing from now on */
 }
@@ -365,6 +388,9 @@ struct json_object *kb_watch_status_json(const struct daemon *d)
 	json_object_object_add(o, "ok", json_object_new_boolean(w->ok));
 	if (w->last_error[0])
 		json_object_object_add(o, "lastError", json_object_new_string(w->last_error));
+	json_object_object_add(o, "refused", json_object_new_int64(w->refused ? (int64_t)json_object_array_length(w->refused) : 0));
+	if (w->refused)
+		json_object_object_add(o, "refusedObjects", json_object_get(w->refused));
 	return o;
 }
 

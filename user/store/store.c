@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,15 +211,24 @@ static int by_order(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* Parse every live entry, in order, into m: 0, or -1 with why set. */
-static int table_to_model(struct st_table *t, struct kb_model *m, char *why, size_t whylen)
+/* Entries [from, to) of the sorted table, in order, into m (empty at first): 0, or -1 with why set. */
+struct st_range {
+	const struct st_table *t;
+	size_t from, to;
+	struct kb_model m;
+	char why[1024];
+	int rc;
+};
+
+static void *range_to_model(void *arg)
 {
+	struct st_range *r = arg;
+	struct kb_model *m = &r->m;
 	char key[512], d[512];
 
-	if (t->n)
-		qsort(t->ents, t->n, sizeof(*t->ents), by_order);
-	for (size_t i = 0; i < t->n; i++) {
-		const struct st_entry *e = t->ents[i];
+	r->rc = 0;
+	for (size_t i = r->from; i < r->to; i++) {
+		const struct st_entry *e = r->t->ents[i];
 		size_t before = m->nobjects;
 
 		if (!e->live)
@@ -226,19 +236,67 @@ static int table_to_model(struct st_table *t, struct kb_model *m, char *why, siz
 		kb_manifest_load_buffer(m, e->file, e->src, e->len);
 		if (m->nerrors) {
 			kb_diag_format(&m->diags[0], d, sizeof(d));
-			snprintf(why, whylen, "does not parse: %s", d);
-			return -1;
+			snprintf(r->why, sizeof(r->why), "does not parse: %s", d);
+			r->rc = -1;
+			break;
 		}
 		if (m->nobjects != before + 1) {
-			snprintf(why, whylen, "corrupt: the stored text of %s holds %zu objects", e->key, m->nobjects - before);
-			return -1;
+			snprintf(r->why, sizeof(r->why), "corrupt: the stored text of %s holds %zu objects", e->key,
+				 m->nobjects - before);
+			r->rc = -1;
+			break;
 		}
 		kb_store_key(m->objects[before], key, sizeof(key));
 		if (strcmp(key, e->key)) {
-			snprintf(why, whylen, "corrupt: the stored text of %s is %s", e->key, key);
-			return -1;
+			snprintf(r->why, sizeof(r->why), "corrupt: the stored text of %s is %s", e->key, key);
+			r->rc = -1;
+			break;
 		}
 	}
+	return NULL;
+}
+
+/*
+ * Parse every live entry, in order, into m: 0, or -1 with why set (the
+ * first entry that fails). At start the second half of the entries (by
+ * bytes) is parsed on a thread of its own: a restart at 10,000 Backends
+ * spent 40% of its time here.
+ */
+static int table_to_model(struct st_table *t, struct kb_model *m, char *why, size_t whylen)
+{
+	struct st_range a = { .t = t }, b = { .t = t };
+	uint64_t total = 0, acc = 0;
+	pthread_t th;
+	bool threaded;
+
+	if (t->n)
+		qsort(t->ents, t->n, sizeof(*t->ents), by_order);
+	for (size_t i = 0; i < t->n; i++)
+		total += t->ents[i]->live ? t->ents[i]->len : 0;
+	a.to = b.to = t->n;
+	for (size_t i = 0; total >= (1u << 20) && i < t->n; i++) {
+		acc += t->ents[i]->live ? t->ents[i]->len : 0;
+		if (2 * acc >= total) {
+			a.to = b.from = i + 1;
+			break;
+		}
+	}
+	kb_model_init(&a.m);
+	kb_model_init(&b.m);
+	threaded = b.from && b.from < t->n && !pthread_create(&th, NULL, range_to_model, &b);
+	if (!threaded)
+		a.to = t->n;
+	range_to_model(&a);
+	if (threaded)
+		pthread_join(th, NULL);
+	if (a.rc || (threaded && b.rc)) {
+		snprintf(why, whylen, "%s", a.rc ? a.why : b.why);
+		kb_model_free(&a.m);
+		kb_model_free(&b.m);
+		return -1;
+	}
+	kb_model_absorb(m, &a.m);
+	kb_model_absorb(m, &b.m);
 	return 0;
 }
 
