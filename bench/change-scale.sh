@@ -28,7 +28,9 @@
 # "in X ms"); CLI ms: wall time of the CLI process (for dns: from the SIGHUP to the daemon's line,
 # so it holds the re-resolve wait). Ratios: the median of per-rep ratios 10k/100 and 100k/100 of
 # the daemon-side figure (paired: same rep, neighbouring in time). A second table splits the
-# daemon-side time by stage (judged, compiled, parse ... store, from the same log line). After every
+# daemon-side time by stage (judged, compiled, parse ... store, from the same log line), and a third
+# gives the daemon's time on a CPU per change (cpu_ms: /proc/PID/task/*/schedstat read before and after
+# the CLI call), which the shared machine's waits for the disk and for a CPU do not reach. After every
 # repetition `kbackend verify` compares each state with a from-scratch compile (a difference is logged).
 #
 #   bench/change-scale.sh                          (as root, after `make all`; `make bench` runs it)
@@ -136,16 +138,29 @@ daemon_ms() {
 		exit
 	}'
 }
+# cpu_ns STATE: nanoseconds the daemon has run on a CPU (all its threads; /proc/PID/task/*/schedstat).
+# A change's difference is its CPU cost, without the waits for the disk (fdatasync) or for a CPU that
+# the shared machine adds to the wall figures.
+cpu_ns() {
+	local f a t=0
+	for f in /proc/"${PID[$1]}"/task/*/schedstat; do
+		read -r a _ <"$f" 2>/dev/null && t=$((t + a))
+	done
+	echo "$t"
+}
+cpu_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e6 }'; }
 # change STATE OP CMD...: one timed CLI change, its raw line.
 change() {
-	local s=$1 op=$2 from t0 t1 d
+	local s=$1 op=$2 from t0 t1 d c0 c1
 	shift 2
 	from=$(lines "$s")
+	c0=$(cpu_ns "$s")
 	t0=$EPOCHREALTIME
 	kbs "$s" "$@" >"$TOPO_TMP/op.out" 2>&1 || { tail -3 "$TOPO_TMP/op.out" >&2; fail "$op on $s failed"; }
 	t1=$EPOCHREALTIME
+	c1=$(cpu_ns "$s")
 	d=$(daemon_ms "$s" "$from")
-	echo "change state=${s#s} op=$op rep=$REP daemon_ms=${d:--} cli_ms=$(ms "$t0" "$t1")" >>"$RAW"
+	echo "change state=${s#s} op=$op rep=$REP daemon_ms=${d:--} cli_ms=$(ms "$t0" "$t1") cpu_ms=$(cpu_ms "$c0" "$c1")" >>"$RAW"
 }
 
 cat >"$TOPO_TMP/dns.yaml" <<EOF
@@ -265,8 +280,8 @@ for REP in $(seq "$REPS"); do
 		change "$s" readd1 apply -f "$TOPO_TMP/route.yaml"
 	done
 	# One flip reaches every state: each daemon re-resolves dns0 on its own and logs its line.
-	declare -A FROM=()
-	for s in "${STATES[@]}"; do FROM[$s]=$(lines "$s"); done
+	declare -A FROM=() CPU0=()
+	for s in "${STATES[@]}"; do FROM[$s]=$(lines "$s"); CPU0[$s]=$(cpu_ns "$s"); done
 	DNSFLIP=$((1 - DNSFLIP))
 	dns_hosts
 	t0=$EPOCHREALTIME
@@ -281,7 +296,7 @@ for REP in $(seq "$REPS"); do
 			GOT[$s]=1
 			# shellcheck disable=SC2086  # three numbers, split on purpose
 			set -- $d
-			echo "change state=${s#s} op=dns rep=$REP daemon_ms=$1 cli_ms=$(ms "$t0" "$EPOCHREALTIME") gateways=$2 frontends=$3" >>"$RAW"
+			echo "change state=${s#s} op=dns rep=$REP daemon_ms=$1 cli_ms=$(ms "$t0" "$EPOCHREALTIME") gateways=$2 frontends=$3 cpu_ms=$(cpu_ms "${CPU0[$s]}" "$(cpu_ns "$s")")" >>"$RAW"
 		done
 		[ ${#GOT[@]} = ${#STATES[@]} ] && break
 		sleep 0.05
@@ -332,18 +347,25 @@ function cell(s, op,   d, c) {
 	if (s == "100k" && tried100k && !loaded100k) return "did not fit"
 	d = med(s, op, "daemon_ms"); c = med(s, op, "cli_ms")
 	if (d < 0 && c < 0) return "-"
-	return (d < 0 ? "-" : sprintf("%.1f", d)) " / " (c < 0 ? "-" : sprintf("%.0f", c))
+	return (d < 0 ? "-" : sprintf(op == "dns" ? "%.2f" : "%.1f", d)) " / " (c < 0 ? "-" : sprintf("%.0f", c))
 }
-function ratio(s, op,   r, n, v) {
+function ratio(s, op, f,   r, n, v) {
 	if (s == "100k" && !loaded100k) return "-"
+	if (f == "") f = "daemon_ms"
 	n = 0
 	for (r = 1; r <= maxr; r++)
-		if (((s, op, r) in D) && (("100", op, r) in D) && D[s, op, r, "daemon_ms"] != "-" && D["100", op, r, "daemon_ms"] != "-")
-			v[++n] = (D[s, op, r, "daemon_ms"] + 0) / (D["100", op, r, "daemon_ms"] > 0 ? D["100", op, r, "daemon_ms"] : 1)
+		if (((s, op, r) in D) && (("100", op, r) in D) && D[s, op, r, f] != "-" && D["100", op, r, f] != "-")
+			v[++n] = (D[s, op, r, f] + 0) / (D["100", op, r, f] > 0 ? D["100", op, r, f] : 1)
 	return n ? sprintf("%.1f", median(v, n)) : "-"
 }
+function cpucell(s, op,   m) {
+	if (s == "100k" && tried100k && !loaded100k) return "did not fit"
+	m = med(s, op, "cpu_ms")
+	return m < 0 ? "-" : sprintf("%.2f", m)
+}
 $1 == "change" { kv(); k = F["state"] SUBSEP F["op"] SUBSEP F["rep"]; D[k] = 1
-	D[k, "daemon_ms"] = F["daemon_ms"]; D[k, "cli_ms"] = F["cli_ms"]; if (F["rep"] > maxr) maxr = F["rep"]
+	D[k, "daemon_ms"] = F["daemon_ms"]; D[k, "cli_ms"] = F["cli_ms"]; D[k, "cpu_ms"] = ("cpu_ms" in F) ? F["cpu_ms"] : "-"
+	if (F["rep"] > maxr) maxr = F["rep"]
 	for (i = 1; i <= nst; i++) D[k, ST[i]] = (ST[i] in F) ? F[ST[i]] : "-"
 	if ("mode" in F) MODE[F["state"], F["op"]] = MODE[F["state"], F["op"]] == "" || MODE[F["state"], F["op"]] == F["mode"] ? F["mode"] : "mixed" }
 BEGIN { nst = split("judged compiled parse validate compile program store", ST, " ") }
@@ -381,5 +403,12 @@ END {
 		for (k = 1; k <= nst; k++) { m = med(s, op, ST[k]); printf " %s |", m < 0 ? "-" : sprintf("%.1f", m) }
 		printf "\n"
 	}
-	printf "\nMedians of %d interleaved repetitions; ratios are medians of per-rep daemon-side ratios.\n", reps
+	printf "\nThe daemon on a CPU per change (ms; /proc/PID/task/*/schedstat around the CLI call, for DNS from the\n"
+	printf "flip to the recompile line): the work itself, without the waits for the disk or for a CPU.\n\n"
+	printf "| change | 100 objects | 10k Backends | 100k frontends | ratio 10k/100 | ratio 100k/100 |\n"
+	printf "|---|---:|---:|---:|---:|---:|\n"
+	for (i = 1; i <= 4; i++)
+		printf "| %s | %s | %s | %s | %s | %s |\n", O[i] == "dns" ? "one DNS answer changes" : name[O[i]], cpucell("100", O[i]), cpucell("10k", O[i]),
+			cpucell("100k", O[i]), ratio("10k", O[i], "cpu_ms"), ratio("100k", O[i], "cpu_ms")
+	printf "\nMedians of %d interleaved repetitions; ratios are medians of per-rep ratios.\n", reps
 }' "$RAW"

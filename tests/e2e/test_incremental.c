@@ -222,6 +222,17 @@ static void test_scoped_equals_whole(void **state)
 	assert_int_equal(send_change("apply", false), 0);
 	check("editing a ConfigMap", 'S');
 
+	/* A frontend that starts, then stops, waiting for a DNS name: the table index's list of named frontends follows. */
+	doc_start();
+	put("---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: be-50\n  namespace: inc\n"
+	    "spec:\n  endpoints:\n    - fqdn:\n        hostname: be-50.inc.invalid\n        port: 8080\n");
+	assert_int_equal(send_change("apply", false), 0);
+	check("pointing Backend be-50 at a DNS name", 'S');
+	doc_start();
+	backend(50, 2, 3);
+	assert_int_equal(send_change("apply", false), 0);
+	check("pointing be-50 back at addresses", 'S');
+
 	doc_start();
 	gateway(4, NLIS, 100);
 	assert_int_equal(send_change("apply", false), 0);
@@ -266,7 +277,7 @@ static void test_scoped_equals_whole(void **state)
 	if (strcmp(maps, after))
 		fail_msg("the maps the scoped changes programmed differ from a from-scratch compile after a restart");
 	printf("# %d steps verified; the maps (%zu bytes of dump) survive a from-scratch restart unchanged\n",
-	       NSTEPS + 15, strlen(maps));
+	       NSTEPS + 17, strlen(maps));
 	free(maps);
 	free(after);
 }

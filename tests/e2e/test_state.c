@@ -507,6 +507,59 @@ static void test_migration_from_format2(void **state)
 	json_object_put(st);
 }
 
+/*
+ * A scoped change whose own text makes the log want compaction (one large
+ * Backend on a small state) is logged and the whole state compacted after
+ * it: the change's model holds only its scope, never a state to snapshot.
+ */
+static void test_large_scoped_change_keeps_the_state(void **state)
+{
+	static char yaml[400 << 10];
+	char path[PATH_MAX], names[512];
+	struct json_object *reply, *st;
+	struct e2e_sum s;
+	long before, scoped;
+	int rc, n;
+
+	NEED_ENV();
+	daemon_ensure();
+	apply_weights(1, 1, 0);
+	before = status_objects();
+	st = CLI_JSON(&rc, "verify", "-o", "json");
+	scoped = e2e_jint(st, "scopedChanges");
+	json_object_put(st);
+	n = snprintf(yaml, sizeof(yaml),
+		     "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: big\n"
+		     "  namespace: default\n  annotations:\n    note: \"");
+	memset(yaml + n, 'x', 300 << 10);
+	n += 300 << 10;
+	snprintf(yaml + n, sizeof(yaml) - (size_t)n,
+		 "\"\nspec:\n  endpoints:\n    - ip:\n        address: 198.51.100.9\n        port: 8080\n");
+	write_yaml(path, sizeof(path), "big.yaml", yaml);
+	reply = CLI_JSON(&rc, "apply", "-f", path);
+	if (rc != 0 || !e2e_reply_ok(reply))
+		fail_msg("apply -f big.yaml: exit %d, %s", rc, json_object_to_json_string(reply));
+	json_object_put(reply);
+	st = CLI_JSON(&rc, "verify", "-o", "json");
+	if (rc != 0 || e2e_jint(st, "scopedChanges") != scoped + 1)
+		fail_msg("the large Backend was not a scoped change: %s", json_object_to_json_string(st));
+	json_object_put(st);
+	daemon_kill();
+	if (daemon_start()) {
+		dump_log();
+		fail_msg("the daemon did not restart");
+	}
+	if (status_objects() != before + 1) {
+		dump_log();
+		fail_msg("after a restart the state holds %ld object(s), %ld expected", status_objects(), before + 1);
+	}
+	get_names("backends", names, sizeof(names));
+	assert_non_null(strstr(names, " big "));
+	s = connect_n(50, false);
+	e2e_assert_no_failure(s);
+	assert_int_equal(s.ok[0] + s.ok[1], 50);
+}
+
 static int group_setup(void **state)
 {
 	return node_setup("state", 's');
@@ -520,6 +573,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_bad_state_file_keeps_serving, test_teardown),
 		cmocka_unit_test_teardown(test_torn_log_tail_is_dropped, test_teardown),
 		cmocka_unit_test_teardown(test_migration_from_format2, test_teardown),
+		cmocka_unit_test_teardown(test_large_scoped_change_keeps_the_state, test_teardown),
 	};
 
 	e2e_main_init("test_state", group_teardown, 300);

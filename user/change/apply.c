@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <time.h>
 
 #include "daemon/daemon_int.h"
@@ -16,6 +15,7 @@
 #include "change/apply_each.h"
 #include "change/apply_same.h"
 #include "change/apply_scope.h"
+#include "change/change_int.h"
 
 static size_t env_resolve(void *ctx, const char *host, __u8 *family, __u32 (*ip)[4], size_t max)
 {
@@ -80,218 +80,6 @@ struct kb_compile_env kb_daemon_compile_env(struct daemon *d)
 		.bridge = d->bridge ? kb_bridge_listener : NULL,
 		.bridge_ctx = d->bridge,
 	};
-}
-
-static void add_name(struct kb_arena *a, struct kb_resolver_name **names, size_t *n, const char *host,
-		     const struct kb_btp *p)
-{
-	struct kb_resolver_name *rn;
-
-	for (size_t i = 0; i < *n; i++)
-		if (strcmp((*names)[i].host, host) == 0)
-			return;
-	rn = KB_PUSH(a, *names, *n);
-	rn->host = host;
-	rn->family = KB_LOOKUP_V4_PREFERRED;
-	if (p && p->lookup_family)
-		kb_lookup_family_parse(p->lookup_family, &rn->family);
-	rn->refresh_ms = p && p->dns_refresh_ms > 0 ? p->dns_refresh_ms : 0;
-	rn->respect_ttl = !p || p->respect_dns_ttl != 0;
-}
-
-/*
- * Tell the resolver which names the programmed frontends need, with the DNS
- * settings of the BackendTrafficPolicy that applies to each. New names are
- * asked at once; their answers arrive as a `changed` and a recompile.
- */
-void kb_daemon_update_names(struct daemon *d)
-{
-	struct kb_resolver_name *names = NULL;
-	struct kb_arena a = { 0 };
-	size_t n = 0;
-
-	for (size_t i = 0; i < d->compiled.nfes; i++) {
-		const struct kb_cfrontend *fe = &d->compiled.fes[i];
-
-		for (size_t e = 0; e < fe->neps; e++)
-			if (fe->eps[e].fqdn)
-				add_name(&a, &names, &n, fe->eps[e].fqdn, fe->policy);
-		for (size_t l = 0; l < fe->nlocs; l++)
-			for (size_t p = 0; p < fe->locs[l].npending; p++)
-				add_name(&a, &names, &n, fe->locs[l].pending[p], fe->policy);
-	}
-	if (kb_resolver_set_names(d->resolver, names, n))
-		kb_err("failed to update the resolver's names: out of memory");
-	kb_arena_free(&a);
-}
-
-/*
- * A DNS answer changed: recompile the stored state with the new answers and
- * swap. Unchanged frontends are not rewritten by the dataplane; a changed one
- * flips to its new selection in one map update.
- */
-/*
- * Program a recompiled table c (consumed) in place of d->compiled, or keep
- * the current one and say why. A scoped table shares the old one's memory:
- * it takes it over on success (kb_scope_adopt_compiled).
- */
-static bool swap_table(struct daemon *d, struct kb_compiled *c, bool scoped, const char *what)
-{
-	char why[512];
-	int err;
-
-	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, c, why, sizeof(why))) {
-		kb_err("failed to program %s: %s; keeping the current selection", what, why);
-		kb_compiled_free(c);
-		return false;
-	}
-	err = d->dp->ops->apply(d->dp, c);
-	if (err) {
-		kb_err("failed to program %s: %s; keeping the current selection", what, strerror(-err));
-		d->dp->ops->apply(d->dp, &d->compiled);
-		kb_compiled_free(c);
-		return false;
-	}
-	if (scoped)
-		kb_scope_adopt_compiled(c, &d->compiled);
-	else
-		kb_compiled_free(&d->compiled);
-	d->compiled = *c;
-	memset(c, 0, sizeof(*c));
-	kb_daemon_reads_changed(d);
-	kb_daemon_update_names(d);
-	kb_health_sync(d->health, &d->compiled);
-	return true;
-}
-
-void kb_daemon_recompile(struct daemon *d)
-{
-	struct kb_compile_env env = kb_daemon_compile_env(d);
-	struct kb_compiled c = { 0 };
-
-	if (d->nunaccounted) {
-		/* Degraded: the stored state does not hold what the pins serve, so it is not programmed over them. */
-		kb_log_debug("a DNS or health change while the state is not restored: the pinned tables stay");
-		return;
-	}
-	if (kb_compile(&d->state, &env, &c)) {
-		kb_err("failed to recompile after a DNS or health change; keeping the current selection");
-		kb_compiled_free(&c);
-		return;
-	}
-	if (swap_table(d, &c, false, "a DNS or health change"))
-		kb_log_debug("recompiled after a DNS or health change: %zu frontend(s)", d->compiled.nfes);
-}
-
-/*
- * Recompile only the Gateways in scope, merge their frontends into the
- * programmed table, and swap what changed. The rest of the table is kept.
- */
-static void recompile_scoped(struct daemon *d, struct kb_scope *scope, size_t ngw, const char *what)
-{
-	struct kb_compile_env env = kb_daemon_compile_env(d);
-	struct kb_compiled part = { 0 }, c = { 0 };
-	long long t0 = kb_now_us();
-	size_t replaced;
-
-	if (kb_compile_gateways(&d->state, &env, &scope->gateways, &part)) {
-		kb_err("failed to recompile after %s; keeping the current selection", what);
-		kb_compiled_free(&part);
-		return;
-	}
-	replaced = kb_scope_merge(scope, &d->compiled, &part, &c);
-	if (!swap_table(d, &c, true, what))
-		return;
-	d->garbage += 1024 * replaced;
-	d->changes_scoped++;
-	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %s, in %.1f ms", ngw, replaced, what,
-		     (kb_now_us() - t0) / 1e3);
-}
-
-/* Put the Gateway of every frontend for which uses() holds in scope; how many Gateways that made. */
-static size_t scope_frontends(struct daemon *d, struct kb_scope *scope,
-			      bool (*uses)(struct daemon *d, const struct kb_cfrontend *fe, void *ctx), void *ctx)
-{
-	size_t ngw = 0;
-
-	for (size_t i = 0; i < d->compiled.nfes; i++) {
-		const struct kb_cfrontend *fe = &d->compiled.fes[i];
-
-		if (fe->gateway && !kb_smap_get(&scope->gateways, fe->gateway) && uses(d, fe, ctx)) {
-			kb_scope_add_gateway(scope, fe->gateway);
-			ngw++;
-		}
-	}
-	return ngw;
-}
-
-/* Does fe use one of the names in *ctx, as an endpoint or as a name still pending? */
-static bool uses_name(struct daemon *d, const struct kb_cfrontend *fe, void *ctx)
-{
-	const struct kb_smap *names = ctx;
-
-	(void)d;
-	for (size_t e = 0; e < fe->neps; e++)
-		if (fe->eps[e].fqdn && kb_smap_get(names, fe->eps[e].fqdn))
-			return true;
-	for (size_t l = 0; l < fe->nlocs; l++)
-		for (size_t p = 0; p < fe->locs[l].npending; p++)
-			if (kb_smap_get(names, fe->locs[l].pending[p]))
-				return true;
-	return false;
-}
-
-/* Is the health of one of fe's endpoints no longer the one fe was compiled with? */
-static bool health_moved(struct daemon *d, const struct kb_cfrontend *fe, void *ctx)
-{
-	(void)ctx;
-	for (size_t e = 0; e < fe->neps; e++)
-		if (kb_health_healthy(d->health, fe, &fe->eps[e]) != fe->eps[e].healthy)
-			return true;
-	return false;
-}
-
-/* The DNS answers of `hosts` changed: recompile the Gateways whose frontends use one of them. */
-static void recompile_names(struct daemon *d, const char *const *hosts, size_t n)
-{
-	struct kb_scope scope = { 0 };
-	struct kb_smap names = { .a = &scope.a };
-	size_t ngw;
-	char what[64];
-
-	for (size_t i = 0; i < n; i++)
-		kb_smap_put(&names, hosts[i], &names);
-	ngw = scope_frontends(d, &scope, uses_name, &names);
-	snprintf(what, sizeof(what), "%zu DNS name(s) changed", n);
-	if (ngw)
-		recompile_scoped(d, &scope, ngw, what);
-	kb_scope_free(&scope);
-}
-
-/* Endpoint health changed: recompile the Gateways with an endpoint whose health moved. */
-void kb_daemon_health_changed(struct daemon *d)
-{
-	struct kb_scope scope = { 0 };
-	size_t ngw;
-
-	if (d->nunaccounted)
-		return;	/* degraded: the stored state is not programmed over the pins */
-	ngw = scope_frontends(d, &scope, health_moved, NULL);
-	if (ngw)
-		recompile_scoped(d, &scope, ngw, "a health change");
-	kb_scope_free(&scope);
-}
-
-void kb_daemon_dns_changed(struct daemon *d)
-{
-	const char *const *hosts;
-	bool all;
-	size_t n = kb_resolver_take_changed(d->resolver, &hosts, &all);
-
-	if (all || d->nunaccounted)
-		kb_daemon_recompile(d);
-	else if (n)
-		recompile_names(d, hosts, n);
 }
 
 /* ---- applying changes ------------------------------------------------------ */
@@ -360,19 +148,8 @@ static struct json_object *change_reply(struct daemon *d, struct kb_model *m, st
 /* The stored object of o's key, through the state index (built on first use after the state was replaced whole). */
 static struct kb_meta *stored(struct daemon *d, struct kb_arena *tmp, const struct kb_meta *o)
 {
-	kb_daemon_state_index(d, tmp);
-	return kb_smap_get(&d->state_ix, kb_scope_key(tmp, o));
-}
-
-void kb_daemon_state_index(struct daemon *d, struct kb_arena *tmp)
-{
-	if (!d->state_ix_ok) {
-		kb_arena_free(&d->state_ix_arena);
-		d->state_ix = (struct kb_smap){ .a = &d->state_ix_arena };
-		for (size_t i = 0; i < d->state.nobjects; i++)
-			kb_smap_put(&d->state_ix, kb_scope_key(tmp, d->state.objects[i]), d->state.objects[i]);
-		d->state_ix_ok = true;
-	}
+	kb_state_ix_ensure(&d->six, &d->state);
+	return kb_state_ix_find(&d->six, tmp, o);
 }
 
 /*
@@ -416,7 +193,15 @@ static unsigned long node_hash(const struct daemon *d)
 
 void kb_daemon_state_reset(struct daemon *d)
 {
-	d->state_ix_ok = false;
+	/* Built now, with the whole pipeline that replaced them, so that the next one-object change does not. */
+	long long t0 = kb_now_us();
+
+	kb_state_ix_reset(&d->six);
+	kb_table_ix_reset(&d->tix);
+	kb_state_ix_ensure(&d->six, &d->state);
+	kb_table_ix_ensure(&d->tix, &d->compiled);
+	kb_log_debug("indexed %zu object(s) and %zu frontend(s) in %.1f ms", d->state.nobjects, d->compiled.nfes,
+		     (kb_now_us() - t0) / 1e3);
 	d->garbage = 0;
 	d->node_hash = node_hash(d);
 }
@@ -429,7 +214,8 @@ void kb_daemon_state_reset(struct daemon *d)
  * this returns 0. A store that holds objects the daemon refused at start is
  * rewritten whole.
  */
-static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *in, struct kb_model *next, size_t nreq)
+static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *in, struct kb_model *next, size_t nreq,
+			bool scoped)
 {
 	struct kb_arena a = { 0 };
 	struct kb_smap named = { .a = &a };
@@ -438,9 +224,10 @@ static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *
 	/*
 	 * A change about as large as the state (a first apply of 20,000 objects)
 	 * would be logged and then compacted at once: the snapshot alone is the
-	 * commit (temp file, fsync, rename), the state written once.
+	 * commit (temp file, fsync, rename), the state written once. A scoped
+	 * change's next is only its scope, not a state to snapshot: it is logged.
 	 */
-	if (!d->store_diverged && mode != KB_CHANGE_DELETE && nreq > 0) {
+	if (!scoped && !d->store_diverged && mode != KB_CHANGE_DELETE && nreq > 0) {
 		uint64_t bytes = 0;
 
 		for (size_t i = next->nobjects - nreq; i < next->nobjects; i++)
@@ -488,6 +275,66 @@ static int store_change(struct daemon *d, enum kb_change mode, struct kb_model *
 	return err;
 }
 
+/*
+ * A scoped change took effect: its objects join the state (the stored ones
+ * they replace or delete leave it), what was said about the objects judged
+ * again gives way to what the change said, and its frontends replace their
+ * old selves in the table (in_place, at pos[]) or the merged table c does.
+ * Only the touched objects, diagnostics and frontends are written.
+ */
+static void commit_scoped(struct daemon *d, struct kb_scope *s, struct kb_model *next, size_t nadded,
+			  struct kb_compiled *part, const size_t *pos, bool in_place, struct kb_compiled *c, size_t replaced)
+{
+	struct kb_meta **judged = kb_alloc(&s->a, (s->nsaved + 1) * sizeof(*judged));
+	size_t nfes = part->nfes;
+
+	for (size_t i = 0; i < s->nsaved; i++)
+		judged[i] = s->saved[i].o;
+	kb_state_ix_commit(&d->six, &d->state, s->gone, s->ngone, judged, s->nsaved,
+			   next->objects + next->nobjects - nadded, nadded, next->diags, next->ndiags);
+	kb_scope_clear_marks(s);
+	kb_model_take_objects(&d->state, next);
+	/* Bytes left behind, roughly: the replaced objects parsed, statuses superseded, frontends replaced. */
+	d->garbage += 6 * s->named_bytes + 512 * s->nsaved;
+	d->last_judged = s->njudged;
+	s->nsaved = 0;	/* committed: nothing to put back */
+	d->changes_scoped++;
+	if (in_place) {
+		struct kb_cfrontend *old = kb_alloc(&s->a, (nfes + 1) * sizeof(*old));
+		struct kb_cfrontend *now = kb_alloc(&s->a, (nfes + 1) * sizeof(*now));
+
+		kb_table_ix_replace(&d->tix, &d->compiled, pos, part, old);
+		for (size_t i = 0; i < nfes; i++)
+			now[i] = d->compiled.fes[pos[i]];
+		d->garbage += 1024 * nfes;
+		d->last_compiled = nfes;
+		kb_daemon_table_changed(d, old, now, nfes, false);
+		return;
+	}
+	kb_scope_adopt_compiled(c, &d->compiled);
+	d->compiled = *c;
+	memset(c, 0, sizeof(*c));
+	d->garbage += 1024 * replaced;
+	d->last_compiled = nfes + replaced;
+	kb_daemon_table_changed(d, NULL, NULL, 0, true);
+}
+
+/* A whole change took effect: next and c replace the state and the table. */
+static void commit_whole(struct daemon *d, struct kb_model *next, struct kb_compiled *c)
+{
+	kb_model_free(&d->state);
+	kb_compiled_free(&d->compiled);
+	d->changes_whole++;
+	d->state = *next;
+	d->compiled = *c;
+	kb_daemon_state_reset(d);
+	d->last_judged = next->nobjects;
+	d->last_compiled = c->nfes;
+	kb_model_init(next);
+	memset(c, 0, sizeof(*c));
+	kb_daemon_table_changed(d, NULL, NULL, 0, true);
+}
+
 static const char *const change_verb[] = { "apply", "delete", "replace" };
 static const char *const change_done[] = { "applied", "deleted", "replaced" };
 
@@ -506,13 +353,13 @@ static const char *const change_done[] = { "applied", "deleted", "replaced" };
 struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files, enum kb_change mode, bool dry_run,
 				     bool each)
 {
-	bool del = mode == KB_CHANGE_DELETE, scoped = false;
+	bool del = mode == KB_CHANGE_DELETE, scoped = false, in_place = false;
 	struct kb_model in, next;
 	struct kb_compiled c = { 0 }, part = { 0 };
 	struct kb_scope scope = { 0 };
 	struct json_object *reply, *set_aside = NULL;
 	double t0 = kb_now_us() / 1e3, t_parse = 0, t_validate = 0, t_compile = 0, t_program = 0, t_store = 0, t;
-	size_t nreq, replaced = 0;
+	size_t nreq, replaced = 0, *pos = NULL;
 	struct kb_arena ixa = { 0 };
 	struct kb_smap in_ix = { .a = &ixa };
 	const char *whole_why;
@@ -557,8 +404,10 @@ unchanged:
 
 		for (size_t i = n - nreq; i < n; i++)
 			d->state.objects[i]->named = true;
+		kb_state_ix_compact(&d->six, &d->state);	/* the reply lists what was said, without what no longer holds */
 		reply = change_reply(d, &d->state, NULL, NULL, true, false, NULL, true);
-		kb_scope_clear_marks(&d->state);
+		for (size_t i = n - nreq; i < n; i++)
+			d->state.objects[i]->named = false;
 		d->applies++;
 		d->last_apply = time(NULL);
 		d->last_error[0] = '\0';
@@ -566,15 +415,16 @@ unchanged:
 			    "programmed (%.1f ms)", nreq, n, in.nobjects ? "" : " text, not parsed", kb_now_us() / 1e3 - t0);
 		goto out;
 	}
-	whole_why = kb_scope_full_reason(&d->state, &in, mode == KB_CHANGE_REPLACE, d->garbage);
+	kb_state_ix_ensure(&d->six, &d->state);
+	whole_why = kb_scope_full_reason(&d->six, &d->state, &in, mode == KB_CHANGE_REPLACE, d->garbage);
 	if (!whole_why && nh != d->node_hash)
 		whole_why = "the node's addresses changed";
 	if (!whole_why && (d->nunaccounted || d->store_diverged))
 		whole_why = "the state is not restored";
 	scoped = !whole_why;
 	if (scoped) {
-		kb_daemon_state_index(d, &ixa);	/* before the scope reads it */
-		kb_scope_build(&scope, &d->state, &d->state_ix, &in, del, &next);
+		/* next: only what the change judges and reads, found through the state's index. */
+		kb_scope_build(&scope, &d->six, &d->state, &in, del, &next);
 	} else {
 		/* The next state: stored objects not named by the request (none for replace), then the request's. */
 		for (size_t i = 0; mode != KB_CHANGE_REPLACE && i < d->state.nobjects; i++) {
@@ -613,7 +463,11 @@ unchanged:
 		t = kb_now_us() / 1e3;
 		if (scoped) {
 			err = kb_compile_gateways(&next, &env, &scope.gateways, &part);
-			if (!err)
+			/* The scoped Gateways keep their frontend keys (the usual case): theirs are replaced in place. */
+			pos = kb_alloc(&scope.a, (part.nfes + 1) * sizeof(*pos));
+			in_place = !err && !dry_run && d->dp->ops->update &&
+				   kb_table_ix_plan(&d->tix, &d->compiled, scope.gwkeys, scope.ngw, &part, pos);
+			if (!err && !in_place)
 				replaced = kb_scope_merge(&scope, &d->compiled, &part, &c);
 		} else {
 			err = kb_compile(&next, &env, &c);
@@ -630,7 +484,8 @@ unchanged:
 		goto out_count;
 	}
 	/* The map sizes (--max-*), checked before anything is written: a set that does not fit changes nothing. */
-	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
+	if (in_place ? d->dp->ops->fits_update && d->dp->ops->fits_update(d->dp, part.fes, part.nfes, why, sizeof(why))
+		     : d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why))) {
 		size_t n = strlen(why);
 
 		snprintf(why + n, sizeof(why) - n, "; %s refused, nothing was changed", change_verb[mode]);
@@ -642,7 +497,18 @@ unchanged:
 		goto out;
 	}
 	t = kb_now_us() / 1e3;
-	err = d->dp->ops->apply(d->dp, &c);
+	if (in_place) {
+		err = d->dp->ops->update(d->dp, part.fes, part.nfes);
+		if (err == -ENOENT) {
+			/* The maps do not hold a key the table has (a restart's leftovers): program the whole table. */
+			in_place = false;
+			replaced = kb_scope_merge(&scope, &d->compiled, &part, &c);
+			err = d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, why, sizeof(why)) ? -ENOSPC
+												: d->dp->ops->apply(d->dp, &c);
+		}
+	} else {
+		err = d->dp->ops->apply(d->dp, &c);
+	}
 	t_program = kb_now_us() / 1e3 - t;
 	if (err) {
 		snprintf(why, sizeof(why), "failed to program the maps: %s; the previous state is kept",
@@ -652,7 +518,7 @@ unchanged:
 		goto out_count;
 	}
 	t = kb_now_us() / 1e3;
-	err = store_change(d, mode, &in, &next, del ? 0 : nreq);
+	err = store_change(d, mode, &in, &next, del ? 0 : nreq, scoped);
 	t_store = kb_now_us() / 1e3 - t;
 	if (err) {
 		snprintf(why, sizeof(why), "failed to save state in %s: %s; the previous state is restored",
@@ -664,35 +530,12 @@ unchanged:
 	/* The reply is rendered before the marks that say what the request named are cleared. */
 	reply = change_reply(d, &next, &in_ix, NULL, true, false, NULL, scoped);
 	/* Commit: the new model and table replace the old ones. */
-	if (scoped) {
-		/* The index follows: the request's objects are in (delete) or the last nreq of next. */
-		for (size_t i = 0; del && i < in.nobjects; i++)
-			kb_smap_set(&d->state_ix, kb_scope_key(&ixa, in.objects[i]), NULL);
-		for (size_t i = next.nobjects - nreq; !del && i < next.nobjects; i++)
-			kb_smap_set(&d->state_ix, kb_scope_key(&ixa, next.objects[i]), next.objects[i]);
-		kb_scope_clear_marks(&next);
-		kb_scope_clear_marks(&in);
-		kb_model_take_objects(&next, &d->state);
-		kb_scope_adopt_compiled(&c, &d->compiled);
-		/* Bytes left behind, roughly: the replaced objects parsed, statuses superseded, frontends replaced. */
-		d->garbage += 6 * scope.named_bytes + 512 * scope.nsaved + 1024 * replaced;
-		scope.nsaved = 0;	/* committed: nothing to put back */
-		d->changes_scoped++;
-	} else {
-		kb_model_free(&d->state);
-		kb_compiled_free(&d->compiled);
-		d->changes_whole++;
-	}
-	d->state = next;
-	d->compiled = c;
-	if (!scoped)
-		kb_daemon_state_reset(d);
-	d->last_judged = scoped ? scope.njudged : next.nobjects;
-	d->last_compiled = scoped ? part.nfes + replaced : c.nfes;
+	if (scoped)
+		commit_scoped(d, &scope, &next, del ? 0 : nreq, &part, pos, in_place, &c, replaced);
+	else
+		commit_whole(d, &next, &c);
 	d->last_whole_why = whole_why;
 	kb_daemon_accounted(d);
-	kb_model_init(&next);
-	memset(&c, 0, sizeof(c));
 	d->applies++;
 	d->last_apply = time(NULL);
 	d->last_error[0] = '\0';
@@ -714,9 +557,6 @@ unchanged:
 			kb_log_debug("compacted the state into %s: %zu object(s) in %ld ms", d->state_path,
 				     d->state.nobjects, kb_now_ms() - t1);
 	}
-	kb_daemon_reads_changed(d);
-	kb_daemon_update_names(d);
-	kb_health_sync(d->health, &d->compiled);
 	goto out;
 out_count:
 	d->apply_errors++;
@@ -731,8 +571,7 @@ out:
 	if (scoped && scope.a.head) {
 		/* Refused or a dry run: the stored objects get their status and marks back. */
 		kb_scope_restore(&scope);
-		kb_scope_clear_marks(&d->state);
-		kb_scope_clear_marks(&in);
+		kb_scope_clear_marks(&scope);
 	}
 	kb_scope_free(&scope);
 	kb_arena_free(&ixa);
@@ -753,47 +592,4 @@ out:
 		}
 	}
 	return reply;
-}
-
-/* ---- DNS ------------------------------------------------------------------------ */
-
-static void on_resolver(void *ctx, int fd, uint32_t events)
-{
-	struct daemon *d = ctx;
-
-	kb_resolver_process(d->resolver);
-}
-
-static int dns_due(void *ctx)
-{
-	struct daemon *d = ctx;
-
-	return kb_resolver_timeout_ms(d->resolver);
-}
-
-static void dns_tick(void *ctx)
-{
-	struct daemon *d = ctx;
-
-	kb_resolver_tick(d->resolver);
-	if (d->restore_deadline) {
-		/* A restart programs once DNS has answered everything, or once the wait is over. */
-		if (kb_resolver_busy(d->resolver) == 0 || kb_now_ms() > d->restore_deadline) {
-			const char *const *hosts;
-			bool all;
-
-			d->restore_deadline = 0;
-			kb_resolver_take_changed(d->resolver, &hosts, &all);
-			kb_daemon_recompile(d);
-		}
-	} else {
-		kb_daemon_dns_changed(d);
-	}
-}
-
-int kb_daemon_dns_start(struct daemon *d)
-{
-	int err = kb_loop_add(d->loop, kb_resolver_epoll_fd(d->resolver), EPOLLIN, on_resolver, d);
-
-	return err ?: kb_loop_add_timer(d->loop, dns_due, dns_tick, d);
 }

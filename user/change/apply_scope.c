@@ -8,6 +8,7 @@
  * from-scratch run of the whole pipeline.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "change/apply_scope.h"
@@ -39,13 +40,19 @@ static bool is_backend_ref(const struct kb_backend_ref *r)
 	return r->kind && strcmp(r->kind, "Backend") == 0;
 }
 
-/* A set of "ns/name" that also holds each bare name, so a miss costs one short hash. */
-static void set_add(struct kb_smap *s, const char *ns, const char *name)
+/* A set of "ns/name" that also holds each bare name, so a miss costs one short hash. True when ns/name is new. */
+static bool set_add(struct kb_smap *s, const char *ns, const char *name)
 {
+	const char *key;
+
 	if (!name)
-		return;
+		return false;
+	key = kb_sprintf(s->a, "%s/%s", ns, name);
+	if (kb_smap_get(s, key))
+		return false;
 	kb_smap_put(s, name, s);
-	kb_smap_put(s, kb_sprintf(s->a, "%s/%s", ns, name), s);
+	kb_smap_put(s, key, s);
+	return true;
 }
 
 static bool set_has(const struct kb_smap *s, struct kb_arena *tmp, const char *ns, const char *name)
@@ -53,40 +60,26 @@ static bool set_has(const struct kb_smap *s, struct kb_arena *tmp, const char *n
 	return name && kb_smap_get(s, name) && kb_smap_get(s, kb_sprintf(tmp, "%s/%s", ns, name));
 }
 
+static void gateway_add(struct kb_scope *s, const char *ns, const char *name)
+{
+	s->gateways.a = &s->a;
+	if (set_add(&s->gateways, ns, name))
+		*KB_PUSH(&s->a, s->gwkeys, s->ngw) = kb_sprintf(&s->a, "%s/%s", ns, name);
+}
+
 static void add_parents(struct kb_scope *s, const struct kb_route *r)
 {
 	for (size_t i = 0; i < r->nparents; i++)
 		if (kb_parent_names_gateway(&r->parents[i]))
-			set_add(&s->gateways, r->parents[i].namespace ? r->parents[i].namespace : ns_of(&r->meta),
-				r->parents[i].name);
+			gateway_add(s, r->parents[i].namespace ? r->parents[i].namespace : ns_of(&r->meta),
+				    r->parents[i].name);
 }
 
-static bool names_scoped_gateway(struct kb_scope *s, const struct kb_route *r)
+const char *kb_scope_full_reason(const struct kb_state_ix *ix, const struct kb_model *state, const struct kb_model *in,
+				 bool replace, size_t garbage)
 {
-	for (size_t i = 0; i < r->nparents; i++)
-		if (kb_parent_names_gateway(&r->parents[i]) &&
-		    set_has(&s->gateways, &s->a,
-			    r->parents[i].namespace ? r->parents[i].namespace : ns_of(&r->meta), r->parents[i].name))
-			return true;
-	return false;
-}
+	const char *why;
 
-static bool names_scoped_backend(struct kb_scope *s, const struct kb_route *r)
-{
-	for (size_t k = 0; k < r->nrules; k++)
-		for (size_t x = 0; x < r->rules[k].nrefs; x++) {
-			const struct kb_backend_ref *ref = &r->rules[k].refs[x];
-
-			if (is_backend_ref(ref) &&
-			    set_has(&s->backends, &s->a, ref->namespace ? ref->namespace : ns_of(&r->meta), ref->name))
-				return true;
-		}
-	return false;
-}
-
-const char *kb_scope_full_reason(const struct kb_model *state, const struct kb_model *in, bool replace,
-				 size_t garbage)
-{
 	if (replace)
 		return "a replace names the whole state";
 	if (state->nobjects == 0)
@@ -98,32 +91,43 @@ const char *kb_scope_full_reason(const struct kb_model *state, const struct kb_m
 	for (size_t i = 0; i < in->nbackends; i++)
 		if (in->backends[i]->has_fallback_ref)
 			return "a Backend fallback reference";
-	for (size_t i = 0; i < state->nbackends; i++)
-		if (state->backends[i]->has_fallback_ref)
-			return "a Backend fallback reference";
-	for (size_t i = 0; i < state->nothers; i++)
-		if (state->others[i]->meta.kind == KB_KIND_BACKEND_TLS_POLICY)
-			return "a BackendTLSPolicy";
+	why = kb_state_ix_whole_reason(ix);
+	if (why)
+		return why;
 	/*
 	 * Replaced objects, superseded statuses and frontends stay in the
 	 * state's memory until a whole rebuild: one is due when they outweigh
 	 * a few times the state's own text (a one-object change leaves some
 	 * 60 KiB behind; a 10 MB state rebuilds after about a thousand).
 	 */
-	size_t live = 16u << 20;
-
-	for (size_t i = 0; i < state->nobjects; i++)
-		live += 4 * state->objects[i]->src_len;
-	if (garbage > live)
+	if (garbage > (16u << 20) + 4 * ix->bytes)
 		return "a periodic rebuild";
 	return NULL;
+}
+
+/* A stored object joins the scope: judged again (judge) or read as context (ctx); the request's replace it. */
+static bool enter(struct kb_scope *s, struct kb_meta *o)
+{
+	if (!o || o->named)
+		return false;
+	if (!o->in_scope) {
+		o->in_scope = true;
+		o->skip_judge = true;
+		*KB_PUSH(&s->a, s->objs, s->nobjs) = o;
+	}
+	return true;
+}
+
+static void ctx(struct kb_scope *s, struct kb_meta *o)
+{
+	enter(s, o);
 }
 
 static void judge(struct kb_scope *s, struct kb_meta *o)
 {
 	struct kb_saved_status *v;
 
-	if (!o->skip_judge)
+	if (!enter(s, o) || !o->skip_judge)
 		return;
 	o->skip_judge = false;
 	v = KB_PUSH(&s->a, s->saved, s->nsaved);
@@ -145,109 +149,172 @@ static void judge(struct kb_scope *s, struct kb_meta *o)
 	}
 }
 
-void kb_scope_build(struct kb_scope *s, struct kb_model *state, const struct kb_smap *state_ix, struct kb_model *in,
-		    bool del, struct kb_model *next)
+static void judge_routes(struct kb_scope *s, const struct kb_olist *l)
 {
-	struct kb_smap labels = { .a = &s->a };
-	bool grew;
+	for (size_t i = 0; l && i < l->n; i++) {
+		struct kb_route *r = (struct kb_route *)l->v[i];
+
+		if (r->meta.named || (r->meta.in_scope && !r->meta.skip_judge))
+			continue;
+		judge(s, &r->meta);
+		add_parents(s, r);
+	}
+}
+
+static struct kb_meta *find(struct kb_state_ix *ix, struct kb_arena *tmp, const char *kind, const char *ns,
+			    const char *name)
+{
+	return name ? kb_smap_get(&ix->objs, kb_sprintf(tmp, "%s/%s/%s", kind, ns, name)) : NULL;
+}
+
+/* A Backend a route reads, and the chain of seed-shape fallbacks it starts (each once: a cycle ends). */
+static void backend_ctx(struct kb_scope *s, struct kb_state_ix *ix, const char *ns, const char *name)
+{
+	struct kb_backend *b = (struct kb_backend *)find(ix, &s->a, "Backend", ns, name);
+
+	while (b && !b->meta.in_scope && !b->meta.named) {
+		ctx(s, &b->meta);
+		if (!b->has_fallback_ref)
+			break;
+		ns = b->fallback_ref_namespace ? b->fallback_ref_namespace : ns_of(&b->meta);
+		b = (struct kb_backend *)find(ix, &s->a, "Backend", ns, b->fallback_ref_name);
+	}
+}
+
+/* The Backends a route sends to. */
+static void route_backends(struct kb_scope *s, struct kb_state_ix *ix, const struct kb_route *r)
+{
+	for (size_t k = 0; k < r->nrules; k++)
+		for (size_t x = 0; x < r->rules[k].nrefs; x++) {
+			const struct kb_backend_ref *ref = &r->rules[k].refs[x];
+
+			if (is_backend_ref(ref))
+				backend_ctx(s, ix, ref->namespace ? ref->namespace : ns_of(&r->meta), ref->name);
+		}
+}
+
+/* What any judgement or compile may read, however far: few objects of these kinds, all of them. */
+static void add_globals(struct kb_scope *s, struct kb_model *state)
+{
+	for (size_t i = 0; i < state->nbtps; i++)
+		ctx(s, &state->btps[i]->meta);
+	for (size_t i = 0; i < state->nnamespaces; i++)
+		ctx(s, &state->namespaces[i]->meta);
+	for (size_t i = 0; i < state->ngrants; i++)
+		ctx(s, &state->grants[i]->meta);
+	for (size_t i = 0; i < state->nenvoy_gateways; i++)
+		ctx(s, &state->envoy_gateways[i]->meta);
+}
+
+static int by_seq(const void *a, const void *b)
+{
+	const struct kb_meta *x = *(struct kb_meta *const *)a, *y = *(struct kb_meta *const *)b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* sm: the scope's stored objects in state order (the order every first-wins rule reads). */
+static void fill_model(struct kb_scope *s, struct kb_model *sm)
+{
+	kb_model_init(sm);
+	qsort(s->objs, s->nobjs, sizeof(*s->objs), by_seq);
+	for (size_t i = 0; i < s->nobjs; i++)
+		kb_model_add_object(sm, s->objs[i]);
+}
+
+void kb_scope_build(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, struct kb_model *in, bool del,
+		    struct kb_model *sm)
+{
+	size_t nbe = 0;
+	const char **bes = NULL;
 
 	s->gateways.a = s->backends.a = &s->a;
 	/* The request's own objects, and the stored objects they replace or delete. */
 	for (size_t i = 0; i < in->nobjects; i++) {
-		struct kb_meta *o = in->objects[i], *prev = kb_smap_get(state_ix, kb_scope_key(&s->a, o));
+		struct kb_meta *o = in->objects[i], *prev = kb_state_ix_find(ix, &s->a, o);
 
 		o->named = true;
-		if (o->kind == KB_KIND_BACKEND)
-			set_add(&s->backends, ns_of(o), o->name);
-		else if (kb_kind_is_route(o->kind) && !del)
+		*KB_PUSH(&s->a, s->req, s->nreq) = o;
+		if (o->kind == KB_KIND_BACKEND && set_add(&s->backends, ns_of(o), o->name)) {
+			*KB_PUSH(&s->a, bes, nbe) = ns_of(o);
+			*KB_PUSH(&s->a, bes, nbe) = o->name;
+		} else if (kb_kind_is_route(o->kind) && !del) {
 			add_parents(s, (struct kb_route *)o);
+		}
 		if (!prev)
 			continue;
 		prev->named = true;
-		s->nnamed++;
+		*KB_PUSH(&s->a, s->gone, s->ngone) = prev;
 		s->named_bytes += prev->src_len;
-		kb_smap_put(&labels, kb_meta_label_in(&s->a, prev), &labels);
 		if (kb_kind_is_route(prev->kind))
 			add_parents(s, (struct kb_route *)prev);
 	}
-	for (size_t i = 0; i < state->nobjects; i++)
-		state->objects[i]->skip_judge = !state->objects[i]->named;
 	/* Routes that send to a named Backend, then every route that shares a Gateway with a judged one. */
-	for (size_t i = 0; i < state->nroutes; i++) {
-		struct kb_route *r = state->routes[i];
+	for (size_t i = 0; i + 1 < nbe; i += 2)
+		judge_routes(s, kb_state_ix_be_routes(ix, &s->a, bes[i], bes[i + 1]));
+	for (size_t g = 0; g < s->ngw; g++) {
+		const char *slash = strchr(s->gwkeys[g], '/');
 
-		if (r->meta.skip_judge && names_scoped_backend(s, r)) {
-			judge(s, &r->meta);
-			add_parents(s, r);
-		}
-	}
-	do {
-		grew = false;
-		for (size_t i = 0; i < state->nroutes; i++) {
-			struct kb_route *r = state->routes[i];
-
-			if (r->meta.skip_judge && names_scoped_gateway(s, r)) {
-				judge(s, &r->meta);
-				add_parents(s, r);
-				grew = true;
-			}
-		}
-	} while (grew);
-	for (size_t i = 0; i < state->ngateways; i++) {
-		struct kb_gateway *g = state->gateways[i];
-
-		if (set_has(&s->gateways, &s->a, ns_of(&g->meta), g->meta.name))
-			judge(s, &g->meta);
+		judge_routes(s, kb_smap_get(&ix->gw_routes, s->gwkeys[g]));
+		judge(s, slash ? find(ix, &s->a, "Gateway", kb_strndup(&s->a, s->gwkeys[g], (size_t)(slash - s->gwkeys[g])),
+				      slash + 1) : NULL);
 	}
 	/* A policy's verdict reads whether its targets exist. */
 	for (size_t i = 0; i < state->nbtps; i++) {
 		struct kb_btp *p = state->btps[i];
 
-		for (size_t t = 0; t < p->ntargets && p->meta.skip_judge; t++) {
+		for (size_t t = 0; t < p->ntargets && !(p->meta.in_scope && !p->meta.skip_judge); t++) {
 			const char *kind = p->targets[t].kind;
 
-			if (kind && strcmp(kind, "Gateway") == 0 &&
-			    set_has(&s->gateways, &s->a, ns_of(&p->meta), p->targets[t].name))
+			if ((kind && strcmp(kind, "Gateway") == 0 &&
+			     set_has(&s->gateways, &s->a, ns_of(&p->meta), p->targets[t].name)) ||
+			    (kind && strcmp(kind, "Backend") == 0 &&
+			     set_has(&s->backends, &s->a, ns_of(&p->meta), p->targets[t].name)) ||
+			    (kind && kb_kind_is_route(kb_kind_from_name(kind))))	/* the route may be one the request names */
 				judge(s, &p->meta);
-			else if (kind && strcmp(kind, "Backend") == 0 &&
-				 set_has(&s->backends, &s->a, ns_of(&p->meta), p->targets[t].name))
-				judge(s, &p->meta);
-			else if (kind && kb_kind_is_route(kb_kind_from_name(kind)))
-				judge(s, &p->meta);	/* the route may be one the request names */
 		}
+		for (size_t t = 0; p->meta.in_scope && !p->meta.skip_judge && t < p->ntargets; t++)
+			if (p->targets[t].kind)
+				ctx(s, find(ix, &s->a, p->targets[t].kind, ns_of(&p->meta), p->targets[t].name));
 	}
 	s->njudged = s->nsaved;
+	/* What the judged routes read: their Backends (the request's own come with it). */
 	for (size_t i = 0; i < s->nsaved; i++)
-		kb_smap_put(&labels, kb_meta_label_in(&s->a, s->saved[i].o), &labels);
-
-	/* The next state: stored objects not named, in their order, then the request's. */
-	kb_model_init(next);
-	for (size_t i = 0; i < state->nobjects; i++)
-		if (!state->objects[i]->named)
-			kb_model_add_object(next, state->objects[i]);
-	/* What was said about objects that are not judged again still holds; the rest is said again. */
-	for (size_t i = 0; i < state->ndiags; i++) {
-		const struct kb_diag *dg = &state->diags[i];
-
-		if (dg->object && kb_smap_get(&labels, dg->object))
-			continue;
-		*KB_PUSH(&next->views, next->diags, next->ndiags) = *dg;
-		next->nerrors += dg->sev == KB_SEV_ERROR;
-	}
+		if (kb_kind_is_route(s->saved[i].o->kind))
+			route_backends(s, ix, (struct kb_route *)s->saved[i].o);
+	for (size_t i = 0; i < in->nroutes && !del; i++)
+		route_backends(s, ix, in->routes[i]);
+	add_globals(s, state);
+	fill_model(s, sm);
 	s->njudged += in->nobjects;
 	if (!del)
-		kb_model_absorb(next, in);
+		kb_model_absorb(sm, in);
+}
+
+void kb_scope_compile_model(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, struct kb_model *sm)
+{
+	for (size_t g = 0; g < s->ngw; g++) {
+		const struct kb_olist *l = kb_smap_get(&ix->gw_routes, s->gwkeys[g]);
+		const char *slash = strchr(s->gwkeys[g], '/');
+
+		if (slash)
+			ctx(s, find(ix, &s->a, "Gateway", kb_strndup(&s->a, s->gwkeys[g], (size_t)(slash - s->gwkeys[g])),
+				    slash + 1));
+		for (size_t i = 0; l && i < l->n; i++) {
+			ctx(s, l->v[i]);
+			route_backends(s, ix, (const struct kb_route *)l->v[i]);
+		}
+	}
+	add_globals(s, state);
+	fill_model(s, sm);
 }
 
 void kb_scope_add_gateway(struct kb_scope *s, const char *ns_name)
 {
 	const char *slash = strchr(ns_name, '/');
 
-	s->gateways.a = &s->a;
-	if (slash) {
-		kb_smap_put(&s->gateways, slash + 1, &s->gateways);
-		kb_smap_put(&s->gateways, ns_name, &s->gateways);
-	}
+	if (slash)
+		gateway_add(s, kb_strndup(&s->a, ns_name, (size_t)(slash - ns_name)), slash + 1);
 }
 
 void kb_scope_restore(struct kb_scope *s)
@@ -270,10 +337,17 @@ void kb_scope_restore(struct kb_scope *s)
 	s->nsaved = 0;
 }
 
-void kb_scope_clear_marks(struct kb_model *m)
+static void clear(struct kb_meta *const *v, size_t n)
 {
-	for (size_t i = 0; i < m->nobjects; i++)
-		m->objects[i]->skip_judge = m->objects[i]->named = false;
+	for (size_t i = 0; i < n; i++)
+		v[i]->skip_judge = v[i]->named = v[i]->in_scope = false;
+}
+
+void kb_scope_clear_marks(struct kb_scope *s)
+{
+	clear(s->objs, s->nobjs);
+	clear(s->gone, s->ngone);
+	clear(s->req, s->nreq);
 }
 
 /* A frontend key as a hash key. */

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "change/state_index.h"
 #include "compile/compile.h"
 #include "manifest/model.h"
 
@@ -23,12 +24,19 @@ struct kb_saved_status {
 struct kb_scope {
 	struct kb_arena a;
 	struct kb_smap gateways;	/* "ns/name" and bare names of the Gateways compiled again */
+	const char **gwkeys;		/* their "ns/name", each once */
+	size_t ngw;
 	struct kb_smap backends;	/* the same for the Backends the request names */
 	struct kb_saved_status *saved;	/* stored objects judged again */
 	size_t nsaved;
-	size_t njudged;			/* those, and the request's objects */
-	size_t nnamed;			/* stored objects the request replaces or deletes */
-	size_t named_bytes;		/* their text */
+	struct kb_meta **objs;		/* stored objects in the scope, judged again or read as context (in_scope) */
+	size_t nobjs;
+	struct kb_meta **gone;		/* stored objects the request replaces or deletes (named) */
+	size_t ngone;
+	struct kb_meta **req;		/* the request's objects (named) */
+	size_t nreq;
+	size_t njudged;			/* stored objects judged again, and the request's objects */
+	size_t named_bytes;		/* the text of gone */
 };
 
 /* "Kind/ns/name", the key of the daemon's state index and of the store. */
@@ -37,31 +45,40 @@ const char *kb_scope_key(struct kb_arena *a, const struct kb_meta *o);
 /*
  * Why this change must take the whole pipeline (a kind whose change reaches
  * far, a replace, a state due for a rebuild after `garbage` superseded
- * objects), or NULL: it can be scoped.
+ * objects), or NULL: it can be scoped. ix: the state's index, built.
  */
-const char *kb_scope_full_reason(const struct kb_model *state, const struct kb_model *in, bool replace,
-				 size_t garbage);
+const char *kb_scope_full_reason(const struct kb_state_ix *ix, const struct kb_model *state, const struct kb_model *in,
+				 bool replace, size_t garbage);
 
 /*
- * Build next out of state's objects (shared, not parsed again) and in's
- * (moved; none when del), marking what is judged again: the request's
- * objects, stored routes that name a Backend the request names, and every
- * stored route, Gateway and policy that shares a Gateway with a judged
- * route. The others keep their status (skip_judge). state_ix: key ->
- * stored object.
+ * Build the change's model sm: the stored objects it judges again (the
+ * routes that name a Backend the request names, every stored route, Gateway
+ * and policy that shares a Gateway with a judged route), the stored objects
+ * those read (their Backends, the policies' targets, every policy,
+ * Namespace, ReferenceGrant and EnvoyGateway: skip_judge, validate keeps
+ * their status), in state order, then in's objects (moved; none when del).
+ * Found through the state's index, so a change costs what it touches, not
+ * what is stored. Stored objects are shared, not parsed again.
  */
-void kb_scope_build(struct kb_scope *s, struct kb_model *state, const struct kb_smap *state_ix, struct kb_model *in,
-		    bool del, struct kb_model *next);
+void kb_scope_build(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, struct kb_model *in, bool del,
+		    struct kb_model *sm);
+/*
+ * For a recompile without a change (DNS, health): sm gets what compiling the
+ * Gateways in s reads: the Gateways, their routes and those routes' Backends,
+ * and every policy and Namespace, in state order.
+ */
+void kb_scope_compile_model(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, struct kb_model *sm);
 /* Add the Gateway "ns/name" (a compiled frontend's gateway) to the Gateways compiled again. */
 void kb_scope_add_gateway(struct kb_scope *s, const char *ns_name);
 /* The change was refused: put the judged stored objects' status back. */
 void kb_scope_restore(struct kb_scope *s);
-/* Clear the marks kb_scope_build left on m's objects. */
-void kb_scope_clear_marks(struct kb_model *m);
+/* Clear the marks kb_scope_build left (on the scope's stored objects and the request's). */
+void kb_scope_clear_marks(struct kb_scope *s);
 /*
  * out = old with the frontends of the scoped Gateways replaced by part's
  * (part is consumed). out points into old's memory until
  * kb_scope_adopt_compiled(out, old). Returns how many old frontends went.
+ * The whole table's merge, for a change that adds or drops frontend keys.
  */
 size_t kb_scope_merge(struct kb_scope *s, const struct kb_compiled *old, struct kb_compiled *part,
 		      struct kb_compiled *out);

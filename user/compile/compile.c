@@ -76,12 +76,16 @@ static bool cond_false(const struct kb_condition *conds, size_t n, const char *t
 /* Validate judged this parent of the route: Accepted or ResolvedRefs False means no traffic from it. */
 static bool parent_accepted(const struct kb_route *r, const struct kb_parent_ref *pr)
 {
-	struct kb_model scratch;	/* the daemon recompiles often: keep the key out of the model's arena */
+	/* On the stack: an arena here would clear a fresh 64 KiB chunk per route and parent (half a scoped change's work). */
+	char buf[512], *key = buf;
+	int n = kb_parent_key_buf(buf, sizeof(buf), r, pr);
+	struct kb_arena long_key = { 0 };
 	bool ok = true;
-	char *key;
 
-	kb_model_init(&scratch);
-	key = kb_parent_key(&scratch, r, pr);
+	if (n >= (int)sizeof(buf)) {
+		key = kb_alloc(&long_key, (size_t)n + 1);
+		kb_parent_key_buf(key, (size_t)n + 1, r, pr);
+	}
 	for (size_t i = 0; i < r->meta.nparents; i++) {
 		const struct kb_parent_status *ps = &r->meta.parents[i];
 
@@ -91,7 +95,7 @@ static bool parent_accepted(const struct kb_route *r, const struct kb_parent_ref
 		     !cond_false(ps->conds, ps->nconds, "ResolvedRefs");
 		break;
 	}
-	kb_model_free(&scratch);
+	kb_arena_free(&long_key);
 	return ok;	/* true too when validate recorded nothing against this parent */
 }
 

@@ -9,6 +9,8 @@
 #include <json-c/json.h>
 
 #include "bridge/bridge.h"
+#include "change/state_index.h"
+#include "change/table_index.h"
 #include "compile/compile.h"
 #include "control/control.h"
 #include "dataplane/dataplane.h"
@@ -78,9 +80,8 @@ struct daemon {
 	bool store_diverged;		/* the store holds objects `state` does not (a refused restore): rewrite it whole */
 	struct kb_compiled compiled;	/* what the maps hold */
 	/* The incremental change (apply.c, apply_scope.c). */
-	struct kb_arena state_ix_arena;
-	struct kb_smap state_ix;	/* "Kind/ns/name" -> object of state (NULL: gone); valid when state_ix_ok */
-	bool state_ix_ok;
+	struct kb_state_ix six;		/* over state: objects by key, routes by Gateway and Backend, diagnostics (state_index.c) */
+	struct kb_table_ix tix;		/* over compiled: frontends by Gateway, those with DNS names (table_index.c) */
 	size_t garbage;			/* superseded objects and frontends still held in state's and compiled's memory */
 	unsigned long node_hash;	/* of the node addresses the state was judged with */
 	unsigned long changes_scoped, changes_whole;
@@ -132,10 +133,8 @@ struct json_object *kb_daemon_change(struct daemon *d, struct json_object *files
 				     bool each);
 /* Recompile the stored state with the current DNS answers and health, and swap what changed. */
 void kb_daemon_recompile(struct daemon *d);
-/* The state was replaced whole (restore, a whole change): its index is rebuilt on the next change. */
+/* The state and table were replaced whole (restore, a whole change): their indexes are rebuilt. */
 void kb_daemon_state_reset(struct daemon *d);
-/* Build the state index (d->state_ix) if the state was replaced since; tmp holds the keys made for it. */
-void kb_daemon_state_index(struct daemon *d, struct kb_arena *tmp);
 /* Endpoint health changed: recompile the frontends whose endpoints' health moved. */
 void kb_daemon_health_changed(struct daemon *d);
 /* DNS answers changed: recompile the frontends that use the changed names (all of them if unlisted). */

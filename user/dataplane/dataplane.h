@@ -53,6 +53,16 @@ struct kb_dataplane_ops {
 	 * always fits). 0, or -ENOSPC with why naming the flag and the numbers.
 	 */
 	int (*fits)(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len);
+	/*
+	 * Reprogram frontends that are programmed already: fes[i] replaces the
+	 * frontend of its key, the others stay as they are (a scoped change,
+	 * whose Gateways keep their frontend keys). -ENOENT, with nothing
+	 * written, when one of the keys is not programmed (or is given twice):
+	 * apply the whole table instead. Another error is handled as apply's.
+	 * Optional (NULL: apply the whole table). fits_update is fits for it.
+	 */
+	int (*update)(struct kb_dataplane *dp, const struct kb_cfrontend *fes, size_t n);
+	int (*fits_update)(struct kb_dataplane *dp, const struct kb_cfrontend *fes, size_t n, char *why, size_t len);
 	/* The sizes and their use (NULL: unknown). sockets: whether to count the live-socket maps too (a walk). */
 	void (*usage)(struct kb_dataplane *dp, bool sockets, struct kb_dataplane_usage *out);
 	/*

@@ -23,7 +23,7 @@ static size_t kb_percpu_size(size_t value_size, int ncpus)
  * endpoint: batches of up to 4096 (a first apply of 10,000 Backends zeroes
  * 100,000 endpoint ids: one update each was most of its map writing).
  */
-static int kb_zero_percpu(struct bpf_map *map, const __u32 *ids, size_t n, int ncpus)
+int kb_zero_percpu(struct bpf_map *map, const __u32 *ids, size_t n, int ncpus)
 {
 	size_t sz = kb_percpu_size(bpf_map__value_size(map), ncpus), chunk = n < 4096 ? n : 4096;
 	int fd = bpf_map__fd(map), err = 0;
@@ -48,7 +48,7 @@ static int kb_zero_percpu(struct bpf_map *map, const __u32 *ids, size_t n, int n
 	return err;
 }
 
-static int kb_write_slots(struct kb_bpf_dataplane *d, __u32 base, const struct kb_slot *s, __u32 n)
+int kb_write_slots(struct kb_bpf_dataplane *d, __u32 base, const struct kb_slot *s, __u32 n)
 {
 	int fd = bpf_map__fd(d->skel->maps.slots);
 	__u32 *keys, i, count = n;
@@ -127,7 +127,7 @@ int kb_fe_publish(struct kb_bpf_dataplane *d, const struct kb_frontend_key *key,
 }
 
 /* The index of key in the mirror, or -1. */
-static long kb_fe_lookup(const struct kb_bpf_dataplane *d, const struct kb_frontend_key *key)
+long kb_fe_lookup(const struct kb_bpf_dataplane *d, const struct kb_frontend_key *key)
 {
 	size_t hole;
 
@@ -135,7 +135,7 @@ static long kb_fe_lookup(const struct kb_bpf_dataplane *d, const struct kb_front
 }
 
 /* Distinct endpoints of a compiled frontend (the ids it needs): few per frontend, so pairwise. */
-static size_t kb_distinct_eps(const struct kb_cfrontend *cf)
+size_t kb_distinct_eps(const struct kb_cfrontend *cf)
 {
 	struct kb_fe_ep *e = calloc(cf->neps ? cf->neps : 1, sizeof(*e));
 	size_t n = 0;
@@ -207,12 +207,6 @@ out:
 	return err;
 }
 
-/* Endpoint ids taken by this apply, given back if it stops before writing. */
-struct kb_fresh {
-	__u32 *v;
-	size_t n, cap;
-};
-
 static int kb_fresh_push(struct kb_fresh *f, __u32 id)
 {
 	if (f->n == f->cap) {
@@ -233,7 +227,7 @@ static int kb_fresh_push(struct kb_fresh *f, __u32 id)
  * endpoints keep the ids they had in of (the mirror of the same key), new
  * ones get fresh ids; the slots are what the run will hold.
  */
-static int kb_fe_build(struct kb_bpf_dataplane *d, const struct kb_cfrontend *cf, const struct kb_fe_state *of,
+int kb_fe_build(struct kb_bpf_dataplane *d, const struct kb_cfrontend *cf, const struct kb_fe_state *of,
 		       struct kb_fe_state *nf, struct kb_fresh *fresh)
 {
 	int err;
@@ -302,7 +296,7 @@ static int kb_fe_build(struct kb_bpf_dataplane *d, const struct kb_cfrontend *cf
 }
 
 /* Give back the ids of of's endpoints that nf (NULL: the frontend goes) no longer has. */
-static void kb_put_gone_ids(struct kb_bpf_dataplane *d, const struct kb_fe_state *of, const struct kb_fe_state *nf)
+void kb_put_gone_ids(struct kb_bpf_dataplane *d, const struct kb_fe_state *of, const struct kb_fe_state *nf)
 {
 	for (__u32 k = 0; k < of->neps; k++) {
 		const struct kb_fe_ep *e = &of->eps[k];

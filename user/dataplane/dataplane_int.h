@@ -19,7 +19,7 @@
  * index, the slot-run allocator, the id tables and adoption of pinned state).
  */
 
-/* A small open-addressing index: hash -> element number, rebuilt every apply. */
+/* A small open-addressing index: hash -> element number, rebuilt every apply (an update keeps the keys). */
 struct kb_index {
 	__u32 *tab;	/* element number + 1; 0 is empty */
 	size_t cap;	/* power of two */
@@ -88,6 +88,7 @@ struct kb_bpf_dataplane {
 	struct kb_fe_state *fes;
 	size_t nfes;
 	size_t neps;			/* endpoint ids held: the sum of fes[].nids */
+	__u64 nslots;			/* slots held: the sum of fes[].val.nslots */
 	struct kb_addr_key *addrs;	/* what frontend_addrs holds */
 	size_t naddrs;
 	struct kb_frontend_key *stale;	/* pinned frontends adoption could not mirror: the next apply deletes them */
@@ -128,6 +129,29 @@ int kb_map_batches(int fd, size_t ksz, size_t vsz, int (*chunk)(void *ctx, void 
 /* dataplane_apply.c: kb_dataplane_ops.apply and .fits for the BPF dataplane. */
 int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c);
 int kb_bpf_fits(struct kb_dataplane *dp, const struct kb_compiled *c, char *why, size_t len);
+
+/* dataplane_apply.c: what the apply and update paths share. */
+/* Endpoint ids taken by this apply, given back if it stops before writing. */
+struct kb_fresh {
+	__u32 *v;
+	size_t n, cap;
+};
+/* Zero a per-CPU slot before its id names a new frontend or endpoint. */
+int kb_zero_percpu(struct bpf_map *map, const __u32 *ids, size_t n, int ncpus);
+int kb_write_slots(struct kb_bpf_dataplane *d, __u32 base, const struct kb_slot *s, __u32 n);
+/* The index of key in the mirror, or -1. */
+long kb_fe_lookup(const struct kb_bpf_dataplane *d, const struct kb_frontend_key *key);
+/* Distinct endpoints of a compiled frontend (the ids it needs). */
+size_t kb_distinct_eps(const struct kb_cfrontend *cf);
+/* The mirror entry of a changed or new frontend (of: the mirror of its key, or NULL), no kernel writes. */
+int kb_fe_build(struct kb_bpf_dataplane *d, const struct kb_cfrontend *cf, const struct kb_fe_state *of,
+		struct kb_fe_state *nf, struct kb_fresh *fresh);
+/* Give back the ids of of's endpoints that nf (NULL: the frontend goes) no longer has. */
+void kb_put_gone_ids(struct kb_bpf_dataplane *d, const struct kb_fe_state *of, const struct kb_fe_state *nf);
+
+/* dataplane_update.c: kb_dataplane_ops.update and .fits_update, the scoped change's path. */
+int kb_bpf_update(struct kb_dataplane *dp, const struct kb_cfrontend *fes, size_t n);
+int kb_bpf_fits_update(struct kb_dataplane *dp, const struct kb_cfrontend *fes, size_t n, char *why, size_t len);
 
 /* dataplane_verify.c: kb_dataplane_ops.verify, reading the maps back from the kernel. */
 int kb_bpf_verify(struct kb_dataplane *dp, const struct kb_compiled *c, kb_verify_diff_fn diff, void *ctx);

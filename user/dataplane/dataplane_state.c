@@ -218,9 +218,11 @@ int kb_reindex(struct kb_bpf_dataplane *d)
 	err = kb_index_init(&d->feix, d->nfes);
 	if (err)
 		return err;
+	d->nslots = 0;
 	for (i = 0; i < d->nfes; i++) {
 		kb_index_find(&d->feix, &d->fes[i].key, sizeof(d->fes[i].key), d->fes, sizeof(*d->fes), &hole);
 		d->feix.tab[hole] = (__u32)i + 1;
+		d->nslots += d->fes[i].val.nslots;
 	}
 	return 0;
 }

@@ -69,6 +69,70 @@ static int reindex(struct kb_health *h)
 	return 0;
 }
 
+/* Where the endpoint of key k is in eps (it is tracked). */
+static size_t find_pos(const struct kb_health *h, const struct kb_endpoint_key *k)
+{
+	size_t m = h->ixcap - 1, i;
+
+	for (i = key_hash(k) & m; h->ix[i]; i = (i + 1) & m)
+		if (!memcmp(&h->eps[h->ix[i] - 1]->key, k, sizeof(*k)))
+			break;
+	return h->ix[i] - 1;
+}
+
+/* Put eps[e] in the index; a reindex makes room when it is half full. */
+static int index_add(struct kb_health *h, size_t e)
+{
+	size_t m, i;
+
+	if (!h->ixcap || h->neps * 2 > h->ixcap)
+		return reindex(h);
+	m = h->ixcap - 1;
+	for (i = key_hash(&h->eps[e]->key) & m; h->ix[i]; i = (i + 1) & m)
+		;
+	h->ix[i] = (__u32)e + 1;
+	return 0;
+}
+
+/* The index slot that holds eps[e]. */
+static size_t index_slot(const struct kb_health *h, size_t e)
+{
+	size_t m = h->ixcap - 1, i;
+
+	for (i = key_hash(&h->eps[e]->key) & m; h->ix[i] != e + 1; i = (i + 1) & m)
+		;
+	return i;
+}
+
+/*
+ * Take eps[e] out of the index (linear probing's backward shift: later
+ * entries of the run move up when their home allows) and out of eps (the
+ * last endpoint takes its place). The caller frees it.
+ */
+static void hep_remove(struct kb_health *h, size_t e)
+{
+	size_t m = h->ixcap - 1, i = index_slot(h, e), j = i, last = h->neps - 1;
+
+	for (;;) {
+		size_t k;
+
+		j = (j + 1) & m;
+		if (!h->ix[j])
+			break;
+		k = key_hash(&h->eps[h->ix[j] - 1]->key) & m;
+		if (i <= j ? (k <= i || k > j) : (k <= i && k > j)) {
+			h->ix[i] = h->ix[j];
+			i = j;
+		}
+	}
+	h->ix[i] = 0;
+	if (e != last) {
+		h->ix[index_slot(h, last)] = (__u32)e + 1;
+		h->eps[e] = h->eps[last];
+	}
+	h->neps--;
+}
+
 static void ep_key(const struct kb_cfrontend *fe, const struct kb_cendpoint *ep, struct kb_endpoint_key *k)
 {
 	memset(k, 0, sizeof(*k));
@@ -106,6 +170,8 @@ static int health_due(void *ctx)
 
 	if (h->dirty || h->ndoomed)
 		return 0;
+	if (!h->npolicy)
+		return -1;	/* no check anywhere: nothing to time, and 100,000 endpoints are not walked per loop turn */
 	for (size_t i = 0; i < h->neps; i++) {
 		const struct hep *e = h->eps[i];
 
@@ -148,7 +214,7 @@ static void apply_policy(struct kb_health *h, struct hep *e, const struct kb_btp
 {
 	const struct kb_active_hc *a = p && p->active.present ? &p->active : NULL;
 	const struct kb_passive_hc *o = p && p->passive.present ? &p->passive : NULL;
-	bool was = hep_healthy(e);
+	bool was = hep_healthy(e), had = e->active || e->passive;
 
 	e->active = a != NULL;
 	if (a) {
@@ -190,6 +256,7 @@ static void apply_policy(struct kb_health *h, struct hep *e, const struct kb_btp
 		e->ejected = false;
 		e->multiplier = 0;
 	}
+	h->npolicy = h->npolicy - had + (e->active || e->passive);
 	hl_set_dirty(h, e, was);
 }
 
@@ -231,8 +298,10 @@ void kb_health_sync(struct kb_health *h, const struct kb_compiled *c)
 
 	if (!h)
 		return;
-	for (size_t i = 0; i < h->neps; i++)
+	for (size_t i = 0; i < h->neps; i++) {
 		h->eps[i]->seen = false;
+		h->eps[i]->refs = 0;
+	}
 	free_groups(h);
 	h->groups = calloc(c->nfes ? c->nfes : 1, sizeof(*h->groups));
 	for (size_t f = 0; f < c->nfes; f++) {
@@ -260,6 +329,7 @@ void kb_health_sync(struct kb_health *h, const struct kb_compiled *c)
 				if (!e || reindex(h))
 					continue;
 			}
+			e->refs++;
 			if (!e->seen) {
 				e->seen = true;
 				apply_policy(h, e, p);
@@ -280,6 +350,7 @@ void kb_health_sync(struct kb_health *h, const struct kb_compiled *c)
 		}
 		hl_probe_close(h, e);
 		hl_doom(h, &e->key);
+		h->npolicy -= e->active || e->passive;
 		free(e);
 		h->swept = false;	/* its kernel entries go at the next sync */
 	}
@@ -288,6 +359,88 @@ void kb_health_sync(struct kb_health *h, const struct kb_compiled *c)
 		kb_err("failed to index endpoint health: out of memory");
 	hl_sync_maps(h);
 	hl_run_destroy(h);
+}
+
+static bool tracked(const struct kb_cendpoint *ep)
+{
+	return ep->type != KB_EP_UNIX && (ep->family == AF_INET || ep->family == AF_INET6);
+}
+
+int kb_health_update(struct kb_health *h, const struct kb_cfrontend *old, const struct kb_cfrontend *now, size_t n)
+{
+	struct kb_ep_outcomes *zo;
+	long t = kb_now_ms();
+
+	if (!h)
+		return 0;
+	/*
+	 * An endpoint's check is the first frontend's (in table order) that has
+	 * one: when one is involved, on either side or on an endpoint either
+	 * side uses, only the whole sync knows which.
+	 */
+	for (size_t f = 0; f < 2 * n; f++) {
+		const struct kb_cfrontend *fe = f < n ? &old[f] : &now[f - n];
+		struct kb_endpoint_key k;
+		const struct hep *e;
+
+		if (fe->policy && (fe->policy->active.present || fe->policy->passive.present))
+			return -EAGAIN;
+		for (size_t i = 0; i < fe->neps; i++) {
+			if (!tracked(&fe->eps[i]))
+				continue;
+			ep_key(fe, &fe->eps[i], &k);
+			e = hl_find(h, &k);
+			if (e && (e->active || e->passive))
+				return -EAGAIN;
+		}
+	}
+	zo = calloc((size_t)h->ncpus + 1, sizeof(*zo));
+	if (!zo)
+		return -ENOMEM;
+	/* The new users first, so that an endpoint both sides name never drops to no user. */
+	for (size_t f = 0; f < n; f++)
+		for (size_t i = 0; i < now[f].neps; i++) {
+			struct kb_endpoint_key k;
+			struct hep *e;
+
+			if (!tracked(&now[f].eps[i]))
+				continue;
+			ep_key(&now[f], &now[f].eps[i], &k);
+			e = hl_find(h, &k);
+			if (!e) {
+				e = hep_new(h, &k, t);
+				if (!e || index_add(h, h->neps - 1)) {
+					free(zo);
+					return -ENOMEM;	/* the whole sync counts again from scratch */
+				}
+				e->seen = true;
+				apply_policy(h, e, NULL);
+				hl_sync_ep(h, e, zo);
+			}
+			e->refs++;
+		}
+	for (size_t f = 0; f < n; f++)
+		for (size_t i = 0; i < old[f].neps; i++) {
+			struct kb_endpoint_key k;
+			struct hep *e;
+
+			if (!tracked(&old[f].eps[i]))
+				continue;
+			ep_key(&old[f], &old[f].eps[i], &k);
+			e = hl_find(h, &k);
+			if (!e || !e->refs || --e->refs)
+				continue;
+			/* Its last user went: its probe stops, its UDP sockets and kernel entries go. */
+			hl_probe_close(h, e);
+			hl_doom(h, &e->key);
+			hl_forget_ep(h, &e->key);
+			h->npolicy -= e->active || e->passive;
+			hep_remove(h, find_pos(h, &k));
+			free(e);
+		}
+	free(zo);
+	hl_run_destroy(h);
+	return 0;
 }
 
 bool kb_health_healthy(struct kb_health *h, const struct kb_cfrontend *fe, const struct kb_cendpoint *ep)

@@ -42,6 +42,14 @@ void kb_health_close(struct kb_health *h);
 
 /* The programmed table changed: track its endpoints and their policies, drop the rest. */
 void kb_health_sync(struct kb_health *h, const struct kb_compiled *c);
+/*
+ * The frontends old[i] were replaced in place by now[i] (the same keys), n
+ * of them: track the endpoints they stopped or started naming, without
+ * reading the rest of the table. 0, or nonzero (-EAGAIN when a health check
+ * is involved, on either side or on an endpoint either side names; -ENOMEM):
+ * call kb_health_sync with the whole table instead.
+ */
+int kb_health_update(struct kb_health *h, const struct kb_cfrontend *old, const struct kb_cfrontend *now, size_t n);
 
 /* kb_compile_env.healthy: not ejected and not failing its active checks. */
 bool kb_health_healthy(struct kb_health *h, const struct kb_cfrontend *fe, const struct kb_cendpoint *ep);

@@ -16,10 +16,44 @@
 /* ---- the kernel's per-endpoint entries ---- */
 
 /* Kernel entries: endpoint_load and endpoint_outcomes for every TCP endpoint, eject_thresholds for passive ones. */
+void hl_sync_ep(struct kb_health *h, struct hep *e, const void *zo)
+{
+	struct kb_ep_load zl = { 0 };
+	__u32 th = e->threshold, cur;
+
+	if (h->load_fd < 0 || e->key.proto != KB_PROTO_TCP)
+		return;
+	/* Written before with the same settings: a change of 1 of 10,000 frontends makes no call here. */
+	if (e->synced && e->synced_passive == e->passive && e->synced_th == th)
+		return;
+	e->synced = true;
+	e->synced_passive = e->passive;
+	e->synced_th = th;
+	bpf_map_update_elem(h->load_fd, &e->key, &zl, BPF_NOEXIST);
+	if (h->outcomes_fd >= 0)
+		bpf_map_update_elem(h->outcomes_fd, &e->key, zo, BPF_NOEXIST);
+	if (h->thresh_fd < 0)
+		return;
+	if (!e->passive)
+		bpf_map_delete_elem(h->thresh_fd, &e->key);
+	else if (bpf_map_lookup_elem(h->thresh_fd, &e->key, &cur) || cur != th)
+		bpf_map_update_elem(h->thresh_fd, &e->key, &th, BPF_ANY);
+}
+
+void hl_forget_ep(struct kb_health *h, const struct kb_endpoint_key *k)
+{
+	if (h->load_fd < 0)
+		return;
+	bpf_map_delete_elem(h->load_fd, k);
+	if (h->outcomes_fd >= 0)
+		bpf_map_delete_elem(h->outcomes_fd, k);
+	if (h->thresh_fd >= 0)
+		bpf_map_delete_elem(h->thresh_fd, k);
+}
+
 void hl_sync_maps(struct kb_health *h)
 {
 	struct kb_endpoint_key k, next, *prev = NULL, *stale = NULL;
-	struct kb_ep_load zl = { 0 };
 	struct kb_ep_outcomes *zo = calloc((size_t)h->ncpus, sizeof(*zo));
 	size_t nstale = 0, cap = 0;
 
@@ -27,28 +61,8 @@ void hl_sync_maps(struct kb_health *h)
 		free(zo);
 		return;
 	}
-	for (size_t i = 0; i < h->neps; i++) {
-		struct hep *e = h->eps[i];
-		__u32 th = e->threshold, cur;
-
-		if (e->key.proto != KB_PROTO_TCP)
-			continue;
-		/* Written before with the same settings: a change of 1 of 10,000 frontends makes no call here. */
-		if (e->synced && e->synced_passive == e->passive && e->synced_th == th)
-			continue;
-		e->synced = true;
-		e->synced_passive = e->passive;
-		e->synced_th = th;
-		bpf_map_update_elem(h->load_fd, &e->key, &zl, BPF_NOEXIST);
-		if (h->outcomes_fd >= 0)
-			bpf_map_update_elem(h->outcomes_fd, &e->key, zo, BPF_NOEXIST);
-		if (h->thresh_fd < 0)
-			continue;
-		if (!e->passive)
-			bpf_map_delete_elem(h->thresh_fd, &e->key);
-		else if (bpf_map_lookup_elem(h->thresh_fd, &e->key, &cur) || cur != th)
-			bpf_map_update_elem(h->thresh_fd, &e->key, &th, BPF_ANY);
-	}
+	for (size_t i = 0; i < h->neps; i++)
+		hl_sync_ep(h, h->eps[i], zo);
 	/* Entries of endpoints that are gone, also those a previous daemon left behind (once, then after each removal). */
 	while (!h->swept && !bpf_map_get_next_key(h->load_fd, prev, &next)) {
 		k = next;
@@ -66,13 +80,8 @@ void hl_sync_maps(struct kb_health *h)
 		}
 		stale[nstale++] = k;
 	}
-	for (size_t i = 0; i < nstale; i++) {
-		bpf_map_delete_elem(h->load_fd, &stale[i]);
-		if (h->outcomes_fd >= 0)
-			bpf_map_delete_elem(h->outcomes_fd, &stale[i]);
-		if (h->thresh_fd >= 0)
-			bpf_map_delete_elem(h->thresh_fd, &stale[i]);
-	}
+	for (size_t i = 0; i < nstale; i++)
+		hl_forget_ep(h, &stale[i]);
 	free(stale);
 	free(zo);
 	h->swept = true;

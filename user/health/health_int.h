@@ -35,6 +35,7 @@ struct hep {
 	char addr[INET6_ADDRSTRLEN];
 	__u16 port;			/* host order */
 	bool seen;			/* in the table being synced */
+	unsigned refs;			/* (frontend, endpoint) pairs of the table that name it */
 	/* What hl_sync_maps last wrote to the kernel for it, so an unchanged endpoint costs no system call. */
 	bool synced, synced_passive;
 	__u32 synced_th;
@@ -96,6 +97,7 @@ struct kb_health {
 	size_t ixcap;
 	struct group *groups;
 	size_t ngroups;
+	size_t npolicy;		/* endpoints with an active or passive check: none, nothing is timed */
 	bool dirty;		/* health changed since the last recompile */
 	struct kb_endpoint_key *doomed;	/* UDP endpoints whose connected sockets must go */
 	size_t ndoomed, capdoomed;
@@ -136,6 +138,9 @@ void hl_eject_watch(struct kb_health *h);
 void hl_eject_tick(struct kb_health *h, struct hep *e, long now);
 /* Make the kernel's per-endpoint entries match the tracked endpoints. */
 void hl_sync_maps(struct kb_health *h);
+/* The same for one endpoint (zo: zeroed per-CPU outcomes, ncpus long); and drop the entries of one that went. */
+void hl_sync_ep(struct kb_health *h, struct hep *e, const void *zo);
+void hl_forget_ep(struct kb_health *h, const struct kb_endpoint_key *k);
 /* Queue k's connected UDP sockets for destruction (TCP keys are ignored). */
 void hl_doom(struct kb_health *h, const struct kb_endpoint_key *k);
 /* Destroy the queued UDP sockets now. */

@@ -123,6 +123,10 @@ struct kb_meta {
 	bool skip_judge;
 	/* Set while the daemon builds its next state: the change names this object (apply_scope.c). */
 	bool named;
+	/* Set while the daemon builds a change's scope: the object is judged again or read as context. */
+	bool in_scope;
+	/* The daemon's order of arrival: increasing along its state's arrays (change/state_index.c). */
+	unsigned long seq;
 	/* Status, written by validate. */
 	struct kb_condition *conds;
 	size_t nconds;

@@ -44,6 +44,8 @@ bool kb_parent_attaches(const struct kb_model *m, const struct kb_route *r, cons
 
 /* The status key of a parent ref: "ns/name" or "ns/name/section". Arena-allocated. */
 char *kb_parent_key(struct kb_model *m, const struct kb_route *r, const struct kb_parent_ref *pr);
+/* The same key into buf (snprintf's contract: the length it needs is returned), for a lookup that keeps nothing. */
+int kb_parent_key_buf(char *buf, size_t len, const struct kb_route *r, const struct kb_parent_ref *pr);
 
 /* Is this backendRef a gateway.envoyproxy.io Backend (as opposed to a Service)? */
 bool kb_ref_is_backend(const struct kb_backend_ref *ref);

@@ -27,13 +27,22 @@ static bool route_udp(const struct kb_route *r)
 	return r->meta.kind == KB_KIND_UDPROUTE;
 }
 
-char *kb_parent_key(struct kb_model *m, const struct kb_route *r, const struct kb_parent_ref *pr)
+int kb_parent_key_buf(char *buf, size_t len, const struct kb_route *r, const struct kb_parent_ref *pr)
 {
 	const char *ns = pr->namespace ? pr->namespace : vx_ns(&r->meta);
 
 	if (pr->section_name && *pr->section_name)
-		return kb_sprintf(&m->arena, "%s/%s/%s", ns, pr->name ? pr->name : "", pr->section_name);
-	return kb_sprintf(&m->arena, "%s/%s", ns, pr->name ? pr->name : "");
+		return snprintf(buf, len, "%s/%s/%s", ns, pr->name ? pr->name : "", pr->section_name);
+	return snprintf(buf, len, "%s/%s", ns, pr->name ? pr->name : "");
+}
+
+char *kb_parent_key(struct kb_model *m, const struct kb_route *r, const struct kb_parent_ref *pr)
+{
+	int n = kb_parent_key_buf(NULL, 0, r, pr);
+	char *p = kb_alloc(&m->arena, n > 0 ? (size_t)n + 1 : 1);
+
+	kb_parent_key_buf(p, n > 0 ? (size_t)n + 1 : 1, r, pr);
+	return p;
 }
 
 static int cmp_str(const void *a, const void *b)
