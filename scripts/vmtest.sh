@@ -171,7 +171,7 @@ prepare() {
 		cp "$tmp/root/boot/vmlinuz-$kver" "$tmp/vmlinux"
 	fi
 
-	# The initramfs: busybox, the boot modules in load order, and init.
+	# The initramfs: busybox and the boot modules in load order (init comes with each run).
 	local ird=$tmp/initramfs
 	mkdir -p "$ird"/{bin,sbin,dev,proc,sys,lower,rw,newroot,modules,lib/modules}
 	cp /bin/busybox "$ird/bin/busybox"
@@ -185,8 +185,6 @@ prepare() {
 	echo "$kver" >"$ird/kver"
 	echo "$dir/root/lib/modules" >"$ird/moddir"
 	echo "$EXTRA_MODULES" >"$ird/extra-modules"
-	write_init >"$ird/init"
-	chmod 0755 "$ird/init"
 	(cd "$ird" && find . | busybox cpio -o -H newc 2>/dev/null) >"$tmp/initramfs.cpio" || die "cpio failed"
 	rm -rf "$ird" "$tmp/root/boot"
 	echo "$kver" >"$tmp/kver"
@@ -231,9 +229,21 @@ mkdir -p $R/lib/modules && ln -s "$(cat /moddir)/$(cat /kver)" $R/lib/modules/
 ip link set lo up
 hostname vmtest
 cp /cmd.sh $R/run/vmtest-cmd.sh
+# The command writes into a pipe, as under make or a CI runner on the host (not a tty:
+# no colours, the same buffering); cat carries it to ttyS1, in raw mode (no CR added).
 stty -F /dev/ttyS1 raw -echo
-chroot $R /bin/bash /run/vmtest-cmd.sh </dev/null >/dev/ttyS1 2>&1
+mkfifo /out
+cat /out >/dev/ttyS1 &
+cat=$!
+chroot $R /bin/bash /run/vmtest-cmd.sh </dev/null >/out 2>&1
 rc=$?
+# Whatever the command left running goes now (kernel threads ignore the signal), so that
+# cat sees the end of its output; then the status, which tells the host to stop the VM.
+for p in /proc/[0-9]*; do
+	p=${p#/proc/}
+	[ "$p" = 1 ] || [ "$p" = "$cat" ] || kill -KILL "$p" 2>/dev/null
+done
+wait "$cat"
 echo "$(cat /marker) $rc" >/dev/ttyS1
 reboot -f
 EOF
@@ -282,12 +292,16 @@ mkdir "$run/cpio"
 		case $name in PWD | OLDPWD | SHLVL | _ | HOSTNAME) continue ;; esac
 		printf 'export %s=%q\n' "$name" "${!name}"
 	done
+	printf 'export VMTEST_KERNEL=%q\n' "$pkg $ver"
 	printf 'cd -- %q || exit 125\n' "$PWD"
 	printf 'exec'
 	printf ' %q' "$@"
 	printf '\n'
 } >"$run/cpio/cmd.sh"
 echo "$marker" >"$run/cpio/marker"
+# init comes with each run, not with the cached kernel, so a change to it needs no re-prepare.
+write_init >"$run/cpio/init"
+chmod 0755 "$run/cpio/init"
 (cd "$run/cpio" && find . | busybox cpio -o -H newc 2>/dev/null) >"$run/run.cpio"
 cat "$kdir/initramfs.cpio" "$run/run.cpio" >"$run/initrd"
 
@@ -300,7 +314,7 @@ coproc QEMU {
 		-machine pc -accel tcg -cpu max -smp "$cpus" -m "$mem" \
 		-nic none \
 		-kernel "$kdir/vmlinux" -initrd "$run/initrd" \
-		-append "console=ttyS0 panic=-1 quiet rdinit=/init" \
+		-append "console=ttyS0 panic=-1 quiet rdinit=/init ${VMTEST_APPEND:-}" \
 		-serial "file:$run/console.log" -serial stdio \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 		</dev/null
