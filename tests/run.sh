@@ -24,13 +24,12 @@ programs() {
 }
 
 # The e2e programs the guest runs by default: those that load and attach every program on
-# the guest's kernel (its verifier, CO-RE, pinned links surviving the daemon, sock_addr
-# steering, the maps read back) and those whose paths differ there (sockops and the UDP
-# iterator without bpf_sock_destroy, the feature probe, sk_lookup). The whole suite does not
-# fit in make test under qemu's emulation (docs/OPERATIONS.md, "Kernels tested": test_bridge
-# alone took 377 s, test_crash over 7 minutes): KB_VM_TESTS=all runs it, or
-# KB_VM_TESTS="test_x test_y" any list.
-VM_TESTS_DEFAULT="test_bpf_load test_steering test_verify test_daemon test_health test_bridge_unix"
+# the guest's kernel (its verifier, CO-RE, pins re-adopted, sock_addr steering, the maps read
+# back) and those whose paths differ there (sockops and the UDP iterator without
+# bpf_sock_destroy, the feature probe, sk_lookup). The whole suite does not fit in make test
+# under qemu's emulation (docs/OPERATIONS.md, "Kernels tested": test_bridge alone took 377 s,
+# test_crash over 7 minutes): KB_VM_TESTS=all runs it, or KB_VM_TESTS="test_x test_y" any list.
+VM_TESTS_DEFAULT="test_bpf_load test_steering test_verify test_health test_bridge_unix"
 
 # Inside the guest: the e2e programs, each named after the kernel it runs on
 # (a symlink in the guest's own /run), so every prove line says which kernel it is.
