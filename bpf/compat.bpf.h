@@ -15,15 +15,13 @@
 #define ECONNREFUSED 111
 
 /*
- * Refuse the syscall with errno err. bpf_set_retval (5.18+) makes the errno
- * meaningful; older kernels only know "return 0", which the caller sees as
- * EPERM. The CO-RE check turns the branch into a constant, so the verifier
- * of an old kernel never sees the unknown helper.
+ * Refuse the syscall with errno err: "return 0" alone reads as EPERM.
+ * bpf_set_retval (5.18) is required (user/daemon/kernel_features.c): an EPERM fallback for
+ * older kernels was dropped, because no kernel here could test it.
  */
 static __always_inline int kb_refuse(int err)
 {
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval))
-		bpf_set_retval(-err);
+	bpf_set_retval(-err);
 	return 0;
 }
 

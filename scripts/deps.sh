@@ -5,11 +5,14 @@
 # groff-base (groff) and systemd (systemd-analyze) serve the man page and
 # unit file checks; installing systemd does not make it init (that is
 # systemd-sysv), so it is safe in a container too.
+# qemu-system-x86, busybox-static and xz-utils serve scripts/vmtest.sh, which boots
+# Debian's own kernel packages (fetched with apt-get download) to run the e2e suite on them.
 set -eu
 PKGS="clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make
 libyaml-dev libc-ares-dev libjson-c-dev libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev
 iproute2 dnsmasq-base socat nftables haproxy perl procps
-groff-base systemd"
+groff-base systemd
+qemu-system-x86 busybox-static xz-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

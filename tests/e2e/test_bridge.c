@@ -255,11 +255,27 @@ static int bridge_skmem(int port, long *r, long *w)
 	return found ? 0 : -1;
 }
 
+/*
+ * One number of a sysctl, as this (the node's) namespace sees it. Kernels before
+ * net.core.{r,w}mem_default were made per namespace (6.1 is one) show those only in the
+ * initial namespace, where the one global value then is: read it there.
+ */
 static long read_sysctl(const char *path, int field)
 {
 	long v[3] = { -1, -1, -1 };
 	FILE *f = fopen(path, "r");
 
+	if (!f && errno == ENOENT && E.rootns >= 0 && !setns(E.rootns, CLONE_NEWNET)) {
+		f = fopen(path, "r");
+		int err = e2e_setns(E.node);
+
+		if (err) {
+			fprintf(stderr, "# cannot return to %s: %s\n", E.node, strerror(-err));
+			if (f)
+				fclose(f);
+			return -1;
+		}
+	}
 	if (f) {
 		if (fscanf(f, "%ld %ld %ld", &v[0], &v[1], &v[2]) < field + 1)
 			v[field] = -1;

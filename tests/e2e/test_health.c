@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include <json-c/json.h>
@@ -412,29 +413,27 @@ static int one_connect(void)
 }
 
 /*
- * Run `count` connects (or until `ms` elapsed when count is 0) in a child in
- * the cgroup; results in shared memory. `dead` names an endpoint whose
- * answers and refusals mark last_dead_ms (-1: none).
+ * Run `count` connects (0: no limit) until the monotonic ms `until` (0: none)
+ * in a child in the cgroup; results in shared memory. `dead` names an
+ * endpoint whose answers and refusals mark last_dead_ms (-1: none).
  */
-static struct tally run_clients(long count, long ms, int dead)
+static struct tally run_clients_until(long count, long until, int dead)
 {
 	struct tally *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), res;
 	pid_t pid;
 	int st;
 
 	assert_true(t != MAP_FAILED);
+	assert_true(count || until);
 	memset(t, 0, sizeof(*t));
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		long end;
-
 		e2e_child_init();
 		if (e2e_cgroup_enter(E.env.cgroup, 0) || e2e_setns(E.node))
 			_exit(99);
 		t->first_ms = kb_now_ms();
-		end = t->first_ms + ms;
-		for (long i = 0; count ? i < count : kb_now_ms() < end; i++) {
+		for (long i = 0; (!count || i < count) && (!until || kb_now_ms() < until); i++) {
 			int r = one_connect();
 
 			if (r >= 0) {
@@ -465,6 +464,12 @@ static struct tally run_clients(long count, long ms, int dead)
 	res = *t;
 	munmap(t, sizeof(*t));
 	return res;
+}
+
+/* Run `count` connects, or (count 0) connects for `ms`. */
+static struct tally run_clients(long count, long ms, int dead)
+{
+	return run_clients_until(count, count ? 0 : kb_now_ms() + ms, dead);
 }
 
 static long total(const struct tally *t)
@@ -513,6 +518,30 @@ static unsigned serving_mask_on(int port)
 static unsigned serving_mask(void)
 {
 	return serving_mask_on(80);
+}
+
+/*
+ * EP[k]'s passive ejection on :80 as `get endpoints` reports it: the ms it
+ * has left (-1: not ejected) and, in *ejections, how many it has had.
+ */
+static long ejection_left_ms(int k, long *ejections)
+{
+	struct json_object *owner, *fe = get_frontend(80, &owner), *eps, *h;
+	long left = -1;
+
+	*ejections = -1;
+	if (fe && json_object_object_get_ex(fe, "endpoints", &eps))
+		for (size_t i = 0; i < json_object_array_length(eps); i++) {
+			struct json_object *ep = json_object_array_get_idx(eps, i);
+
+			if (strcmp(kb_json_str(ep, "address"), EP[k]) || !json_object_object_get_ex(ep, "health", &h))
+				continue;
+			*ejections = (long)kb_json_int(h, "ejections");
+			if (!strcmp(kb_json_str(h, "state"), "ejected"))
+				left = (long)kb_json_int(h, "ejectedForMs");
+		}
+	json_object_put(owner);
+	return left;
 }
 
 static const char *mask_text(unsigned m, char *buf, size_t len)
@@ -679,15 +708,18 @@ static void config_primary_fallback(const char *policy)
 
 /* ---- tests ---- */
 
+/* What a client run inside an ejection leaves before its end: its scheduling, not the daemon's. */
+#define EJECT_MARGIN_MS 250
+
 /* Passive: after N refused connects the endpoint is ejected, no new connection goes to it, and it comes back. */
 static void test_passive_eject_and_return(void **state)
 {
 	struct tally t;
-	long kill_at;
+	long kill_at, asked, left, ejections;
 
 	NEED_ENV();
 	config_primary_fallback("  healthCheck:\n    passive:\n      splitExternalLocalOriginErrors: true\n"
-				"      consecutiveLocalOriginFailures: 3\n      interval: 1s\n      baseEjectionTime: 3s\n"
+				"      consecutiveLocalOriginFailures: 3\n      interval: 1s\n      baseEjectionTime: 6s\n"
 				"      maxEjectionPercent: 50\n");
 	assert_true(settle(5000));
 	t = run_clients(400, 0, -1);
@@ -712,11 +744,30 @@ static void test_passive_eject_and_return(void **state)
 	assert_int_equal(t.ok[P1], 0);
 	/* One of two primaries: 50% x 1.4 keeps 70% on P2, the rest spills to F1. */
 	assert_int_equal(serving_mask(), 1u << P2 | 1u << F1);
-	t = run_clients(500, 0, P1);
+	/*
+	 * While ejected, no connect goes to P1. The connects stop at the end the
+	 * daemon reports for this ejection (less a margin for the client's
+	 * scheduling): on a slow machine (qemu's emulation, ~13 ms a connect)
+	 * 500 connects outlast the ejection, and a P1 back from it, still dead,
+	 * is rightly refused until it is ejected again. Its end is read before
+	 * the first connect and counted from before the request, so it is never
+	 * late. 6 s leave room for 100 connects there after the 1.5 s above.
+	 */
+	asked = kb_now_ms();
+	left = ejection_left_ms(P1, &ejections);
+	assert_int_equal(ejections, 1);
+	assert_true(left > EJECT_MARGIN_MS);
+	t = run_clients_until(500, asked + left - EJECT_MARGIN_MS, P1);
+	print_message("# passive: %ld connects in the ejection's remaining %ld ms\n", total(&t), left);
 	assert_no_failures(t);
 	assert_int_equal(t.ok[P1], 0);
+	/* Enough connects that a P1 still in the table (1 in 2 primaries) would have shown. */
+	assert_true(total(&t) >= 100);
+	/* And P1 was not back and ejected again meanwhile. */
+	ejection_left_ms(P1, &ejections);
+	assert_int_equal(ejections, 1);
 
-	/* Back after baseEjectionTime (3 s): traffic returns, and no connect fails on the way. */
+	/* Back after baseEjectionTime (6 s): traffic returns, and no connect fails on the way. */
 	ep_start(P1);
 	print_message("# passive: P1 programmed again %ld ms after its restart\n",
 		      wait_serving(1u << P1 | 1u << P2, WAIT_MS));
@@ -1001,18 +1052,134 @@ static void test_least_request(void **state)
 	assert_true(t.ok[P2] > 650);
 }
 
-/* A connected UDP socket to an endpoint that fails its checks is destroyed; its next send errors. */
-static void test_udp_socket_destroyed(void **state)
+/* ---- kernel features: what the daemon's probe says, against the running kernel ---- */
+
+/* The running kernel's release is at least "since" (MAJOR.MINOR), read from uname: the oracle for the probe. */
+static bool kernel_at_least(const char *since)
+{
+	struct utsname u;
+	int maj = 0, min = 0, smaj = 0, smin = 0;
+
+	assert_int_equal(uname(&u), 0);
+	assert_int_equal(sscanf(u.release, "%d.%d", &maj, &min), 2);
+	assert_int_equal(sscanf(since, "%d.%d", &smaj, &smin), 2);
+	return maj > smaj || (maj == smaj && min >= smin);
+}
+
+/* status's features.<name>.present, asked over the control socket; fails the test when the daemon does not say. */
+static bool feature_present(const char *name)
+{
+	struct json_object *r = e2e_ctl(E.env.sock, "status", 5000), *f = e2e_jget(e2e_jget(r, "features"), name);
+	bool present;
+
+	if (!f || !json_object_object_get_ex(f, "present", NULL))
+		fail_msg("status has no features.%s: %s", name, r ? json_object_to_json_string(r) : strerror(errno));
+	present = json_object_get_boolean(e2e_jget(f, "present"));
+	json_object_put(r);
+	return present;
+}
+
+/*
+ * `kbackend status -o json` lists every feature with present/absent, each as
+ * the kernel has it (a mainline kernel has a feature from its "since" on: on
+ * Debian 12's 6.1 bpf_sock_destroy is absent, on 6.5+ present), and the
+ * daemon serves steered connects all the same.
+ */
+static void test_status_features(void **state)
+{
+	const char *const args[] = { "status", NULL };
+	struct json_object *st, *feats;
+	char excerpt[512] = "";
+	size_t n = 0;
+	int rc = -1, count = 0;
+
+	NEED_ENV();
+	config_primary_fallback(NULL);
+	st = e2e_cli_json(E.env.kb, E.env.sock, E.env.log, &rc, args);
+	assert_int_equal(rc, 0);
+	assert_true(e2e_reply_ok(st));
+	feats = e2e_jget(st, "features");
+	assert_non_null(feats);
+	assert_true(strlen(e2e_jstr(st, "kernel")) > 0);
+	json_object_object_foreach(feats, name, f) {
+		bool present = json_object_get_boolean(e2e_jget(f, "present"));
+		bool want = kernel_at_least(e2e_jstr(f, "since"));
+
+		count++;
+		assert_true(json_object_is_type(e2e_jget(f, "present"), json_type_boolean));
+		if (present != want)
+			fail_msg("kernel %s: feature %s (since %s) probed %s", e2e_jstr(st, "kernel"), name,
+				 e2e_jstr(f, "since"), present ? "present" : "absent");
+		/* The daemon runs, so every required feature is there. */
+		assert_true(present || !json_object_get_boolean(e2e_jget(f, "required")));
+		if (!strcmp(name, "bpf_sock_destroy") || !strcmp(name, "bpf_set_retval") || !present)
+			n += (size_t)snprintf(excerpt + n, sizeof(excerpt) - n, "%s\"%s\": %s", n ? ", " : "", name,
+					      json_object_to_json_string_ext(f, JSON_C_TO_STRING_PLAIN));
+	}
+	print_message("# status -o json on %s: \"ok\": %s, features (%d): %s\n", e2e_jstr(st, "kernel"),
+		      e2e_reply_ok(st) ? "true" : "false", count, excerpt);
+	assert_true(count >= 15);
+	/* bpf_sock_destroy by name, against mainline's 6.5 rather than the daemon's "since": absent on Debian 12's 6.1. */
+	assert_int_equal(json_object_get_boolean(e2e_jget(e2e_jget(feats, "bpf_sock_destroy"), "present")),
+			 kernel_at_least("6.5"));
+	assert_true(json_object_is_type(e2e_jget(e2e_jget(feats, "bpf_sock_destroy"), "present"), json_type_boolean));
+	json_object_put(st);
+	/* Still serving: steered connects reach the endpoints, whatever the kernel lacks. */
+	{
+		struct tally t = run_clients(50, 0, -1);
+
+		assert_no_failures(t);
+		assert_int_equal(total(&t), 50);
+	}
+}
+
+/* Send a query on fd; the answer (an endpoint's address) in buf, "" when none came within the socket's timeout. */
+static void udp_ask(int fd, char *buf, size_t len)
+{
+	ssize_t r;
+
+	buf[0] = '\0';
+	if (send(fd, "q", 1, 0) != 1)
+		return;
+	r = recv(fd, buf, len - 1, 0);
+	buf[r > 0 ? r : 0] = '\0';
+}
+
+/* A new connected UDP socket to FE:53: who answers it (in buf). */
+static void udp_new_socket_ask(char *buf, size_t len)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(53) };
 	struct timeval tv = { 1, 0 };
-	char buf[64];
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	inet_pton(AF_INET, FE, &sa.sin_addr);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	buf[0] = '\0';
+	if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		udp_ask(fd, buf, len);
+	close(fd);
+}
+
+/*
+ * A connected UDP socket steered to an endpoint that then fails its checks.
+ * With bpf_sock_destroy (6.5+) the socket is destroyed: its next send errors.
+ * Without it (Debian 12's 6.1) the documented degradation: the daemon keeps
+ * serving, new sockets go to the fallback, and the old socket keeps its peer
+ * (its sends still reach P1, getpeername still shows the frontend).
+ */
+static void test_udp_socket_destroyed(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(53) }, peer;
+	socklen_t pl = sizeof(peer);
+	struct timeval tv = { 1, 0 };
+	char first[64], old[64] = "", fresh[64] = "", pname[INET_ADDRSTRLEN] = "";
 	size_t n = y_head();
-	int fd, err = 0;
-	ssize_t r;
+	bool destroy;
+	int fd, err = 0, self;
 	long end;
 
 	NEED_ENV();
+	destroy = feature_present("bpf_sock_destroy");
 	E.utcp[0] = spawn_ready(udp_check_target, P1);
 	E.utcp[1] = spawn_ready(udp_check_target, F1);
 	assert_true(E.utcp[0] > 0 && E.utcp[1] > 0);
@@ -1022,48 +1189,58 @@ static void test_udp_socket_destroyed(void **state)
 	y_policy(n, "UDPRoute", "dns", ACTIVE_FAST);
 	apply_yaml(Y);
 	wait_serving_on(53, 1u << P1, WAIT_MS);
+	print_message("# bpf_sock_destroy %s: expecting %s\n", destroy ? "present" : "absent",
+		      destroy ? "the socket destroyed" : "the socket kept, new sockets on the fallback");
 
 	/* The client is this test process itself, in the cgroup and the node netns, for the duration. */
 	assert_int_equal(e2e_cgroup_enter(E.env.cgroup, 0), 0);
-	{
-		int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	assert_int_equal(e2e_setns(E.node), 0);
+	inet_pton(AF_INET, FE, &sa.sin_addr);
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		err = -errno;
+	udp_ask(fd, first, sizeof(first));
 
-		assert_int_equal(e2e_setns(E.node), 0);
-		inet_pton(AF_INET, FE, &sa.sin_addr);
-		fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		assert_int_equal(send(fd, "q", 1, 0), 1);
-		r = recv(fd, buf, sizeof(buf) - 1, 0);
-		assert_true(r > 0);
-		buf[r] = '\0';
-		assert_string_equal(buf, EP[P1]);
-
-		e2e_kill(&E.utcp[0]);	/* the check target goes: P1 fails its checks */
-		for (end = kb_now_ms() + ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 3000; kb_now_ms() < end; e2e_sleep_ms(100)) {
+	e2e_kill(&E.utcp[0]);	/* the check target goes: P1 fails its checks */
+	if (destroy) {
+		for (end = kb_now_ms() + ACTIVE_INTERVAL_MS * ACTIVE_UNHEALTHY + 3000; kb_now_ms() < end;
+		     e2e_sleep_ms(100)) {
 			if (send(fd, "q", 1, 0) < 0) {
 				err = errno;
 				break;
 			}
-			recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+			recv(fd, old, sizeof(old) - 1, MSG_DONTWAIT);
 		}
 		print_message("# UDP: send after ejection failed with %s\n", err ? strerror(err) : "nothing");
-		close(fd);
-		/* A new socket goes to the fallback. */
-		fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-		send(fd, "q", 1, 0);
-		r = recv(fd, buf, sizeof(buf) - 1, 0);
-		buf[r > 0 ? r : 0] = '\0';
-		close(fd);
-		setns(self, CLONE_NEWNET);
-		close(self);
+	} else {
+		/* The ejection is programmed (the condition, bounded); nothing will destroy the socket. */
+		wait_serving_on(53, 1u << F1, WAIT_MS);
+		udp_ask(fd, old, sizeof(old));
+		if (!getpeername(fd, (struct sockaddr *)&peer, &pl))
+			inet_ntop(AF_INET, &peer.sin_addr, pname, sizeof(pname));
+		print_message("# UDP without bpf_sock_destroy: the old socket's answer after ejection: %s, its peer %s\n",
+			      old[0] ? old : "(none)", pname);
 	}
+	close(fd);
+	udp_new_socket_ask(fresh, sizeof(fresh));	/* a new socket goes to the fallback */
+	setns(self, CLONE_NEWNET);
+	close(self);
 	e2e_cgroup_enter(E.env.cgroot, 0);
 	e2e_kill(&E.utcp[1]);
-	assert_true(err != 0);
-	assert_string_equal(buf, EP[F1]);
+
+	assert_string_equal(first, EP[P1]);
+	if (destroy) {
+		assert_true(err > 0);
+	} else {
+		assert_int_equal(err, 0);
+		assert_string_equal(old, EP[P1]);	/* the socket keeps its peer */
+		assert_string_equal(pname, FE);		/* and its sock_peers record */
+		assert_true(e2e_daemon_serves(E.env.sock, 5000));
+		assert_false(feature_present("bpf_sock_destroy"));
+	}
+	assert_string_equal(fresh, EP[F1]);
 }
 
 /* `get endpoints` reports ejection and the sockops counters per endpoint. */
@@ -1115,6 +1292,7 @@ int main(void)
 		cmocka_unit_test_setup(test_spill, test_setup),
 		cmocka_unit_test_setup(test_panic, test_setup),
 		cmocka_unit_test_setup(test_least_request, test_setup),
+		cmocka_unit_test_setup(test_status_features, test_setup),
 		cmocka_unit_test_setup(test_udp_socket_destroyed, test_setup),
 		cmocka_unit_test_setup(test_get_endpoints_health, test_setup),
 	};

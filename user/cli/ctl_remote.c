@@ -511,6 +511,22 @@ static void print_watch(struct json_object *reply)
 	}
 }
 
+/* One line: the kernel, and the features it lacks (docs/OPERATIONS.md says what each costs). */
+static void print_features(struct json_object *reply)
+{
+	struct json_object *all = json_object_object_get(reply, "features");
+	const char *sep = "";
+
+	printf("kernel:      %s, ", kb_json_str(reply, "kernel"));
+	json_object_object_foreach(all, name, f) {
+		if (json_object_get_boolean(json_object_object_get(f, "present")))
+			continue;
+		printf("%s%s (since %s)", *sep ? sep : "absent: ", name, kb_json_str(f, "since"));
+		sep = ", ";
+	}
+	printf("%s\n", *sep ? "" : "every feature kbackend uses present");
+}
+
 int ctl_cmd_status(int argc, char **argv)
 {
 	struct json_object *reply, *un;
@@ -536,6 +552,7 @@ int ctl_cmd_status(int argc, char **argv)
 			printf(", %zu more still served from the pins", json_object_array_length(un));
 		printf("\n");
 		print_limits(reply);
+		print_features(reply);
 		printf("applies:     %lld ok, %lld refused\n", kb_json_int(reply, "applies"),
 		       kb_json_int(reply, "applyErrors"));
 		if (*kb_json_str(reply, "lastError"))

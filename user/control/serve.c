@@ -129,6 +129,7 @@ static struct json_object *do_status(struct daemon *d)
 	if (d->metrics_addr)
 		json_object_object_add(r, "metricsAddr", json_object_new_string(d->metrics_addr));
 	json_object_object_add(r, "bridge", kb_daemon_bridge_status(d));
+	kb_features_json(&d->features, r);
 	{
 		struct json_object *cc = json_object_new_object();
 		int n = 0;

@@ -254,6 +254,22 @@ int kb_daemon_main(int argc, char **argv)
 	d.started = time(NULL);
 	if (read_config(&d))
 		return 1;
+	/* Before anything is loaded: a kernel without a required feature gets one line per gap, not a verifier log. */
+	{
+		long long t0 = kb_now_us();
+
+		err = kb_features_probe(&d.features);
+		kb_log_debug("kernel %s: features probed in %lld us", d.features.kernel, kb_now_us() - t0);
+	}
+	if (err) {
+		kb_err("failed to probe the kernel's BPF features: %s", strerror(-err));
+		return 1;
+	}
+	if (kb_features_report(&d.features)) {
+		kb_err("refusing to start: kernel %s lacks what kbackend requires (docs/OPERATIONS.md, \"Kernel features\")",
+		       d.features.kernel);
+		return 1;
+	}
 
 	kb_daemon_restore_begin(&d);
 	d.dp_opts.bpffs = d.bpffs;
@@ -282,6 +298,7 @@ int kb_daemon_main(int argc, char **argv)
 	{
 		struct kb_health_opts ho = {
 			.bpffs = d.bpffs, .cgroup = d.cgroup, .loop = d.loop, .changed = on_health, .ctx = &d,
+			.udp_destroy = d.features.present[KB_FEAT_SOCK_DESTROY],
 		};
 
 		/* Not fatal: without it every endpoint counts as healthy, as before. */

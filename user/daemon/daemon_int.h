@@ -15,6 +15,7 @@
 #include "control/control.h"
 #include "dataplane/dataplane.h"
 #include "health/health.h"
+#include "daemon/kernel_features.h"
 #include "daemon/loop.h"
 #include "manifest/model.h"
 #include "resolver/resolver.h"
@@ -73,6 +74,7 @@ struct daemon {
 	struct kb_loop *loop;
 	struct kb_dataplane *dp;
 	struct kb_resolver *resolver;	/* FQDN endpoints; its answers feed every compile */
+	struct kb_features features;	/* what the kernel offers, probed at start (status shows it) */
 	struct kb_health *health;	/* endpoint health; feeds every compile (NULL: all healthy) */
 	long restore_deadline;		/* restored state waits for DNS until then; 0: not waiting */
 	struct kb_model state;		/* the accepted objects, validated */

@@ -603,15 +603,16 @@ static void open_sockops(struct kb_health *h, const struct kb_health_opts *o)
 	close(cgfd);
 }
 
-/* bpf_sock_destroy needs 6.5+; without it, UDP sockets to an ejected endpoint keep their peer. */
+/* bpf_sock_destroy needs 6.5+; without it (the probe logged that) UDP sockets to an ejected endpoint keep their peer. */
 static void open_udp_destroy(struct kb_health *h, const struct kb_health_opts *o)
 {
 	int err;
 
+	if (!o->udp_destroy)
+		return;
 	h->ud = udp_destroy_bpf__open();
 	err = h->ud ? kb_dataplane_reuse_pins(h->ud->obj, o->bpffs) : -errno;
 	if (!err) {
-		/* Quiet: a kernel without the kfunc fails here, and that is reported once below. */
 		err = udp_destroy_bpf__load(h->ud);
 	}
 	if (!err) {
@@ -620,8 +621,8 @@ static void open_udp_destroy(struct kb_health *h, const struct kb_health_opts *o
 			err = -errno;
 	}
 	if (err) {
-		kb_log_info("connected UDP sockets will not be destroyed on ejection: the UDP iterator with "
-			    "bpf_sock_destroy (Linux 6.5+) did not load: %s", strerror(-err));
+		kb_err("failed to load the UDP iterator with bpf_sock_destroy: %s; connected UDP sockets will not "
+		       "be destroyed on ejection", strerror(-err));
 		udp_destroy_bpf__destroy(h->ud);
 		h->ud = NULL;
 		h->ud_link = NULL;

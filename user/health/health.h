@@ -29,6 +29,8 @@ struct kb_health_opts {
 	/* Health changed: recompile and swap. Called from a loop timer, never from inside a compile. */
 	void (*changed)(void *ctx);
 	void *ctx;
+	/* The kernel has bpf_sock_destroy and iter/udp (the feature probe): load the UDP teardown iterator. */
+	bool udp_destroy;
 };
 
 /*
