@@ -266,6 +266,7 @@ void kb_daemon_restore(struct daemon *d)
 		kb_health_sync(d->health, &d->compiled);
 		kb_log_info("restored %zu object(s) from %s; waiting for DNS before programming", m.nobjects,
 			    d->state_dir);
+		kb_daemon_trim_soon(d);
 		return;
 	}
 	if (d->dp->ops->fits && d->dp->ops->fits(d->dp, &c, msg, sizeof(msg))) {
@@ -298,6 +299,7 @@ void kb_daemon_restore(struct daemon *d)
 	kb_daemon_update_names(d);
 	kb_health_sync(d->health, &d->compiled);
 	kb_log_info("restored %zu object(s), %zu frontend(s) from %s", m.nobjects, c.nfes, d->state_dir);
+	kb_daemon_trim_soon(d);	/* the parse's and compile's peak goes back, as after a change */
 }
 
 void kb_daemon_accounted(struct daemon *d)

@@ -48,6 +48,23 @@ int kb_zero_percpu(struct bpf_map *map, const __u32 *ids, size_t n, int ncpus)
 	return err;
 }
 
+int kb_before_writes(struct kb_bpf_dataplane *d, __u64 needslots, __u64 freeslots, const __u32 *fresh, size_t nfresh)
+{
+	int err;
+
+	for (size_t i = 0; i < d->free_runs.n; i++)
+		freeslots += d->free_runs.v[i].len;
+	for (size_t i = 0; i < d->retired_runs.n; i++)
+		freeslots += d->retired_runs.v[i].len;
+	if (needslots > freeslots) {
+		kb_err("failed to apply %llu new slots: %llu free of %u in the slots map",
+		       (unsigned long long)needslots, (unsigned long long)freeslots, d->max_slots);
+		return -ENOSPC;
+	}
+	err = kb_zero_percpu(d->skel->maps.endpoint_stats, fresh, nfresh, d->ncpus);
+	return err ? kb_fail(err, "zero", "endpoint counters") : 0;
+}
+
 int kb_write_slots(struct kb_bpf_dataplane *d, __u32 base, const struct kb_slot *s, __u32 n)
 {
 	int fd = bpf_map__fd(d->skel->maps.slots);
@@ -403,10 +420,6 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 	 * nothing: changed frontends need fresh runs, and the space they may use
 	 * is free, retired, or held by frontends that go away or change.
 	 */
-	for (i = 0; i < d->free_runs.n; i++)
-		freeslots += d->free_runs.v[i].len;
-	for (i = 0; i < d->retired_runs.n; i++)
-		freeslots += d->retired_runs.v[i].len;
 	for (i = 0; i < d->nfes; i++)
 		if (!matched[i])
 			freeslots += d->fes[i].val.nslots;
@@ -417,17 +430,9 @@ int kb_bpf_apply(struct kb_dataplane *dp, const struct kb_compiled *c)
 		if (from[i] >= 0)
 			freeslots += d->fes[from[i]].val.nslots;
 	}
-	if (needslots > freeslots) {
-		err = -ENOSPC;
-		kb_err("failed to apply %llu new slots: %llu free of %u in the slots map",
-		       (unsigned long long)needslots, (unsigned long long)freeslots, d->max_slots);
+	err = kb_before_writes(d, needslots, freeslots, fresh.v, fresh.n);
+	if (err)
 		goto out_put_ids;
-	}
-	err = kb_zero_percpu(d->skel->maps.endpoint_stats, fresh.v, fresh.n, d->ncpus);
-	if (err) {
-		err = kb_fail(err, "zero", "endpoint counters");
-		goto out_put_ids;
-	}
 
 	/* Frontend addresses go in before the frontends that need them; deletes wait until the frontends are gone. */
 	for (i = 0; i < nna; i++) {

@@ -138,6 +138,13 @@ struct kb_fresh {
 };
 /* Zero a per-CPU slot before its id names a new frontend or endpoint. */
 int kb_zero_percpu(struct bpf_map *map, const __u32 *ids, size_t n, int ncpus);
+/*
+ * Before an apply's or an update's first write: the changed frontends' new
+ * runs (needslots) must fit in the free and retired slots plus what leaves
+ * (freeslots), and their fresh endpoint ids' counters are zeroed. 0,
+ * -ENOSPC (logged: nothing was written) or -errno.
+ */
+int kb_before_writes(struct kb_bpf_dataplane *d, __u64 needslots, __u64 freeslots, const __u32 *fresh, size_t nfresh);
 int kb_write_slots(struct kb_bpf_dataplane *d, __u32 base, const struct kb_slot *s, __u32 n);
 /* The index of key in the mirror, or -1. */
 long kb_fe_lookup(const struct kb_bpf_dataplane *d, const struct kb_frontend_key *key);

@@ -126,21 +126,9 @@ int kb_bpf_update(struct kb_dataplane *dp, const struct kb_cfrontend *fes, size_
 	if (!nbuilt)
 		goto out;
 	/* Capacity before any write, as the whole apply checks it: a change that does not fit changes nothing. */
-	for (i = 0; i < d->free_runs.n; i++)
-		freeslots += d->free_runs.v[i].len;
-	for (i = 0; i < d->retired_runs.n; i++)
-		freeslots += d->retired_runs.v[i].len;
-	if (needslots > freeslots) {
-		err = -ENOSPC;
-		kb_err("failed to apply %llu new slots: %llu free of %u in the slots map",
-		       (unsigned long long)needslots, (unsigned long long)freeslots, d->max_slots);
+	err = kb_before_writes(d, needslots, freeslots, fresh.v, fresh.n);
+	if (err)
 		goto out_put_ids;
-	}
-	err = kb_zero_percpu(d->skel->maps.endpoint_stats, fresh.v, fresh.n, d->ncpus);
-	if (err) {
-		err = kb_fail(err, "zero", "endpoint counters");
-		goto out_put_ids;
-	}
 
 	/* Pass 2: publish each changed frontend, new run first, then one value written in place; the old run retires. */
 	for (i = 0; i < n; i++) {
