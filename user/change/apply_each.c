@@ -49,26 +49,27 @@ int kb_change_each(struct kb_model *next, struct json_object *files, const struc
 	int total = 0;
 
 	for (;;) {
-		struct json_object *all = kb_render_diags(next);
+		struct kb_smap erred = { .a = &a };	/* labels an error diagnostic names, this round */
+		struct json_object *all;
 		struct kb_model m;
 		int added = 0;
 
-		/* An error that names no object (the file is not YAML) cannot be set aside alone. */
-		for (size_t i = 0; i < next->ndiags; i++)
-			if (next->diags[i].sev == KB_SEV_ERROR && !next->diags[i].object) {
-				json_object_put(all);
+		for (size_t i = 0; i < next->ndiags; i++) {
+			if (next->diags[i].sev != KB_SEV_ERROR)
+				continue;
+			if (!next->diags[i].object) {
+				/* An error that names no object (the file is not YAML) cannot be set aside alone. */
 				kb_arena_free(&a);
 				return -1;
 			}
+			kb_smap_put(&erred, next->diags[i].object, &erred);
+		}
+		all = kb_render_diags(next);
 		for (size_t i = 0; i < next->nobjects; i++) {
 			const struct kb_meta *o = next->objects[i];
 			char *label = kb_meta_label_in(&a, o);
-			bool bad = kb_object_refused(o);
 
-			for (size_t k = 0; !bad && k < next->ndiags; k++)
-				bad = next->diags[k].sev == KB_SEV_ERROR && next->diags[k].object &&
-				      !strcmp(next->diags[k].object, label);
-			if (!bad || kb_smap_get(&drop, label))
+			if ((!kb_object_refused(o) && !kb_smap_get(&erred, label)) || kb_smap_get(&drop, label))
 				continue;
 			kb_smap_put(&drop, label, (void *)label);
 			json_object_array_add(refused, refusal(next, all, o, label));
