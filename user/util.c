@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Small shared helpers: an allocation arena, growable arrays and logging. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +52,66 @@ struct kb_arena_block {
 	max_align_t data[];
 };
 
+/*
+ * Freed chunks wait here (up to 1 MiB) for the next arena, zeroed as far as
+ * they were used. A small change (one DNS answer, one Backend) allocates a
+ * few fresh chunks per stage; from calloc each costs a 64 KiB memset, and
+ * after the heap was trimmed also its page faults, which made the same
+ * change several times slower at 10,000 objects than at 100. Chunks held
+ * here are in use as far as malloc knows, so malloc_trim leaves them
+ * resident. Arenas live on several threads (parse halves, the restore, the
+ * bridge), hence the lock.
+ */
+#define KB_CHUNK_CACHE 16
+static struct {
+	pthread_mutex_t lock;
+	struct kb_arena_block *free[KB_CHUNK_CACHE];
+	size_t n;
+} chunk_cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static struct kb_arena_block *chunk_take(void)
+{
+	struct kb_arena_block *b = NULL;
+
+	pthread_mutex_lock(&chunk_cache.lock);
+	if (chunk_cache.n)
+		b = chunk_cache.free[--chunk_cache.n];
+	pthread_mutex_unlock(&chunk_cache.lock);
+	return b;
+}
+
+/* Keep b for the next arena (true), or let the caller free it. */
+static bool chunk_keep(struct kb_arena_block *b)
+{
+	bool kept = false;
+
+	if (!KB_ARENA_CHUNKS || b->size != KB_ARENA_CHUNK)
+		return false;
+	pthread_mutex_lock(&chunk_cache.lock);
+	kept = chunk_cache.n < KB_CHUNK_CACHE;
+	pthread_mutex_unlock(&chunk_cache.lock);
+	if (!kept)
+		return false;	/* full: a big model's thousands of chunks are not zeroed just to be freed */
+	kept = false;
+	memset(b->data, 0, b->used);
+	b->used = 0;
+	b->next = NULL;
+	pthread_mutex_lock(&chunk_cache.lock);
+	if (chunk_cache.n < KB_CHUNK_CACHE) {
+		chunk_cache.free[chunk_cache.n++] = b;
+		kept = true;
+	}
+	pthread_mutex_unlock(&chunk_cache.lock);
+	return kept;
+}
+
 static struct kb_arena_block *block_new(size_t size)
 {
-	struct kb_arena_block *b = calloc(1, sizeof(*b) + size);
+	struct kb_arena_block *b = size == KB_ARENA_CHUNK ? chunk_take() : NULL;
+
+	if (b)
+		return b;
+	b = calloc(1, sizeof(*b) + size);
 
 	if (!b) {
 		fprintf(stderr, "kbackend: out of memory\n");
@@ -143,7 +201,8 @@ void kb_arena_free(struct kb_arena *a)
 
 	for (; b; b = next) {
 		next = b->next;
-		free(b);
+		if (!chunk_keep(b))
+			free(b);
 	}
 	a->head = NULL;
 }
