@@ -48,6 +48,8 @@ static size_t unique(struct kb_slice_pick *v, size_t n)
 {
 	size_t k = 0;
 
+	if (!n)
+		return 0;
 	qsort(v, n, sizeof(*v), pick_cmp);
 	for (size_t i = 0; i < n; i++)
 		if (!k || pick_cmp(&v[k - 1], &v[i]) != 0)

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The schema of the Kubernetes kinds kbackend reads for Service backendRefs: Service, ServiceImport, EndpointSlice. */
+#include <ctype.h>
 #include <string.h>
 
 #include "manifest_int.h"
@@ -18,7 +19,8 @@ static void target_port_fn(struct ctx *c, const struct field *f, const struct yn
 
 	if (mf_is_null(v))
 		return;
-	if (v->t == YN_SCALAR && !v->quoted) {
+	/* An unquoted number is the int form (a quoted "8080" is a port name, and an invalid one). */
+	if (v->t == YN_SCALAR && !v->quoted && (isdigit((unsigned char)v->s[0]) || v->s[0] == '-' || v->s[0] == '+')) {
 		if (mf_get_int(c, v, path, &p->target_port))
 			p->has_target = true;
 		return;
