@@ -52,6 +52,24 @@ static void apply_slice(const char *c1, const char *c3)
 	}
 }
 
+/* EndpointSlice web-2 of Service svc with e1 ready (e1 is also in web-1: counted once). */
+static void apply_other_slice(const char *svc)
+{
+	char yaml[1024], path[512];
+	int rc;
+	struct json_object *r;
+
+	snprintf(yaml, sizeof(yaml),
+		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-2\n  namespace: default\n"
+		 "  labels:\n    kubernetes.io/service-name: %s\naddressType: IPv4\nports:\n  - name: http\n    port: %d\n"
+		 "endpoints:\n  - addresses: [\"%s\"]\n",
+		 svc, EP_PORT, EPS[0]);
+	write_yaml(path, sizeof(path), "slice2.yaml", yaml);
+	r = CLI_JSON(&rc, "apply", "-f", path);
+	json_object_put(r);
+	assert_int_equal(rc, 0);
+}
+
 static long scoped_before, whole_before;
 
 /* `kbackend verify` finds no difference from a from-scratch compile, and the last change took path want (S or W). */
@@ -141,6 +159,29 @@ static void test_service_steered_to_slices(void **state)
 	assert_int_equal(s.fail, 10);
 	assert_int_equal(s.first_err, ECONNREFUSED);
 	check("no endpoint serving", 'S');
+
+	/* A second slice of the Service is merged; moved to another Service (its label) it leaves; deleted it goes. */
+	apply_other_slice("web");
+	s = connects();
+	assert_int_equal(s.ok[0], CONNECTS);
+	check("a second EndpointSlice of web", 'S');
+	apply_other_slice("other");
+	s = connect_n(10, false);
+	assert_int_equal(s.first_err, ECONNREFUSED);
+	check("the second slice relabelled to Service other", 'S');
+	apply_other_slice("web");
+	check("relabelled back", 'S');
+	assert_int_equal(CLI(NULL, "delete", "endpointslice", "web-2", "-n", "default"), 0);
+	s = connect_n(10, false);
+	assert_int_equal(s.first_err, ECONNREFUSED);
+	check("the second slice deleted", 'S');
+
+	/* The Service deleted: under --service-endpoints=auto its name goes to cluster DNS, which nothing answers here. */
+	apply_slice("{}", "{}");
+	assert_int_equal(CLI(NULL, "delete", "service", "web", "-n", "default"), 0);
+	check("the Service deleted (its route now waits for DNS)", 'S');
+	s = connect_n(10, false);
+	assert_int_equal(s.fail, 10);
 }
 
 static int group_setup(void **state)
