@@ -133,6 +133,7 @@ const struct field mf_top_endpoint_slice[] = {
 	F_STR("addressType", struct kb_endpoint_slice, address_type),
 	F_SEQ("endpoints", &slice_endpoints),
 	F_SEQ("ports", &slice_ports),
+	F_REST,
 	F_END,
 };
 
