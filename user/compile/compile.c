@@ -42,12 +42,6 @@ struct attach_list {
 	size_t n;
 };
 
-/* The EndpointSlices of one Service or ServiceImport, in model order. */
-struct slice_list {
-	struct kb_endpoint_slice **v;
-	size_t n;
-};
-
 struct cx {
 	struct kb_model *m;
 	const struct kb_compile_env *env;
@@ -192,26 +186,7 @@ static void index_model(struct cx *c)
 		}
 	}
 
-	for (size_t i = 0; i < m->nservices; i++) {
-		const struct kb_meta *o = &m->services[i]->meta;
-
-		if (o->name)
-			kb_smap_put(&c->services, kb_sprintf(&c->tmp, "%s/%s/%s", kb_kind_name(o->kind), ns_of(o), o->name),
-				    m->services[i]);
-	}
-	for (size_t i = 0; i < m->nslices; i++) {
-		struct kb_endpoint_slice *s = m->slices[i];
-		struct slice_list *l;
-		char *key;
-
-		if (!s->service)
-			continue;
-		key = kb_sprintf(&c->tmp, "%s/%s/%s", kb_kind_name(s->owner_kind), ns_of(&s->meta), s->service);
-		l = kb_smap_get(&c->slices, key);
-		if (!l)
-			l = kb_smap_put(&c->slices, key, kb_alloc(&c->tmp, sizeof(*l)));
-		*KB_PUSH(&c->tmp, l->v, l->n) = s;
-	}
+	kb_index_services(&c->tmp, m, &c->services, &c->slices);
 
 	/* Policy attachment: the first policy in model order that targets an object wins. */
 	for (size_t i = 0; i < m->nbtps; i++) {

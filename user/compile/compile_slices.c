@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "compile/compile.h"
+#include "compile_int.h"
 #include "validate/validate.h"
 
 static bool same_name(const char *a, const char *b)
@@ -137,4 +138,33 @@ size_t kb_service_endpoints(struct kb_arena *a, const struct kb_service *svc, st
 		return unique(*out, nready ? nready : nterm);
 	}
 	return 0;
+}
+
+static const char *ns_of(const struct kb_meta *o)
+{
+	return o->namespace ? o->namespace : "default";
+}
+
+void kb_index_services(struct kb_arena *a, const struct kb_model *m, struct kb_smap *services, struct kb_smap *slices)
+{
+	for (size_t i = 0; i < m->nservices; i++) {
+		const struct kb_meta *o = &m->services[i]->meta;
+
+		if (o->name)
+			kb_smap_put(services, kb_sprintf(a, "%s/%s/%s", kb_kind_name(o->kind), ns_of(o), o->name),
+				    m->services[i]);
+	}
+	for (size_t i = 0; i < m->nslices; i++) {
+		struct kb_endpoint_slice *s = m->slices[i];
+		struct slice_list *l;
+		char *key;
+
+		if (!s->service)
+			continue;
+		key = kb_sprintf(a, "%s/%s/%s", kb_kind_name(s->owner_kind), ns_of(&s->meta), s->service);
+		l = kb_smap_get(slices, key);
+		if (!l)
+			l = kb_smap_put(slices, key, kb_alloc(a, sizeof(*l)));
+		*KB_PUSH(a, l->v, l->n) = s;
+	}
 }
