@@ -22,6 +22,7 @@
 #include "util.h"
 
 #define CONNECTS 200
+#define NODE_ADDR "198.51.100.254"	/* the node netns's own address (e2e_node.h) */
 
 /* The Gateway (FE_ADDR:FE_PORT), a TCPRoute to Service web port 80, and the Service (port http 80 -> 8080). */
 static const char YAML_SVC[] =
@@ -52,8 +53,8 @@ static void apply_slice(const char *c1, const char *c3)
 	}
 }
 
-/* EndpointSlice web-2 of Service svc with e1 ready (e1 is also in web-1: counted once). */
-static void apply_other_slice(const char *svc)
+/* EndpointSlice web-2 of Service svc with one ready endpoint at addr. */
+static void apply_other_slice(const char *svc, const char *addr)
 {
 	char yaml[1024], path[512];
 	int rc;
@@ -63,7 +64,7 @@ static void apply_other_slice(const char *svc)
 		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-2\n  namespace: default\n"
 		 "  labels:\n    kubernetes.io/service-name: %s\naddressType: IPv4\nports:\n  - name: http\n    port: %d\n"
 		 "endpoints:\n  - addresses: [\"%s\"]\n",
-		 svc, EP_PORT, EPS[0]);
+		 svc, EP_PORT, addr);
 	write_yaml(path, sizeof(path), "slice2.yaml", yaml);
 	r = CLI_JSON(&rc, "apply", "-f", path);
 	json_object_put(r);
@@ -160,16 +161,27 @@ static void test_service_steered_to_slices(void **state)
 	assert_int_equal(s.first_err, ECONNREFUSED);
 	check("no endpoint serving", 'S');
 
+	/*
+	 * A second slice with the node's own address: the SSRF guard leaves that endpoint out (the apply is
+	 * accepted, with a warning), and no connect goes to it; nothing listens there, so one would fail.
+	 */
+	apply_slice("{}", "{}");
+	apply_other_slice("web", NODE_ADDR);
+	s = connects();
+	assert_int_equal(s.ok[0] + s.ok[2], CONNECTS);
+	check("a second slice holding the node's own address", 'S');
+
 	/* A second slice of the Service is merged; moved to another Service (its label) it leaves; deleted it goes. */
-	apply_other_slice("web");
+	apply_slice("{ready: false, serving: false}", "{ready: false, serving: false}");
+	apply_other_slice("web", EPS[0]);
 	s = connects();
 	assert_int_equal(s.ok[0], CONNECTS);
 	check("a second EndpointSlice of web", 'S');
-	apply_other_slice("other");
+	apply_other_slice("other", EPS[0]);
 	s = connect_n(10, false);
 	assert_int_equal(s.first_err, ECONNREFUSED);
 	check("the second slice relabelled to Service other", 'S');
-	apply_other_slice("web");
+	apply_other_slice("web", EPS[0]);
 	check("relabelled back", 'S');
 	assert_int_equal(CLI(NULL, "delete", "endpointslice", "web-2", "-n", "default"), 0);
 	s = connect_n(10, false);

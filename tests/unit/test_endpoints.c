@@ -311,7 +311,7 @@ static void test_ipv6(void **state)
 	}
 }
 
-/* Each object's invalid field, located, in Kubernetes' words; the SSRF guard on slice addresses; FQDN slices ignored. */
+/* Each object's invalid field, located, in Kubernetes' words; FQDN slices ignored. */
 static void test_field_errors(void **state)
 {
 	static const struct {
@@ -352,16 +352,6 @@ static void test_field_errors(void **state)
 		  "endpoints: []\nports:\n  - {name: p, port: 70000}\n",
 		  "test.yaml:7:21: EndpointSlice default/e: ports[0].port: Invalid value: 70000: must be between 1 and 65535, "
 		  "inclusive", "Invalid" },
-		/* The pods of a Service are connected to from the node: the same SSRF guard as a Backend's IP endpoints. */
-		{ "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e}\naddressType: IPv4\n"
-		  "endpoints:\n  - addresses: [127.0.0.1]\n",
-		  "test.yaml:6:17: EndpointSlice default/e: endpoints[0].addresses[0]: IP address 127.0.0.1 is loopback "
-		  "(127.0.0.0/8), refused by kbackend's SSRF guard; allow it with --allow-endpoint 127.0.0.1/32",
-		  "InvalidAddress" },
-		{ "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e}\naddressType: IPv6\n"
-		  "endpoints:\n  - addresses: [\"fe80::1\"]\n",
-		  "test.yaml:6:17: EndpointSlice default/e: endpoints[0].addresses[0]: IP address fe80::1 is link-local "
-		  "(fe80::/10), refused by kbackend's SSRF guard; allow it with --allow-endpoint fe80::1/128", "InvalidAddress" },
 		{ "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceImport\nmetadata: {name: i}\n"
 		  "spec:\n  type: ClusterIP\n  ports: [{port: 80}]\n",
 		  "test.yaml:5:9: ServiceImport default/i: spec.type: Unsupported value: \"ClusterIP\": supported values: "
@@ -397,6 +387,49 @@ static void test_field_errors(void **state)
 		assert_false(kb_object_refused(m.objects[0]));
 		kb_model_free(&m);
 	}
+}
+
+/*
+ * The SSRF guard on slice addresses: a loopback, link-local or node address
+ * is left out with a located warning, and the slice serves with the rest
+ * (one hostNetwork pod on this node must not take its Service down).
+ */
+static void test_ssrf_left_out(void **state)
+{
+	static char *node[] = { "198.51.100.2" };
+	char y[8192], r[512], out[512], d[16384];
+	struct kb_model m;
+	struct kb_compiled c;
+	const struct kb_condition *cond;
+	struct kb_policy p;
+
+	snprintf(y, sizeof(y), "%s%s%s", gw4, route(r, sizeof(r), "TCPRoute", "tcp", "{name: web, port: 80}"), web_service);
+	strcat(y, "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		  "metadata: {name: web-a, labels: {kubernetes.io/service-name: web}}\n"
+		  "addressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n"
+		  "  - addresses: [127.0.0.1]\n  - addresses: [198.51.100.1]\n  - addresses: [169.254.169.254]\n"
+		  "  - addresses: [198.51.100.2]\n");
+	tu_load(&m, y);
+	kb_policy_init(&p);
+	p.node_addrs = node;
+	p.nnode_addrs = 1;
+	kb_validate(&m, &p);
+	if (m.nerrors)
+		fail_msg("refused:\n%s", tu_diags(&m, d, sizeof(d)));
+	tu_assert_diag(&m, "test.yaml:34:17: warning: EndpointSlice default/web-a: endpoints[0].addresses[0]: IP address "
+			   "127.0.0.1 is loopback (127.0.0.0/8), refused by kbackend's SSRF guard; allow it with "
+			   "--allow-endpoint 127.0.0.1/32; the endpoint is left out");
+	tu_assert_diag(&m, "test.yaml:36:17: warning: EndpointSlice default/web-a: endpoints[2].addresses[0]: IP address "
+			   "169.254.169.254 is link-local (169.254.0.0/16)");
+	tu_assert_diag(&m, "endpoints[3].addresses[0]: IP address 198.51.100.2 is an address of this node, refused by "
+			   "kbackend's SSRF guard; allow it with --allow-endpoint 198.51.100.2/32; the endpoint is left out");
+	cond = kb_get_condition(&m.slices[0]->meta, "Accepted");
+	assert_int_equal(cond->status, KB_COND_TRUE);
+	assert_string_equal(cond->message,
+			    "1 of 4 endpoint(s) ready for Service default/web; 3 left out by kbackend's SSRF guard");
+	assert_string_equal(eps(fe_of(&c, &m, KB_SVC_AUTO, 8080), out, sizeof(out)), "198.51.100.1:8080");
+	kb_compiled_free(&c);
+	kb_model_free(&m);
 }
 
 /* A refused slice gives nothing; a ServiceImport's slices carry the MCS label; a refused Service refuses the ref. */
@@ -442,6 +475,7 @@ int main(void)
 		cmocka_unit_test(test_missing_service),
 		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_field_errors),
+		cmocka_unit_test(test_ssrf_left_out),
 		cmocka_unit_test(test_import_and_refused),
 	};
 

@@ -95,7 +95,7 @@ static size_t collect(struct kb_arena *a, const struct kb_svc_port *sp, struct k
 			bool r = is_ready(e);
 
 			/* Addresses are fungible (the API says a consumer may take the first); kube-proxy takes it. */
-			if (!e->naddresses || !e->addresses[0])
+			if (!e->naddresses || !e->addresses[0] || e->refused)
 				continue;
 			seen++;
 			if (!r && !is_serving_terminating(e))

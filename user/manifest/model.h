@@ -438,6 +438,7 @@ struct kb_slice_endpoint {
 	char **addresses;
 	size_t naddresses;
 	int ready, serving, terminating;	/* conditions: -1 unset (ready, serving: true; terminating: false) */
+	bool refused;		/* validate: the SSRF guard refuses its address (compile leaves it out) */
 	char *path;		/* "endpoints[0]" */
 };
 

@@ -181,6 +181,25 @@ static void judge_service(struct vx_ctx *c, struct kb_service *s)
 				      kb_kind_name(s->meta.kind)));
 }
 
+/*
+ * The SSRF guard on the endpoint's address (the one a connect would use, the
+ * first): a refused one is left out with a warning, and the slice serves with
+ * the rest. Slices come from the cluster, like DNS answers, and one
+ * hostNetwork pod on this node must not take its Service's other pods down.
+ */
+static void guard_endpoint(struct vx_ctx *c, struct kb_endpoint_slice *s, struct kb_slice_endpoint *e, const char *ap)
+{
+	const char *why;
+	struct vx_addr a;
+
+	e->refused = false;
+	if (!e->naddresses || !vx_parse_addr(e->addresses[0], &a) || !(why = vx_ssrf_why(c, e->addresses[0], &a)))
+		return;
+	e->refused = true;
+	kb_diag_add(c->m, KB_SEV_WARNING, &s->meta, kb_sprintf(&c->m->arena, "%s[0]", ap),
+		    "%s; the endpoint is left out", why);
+}
+
 static void judge_slice(struct vx_ctx *c, struct kb_endpoint_slice *s)
 {
 	struct kb_model *m = c->m;
@@ -190,7 +209,7 @@ static void judge_slice(struct vx_ctx *c, struct kb_endpoint_slice *s)
 	bool fqdn = at_ && strcmp(at_, "FQDN") == 0;
 	char **names = kb_alloc(&m->arena, (s->nports + 1) * sizeof(*names));
 	char **paths = kb_alloc(&m->arena, (s->nports + 1) * sizeof(*paths));
-	size_t ready = 0;
+	size_t ready = 0, refused = 0;
 
 	if (!at_)
 		bad(&j, "Invalid", "addressType", "Required value");
@@ -202,7 +221,7 @@ static void judge_slice(struct vx_ctx *c, struct kb_endpoint_slice *s)
 	if (s->nports > 100)
 		bad(&j, "Invalid", "ports", "Too many: %zu: must have at most 100 items", s->nports);
 	for (size_t i = 0; i < s->nendpoints; i++) {
-		const struct kb_slice_endpoint *e = &s->endpoints[i];
+		struct kb_slice_endpoint *e = &s->endpoints[i];
 		const char *ap = at(&j, e->path, "addresses");
 
 		if (!e->naddresses)
@@ -210,20 +229,17 @@ static void judge_slice(struct vx_ctx *c, struct kb_endpoint_slice *s)
 		else if (e->naddresses > 100)
 			bad(&j, "Invalid", ap, "Too many: %zu: must have at most 100 items", e->naddresses);
 		for (size_t k = 0; (v4 || v6) && k < e->naddresses; k++) {
-			const char *lit = e->addresses[k], *why;
-			const char *path = kb_sprintf(&m->arena, "%s[%zu]", ap, k);
+			const char *lit = e->addresses[k];
 			unsigned char b[16];
-			struct vx_addr a;
 
-			if (inet_pton(v4 ? AF_INET : AF_INET6, lit, b) != 1) {
-				bad(&j, "Invalid", path, "Invalid value: \"%s\": must be a valid %s address", lit, at_);
-				continue;
-			}
-			/* The endpoints are connected to from the node, as a Backend's are: the same SSRF guard. */
-			if (vx_parse_addr(lit, &a) && (why = vx_ssrf_why(c, lit, &a)))
-				bad(&j, "InvalidAddress", path, "%s", why);
+			if (inet_pton(v4 ? AF_INET : AF_INET6, lit, b) != 1)
+				bad(&j, "Invalid", kb_sprintf(&m->arena, "%s[%zu]", ap, k),
+				    "Invalid value: \"%s\": must be a valid %s address", lit, at_);
 		}
-		ready += e->ready != 0 && e->serving != 0 && e->terminating != 1;
+		if (v4 || v6)
+			guard_endpoint(c, s, e, ap);
+		refused += e->refused;
+		ready += !e->refused && e->ready != 0 && e->serving != 0 && e->terminating != 1;
 	}
 	for (size_t i = 0; i < s->nports; i++) {
 		names[i] = s->ports[i].name;
@@ -243,8 +259,9 @@ static void judge_slice(struct vx_ctx *c, struct kb_endpoint_slice *s)
 				 "the EndpointSlice has no %s label: no Service reads it", KB_LABEL_SERVICE_NAME);
 	} else {
 		kb_set_condition(m, &s->meta, "Accepted", KB_COND_TRUE, "Accepted",
-				 "%zu of %zu endpoint(s) ready for %s %s/%s", ready, s->nendpoints,
-				 kb_kind_name(s->owner_kind), vx_ns(&s->meta), s->service);
+				 "%zu of %zu endpoint(s) ready for %s %s/%s%s", ready, s->nendpoints,
+				 kb_kind_name(s->owner_kind), vx_ns(&s->meta), s->service,
+				 refused ? kb_sprintf(&m->arena, "; %zu left out by kbackend's SSRF guard", refused) : "");
 	}
 }
 
