@@ -204,18 +204,18 @@ static void judge_slice(struct vx_ctx *c, struct kb_endpoint_slice *s)
 {
 	struct kb_model *m = c->m;
 	struct sj j = { .c = c, .o = &s->meta };
-	const char *at_ = s->address_type;
-	bool v4 = at_ && strcmp(at_, "IPv4") == 0, v6 = at_ && strcmp(at_, "IPv6") == 0;
-	bool fqdn = at_ && strcmp(at_, "FQDN") == 0;
+	const char *atype = s->address_type;
+	bool v4 = atype && strcmp(atype, "IPv4") == 0, v6 = atype && strcmp(atype, "IPv6") == 0;
+	bool fqdn = atype && strcmp(atype, "FQDN") == 0;
 	char **names = kb_alloc(&m->arena, (s->nports + 1) * sizeof(*names));
 	char **paths = kb_alloc(&m->arena, (s->nports + 1) * sizeof(*paths));
 	size_t ready = 0, refused = 0;
 
-	if (!at_)
+	if (!atype)
 		bad(&j, "Invalid", "addressType", "Required value");
 	else if (!v4 && !v6 && !fqdn)
 		bad(&j, "Invalid", "addressType", "Unsupported value: \"%s\": supported values: \"FQDN\", \"IPv4\", \"IPv6\"",
-		    at_);
+		    atype);
 	if (s->nendpoints > 1000)
 		bad(&j, "Invalid", "endpoints", "Too many: %zu: must have at most 1000 items", s->nendpoints);
 	if (s->nports > 100)
@@ -234,7 +234,7 @@ static void judge_slice(struct vx_ctx *c, struct kb_endpoint_slice *s)
 
 			if (inet_pton(v4 ? AF_INET : AF_INET6, lit, b) != 1)
 				bad(&j, "Invalid", kb_sprintf(&m->arena, "%s[%zu]", ap, k),
-				    "Invalid value: \"%s\": must be a valid %s address", lit, at_);
+				    "Invalid value: \"%s\": must be a valid %s address", lit, atype);
 		}
 		if (v4 || v6)
 			guard_endpoint(c, s, e, ap);
