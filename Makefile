@@ -98,7 +98,7 @@ $(OUT)/e2e/%: tests/e2e/%.c $(E2E_LIB) $(CORE_OBJS) Makefile | $(OUT)/e2e
 
 # A group's own environment (its topology and its one global E), linked only into that group's tests.
 NODE_TESTS   := $(OUT)/e2e/test_daemon $(OUT)/e2e/test_control $(OUT)/e2e/test_state $(OUT)/e2e/test_limits \
-		$(OUT)/e2e/test_crash $(OUT)/e2e/test_reads $(OUT)/e2e/test_incremental
+		$(OUT)/e2e/test_crash $(OUT)/e2e/test_reads $(OUT)/e2e/test_incremental $(OUT)/e2e/test_endpoints
 BRIDGE_TESTS := $(OUT)/e2e/test_bridge $(OUT)/e2e/test_bridge_unix
 $(NODE_TESTS): E2E_GROUP := tests/e2e/e2e_node.c
 $(NODE_TESTS): tests/e2e/e2e_node.c

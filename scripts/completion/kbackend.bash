@@ -3,7 +3,7 @@
 # (`kbackend help`): every command, every flag of every usage line, get's resources, -o values.
 # Install: `make install`, or copy to /usr/share/bash-completion/completions/kbackend.
 
-_kbackend_policy_flags="--enable-backend --config --unix-dir --allow-endpoint --cluster-domain --clusterset-domain"
+_kbackend_policy_flags="--enable-backend --config --unix-dir --allow-endpoint --cluster-domain --clusterset-domain --service-endpoints"
 
 _kbackend_flags()
 {
@@ -68,6 +68,9 @@ _kbackend()
 	--bridge-mode)
 		COMPREPLY=($(compgen -W "copy splice" -- "$cur"))
 		return 0 ;;
+	--service-endpoints)
+		COMPREPLY=($(compgen -W "auto slices dns" -- "$cur"))
+		return 0 ;;
 	-n|--namespace|--allow-endpoint|--cluster-domain|--clusterset-domain|--metrics-addr|--dns-server|--dns-min-ttl|--dns-max-ttl|--bridge-buffer|--bridge-idle-timeout|--fd|--pid|\
 	--max-frontends|--max-slots|--max-endpoints|--max-tracked-sockets)
 		return 0 ;;
@@ -83,7 +86,7 @@ _kbackend()
 	for ((i = i + 1; i < COMP_CWORD; i++)); do
 		case "${COMP_WORDS[i]}" in
 		-f|--filename|--config|-o|--output|-n|--namespace|--socket|--bpffs|--cgroup|--state-dir|--watch-dir|--unix-dir|\
-		--allow-endpoint|--cluster-domain|--clusterset-domain|--metrics-addr|--dns-server|--dns-min-ttl|--dns-max-ttl|--bridge-netns|\
+		--allow-endpoint|--cluster-domain|--clusterset-domain|--service-endpoints|--metrics-addr|--dns-server|--dns-min-ttl|--dns-max-ttl|--bridge-netns|\
 		--bridge-buffer|--bridge-mode|--bridge-idle-timeout|--fd|--pid|--max-frontends|--max-slots|--max-endpoints|\
 		--max-tracked-sockets) ((i++)) ;;
 		-*) ;;

@@ -16,7 +16,7 @@
  * netns, which has no default route: a frontend is reachable only through
  * the programs the daemon attaches to the test cgroup. <t> is the binary's
  * letter (d: test_daemon, c: test_control, s: test_state, l: test_limits, k: test_crash,
- * r: test_reads, i: test_incremental), so that the
+ * r: test_reads, i: test_incremental, e: test_endpoints), so that the
  * binaries' names never meet.
  *
  *   kbt-<t>node-<pid>  198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-<t>be-<pid>

@@ -222,6 +222,33 @@ static void test_scoped_equals_whole(void **state)
 	assert_int_equal(send_change("apply", false), 0);
 	check("editing a ConfigMap", 'S');
 
+	/* A route to a Service steered to its EndpointSlice: the indexes of routes and slices by Service follow each edit. */
+	doc_start();
+	put("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-45\n  namespace: inc\nspec:\n  ports:\n"
+	    "    - name: http\n      port: 80\n");
+	put("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-45-a\n  namespace: inc\n"
+	    "  labels:\n    kubernetes.io/service-name: svc-45\naddressType: IPv4\nports:\n  - name: http\n    port: 8080\n"
+	    "endpoints:\n  - addresses: [198.51.100.45]\n  - addresses: [198.51.100.46]\n");
+	assert_int_equal(send_change("apply", false), 0);
+	check("a Service and its EndpointSlice", 'S');
+	doc_start();
+	put("---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata:\n  name: r-45\n  namespace: inc\n"
+	    "spec:\n  parentRefs:\n    - name: gw-0\n      sectionName: l45\n  rules:\n    - backendRefs:\n"
+	    "        - name: svc-45\n          port: 80\n");
+	assert_int_equal(send_change("apply", false), 0);
+	check("route r-45 sent to Service svc-45", 'S');
+	doc_start();
+	put("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-45-a\n  namespace: inc\n"
+	    "  labels:\n    kubernetes.io/service-name: svc-45\naddressType: IPv4\nports:\n  - name: http\n    port: 8080\n"
+	    "endpoints:\n  - addresses: [198.51.100.45]\n  - addresses: [198.51.100.46]\n    conditions: {ready: false}\n");
+	assert_int_equal(send_change("apply", false), 0);
+	check("an endpoint of svc-45 turning not-ready", 'S');
+	doc_start();
+	put("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-45\n  namespace: inc\nspec:\n  ports:\n"
+	    "    - name: web\n      port: 80\n");
+	assert_int_equal(send_change("apply", false), 0);
+	check("svc-45's port renamed (no slice port matches it now)", 'S');
+
 	/* A frontend that starts, then stops, waiting for a DNS name: the table index's list of named frontends follows. */
 	doc_start();
 	put("---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: be-50\n  namespace: inc\n"
@@ -277,7 +304,7 @@ static void test_scoped_equals_whole(void **state)
 	if (strcmp(maps, after))
 		fail_msg("the maps the scoped changes programmed differ from a from-scratch compile after a restart");
 	printf("# %d steps verified; the maps (%zu bytes of dump) survive a from-scratch restart unchanged\n",
-	       NSTEPS + 17, strlen(maps));
+	       NSTEPS + 21, strlen(maps));
 	free(maps);
 	free(after);
 }

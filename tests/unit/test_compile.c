@@ -742,28 +742,41 @@ static void check_dns_ref(const char *ref, bool import, const char *set_host, co
 static void test_service_ref(void **state)
 {
 	char seen[512] = "", y[8192];
-	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen };
+	struct kb_compile_env env = { .resolve = fake_resolve, .ctx = seen, .service_endpoints = KB_SVC_DNS };
 	struct kb_model m;
 	struct kb_compiled c;
 	const struct kb_cfrontend *fe;
 
 	check_dns_ref("{name: web, port: 8080}", false, "web.default.svc.corp.internal", "web.default.svc.cluster.local");
 
-	/* The Service's own object (and its EndpointSlice) beside the route: read, ignored, still resolved by DNS. */
+	/* --service-endpoints=dns: the Service's own object (and its EndpointSlice) is read, and DNS still resolves it. */
 	snprintf(y, sizeof(y),
 		 "%sapiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: r, namespace: default}\n"
 		 "spec:\n  parentRefs: [{name: eg}]\n  rules:\n    - backendRefs: [{name: web, port: 8080}]\n"
 		 "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
-		 "spec: {clusterIP: 10.96.0.10, ports: [{port: 8080}]}\n"
-		 "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1}\n"
+		 "spec: {clusterIP: 198.18.0.20, ports: [{port: 8080}]}\n"
+		 "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, labels: {kubernetes.io/service-name: web}}\n"
 		 "addressType: IPv4\nendpoints: [{addresses: [198.51.100.7]}]\nports: [{port: 8080}]\n",
 		 gw_yaml);
 	compile_yaml(&m, &c, y, &env);
-	assert_int_equal(m.nothers, 2);
+	assert_int_equal(m.nservices, 1);
+	assert_int_equal(m.nslices, 1);
 	assert_string_equal(seen, "web.default.svc.cluster.local;");
 	fe = only_fe(&c);
 	assert_int_equal(fe->locs[0].npending, 1);
 	assert_string_equal(fe->locs[0].pending[0], "web.default.svc.cluster.local");
+	kb_compiled_free(&c);
+
+	/* The default (auto): the Service is in the set, so its slice's endpoint is steered to, and nothing is resolved. */
+	seen[0] = '\0';
+	env.service_endpoints = KB_SVC_AUTO;
+	assert_int_equal(kb_compile(&m, &env, &c), 0);
+	fe = only_fe(&c);
+	assert_string_equal(seen, "");
+	assert_int_equal(fe->neps, 1);
+	assert_string_equal(fe->eps[0].address, "198.51.100.7");
+	assert_int_equal(fe->eps[0].port, 8080);
+	assert_int_equal(fe->locs[0].npending, 0);
 	kb_compiled_free(&c);
 	kb_model_free(&m);
 }

@@ -139,6 +139,8 @@ static void add_policy(struct fixture *fx, const char *word, int lineno)
 		p->unix_dirs[p->nunix_dirs++] = strdup(word + 9);
 	else if (strncmp(word, "allow-endpoint=", 15) == 0 && p->nallow_cidrs < 8)
 		p->allow_cidrs[p->nallow_cidrs++] = strdup(word + 15);
+	else if (strncmp(word, "service-endpoints=", 18) == 0 && kb_svc_mode_parse(word + 18, &p->service_endpoints))
+		;
 	else if (strncmp(word, "cluster-domain=", 15) == 0) {
 		snprintf(fx->cluster_domain, sizeof(fx->cluster_domain), "%s", word + 15);
 		p->cluster_domain = fx->cluster_domain;

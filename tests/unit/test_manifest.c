@@ -596,7 +596,7 @@ static void test_mixed_kinds_read_and_ignored(void **state)
 		    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s, namespace: a}\ndata: {ca.crt: x}\n"
 		    "---\n"
 		    "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\n"
-		    "spec: {clusterIP: 10.96.0.10, ports: [{port: 80, targetPort: 8080}]}\n"
+		    "spec: {clusterIP: 198.18.0.10, ports: [{port: 80, targetPort: 8080}]}\n"
 		    "---\n"
 		    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: svc-1}\n"
 		    "addressType: IPv4\nendpoints: [{addresses: [198.51.100.7]}]\nports: [{port: 8080}]\n"
@@ -618,13 +618,17 @@ static void test_mixed_kinds_read_and_ignored(void **state)
 		    "---\n" BE_HDR);
 	assert_no_errors(&m);
 	assert_int_equal(m.nobjects, 11);
-	assert_int_equal(m.nothers + (m.objects[5]->kind != KB_KIND_FOREIGN), 10);
+	/* Namespace, Service and EndpointSlice are read; the other seven are kept as they are. */
+	assert_int_equal(m.nothers, 7);
+	assert_int_equal(m.nservices, 1);
+	assert_int_equal(m.nslices, 1);
 	assert_int_equal(m.nbackends, 1);
 	assert_int_equal(m.ngateways, 0);
 	assert_int_equal(m.nroutes, 0);
 	for (size_t i = 0; i < 10; i++) {
-		/* Namespace is a kind kbackend reads (labels, for listeners' allowedRoutes selectors). */
-		if (strcmp(kinds[i], "Namespace") != 0)
+		/* Namespace (labels, for allowedRoutes selectors), Service and EndpointSlice (Service backendRefs) are read. */
+		if (strcmp(kinds[i], "Namespace") != 0 && strcmp(kinds[i], "Service") != 0 &&
+		    strcmp(kinds[i], "EndpointSlice") != 0)
 			assert_int_equal(m.objects[i]->kind, KB_KIND_FOREIGN);
 		assert_string_equal(kb_meta_kind(m.objects[i]), kinds[i]);
 		assert_non_null(m.objects[i]->src);

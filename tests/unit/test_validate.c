@@ -665,8 +665,8 @@ static void test_conditions(void **state)
 
 /*
  * Kinds kbackend does not use are Accepted=Unknown/Ignored, naming the kind;
- * they never refuse anything (a Service backendRef beside a Service object
- * resolves as before; test_compile checks it still goes by DNS), and the
+ * they never refuse anything (a Service backendRef with no Service object
+ * resolves through DNS under the default --service-endpoints=auto), and the
  * same name under two such kinds is not a duplicate.
  */
 static void test_ignored_kinds(void **state)
@@ -676,7 +676,7 @@ static void test_ignored_kinds(void **state)
 
 	assert_int_equal(run("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {k: dg==}\n"
 			     "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: v}\n"
-			     "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec: {ports: [{port: 80}]}\n"
+			     "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: svc}\n"
 			     "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: HTTPRouteFilter\nmetadata: {name: x}\n"
 			     "spec: {}\n"
 			     "---\n" HR("r") TO_GW "  rules:\n    - backendRefs:\n        - {name: svc, port: 80}\n" GW,
@@ -687,7 +687,7 @@ static void test_ignored_kinds(void **state)
 		static const char *const want[] = {
 			"kbackend does not use Secret (v1): the object is read and ignored",
 			"kbackend does not use ConfigMap (v1): the object is read and ignored",
-			"kbackend does not use Service (v1): the object is read and ignored",
+			"kbackend does not use ServiceAccount (v1): the object is read and ignored",
 			"kbackend does not use HTTPRouteFilter (gateway.envoyproxy.io/v1alpha1): the object is read and ignored",
 		};
 

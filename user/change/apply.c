@@ -77,6 +77,7 @@ struct kb_compile_env kb_daemon_compile_env(struct daemon *d)
 		.ctx = d,
 		.cluster_domain = d->policy.cluster_domain,
 		.clusterset_domain = d->policy.clusterset_domain,
+		.service_endpoints = d->policy.service_endpoints,
 		.bridge = d->bridge ? kb_bridge_listener : NULL,
 		.bridge_ctx = d->bridge,
 	};

@@ -15,14 +15,17 @@
 
 /*
  * Kinds whose change stays local: a Backend is read by the routes that name
- * it, a route by the Gateways it names, and a kind kbackend does not use by
- * nobody. Any other kind (Gateway, policy, ReferenceGrant, Namespace,
+ * it, a route by the Gateways it names, a Service or ServiceImport by the
+ * routes that name it, an EndpointSlice by the routes that name its Service
+ * (so a readiness change recompiles only those), and a kind kbackend does
+ * not use by nobody. Any other kind (Gateway, policy, ReferenceGrant, Namespace,
  * EnvoyGateway...) can change the verdict on many objects at once, and takes
  * the whole pipeline.
  */
 static bool local_kind(const struct kb_meta *o)
 {
-	return o->kind == KB_KIND_BACKEND || kb_kind_is_route(o->kind) || o->kind == KB_KIND_FOREIGN;
+	return o->kind == KB_KIND_BACKEND || kb_kind_is_route(o->kind) || o->kind == KB_KIND_FOREIGN ||
+	       o->kind == KB_KIND_SERVICE || o->kind == KB_KIND_SERVICE_IMPORT || o->kind == KB_KIND_ENDPOINT_SLICE;
 }
 
 static const char *ns_of(const struct kb_meta *o)
@@ -181,16 +184,40 @@ static void backend_ctx(struct kb_scope *s, struct kb_state_ix *ix, const char *
 	}
 }
 
-/* The Backends a route sends to. */
+/* A Service or ServiceImport a route reads (key "Kind/ns/name"), and its EndpointSlices. */
+static void service_ctx(struct kb_scope *s, struct kb_state_ix *ix, const char *key)
+{
+	const struct kb_olist *l = kb_smap_get(&ix->svc_slices, key);
+
+	ctx(s, kb_smap_get(&ix->objs, key));
+	for (size_t i = 0; l && i < l->n; i++)
+		ctx(s, l->v[i]);
+}
+
+/* The Backends and Services (with their EndpointSlices) a route sends to. */
 static void route_backends(struct kb_scope *s, struct kb_state_ix *ix, const struct kb_route *r)
 {
 	for (size_t k = 0; k < r->nrules; k++)
 		for (size_t x = 0; x < r->rules[k].nrefs; x++) {
 			const struct kb_backend_ref *ref = &r->rules[k].refs[x];
+			const char *sk;
 
 			if (is_backend_ref(ref))
 				backend_ctx(s, ix, ref->namespace ? ref->namespace : ns_of(&r->meta), ref->name);
+			else if ((sk = kb_state_ix_ref_svc_key(&s->a, r, ref)))
+				service_ctx(s, ix, sk);
 		}
+}
+
+/* The key of the Service an object of the request is or belongs to (a Service, ServiceImport or EndpointSlice), or NULL. */
+static const char *service_of(struct kb_arena *a, const struct kb_meta *o)
+{
+	if (o->kind == KB_KIND_SERVICE || o->kind == KB_KIND_SERVICE_IMPORT)
+		return o->name ? kb_state_ix_svc_key(a, o->kind, ns_of(o), o->name) : NULL;
+	if (o->kind == KB_KIND_ENDPOINT_SLICE && ((const struct kb_endpoint_slice *)o)->service)
+		return kb_state_ix_svc_key(a, ((const struct kb_endpoint_slice *)o)->owner_kind, ns_of(o),
+					   ((const struct kb_endpoint_slice *)o)->service);
+	return NULL;
 }
 
 /* What any judgement or compile may read, however far: few objects of these kinds, all of them. */
@@ -225,8 +252,8 @@ static void fill_model(struct kb_scope *s, struct kb_model *sm)
 void kb_scope_build(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, struct kb_model *in, bool del,
 		    struct kb_model *sm)
 {
-	size_t nbe = 0;
-	const char **bes = NULL;
+	size_t nbe = 0, nsvc = 0;
+	const char **bes = NULL, **svcs = NULL, *sk;
 
 	s->gateways.a = s->backends.a = &s->a;
 	/* The request's own objects, and the stored objects they replace or delete. */
@@ -235,6 +262,8 @@ void kb_scope_build(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model 
 
 		o->named = true;
 		*KB_PUSH(&s->a, s->req, s->nreq) = o;
+		if ((sk = service_of(&s->a, o)))
+			*KB_PUSH(&s->a, svcs, nsvc) = sk;
 		if (o->kind == KB_KIND_BACKEND && set_add(&s->backends, ns_of(o), o->name)) {
 			*KB_PUSH(&s->a, bes, nbe) = ns_of(o);
 			*KB_PUSH(&s->a, bes, nbe) = o->name;
@@ -248,7 +277,13 @@ void kb_scope_build(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model 
 		s->named_bytes += prev->src_len;
 		if (kb_kind_is_route(prev->kind))
 			add_parents(s, (struct kb_route *)prev);
+		/* A slice moved to another Service (its label changed) leaves the old one's routes too. */
+		if ((sk = service_of(&s->a, prev)))
+			*KB_PUSH(&s->a, svcs, nsvc) = sk;
 	}
+	/* Routes that send to a named Service, or to the Service of a named EndpointSlice. */
+	for (size_t i = 0; i < nsvc; i++)
+		judge_routes(s, kb_smap_get(&ix->svc_routes, svcs[i]));
 	/* Routes that send to a named Backend, then every route that shares a Gateway with a judged one. */
 	for (size_t i = 0; i + 1 < nbe; i += 2)
 		judge_routes(s, kb_state_ix_be_routes(ix, &s->a, bes[i], bes[i + 1]));

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "change/state_index.h"
+#include "validate/validate.h"
 
 static const char *ns_of(const struct kb_meta *o)
 {
@@ -126,6 +127,34 @@ static const char *be_key(struct kb_arena *a, char *buf, size_t len, const struc
 	return join(a, buf, len, ref->namespace ? ref->namespace : ns_of(&r->meta), ref->name, NULL);
 }
 
+const char *kb_state_ix_svc_key(struct kb_arena *a, enum kb_kind kind, const char *ns, const char *name)
+{
+	return kb_sprintf(a, "%s/%s/%s", kb_kind_name(kind), ns, name);
+}
+
+const char *kb_state_ix_ref_svc_key(struct kb_arena *a, const struct kb_route *r, const struct kb_backend_ref *ref)
+{
+	enum kb_ref_kind rk = kb_ref_kind(ref);
+
+	if (!ref->name || (rk != KB_REF_SERVICE && rk != KB_REF_SERVICE_IMPORT))
+		return NULL;
+	return kb_state_ix_svc_key(a, rk == KB_REF_SERVICE ? KB_KIND_SERVICE : KB_KIND_SERVICE_IMPORT,
+				   ref->namespace ? ref->namespace : ns_of(&r->meta), ref->name);
+}
+
+/* Add (add) or remove o in the list under key of m (a list names an object once: it was added last). */
+static void link_under(struct kb_state_ix *ix, struct kb_smap *m, const char *key, struct kb_meta *o, bool add)
+{
+	struct kb_olist *l = list_at(&ix->a, m, key, sizeof(*l), add);
+
+	if (add) {
+		if (!l->n || l->v[l->n - 1] != o)
+			olist_add(&ix->a, l, o);
+	} else {
+		olist_del(l, o);
+	}
+}
+
 /* Add (add) or remove r under every Gateway and Backend it names. */
 static void route_links(struct kb_state_ix *ix, struct kb_route *r, bool add)
 {
@@ -152,8 +181,13 @@ static void route_links(struct kb_state_ix *ix, struct kb_route *r, bool add)
 			const struct kb_backend_ref *ref = &r->rules[k].refs[x];
 			struct kb_olist *l;
 
-			if (!names_backend(ref))
+			if (!names_backend(ref)) {
+				const char *sk = kb_state_ix_ref_svc_key(t, r, ref);
+
+				if (sk)
+					link_under(ix, &ix->svc_routes, sk, &r->meta, add);
 				continue;
+			}
 			l = list_at(a, &ix->be_routes, be_key(t, buf, sizeof(buf), r, ref), sizeof(*l), add);
 			if (add) {
 				if (!l->n || l->v[l->n - 1] != &r->meta)
@@ -176,6 +210,11 @@ static void object_links(struct kb_state_ix *ix, struct kb_meta *o, bool add)
 		kb_smap_put(&ix->objs, key, o);	/* a build: every key is new (the state's are unique) */
 	if (kb_kind_is_route(o->kind))
 		route_links(ix, (struct kb_route *)o, add);
+	if (o->kind == KB_KIND_ENDPOINT_SLICE && ((struct kb_endpoint_slice *)o)->service) {
+		const struct kb_endpoint_slice *s = (const struct kb_endpoint_slice *)o;
+
+		link_under(ix, &ix->svc_slices, kb_state_ix_svc_key(&ix->tmp, s->owner_kind, ns_of(o), s->service), o, add);
+	}
 	if (o->kind == KB_KIND_BACKEND && ((struct kb_backend *)o)->has_fallback_ref)
 		add ? ix->nfallback++ : ix->nfallback--;
 	if (o->kind == KB_KIND_BACKEND_TLS_POLICY)
@@ -204,6 +243,7 @@ static void build(struct kb_state_ix *ix, struct kb_model *state)
 {
 	kb_state_ix_free(ix);
 	ix->objs.a = ix->gw_routes.a = ix->be_routes.a = ix->diag_pos.a = ix->global.a = &ix->a;
+	ix->svc_routes.a = ix->svc_slices.a = &ix->a;
 	reserve(&ix->objs, state->nobjects);
 	reserve(&ix->gw_routes, state->ngateways);
 	reserve(&ix->be_routes, state->nbackends);
@@ -322,6 +362,13 @@ static void state_del(struct kb_model *m, struct kb_meta *o)
 	case KB_KIND_NAMESPACE:
 		array_del(m->namespaces, &m->nnamespaces, o);
 		break;
+	case KB_KIND_SERVICE:
+	case KB_KIND_SERVICE_IMPORT:
+		array_del(m->services, &m->nservices, o);
+		break;
+	case KB_KIND_ENDPOINT_SLICE:
+		array_del(m->slices, &m->nslices, o);
+		break;
 	default:
 		array_del(m->others, &m->nothers, o);
 		break;
@@ -423,7 +470,8 @@ void kb_ix_say(struct kb_ix_check *c, const char *fmt, ...)
 }
 
 /* Every list of have equals, as a set, the list of the same key in want (a rebuild), and no other key has one. */
-static void compare_lists(struct kb_ix_check *c, const char *what, const struct kb_smap *have, const struct kb_smap *want)
+static void compare_lists(struct kb_ix_check *c, const char *items, const char *what, const struct kb_smap *have,
+			  const struct kb_smap *want)
 {
 	for (int pass = 0; pass < 2; pass++) {
 		const struct kb_smap *x = pass ? want : have, *y = pass ? have : want;
@@ -442,8 +490,8 @@ static void compare_lists(struct kb_ix_check *c, const char *what, const struct 
 				for (size_t j = 0; j < ny; j++)
 					found += lx->v[k] == ly->v[j];
 			if (found != nx || nx != ny)
-				kb_ix_say(c, "the index of routes by %s under %s holds %zu route(s), a rebuild %zu (%zu in common)",
-				    what, x->ents[i].key, pass ? ny : nx, pass ? nx : ny, found);
+				kb_ix_say(c, "the index of %s by %s under %s holds %zu, a rebuild %zu (%zu in common)",
+				    items, what, x->ents[i].key, pass ? ny : nx, pass ? nx : ny, found);
 		}
 	}
 }
@@ -488,8 +536,10 @@ size_t kb_state_ix_check(struct kb_state_ix *ix, struct kb_model *state, void (*
 			state->objects[i]->seq = keep[i];
 		free(keep);
 	}
-	compare_lists(&c, "Gateway", &ix->gw_routes, &want.gw_routes);
-	compare_lists(&c, "Backend", &ix->be_routes, &want.be_routes);
+	compare_lists(&c, "routes", "Gateway", &ix->gw_routes, &want.gw_routes);
+	compare_lists(&c, "routes", "Backend", &ix->be_routes, &want.be_routes);
+	compare_lists(&c, "routes", "Service", &ix->svc_routes, &want.svc_routes);
+	compare_lists(&c, "EndpointSlices", "Service", &ix->svc_slices, &want.svc_slices);
 	if (ix->nfallback != want.nfallback || ix->nbtls != want.nbtls || ix->bytes != want.bytes)
 		kb_ix_say(&c, "the state index counts %zu fallback Backend(s), %zu BackendTLSPolicy(ies), %zu byte(s); a rebuild "
 			"%zu, %zu, %zu", ix->nfallback, ix->nbtls, ix->bytes, want.nfallback, want.nbtls, want.bytes);

@@ -33,6 +33,10 @@ struct kb_state_ix {
 	struct kb_smap objs;		/* "Kind/ns/name" -> stored object (NULL: gone) */
 	struct kb_smap gw_routes;	/* "ns/name" of a Gateway -> struct kb_olist: the stored routes whose parentRefs name it */
 	struct kb_smap be_routes;	/* "ns/name" of a Backend -> struct kb_olist: the stored routes with a backendRef to it */
+	/* "Service/ns/name" or "ServiceImport/ns/name" -> struct kb_olist: the stored routes with a backendRef to it */
+	struct kb_smap svc_routes;
+	/* the same key -> struct kb_olist: the stored EndpointSlices whose service-name label names it */
+	struct kb_smap svc_slices;
 	struct kb_smap diag_pos;	/* "Kind ns/name" -> struct kb_plist: that object's live diagnostics in state.diags */
 	struct kb_smap global;		/* message of a diagnostic about no object, present in state.diags */
 	size_t ndead;			/* diagnostics in state.diags said about objects judged again since (msg NULL) */
@@ -56,6 +60,10 @@ const struct kb_olist *kb_state_ix_gw_routes(struct kb_state_ix *ix, struct kb_a
 					    const char *name);
 const struct kb_olist *kb_state_ix_be_routes(struct kb_state_ix *ix, struct kb_arena *tmp, const char *ns,
 					    const char *name);
+/* The key of svc_routes and svc_slices: "Service/ns/name" or "ServiceImport/ns/name". */
+const char *kb_state_ix_svc_key(struct kb_arena *a, enum kb_kind kind, const char *ns, const char *name);
+/* The key of the Service or ServiceImport a backendRef names (NULL: a Backend or another kind). */
+const char *kb_state_ix_ref_svc_key(struct kb_arena *a, const struct kb_route *r, const struct kb_backend_ref *ref);
 
 /*
  * Commit a scoped change into state: the objects in gone[] (each stored)

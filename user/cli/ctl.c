@@ -37,7 +37,7 @@ static const struct kb_cmd *cmd_find(const char *name);
 static void cmd_help_one(FILE *f, const struct kb_cmd *c);
 
 
-enum { OPT_ENABLE_BACKEND = 256, OPT_UNIX_DIR, OPT_ALLOW, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_CONFIG, OPT_DRY_RUN, OPT_SOCKET,
+enum { OPT_ENABLE_BACKEND = 256, OPT_UNIX_DIR, OPT_ALLOW, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_SERVICE_ENDPOINTS, OPT_CONFIG, OPT_DRY_RUN, OPT_SOCKET,
        OPT_BPFFS, OPT_EACH_FILE, OPT_REPLACE, OPT_STATE_DIR, OPT_FIELD_SELECTOR };
 
 static const struct option client_longopts[] = {
@@ -56,6 +56,7 @@ static const struct option client_longopts[] = {
 	{ "allow-endpoint", required_argument, NULL, OPT_ALLOW },
 	{ "cluster-domain", required_argument, NULL, OPT_CLUSTER_DOMAIN },
 	{ "clusterset-domain", required_argument, NULL, OPT_CLUSTERSET_DOMAIN },
+	{ "service-endpoints", required_argument, NULL, OPT_SERVICE_ENDPOINTS },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "socket", required_argument, NULL, OPT_SOCKET },
 	{ "bpffs", required_argument, NULL, OPT_BPFFS },
@@ -149,6 +150,11 @@ int ctl_parse_opts(const char *cmd, int argc, char **argv, struct opts *o)
 			break;
 		case OPT_CLUSTERSET_DOMAIN:
 			o->policy.clusterset_domain = optarg;
+			o->policy_flags = true;
+			break;
+		case OPT_SERVICE_ENDPOINTS:
+			if (!kb_svc_mode_parse(optarg, &o->policy.service_endpoints))
+				return ctl_usage_error(cmd, "--service-endpoints takes auto, slices or dns");
 			o->policy_flags = true;
 			break;
 		case OPT_CONFIG:
@@ -309,7 +315,8 @@ int ctl_dry_run_offline(struct opts *o)
 {
 	/* Nothing resolved offline: FQDNs, Service and ServiceImport names stay pending, named with the domain flags. */
 	struct kb_compile_env env = { .cluster_domain = o->policy.cluster_domain,
-				      .clusterset_domain = o->policy.clusterset_domain };
+				      .clusterset_domain = o->policy.clusterset_domain,
+				      .service_endpoints = o->policy.service_endpoints };
 	struct kb_compiled c = { 0 };
 	struct kb_model m;
 	int err, refused;
@@ -400,7 +407,7 @@ static int cmd_version(int argc, char **argv)
 static int cmd_help(int argc, char **argv);
 
 #define POLICY_FLAGS "[--enable-backend] [--config FILE] [--unix-dir DIR]... [--allow-endpoint CIDR]... " \
-		     "[--cluster-domain DOMAIN] [--clusterset-domain DOMAIN]"
+		     "[--cluster-domain DOMAIN] [--clusterset-domain DOMAIN] [--service-endpoints auto|slices|dns]"
 
 static const struct kb_cmd commands[] = {
 	{ "daemon", cmd_daemon,

@@ -82,6 +82,12 @@ static const struct opt_doc opts[] = {
 	{ S_POLICY, "--clusterset-domain", "DOMAIN",
 	  "The multi-cluster DNS domain used to resolve ServiceImport (multicluster.x-k8s.io) backendRefs as "
 	  "NAME.NAMESPACE.svc.DOMAIN (default clusterset.local)." },
+	{ S_POLICY, "--service-endpoints", "auto|slices|dns",
+	  "How Service and ServiceImport backendRefs are steered. auto (default): straight to the ready endpoints "
+	  "of the Service's EndpointSlices when the Service object is in the state, else through cluster DNS. "
+	  "slices: always through EndpointSlices; a Service that is not in the state is refused as Envoy Gateway "
+	  "refuses it (BackendNotFound), as the Kubernetes source wants. dns: always through cluster DNS, the "
+	  "ClusterIP then goes through kube-proxy." },
 
 	{ S_DAEMON, "--cgroup", "PATH",
 	  "Required. The cgroup v2 directory the sock_addr programs attach to; connections from processes in it and "

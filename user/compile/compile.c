@@ -8,7 +8,6 @@
 #include "compile/compile.h"
 #include "compile_int.h"
 #include "validate/validate.h"
-#include "validate/validate.h"
 
 /*
  * Rules this file chose:
@@ -53,6 +52,8 @@ struct cx {
 	struct kb_smap btps;		/* "Kind/ns/name[/section]" -> struct kb_btp */
 	const char *cluster_domain;
 	const char *clusterset_domain;
+	struct kb_smap services;		/* "Kind/ns/name" -> struct kb_service (first of each) */
+	struct kb_smap slices;			/* "Kind/ns/name" of the owner -> struct slice_list */
 	/* NULL, or the Gateways ("ns/name") whose frontends are compiled; the rest of the model is context. */
 	const struct kb_smap *only;
 	/* Per frontend: the Backend behind each locality (NULL for a Service), parallel to fe->locs. */
@@ -184,6 +185,8 @@ static void index_model(struct cx *c)
 			a->accepted = parent_accepted(r, pr);
 		}
 	}
+
+	kb_index_services(&c->tmp, m, &c->services, &c->slices);
 
 	/* Policy attachment: the first policy in model order that targets an object wins. */
 	for (size_t i = 0; i < m->nbtps; i++) {
@@ -341,6 +344,34 @@ static void add_backend_endpoints(struct cx *c, struct kb_cfrontend *fe, size_t 
 	}
 }
 
+/* A Service (or ServiceImport) steered through cluster DNS: MCS DNS names a ServiceImport under the clusterset domain. */
+static void add_service_fqdn(struct cx *c, struct kb_cfrontend *fe, size_t li, const struct kb_backend_ref *ref,
+			     const char *ns, enum kb_kind kind)
+{
+	char *host = kb_sprintf(&c->tmp, "%s.%s.svc.%s", ref->name, ns,
+				kind == KB_KIND_SERVICE ? c->cluster_domain : c->clusterset_domain);
+	__u16 port = ref->has_port && ref->port > 0 && ref->port <= 65535 ? (__u16)ref->port : 0;
+
+	add_fqdn(c, fe, li, host, port);
+}
+
+/* A Service steered straight to the ready endpoints of its EndpointSlices (compile_slices.c picks them). */
+static void add_slice_endpoints(struct cx *c, struct kb_cfrontend *fe, size_t li, const struct kb_service *svc,
+				const struct slice_list *l, int64_t ref_port)
+{
+	struct kb_arena *a = &c->out->arena;
+	struct kb_slice_pick *picks;
+	size_t n;
+
+	if (kb_object_refused(&svc->meta) || !l)
+		return;
+	n = kb_service_endpoints(&c->tmp, svc, l->v, l->n, ref_port, fe->proto == KB_PROTO_UDP ? "UDP" : "TCP",
+				 fe->key.family, &picks);
+	for (size_t i = 0; i < n; i++)
+		push_ep(c, fe, li, KB_EP_IP, kb_strdup(a, picks[i].address), NULL, picks[i].port, picks[i].family,
+			picks[i].ip);
+}
+
 static size_t push_loc(struct cx *c, struct kb_cfrontend *fe, const struct kb_backend *b, char *label,
 		       char *ref_path, int64_t weight, unsigned prio)
 {
@@ -377,13 +408,16 @@ static void add_ref(struct cx *c, struct kb_cfrontend *fe, const struct kb_route
 		if (usable)
 			add_backend_endpoints(c, fe, li, b, ref->has_port, ref->port);
 	} else if (kb_ref_kind(ref) == KB_REF_SERVICE || kb_ref_kind(ref) == KB_REF_SERVICE_IMPORT) {
-		/* A ServiceImport is the multi-cluster Service: MCS DNS names it under the clusterset domain. */
-		char *host = kb_sprintf(&c->tmp, "%s.%s.svc.%s", ref->name, ns,
-					kb_ref_kind(ref) == KB_REF_SERVICE ? c->cluster_domain : c->clusterset_domain);
-		__u16 port = ref->has_port && ref->port > 0 && ref->port <= 65535 ? (__u16)ref->port : 0;
+		enum kb_kind kind = kb_ref_kind(ref) == KB_REF_SERVICE ? KB_KIND_SERVICE : KB_KIND_SERVICE_IMPORT;
+		const char *key = kb_sprintf(&c->tmp, "%s/%s/%s", kb_kind_name(kind), ns, ref->name);
+		const struct kb_service *svc = c->env && c->env->service_endpoints == KB_SVC_DNS ? NULL :
+					       kb_smap_get(&c->services, key);
 
 		li = push_loc(c, fe, NULL, label, kb_strdup(a, ref->path), weight, ref->fallback ? 1 : 0);
-		add_fqdn(c, fe, li, host, port);
+		if (svc && !(svc->type && strcmp(svc->type, "ExternalName") == 0))
+			add_slice_endpoints(c, fe, li, svc, kb_smap_get(&c->slices, key), ref->port);
+		else
+			add_service_fqdn(c, fe, li, ref, ns, kind);
 	}
 	/* Any other kind was refused by validate (ResolvedRefs False); it never reaches here. */
 }
@@ -692,7 +726,7 @@ static int compile(struct kb_model *m, const struct kb_compile_env *env, const s
 	struct cx c = { .m = m, .env = env, .out = out, .only = only };
 
 	memset(out, 0, sizeof(*out));
-	c.backends.a = c.gw_routes.a = c.btps.a = &c.tmp;
+	c.backends.a = c.gw_routes.a = c.btps.a = c.services.a = c.slices.a = &c.tmp;
 	c.cluster_domain = env && env->cluster_domain && *env->cluster_domain ? env->cluster_domain : "cluster.local";
 	c.clusterset_domain = env && env->clusterset_domain && *env->clusterset_domain ? env->clusterset_domain
 										: "clusterset.local";

@@ -98,7 +98,29 @@ struct kb_compile_env {
 	 */
 	int (*bridge)(void *ctx, const char *path, __u32 ip[4], __u16 *port);
 	void *bridge_ctx;
+	/* --service-endpoints: Services steered to their EndpointSlices (AUTO, SLICES) or through DNS. */
+	enum kb_svc_mode service_endpoints;
 };
+
+/* One endpoint of a Service backendRef, chosen from its EndpointSlices (compile_slices.c). */
+struct kb_slice_pick {
+	const char *address;	/* as the slice writes it */
+	__u8 family;		/* AF_INET / AF_INET6 */
+	__u32 ip[4];		/* network order */
+	__u16 port;		/* host order: the slice port that the Service port's name matches */
+};
+
+/*
+ * The endpoints a backendRef to svc with port ref_port over proto ("TCP",
+ * "UDP") steers to, from slices (svc's own, any order): the Service port
+ * ref_port names, the slice port of that port's name (kube-proxy's rule),
+ * endpoints ready, serving and not terminating, or else the serving and
+ * terminating ones; of the frontend's family (an IPv6 frontend falls back to
+ * IPv4 slices). Refused slices are left out. *out (in a) sorted, each once.
+ */
+size_t kb_service_endpoints(struct kb_arena *a, const struct kb_service *svc, struct kb_endpoint_slice *const *slices,
+			    size_t nslices, int64_t ref_port, const char *proto, __u8 fe_family,
+			    struct kb_slice_pick **out);
 
 /* Does the parentRef name a Gateway (compile programs only those; a scoped change follows the same rule)? */
 bool kb_parent_names_gateway(const struct kb_parent_ref *pr);

@@ -6,6 +6,8 @@
 #include <linux/types.h>
 #include <stddef.h>
 
+#include "manifest/model.h"
+
 /*
  * Not part of the compiler's interface (compile.h, which also holds the math
  * that tests call: kb_priority_load, kb_apportion, kb_slot_count).
@@ -16,5 +18,18 @@ __u32 kb_table_size(const double *w, size_t n, size_t used);
 
 /* Interleave counts[i] slots of each endpoint i into slots[0..nslots). */
 void kb_lay_out_slots(const __u32 *counts, size_t n, __u32 nslots, __u32 *slots);
+
+/* The EndpointSlices of one Service or ServiceImport, in model order. */
+struct slice_list {
+	struct kb_endpoint_slice **v;
+	size_t n;
+};
+
+/*
+ * Index m's Services and ServiceImports ("Kind/ns/name" -> struct kb_service,
+ * the first of each) and their EndpointSlices (the owner's key -> struct
+ * slice_list), in a (compile_slices.c).
+ */
+void kb_index_services(struct kb_arena *a, const struct kb_model *m, struct kb_smap *services, struct kb_smap *slices);
 
 #endif /* KB_COMPILE_INT_H */

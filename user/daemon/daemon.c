@@ -52,7 +52,7 @@ static int read_config(struct daemon *d)
 }
 
 enum { OPT_CONFIG = 256, OPT_STATE_DIR, OPT_CGROUP, OPT_BPFFS, OPT_UNIX_DIR, OPT_ALLOW, OPT_SOCKET,
-       OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL,
+       OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_SERVICE_ENDPOINTS, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL,
        OPT_WATCH_DIR, OPT_METRICS_ADDR, OPT_MAX_FRONTENDS, OPT_MAX_SLOTS, OPT_MAX_ENDPOINTS, OPT_MAX_SOCKETS };
 
 static const struct option longopts[] = {
@@ -66,6 +66,7 @@ static const struct option longopts[] = {
 	{ "enable-backend", no_argument, NULL, OPT_ENABLE_BACKEND },
 	{ "cluster-domain", required_argument, NULL, OPT_CLUSTER_DOMAIN },
 	{ "clusterset-domain", required_argument, NULL, OPT_CLUSTERSET_DOMAIN },
+	{ "service-endpoints", required_argument, NULL, OPT_SERVICE_ENDPOINTS },
 	{ "dns-server", required_argument, NULL, OPT_DNS_SERVER },
 	{ "dns-min-ttl", required_argument, NULL, OPT_DNS_MIN_TTL },
 	{ "dns-max-ttl", required_argument, NULL, OPT_DNS_MAX_TTL },
@@ -153,6 +154,10 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case OPT_CLUSTERSET_DOMAIN:
 			d->policy.clusterset_domain = optarg;
+			break;
+		case OPT_SERVICE_ENDPOINTS:
+			if (!kb_svc_mode_parse(optarg, &d->policy.service_endpoints))
+				goto usage;
 			break;
 		case OPT_DNS_SERVER:
 			if (d->ndns_servers == MAX_FLAG_LIST)

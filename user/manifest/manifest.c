@@ -236,6 +236,8 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 			obj->namespace = mf_intern(c, ns->s);
 		set_labels(c, obj, mf_map_get(md, "labels", NULL));
 	}
+	if (k == KB_KIND_ENDPOINT_SLICE)
+		mf_slice_owner(obj);
 	if (!obj->name && k == KB_KIND_ENVOY_GATEWAY)
 		obj->name = "envoy-gateway";
 	c->obj = obj;

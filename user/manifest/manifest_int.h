@@ -70,6 +70,8 @@ char *mf_intern(struct ctx *c, const char *s);
 bool mf_is_null(const struct ynode *n);
 bool mf_get_str(struct ctx *c, const struct ynode *n, const char *path, const char **out);
 bool mf_get_bool(struct ctx *c, const struct ynode *n, const char *path, bool *out);
+/* An integer scalar (unquoted), with Kubernetes' message otherwise. */
+bool mf_get_int(struct ctx *c, const struct ynode *n, const char *path, int64_t *out);
 /* True when v is a list to read; a null is absent, anything else an error. */
 bool mf_get_list(struct ctx *c, const struct ynode *v, const char *path);
 
@@ -167,6 +169,10 @@ struct kind_info {
 };
 
 extern const struct kind_info mf_kinds[KB_KIND__COUNT];
+/* The Kubernetes kinds' top-level tables (manifest_k8s.c). */
+extern const struct field mf_top_service[], mf_top_service_import[], mf_top_endpoint_slice[];
+/* An EndpointSlice's owner (struct kb_endpoint_slice service, owner_kind) from its labels, once they are read. */
+void mf_slice_owner(struct kb_meta *obj);
 /* ObjectMeta; name and namespace are F_SKIP: process_object reads them first. */
 extern const struct field mf_meta_fields[];
 

@@ -702,6 +702,11 @@ const struct kind_info mf_kinds[KB_KIND__COUNT] = {
 	[KB_KIND_GATEWAY_CLASS] = { "gateway.networking.k8s.io", NULL, sizeof(struct kb_other), top_other, NULL },
 	/* The core group: apiVersion is a bare "v1". */
 	[KB_KIND_NAMESPACE] = { "", NULL, sizeof(struct kb_namespace), top_namespace, NULL },
+	[KB_KIND_SERVICE] = { "", NULL, sizeof(struct kb_service), mf_top_service, NULL },
+	[KB_KIND_SERVICE_IMPORT] = { "multicluster.x-k8s.io", NULL, sizeof(struct kb_service), mf_top_service_import,
+				     NULL },
+	[KB_KIND_ENDPOINT_SLICE] = { "discovery.k8s.io", NULL, sizeof(struct kb_endpoint_slice),
+				     mf_top_endpoint_slice, NULL },
 	/* No group: any apiVersion is read as written. */
 	[KB_KIND_FOREIGN] = { NULL, NULL, sizeof(struct kb_other), top_foreign, NULL },
 };

@@ -175,6 +175,11 @@ static bool get_int(struct ctx *c, const struct ynode *n, const char *path, int6
 	return true;
 }
 
+bool mf_get_int(struct ctx *c, const struct ynode *n, const char *path, int64_t *out)
+{
+	return get_int(c, n, path, out);
+}
+
 bool mf_get_bool(struct ctx *c, const struct ynode *n, const char *path, bool *out)
 {
 	/* YAML 1.1 booleans, as sigs.k8s.io/yaml (go-yaml v2) reads them. */

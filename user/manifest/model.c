@@ -26,6 +26,9 @@ static const char *const kind_names[KB_KIND__COUNT] = {
 	[KB_KIND_ENVOY_PROXY] = "EnvoyProxy",
 	[KB_KIND_GATEWAY_CLASS] = "GatewayClass",
 	[KB_KIND_NAMESPACE] = "Namespace",
+	[KB_KIND_SERVICE] = "Service",
+	[KB_KIND_SERVICE_IMPORT] = "ServiceImport",
+	[KB_KIND_ENDPOINT_SLICE] = "EndpointSlice",
 };
 
 static const char *const api_versions[KB_KIND__COUNT] = {
@@ -45,6 +48,9 @@ static const char *const api_versions[KB_KIND__COUNT] = {
 	[KB_KIND_ENVOY_PROXY] = "gateway.envoyproxy.io/v1alpha1",
 	[KB_KIND_GATEWAY_CLASS] = "gateway.networking.k8s.io/v1",
 	[KB_KIND_NAMESPACE] = "v1",
+	[KB_KIND_SERVICE] = "v1",
+	[KB_KIND_SERVICE_IMPORT] = "multicluster.x-k8s.io/v1alpha1",
+	[KB_KIND_ENDPOINT_SLICE] = "discovery.k8s.io/v1",
 };
 
 /* The apiVersion kbackend writes for a kind it renders or synthesizes. */
@@ -363,6 +369,13 @@ void kb_model_add_object(struct kb_model *m, struct kb_meta *obj)
 	case KB_KIND_NAMESPACE:
 		*KB_PUSH(&m->views, m->namespaces, m->nnamespaces) = (struct kb_namespace *)obj;
 		break;
+	case KB_KIND_SERVICE:
+	case KB_KIND_SERVICE_IMPORT:
+		*KB_PUSH(&m->views, m->services, m->nservices) = (struct kb_service *)obj;
+		break;
+	case KB_KIND_ENDPOINT_SLICE:
+		*KB_PUSH(&m->views, m->slices, m->nslices) = (struct kb_endpoint_slice *)obj;
+		break;
 	default:
 		*KB_PUSH(&m->views, m->others, m->nothers) = (struct kb_other *)obj;
 		break;
@@ -395,5 +408,13 @@ const struct kb_namespace *kb_model_find_namespace(const struct kb_model *m, con
 	for (size_t i = 0; i < m->nnamespaces; i++)
 		if (m->namespaces[i]->meta.name && strcmp(m->namespaces[i]->meta.name, name) == 0)
 			return m->namespaces[i];
+	return NULL;
+}
+
+struct kb_service *kb_model_find_service(const struct kb_model *m, enum kb_kind kind, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < m->nservices; i++)
+		if (m->services[i]->meta.kind == kind && meta_is(&m->services[i]->meta, ns, name))
+			return m->services[i];
 	return NULL;
 }

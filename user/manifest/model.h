@@ -36,6 +36,9 @@ enum kb_kind {
 	KB_KIND_GATEWAY_CLASS,
 	/* Core kinds read for what validate needs of them. */
 	KB_KIND_NAMESPACE,	/* labels, for listeners' allowedRoutes selectors */
+	KB_KIND_SERVICE,	/* ports, for Service backendRefs steered to EndpointSlices */
+	KB_KIND_SERVICE_IMPORT,	/* multicluster.x-k8s.io: ports, for ServiceImport backendRefs */
+	KB_KIND_ENDPOINT_SLICE,	/* discovery.k8s.io: a Service's (or ServiceImport's) endpoints and their readiness */
 	/*
 	 * Any other kind (Secret, Service, Deployment, an Istio Gateway...): read
 	 * for its identity and text, kept and stored, never judged beyond
@@ -397,7 +400,75 @@ struct kb_namespace {
 	size_t nlabels;
 };
 
+/* ---- Service, ServiceImport, EndpointSlice (endpoints.c judges and selects) ---- */
+
+/* spec.ports[] of a Service or ServiceImport. */
+struct kb_svc_port {
+	char *name;		/* NULL: unnamed (a single-port Service) */
+	int64_t port;
+	bool has_port;
+	char *protocol;		/* NULL: TCP */
+	int64_t target_port;	/* Service only; checked, not used: EndpointSlices carry the pods' ports */
+	char *target_name;	/* a named targetPort */
+	bool has_target;
+	char *path;		/* "spec.ports[0]" */
+};
+
+/* A Service (v1) or a ServiceImport (multicluster.x-k8s.io); meta.kind says which. */
+struct kb_service {
+	struct kb_meta meta;
+	char *type;		/* Service: NULL (ClusterIP), NodePort, LoadBalancer, ExternalName; ServiceImport: ClusterSetIP, Headless */
+	char *cluster_ip;	/* spec.clusterIP ("None": headless) */
+	char **cluster_ips;	/* spec.clusterIPs (ServiceImport: spec.ips) */
+	size_t ncluster_ips;
+	char *external_name;
+	struct kb_svc_port *ports;
+	size_t nports;
+};
+
+struct kb_slice_port {
+	char *name;		/* NULL or "": matches an unnamed Service port */
+	int64_t port;
+	bool has_port;		/* absent: "all ports", which a steered connect cannot use */
+	char *protocol;		/* NULL: TCP */
+	char *path;
+};
+
+struct kb_slice_endpoint {
+	char **addresses;
+	size_t naddresses;
+	int ready, serving, terminating;	/* conditions: -1 unset (ready, serving: true; terminating: false) */
+	bool refused;		/* validate: the SSRF guard refuses its address (compile leaves it out) */
+	char *path;		/* "endpoints[0]" */
+};
+
+struct kb_endpoint_slice {
+	struct kb_meta meta;
+	char *address_type;	/* IPv4, IPv6 (used), FQDN (ignored) */
+	struct kb_slice_endpoint *endpoints;
+	size_t nendpoints;
+	struct kb_slice_port *ports;
+	size_t nports;
+	/* The owner: label kubernetes.io/service-name (a Service) or multicluster.kubernetes.io/service-name (a ServiceImport). */
+	const char *service;
+	enum kb_kind owner_kind;	/* KB_KIND_SERVICE, KB_KIND_SERVICE_IMPORT, or KB_KIND_UNKNOWN: no owner label */
+};
+
+/* The EndpointSlice label that names the Service (or ServiceImport) a slice belongs to. */
+#define KB_LABEL_SERVICE_NAME "kubernetes.io/service-name"
+#define KB_LABEL_MCS_SERVICE_NAME "multicluster.kubernetes.io/service-name"
+
 /* ---- the model ------------------------------------------------------------------- */
+
+/*
+ * How Service and ServiceImport backendRefs are steered (--service-endpoints):
+ * AUTO, the default: to the ready endpoints of the EndpointSlices of the
+ * Service when the Service object is in the state, else through cluster DNS;
+ * SLICES: always through EndpointSlices, a Service that is not in the state is
+ * BackendNotFound (the Kubernetes source, which sees every Service); DNS: always
+ * through cluster DNS, the Service objects only stored.
+ */
+enum kb_svc_mode { KB_SVC_AUTO = 0, KB_SVC_SLICES, KB_SVC_DNS };
 
 /* Daemon/validation policy flags (DESIGN.md section 2). */
 struct kb_policy {
@@ -410,6 +481,7 @@ struct kb_policy {
 	size_t nnode_addrs;
 	char *cluster_domain;		/* "cluster.local" */
 	char *clusterset_domain;	/* ServiceImport refs: "clusterset.local" */
+	enum kb_svc_mode service_endpoints;	/* --service-endpoints */
 };
 
 struct kb_model {
@@ -440,6 +512,10 @@ struct kb_model {
 	size_t nothers;
 	struct kb_namespace **namespaces;
 	size_t nnamespaces;
+	struct kb_service **services;	/* Services and ServiceImports */
+	size_t nservices;
+	struct kb_endpoint_slice **slices;
+	size_t nslices;
 	/* Diagnostics from every stage, in order. */
 	struct kb_diag *diags;
 	size_t ndiags;
@@ -498,5 +574,7 @@ struct kb_backend *kb_model_find_backend(const struct kb_model *m, const char *n
 struct kb_gateway *kb_model_find_gateway(const struct kb_model *m, const char *ns, const char *name);
 /* The Namespace object named name, or NULL (a namespace not in the applied set has no labels). */
 const struct kb_namespace *kb_model_find_namespace(const struct kb_model *m, const char *name);
+/* Service (kind KB_KIND_SERVICE) or ServiceImport (KB_KIND_SERVICE_IMPORT) ns/name, or NULL. */
+struct kb_service *kb_model_find_service(const struct kb_model *m, enum kb_kind kind, const char *ns, const char *name);
 
 #endif /* KB_MODEL_H */

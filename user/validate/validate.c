@@ -15,6 +15,18 @@ void kb_policy_init(struct kb_policy *p)
 	p->clusterset_domain = "clusterset.local";
 }
 
+bool kb_svc_mode_parse(const char *s, enum kb_svc_mode *out)
+{
+	static const char *const names[] = { [KB_SVC_AUTO] = "auto", [KB_SVC_SLICES] = "slices", [KB_SVC_DNS] = "dns" };
+
+	for (size_t i = 0; s && i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum kb_svc_mode)i;
+			return true;
+		}
+	return false;
+}
+
 bool kb_object_refused(const struct kb_meta *obj)
 {
 	for (size_t i = 0; i < obj->nconds; i++)
@@ -418,6 +430,7 @@ int kb_validate(struct kb_model *m, const struct kb_policy *p)
 			c.bv[i].why = m->backends[i]->v_why;
 		}
 	vx_backends(&c);
+	vx_services(&c);
 	vx_routes(&c);
 	for (size_t i = 0; i < m->ngateways; i++)
 		if (!m->gateways[i]->meta.skip_judge)

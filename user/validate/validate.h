@@ -31,6 +31,9 @@ int kb_validate(struct kb_model *m, const struct kb_policy *p);
  */
 bool kb_policy_allows_ip(const struct kb_policy *p, int family, const void *addr, char *why, size_t whylen);
 
+/* "auto", "slices" or "dns" (--service-endpoints) into *out; false for anything else. */
+bool kb_svc_mode_parse(const char *s, enum kb_svc_mode *out);
+
 /* True when validate refused the object (any condition Accepted/ResolvedRefs False). */
 bool kb_object_refused(const struct kb_meta *obj);
 

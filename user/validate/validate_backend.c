@@ -190,6 +190,21 @@ static void ssrf_ip(struct vx_bjudge *j, const char *path, const char *lit, cons
 	}
 }
 
+const char *vx_ssrf_why(const struct vx_ctx *c, const char *lit, const struct vx_addr *a)
+{
+	const struct ssrf_range *r = ssrf_refusal(c->allow, c->nallow, c->node, c->nnode, a);
+
+	if (!r)
+		return NULL;
+	if (r->text)
+		return kb_sprintf(&c->m->arena,
+				  "IP address %s is %s (%s), refused by kbackend's SSRF guard; allow it with --allow-endpoint %s",
+				  lit, r->what, r->text, allow_hint(c->m, lit, a));
+	return kb_sprintf(&c->m->arena,
+			  "IP address %s is %s, refused by kbackend's SSRF guard; allow it with --allow-endpoint %s", lit,
+			  r->what, allow_hint(c->m, lit, a));
+}
+
 /* Parse a policy list for kb_policy_allows_ip; an unreadable entry is skipped (validate reports it on apply). */
 static struct vx_cidr *policy_cidrs(char **list, size_t n, size_t *out_n)
 {

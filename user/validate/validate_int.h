@@ -41,6 +41,7 @@ struct vx_ctx {
 	size_t nallow;
 	struct vx_cidr *node;
 	size_t nnode;
+	struct kb_smap services;	/* "S/ns/name" (Service) and "I/ns/name" (ServiceImport), first of each */
 };
 
 static inline const char *vx_ns(const struct kb_meta *o)
@@ -133,6 +134,19 @@ struct vx_refs_verdict {
 };
 
 struct vx_refs_verdict vx_resolve_refs(const struct vx_ctx *c, const struct kb_route *r);
+
+/* ---- validate_service.c: Services, ServiceImports, EndpointSlices ---- */
+
+/* Judge them (Kubernetes' validation words) and index the Services for vx_service_ref; before routes. */
+void vx_services(struct vx_ctx *c);
+/*
+ * A route's Service or ServiceImport backendRef ns/name under --service-endpoints:
+ * NULL when it resolves, else why not (Envoy Gateway's words) and *reason.
+ */
+const char *vx_service_ref(const struct vx_ctx *c, const struct kb_route *r, const struct kb_backend_ref *ref,
+			   enum kb_ref_kind rk, const char *ns, const char *name, const char **reason);
+/* The SSRF guard on one endpoint address lit (parsed into a): NULL, or why it is refused. */
+const char *vx_ssrf_why(const struct vx_ctx *c, const char *lit, const struct vx_addr *a);
 
 /* The per-kind judges. Backends run before routes: routes read c->bv. */
 void vx_backends(struct vx_ctx *c);

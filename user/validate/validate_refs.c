@@ -107,9 +107,9 @@ static const char *check_ref(const struct vx_ctx *c, const struct kb_route *r, c
 		*reason = "InvalidBackendRef";
 		return why;
 	}
-	/* Resolved through cluster DNS when compiled; the object itself need not be in the applied set. */
+	/* Through the Service's EndpointSlices, or cluster DNS (--service-endpoints; validate_service.c). */
 	if (rk == KB_REF_SERVICE || rk == KB_REF_SERVICE_IMPORT)
-		return NULL;
+		return vx_service_ref(c, r, ref, rk, tns, name, reason);
 	*reason = "UnsupportedValue";
 	if (!c->backend_enabled)
 		return "Backend is disabled in Envoy Gateway configuration";
