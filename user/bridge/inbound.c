@@ -15,6 +15,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "daemon/kernel_features.h"
 #include "dataplane/dataplane.h"
 #include "bridge/inbound.h"
 #include "util.h"
@@ -64,7 +65,7 @@ int kb_inbound_open(const char *bpffs, struct kb_inbound **out)
 	*out = NULL;
 	if (!in)
 		return kb_fail(-ENOMEM, "allocate", "inbound steering");
-	in->skel = sk_lookup_bpf__open();
+	in->skel = sk_lookup_bpf__open_opts(kb_core_open_opts());
 	if (!in->skel) {
 		err = kb_fail(-errno, "open", "sk_lookup BPF object");
 		goto out_free;

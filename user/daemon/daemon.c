@@ -238,6 +238,7 @@ int kb_daemon_main(int argc, char **argv)
 {
 	struct daemon d = { .lfd = -1, .sigfd = -1 };
 	sigset_t mask;
+	long long t[6];	/* start-up stages, for the debug line that sums them */
 	int err;
 
 	kb_policy_init(&d.policy);
@@ -259,13 +260,13 @@ int kb_daemon_main(int argc, char **argv)
 	d.started = time(NULL);
 	if (read_config(&d))
 		return 1;
+	/* The stored state is read and judged meanwhile (daemon_state.c). */
+	kb_daemon_restore_begin(&d);
 	/* Before anything is loaded: a kernel without a required feature gets one line per gap, not a verifier log. */
-	{
-		long long t0 = kb_now_us();
-
-		err = kb_features_probe(&d.features);
-		kb_log_debug("kernel %s: features probed in %lld us", d.features.kernel, kb_now_us() - t0);
-	}
+	t[0] = kb_now_us();
+	err = kb_features_probe(&d.features);
+	t[1] = kb_now_us();
+	kb_log_debug("kernel %s: features probed in %lld us", d.features.kernel, t[1] - t[0]);
 	if (err) {
 		kb_err("failed to probe the kernel's BPF features: %s", strerror(-err));
 		return 1;
@@ -276,7 +277,6 @@ int kb_daemon_main(int argc, char **argv)
 		return 1;
 	}
 
-	kb_daemon_restore_begin(&d);
 	d.dp_opts.bpffs = d.bpffs;
 	d.dp_opts.cgroup = d.cgroup;
 	{
@@ -296,6 +296,7 @@ int kb_daemon_main(int argc, char **argv)
 		}
 	}
 	err = kb_dataplane_bpf_open(&d.dp_opts, &d.dp);
+	t[2] = kb_now_us();
 	if (err) {
 		kb_resolver_free(d.resolver);
 		return 1;
@@ -310,9 +311,15 @@ int kb_daemon_main(int argc, char **argv)
 		if (kb_health_open(&ho, &d.health))
 			kb_err("failed to start health checking: every endpoint counts as healthy");
 	}
+	t[3] = kb_now_us();
 	/* Before the restore: its compile asks the bridge for listeners. Not fatal: unix endpoints are then refused. */
 	kb_daemon_bridge_start(&d);
+	t[4] = kb_now_us();
 	kb_daemon_restore(&d);
+	t[5] = kb_now_us();
+	kb_log_debug("started in %.0f ms: kernel probe %.0f, programs %.0f, health %.0f, bridge %.0f, restore %.0f",
+		     (t[5] - t[0]) / 1e3, (t[1] - t[0]) / 1e3, (t[2] - t[1]) / 1e3, (t[3] - t[2]) / 1e3,
+		     (t[4] - t[3]) / 1e3, (t[5] - t[4]) / 1e3);
 
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);

@@ -131,15 +131,20 @@ static bool has_pending_names(const struct kb_compiled *c)
 }
 
 /*
- * The stored state is parsed on a thread of its own while the main thread
- * loads the programs and reads the pins back: at 10,000 Backends each takes
- * a few hundred ms, and a restart waits for the longer of them, not the sum.
+ * The stored state is parsed and judged on a thread of its own while the main
+ * thread probes the kernel, loads the programs and reads the pins back: at
+ * 10,000 Backends each takes a few hundred ms, and a restart waits for the
+ * longer of them, not the sum. Judging needs only the flags and the node's
+ * addresses (read before the thread starts); compiling waits for the bridge.
  */
 struct kb_restore_read {
 	pthread_t thread;
 	struct kb_store *store;
+	const struct kb_policy *policy;
 	struct kb_model m;
 	enum kb_store_result res;
+	int refused;
+	bool judged;
 	char why[1024], note[1024];
 };
 
@@ -148,6 +153,10 @@ static void *restore_read(void *arg)
 	struct kb_restore_read *r = arg;
 
 	r->res = kb_store_load(r->store, &r->m, r->why, sizeof(r->why), r->note, sizeof(r->note));
+	if (r->res != KB_STORE_BAD) {
+		r->refused = kb_validate(&r->m, r->policy);
+		r->judged = true;
+	}
 	return NULL;
 }
 
@@ -159,8 +168,10 @@ void kb_daemon_restore_begin(struct daemon *d)
 	kb_store_remove_temps(d->state_dir);
 	if (!r)
 		return;	/* kb_daemon_restore reads it itself */
+	kb_daemon_read_node_addrs(d);
 	kb_model_init(&r->m);
 	r->store = &d->store;
+	r->policy = &d->policy;
 	if (pthread_create(&r->thread, NULL, restore_read, r)) {
 		free(r);
 		return;
@@ -180,9 +191,8 @@ void kb_daemon_restore(struct daemon *d)
 	char why[1024], msg[2048], note[1024];
 	enum kb_store_result res;
 	struct kb_model m;
-	int refused, err;
+	int refused = -1, err;
 
-	kb_daemon_read_node_addrs(d);
 	read_pinned(d);
 	if (d->restore_read) {
 		struct kb_restore_read *r = d->restore_read;
@@ -190,11 +200,14 @@ void kb_daemon_restore(struct daemon *d)
 		pthread_join(r->thread, NULL);
 		m = r->m;
 		res = r->res;
+		if (r->judged)
+			refused = r->refused;
 		snprintf(why, sizeof(why), "%s", r->why);
 		snprintf(note, sizeof(note), "%s", r->note);
 		free(r);
 		d->restore_read = NULL;
 	} else {
+		kb_daemon_read_node_addrs(d);
 		kb_model_init(&m);
 		kb_store_path(d->state_dir, d->state_path, sizeof(d->state_path));
 		kb_store_remove_temps(d->state_dir);
@@ -238,7 +251,8 @@ void kb_daemon_restore(struct daemon *d)
 		degrade(d, msg);
 		return;
 	}
-	refused = kb_validate(&m, &d->policy);
+	if (refused < 0)
+		refused = kb_validate(&m, &d->policy);
 	if (refused || m.nerrors || kb_compile(&m, &env, &c)) {
 		snprintf(msg, sizeof(msg), "refused: %d stored object(s) refused under the current flags", refused);
 		kb_err("failed to restore state from %s: %s; keeping what the maps serve", d->state_path, msg);

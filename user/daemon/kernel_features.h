@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 struct json_object;
+struct bpf_object_open_opts;
 
 /* In the order `kbackend status` lists them; docs/OPERATIONS.md has the same table. */
 enum kb_feature {
@@ -52,6 +53,15 @@ const struct kb_feature_info *kb_feature_info(enum kb_feature f);
  * when no program loads at all (not permitted: no probe can answer).
  */
 int kb_features_probe(struct kb_features *f);
+
+/*
+ * A path to the kernel's BTF copied into memory by kb_features_probe, for
+ * bpf_object_open_opts.btf_custom_path of the objects whose only use of it
+ * is CO-RE relocation; NULL before the probe or when the kernel has none.
+ */
+const char *kb_kernel_btf_path(void);
+/* Open options with that path (the main thread's; not for objects that call kfuncs or attach to kernel functions). */
+const struct bpf_object_open_opts *kb_core_open_opts(void);
 
 /*
  * One log line per absent feature with what that costs; the number of

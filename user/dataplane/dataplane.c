@@ -16,6 +16,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "daemon/kernel_features.h"
 #include "dataplane_int.h"
 #include "util.h"
 
@@ -400,7 +401,7 @@ int kb_dataplane_bpf_open(const struct kb_dataplane_opts *opts, struct kb_datapl
 			kb_log_info("removed pinned %s: this version does not use it", kb_retired_maps[i]);
 	}
 
-	d->skel = sock_addr_bpf__open();
+	d->skel = sock_addr_bpf__open_opts(kb_core_open_opts());
 	if (!d->skel) {
 		err = kb_fail(-errno, "open", "sock_addr BPF object");
 		goto out_close_cg;

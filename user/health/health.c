@@ -16,6 +16,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "daemon/kernel_features.h"
 #include "dataplane/dataplane.h"
 #include "health_int.h"
 #include "util.h"
@@ -590,7 +591,7 @@ static void open_sockops(struct kb_health *h, const struct kb_health_opts *o)
 			close(cgfd);
 		return;
 	}
-	h->so = sockops_bpf__open();
+	h->so = sockops_bpf__open_opts(kb_core_open_opts());
 	err = h->so ? kb_dataplane_reuse_pins(h->so->obj, o->bpffs) : -errno;
 	err = err ?: sockops_bpf__load(h->so);
 	snprintf(path, sizeof(path), "%s/links/sockops_health", o->bpffs);
