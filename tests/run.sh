@@ -74,7 +74,7 @@ rc=${PIPESTATUS[0]}
 vm_rc=0
 if [ "${KB_ONLY:-all}" != unit ] && [ "${KB_VM:-1}" != 0 ]; then
 	if [ "$(id -u)" = 0 ]; then
-		scripts/vmtest.sh --timeout "${KB_VM_TIMEOUT:-1800}" -- tests/run.sh --guest 2>&1 | tee -a "$LOG"
+		scripts/vmtest.sh --timeout "${KB_VM_TIMEOUT:-900}" -- tests/run.sh --guest 2>&1 | tee -a "$LOG"
 		vm_rc=${PIPESTATUS[0]}
 	elif [ -n "${CI:-}" ] && [ "$CI" != false ] && [ "$CI" != 0 ]; then
 		echo "# the Debian 12 guest run needs root (CI runs every test)" | tee -a "$LOG"
