@@ -281,10 +281,9 @@ static void test_weights_90_10(void **state)
 }
 
 /*
- * The endpoints' netns's TCP counters, printed: a connect lost to EPIPE (a reset in CLOSE_WAIT,
- * seen once in a 6.1 guest run, unexplained) can then be told from a TIME_WAIT overflow there:
- * the guest's 2 GiB give each netns 8,192 TIME_WAIT buckets (the host 131,072), and the
- * full-count weights and hammer tests close more endpoint sockets than that within 60 s.
+ * The endpoints' netns's TCP counters, printed: they showed why a 6.1 guest run once lost a
+ * connect to EPIPE (a TIME_WAIT table overflow there, e2e_node.c sizes it now); a reset that
+ * comes without an overflow is something else.
  */
 static void hammer_tcp_counters(void)
 {
