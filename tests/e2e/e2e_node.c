@@ -168,7 +168,7 @@ static int topo_up(void)
 	 * kernel sizes that table by its memory: 131,072 on this host, 8,192 in the 2 GiB 6.1 guest,
 	 * where the full-count hammer overflowed it 21,068 times; an overflowed socket is freed, a
 	 * late segment of its client draws a reset, and a client still in CLOSE_WAIT reads EPIPE
-	 * (test_daemon lost a connect so once). Not kbackend's to handle: the same size everywhere.
+	 * (most likely how test_daemon once lost a connect). Not kbackend's: the same size everywhere.
 	 */
 	if (e2e_sh("nsenter --net=/run/netns/%s sysctl -qw net.ipv4.tcp_max_tw_buckets=131072", E.be))
 		return -1;

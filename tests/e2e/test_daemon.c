@@ -281,9 +281,9 @@ static void test_weights_90_10(void **state)
 }
 
 /*
- * The endpoints' netns's TCP counters, printed: they showed why a 6.1 guest run once lost a
- * connect to EPIPE (a TIME_WAIT table overflow there, e2e_node.c sizes it now); a reset that
- * comes without an overflow is something else.
+ * The endpoints' netns's TCP counters, printed: they showed the likely reason a 6.1 guest run
+ * once lost a connect to EPIPE (a TIME_WAIT table overflow there, e2e_node.c sizes it now); a
+ * reset that comes without an overflow is something else.
  */
 static void hammer_tcp_counters(void)
 {
