@@ -42,6 +42,39 @@ static inline bool e2e_in_ci(void)
 }
 
 /*
+ * The one knob for a slow kernel: KB_SCALE=N says the machine under test runs about N times
+ * slower than the one these counts were chosen on. tests/run.sh --guest sets it for the qemu
+ * guest (an emulated CPU, no KVM); unset on the host, where it is 1 and every count is the full
+ * one. Loops of many iterations shrink by N (e2e_scaled, never below a floor that still lets
+ * the check fail: the same assertions, zero failures, over fewer rounds); bounds on waiting for
+ * something to happen grow by N (e2e_scaled_ms). The watchdogs do not: scaled, each program
+ * takes about its host time there. No test asserts speed.
+ */
+static inline long e2e_scale(void)
+{
+	const char *s = getenv("KB_SCALE");
+	long n = s && *s ? strtol(s, NULL, 10) : 1;
+
+	return n >= 1 && n <= 100 ? n : 1;
+}
+
+/* count / KB_SCALE, at least floor (and never more than count). */
+static inline long e2e_scaled(long count, long floor)
+{
+	long n = count / e2e_scale();
+
+	if (n < floor)
+		n = floor;
+	return n < count ? n : count;
+}
+
+/* A bound on waiting, in ms, times KB_SCALE. */
+static inline long e2e_scaled_ms(long ms)
+{
+	return ms * e2e_scale();
+}
+
+/*
  * A cgroup2 hierarchy: the first one in /proc/mounts, else one we mount on
  * a temp dir (*mounted is set, and e2e_cgroup2_release unmounts it).
  */

@@ -58,10 +58,13 @@ static void *push_thread(void *arg)
 	return NULL;
 }
 
-/* 1 GiB each way through the bridge, checked byte for byte, then both half-closes. */
+/*
+ * 1 GiB each way through the bridge, checked byte for byte, then both half-closes. An emulated
+ * CPU (KB_SCALE, e2e.h) moves less: at least 128 MiB, still hundreds of full socket buffers.
+ */
 static void test_bulk_1gib_each_way(void **state)
 {
-	const uint64_t N = 1ull << 30;
+	const uint64_t N = (uint64_t)e2e_scaled(1l << 30, 128l << 20);
 	static unsigned char buf[1 << 20];
 	struct pusher p = { .n = N, .seed = 42 };
 	uint64_t got = 0, sum = 0xcbf29ce484222325ull;
@@ -92,8 +95,8 @@ static void test_bulk_1gib_each_way(void **state)
 	close(p.fd);
 	assert_int_equal(p.err, 0);
 	assert_true(got == N);
-	fprintf(stderr, "# 1 GiB each way in %.1f s, checksum %016llx\n", (kb_now_ms() - t0) / 1000.0,
-		(unsigned long long)sum);
+	fprintf(stderr, "# %llu MiB each way in %.1f s, checksum %016llx\n", (unsigned long long)(N >> 20),
+		(kb_now_ms() - t0) / 1000.0, (unsigned long long)sum);
 }
 
 /* 1,000 connections at once, each with its own stream, each checked. */
@@ -420,11 +423,13 @@ struct cfail {
 /*
  * c->fd_conns connections: echoed, reset by the client, reset mid-stream by
  * the sidecar, or refused by an absent sidecar. No fd is left behind, and
- * every connection that failed is named (kind, errno, time taken).
+ * every connection that failed is named (kind, errno, time taken). Fewer
+ * under KB_SCALE (e2e.h), at least 1,000: every kind a hundred times.
  */
 static void test_fds_return_to_baseline(void **state)
 {
 	const struct bconf *c = conf_of(state);
+	const int nconns = (int)e2e_scaled(c->fd_conns, 1000);
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 	static unsigned char big[16384];
 	struct cfail fl[16];
@@ -448,7 +453,7 @@ static void test_fds_return_to_baseline(void **state)
 		fail_msg("the bridge holds %ld connection(s) before the test", b0.active);
 	base = settled_fds();
 	assert_true(base > 0);
-	for (int i = 0; i < c->fd_conns; i++) {
+	for (int i = 0; i < nconns; i++) {
 		int port = i % 10 == 9 ? P_ABSENT : i % 10 == 7 ? P_RESET : P_ECHO;
 		long t0 = kb_now_ms();
 		const char *kind = NULL;
@@ -512,7 +517,7 @@ static void test_fds_return_to_baseline(void **state)
 	}
 	fprintf(stderr, "# daemon fds less pooled pipes: %d before, %d after %d connections; %d failed; bridge accepted +%ld, "
 			"refused +%ld, active %ld -> %ld\n",
-		base, now, c->fd_conns, fails, b1.accepted - b0.accepted, b1.refused - b0.refused, b0.active, b1.active);
+		base, now, nconns, fails, b1.accepted - b0.accepted, b1.refused - b0.refused, b0.active, b1.active);
 	for (int k = 0; k < fails && k < (int)(sizeof(fl) / sizeof(fl[0])); k++)
 		fprintf(stderr, "#   connection %d (port %d) failed at %s: %s, after %ld ms\n", fl[k].i, fl[k].port,
 			fl[k].kind, fl[k].err == 1000 ? "bytes differ" : strerror(fl[k].err), fl[k].ms);

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <math.h>
 
 #include <bpf/bpf.h>
 #include <json-c/json.h>
@@ -238,9 +239,15 @@ static void test_apply_dir_traffic_and_stats(void **state)
 				 s.ok[e]);
 }
 
-/* Weights 90/10 over 10,000 TCP connections land within 2 percentage points. */
+/*
+ * Weights 90/10 over 10,000 TCP connections land within 2 percentage points. Under KB_SCALE
+ * (e2e.h) over fewer (at least 2,000), and the window widens to 5 standard deviations of the
+ * binomial count where that is wider than 2 points (2,000 connections: within 67, 3.4 points).
+ */
 static void test_weights_90_10(void **state)
 {
+	const long n = e2e_scaled(10000, 2000);
+	const double sd5 = 5 * sqrt(n * 0.9 * 0.1), win = sd5 > n * 0.02 ? sd5 : n * 0.02;
 	struct json_object *fes, *fe;
 	struct counters before, after;
 	struct e2e_sum s;
@@ -257,26 +264,48 @@ static void test_weights_90_10(void **state)
 	json_object_put(fes);
 
 	before = stats_now();
-	clients_start(2, 5000, false);
+	clients_start(2, n / 2, false);
 	assert_int_equal(clients_stop(true), 0);
 	s = clients_sum(2);
 	after = stats_now();
 	e2e_assert_no_failure(s);
-	assert_int_equal(s.total_ok, 10000);
+	assert_int_equal(s.total_ok, n);
 	assert_int_equal(s.ok[2], 0);
-	printf("# weights 90/10: %ld to e1, %ld to e2 of 10000\n", s.ok[0], s.ok[1]);
-	if (s.ok[0] < 8800 || s.ok[0] > 9200)
-		fail_msg("90/10 split: e1 got %ld of 10000 (%.2f%%), outside 88-92%%", s.ok[0], s.ok[0] / 100.0);
-	assert_int_equal(after.fe - before.fe, 10000);
+	printf("# weights 90/10: %ld to e1, %ld to e2 of %ld\n", s.ok[0], s.ok[1], n);
+	if (fabs(s.ok[0] - 0.9 * n) > win)
+		fail_msg("90/10 split: e1 got %ld of %ld (%.2f%%), outside 90 +- %.2f%%", s.ok[0], n,
+			 100.0 * s.ok[0] / n, 100.0 * win / n);
+	assert_int_equal(after.fe - before.fe, n);
 	assert_int_equal(after.ep[0] - before.ep[0], s.ok[0]);
 	assert_int_equal(after.ep[1] - before.ep[1], s.ok[1]);
 }
 
-/* Two configurations applied alternately 500 times while 4 clients connect: none fails or strays. */
+/*
+ * The endpoints' netns's TCP counters, printed: they showed the likely reason a 6.1 guest run
+ * once lost a connect to EPIPE (a TIME_WAIT table overflow there, e2e_node.c sizes it now); a
+ * reset that comes without an overflow is something else.
+ */
+static void hammer_tcp_counters(void)
+{
+	char cmd[256], line[256];
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "nsenter --net=/run/netns/%s nstat -azs TcpExtTCPTimeWaitOverflow TcpOutRsts TcpExtTCPAbortOnClose "
+		 "2>/dev/null", E.be);
+	f = popen(cmd, "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (line[0] != '#')
+			printf("# endpoints' netns: %s", line);
+	if (f)
+		pclose(f);
+}
+
+/* Two configurations applied alternately 500 times (fewer under KB_SCALE, at least 100) while 4 clients connect: none fails or strays. */
 static void test_hammer_apply_under_load(void **state)
 {
 	static char ya[16384], yb[16384];
-	const int wa[NEPS] = { 1, 1, 0 }, wb[NEPS] = { 0, 0, 1 };
+	const int wa[NEPS] = { 1, 1, 0 }, wb[NEPS] = { 0, 0, 1 }, applies = (int)e2e_scaled(500, 100);
 	struct json_object *ra, *rb;
 	int refused = 0, stuck;
 	long t0, ms;
@@ -296,7 +325,7 @@ static void test_hammer_apply_under_load(void **state)
 		json_object_put(rb);
 		fail_msg("clients made no progress before the applies");
 	}
-	for (int i = 0; i < 500; i++) {
+	for (int i = 0; i < applies; i++) {
 		struct json_object *reply = kb_ctl_call(E.env.sock, i % 2 ? rb : ra, 30000);
 
 		if (!e2e_reply_ok(reply)) {
@@ -313,10 +342,11 @@ static void test_hammer_apply_under_load(void **state)
 	json_object_put(ra);
 	json_object_put(rb);
 	s = clients_sum(4);
-	printf("# hammer: %ld connections (e1 %ld, e2 %ld, e3 %ld), %ld failed, 500 applies (%d refused) in %ld ms\n",
-	       s.total_ok + s.fail + s.bad, s.ok[0], s.ok[1], s.ok[2], s.fail, refused, ms);
+	printf("# hammer: %ld connections (e1 %ld, e2 %ld, e3 %ld), %ld failed, %d applies (%d refused) in %ld ms\n",
+	       s.total_ok + s.fail + s.bad, s.ok[0], s.ok[1], s.ok[2], s.fail, applies, refused, ms);
+	hammer_tcp_counters();
 	if (refused)
-		fail_msg("%d of 500 applies refused; first: %s", refused, why);
+		fail_msg("%d of %d applies refused; first: %s", refused, applies, why);
 	assert_int_equal(stuck, 0);
 	e2e_assert_no_failure(s);
 	/* Both configurations served traffic, so the check above covered swaps. */

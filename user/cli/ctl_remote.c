@@ -260,7 +260,10 @@ static void list_reset(void *ctx)
 /*
  * A read (req, taken) streamed from the daemon, each item passed to on_item
  * as it arrives. A read cut short because the state changed meanwhile is
- * read again (a few times), after reset(ctx). 0, or 1 with one error line printed.
+ * read again (a few times), after reset(ctx), asking for it "whole": the
+ * daemon then renders it in one turn of its loop, which no change can cut
+ * (on a slow machine, while many names resolve, every streamed read was cut).
+ * 0, or 1 with one error line printed.
  */
 static int read_items(struct opts *o, const char *what_for, struct json_object *req,
 		      int (*on_item)(void *, struct json_object *), void (*reset)(void *), void *ctx)
@@ -283,6 +286,7 @@ static int read_items(struct opts *o, const char *what_for, struct json_object *
 		if (attempt < 5 && json_object_object_get_ex(last, "retry", &v) && json_object_get_boolean(v)) {
 			json_object_put(last);
 			reset(ctx);
+			json_object_object_add(req, "whole", json_object_new_boolean(1));
 			continue;
 		}
 		ctl_fail(o, "failed to %s: %s", what_for, reply_error(last));

@@ -59,6 +59,7 @@ static struct json_object *do_get(struct daemon *d, struct json_object *req, str
 			json_object_put(r);
 			return kb_ctl_error("out of memory");
 		}
+		rd.whole = req_bool(req, "whole");
 		**stream = rd;
 		json_object_object_add(r, "stream", json_object_new_boolean(1));
 		json_object_object_add(r, "kind", json_object_new_string(rd.frontends ? "frontends" : "List"));
@@ -263,7 +264,10 @@ static int buf_frame(char **buf, size_t *len, size_t *cap, const char *s, size_t
  * The next chunk of a streamed reply: items rendered until STREAM_CHUNK bytes
  * are queued, and after the last one an empty frame and the trailer. A change
  * of the state since the read began (the items it names are gone) ends the
- * stream with an error the client may retry. 1 queued, 0 nothing left, -1 out of memory.
+ * stream with an error the client may retry. A "whole" read (the client's
+ * retry) is one chunk: rendered in one turn of the loop, no change can come
+ * between its items, so a read under constant change (names resolving, health
+ * flapping) still completes. 1 queued, 0 nothing left, -1 out of memory.
  */
 static int stream_refill(struct client *c)
 {
@@ -276,7 +280,7 @@ static int stream_refill(struct client *c)
 
 	if (!rs)
 		return 0;
-	while (!err && rs->next < rs->n && len < STREAM_CHUNK && rs->gen == d->reads_gen) {
+	while (!err && rs->next < rs->n && (len < STREAM_CHUNK || rs->whole) && rs->gen == d->reads_gen) {
 		struct json_object *it;
 		const char *s;
 		size_t n;

@@ -58,6 +58,7 @@ struct kb_read {
 	size_t *idx;		/* d->state.objects[] or d->compiled.fes[] indices, in state order */
 	size_t n, next;		/* items, and the next to render (streams) */
 	unsigned long gen;	/* d->reads_gen when resolved: a change since ends a stream */
+	bool whole;		/* "whole" in the request: every item rendered at once, so no change can cut it */
 	/* Health is per endpoint address, shared by every frontend that uses it: read once per read. */
 	struct kb_arena a;
 	struct kb_smap health;	/* proto, family, ip, port (hex) -> health's JSON and table cells (reads.c) */
