@@ -9,7 +9,7 @@
 # Debian's own kernel packages (fetched with apt-get download) to run the e2e suite on them.
 set -eu
 PKGS="clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make
-libyaml-dev libc-ares-dev libjson-c-dev libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev
+libyaml-dev libc-ares-dev libjson-c-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libclang-rt-14-dev
 iproute2 dnsmasq-base socat nftables haproxy perl procps
 groff-base systemd
 qemu-system-x86 busybox-static xz-utils"
