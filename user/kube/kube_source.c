@@ -19,6 +19,7 @@
 #include "daemon/daemon_int.h"
 #include "kube/kube.h"
 #include "kube/kube_int.h"
+#include "manifest/manifest.h"
 #include "render/render.h"
 #include "util.h"
 
@@ -52,7 +53,7 @@ static struct json_object *file(const char *key, struct json_object *text)
 	struct json_object *f = json_object_new_object();
 	char name[512];
 
-	snprintf(name, sizeof(name), "kubernetes:%s", key);
+	snprintf(name, sizeof(name), KB_KUBE_FILE_PREFIX "%s", key);
 	json_object_object_add(f, "name", json_object_new_string(name));
 	json_object_object_add(f, "content", json_object_get(text));
 	return f;
@@ -159,7 +160,8 @@ static void replace_all(struct daemon *d, struct kb_kube *k)
 			for (size_t i = 0; i < json_object_array_length(v); i++) {
 				struct json_object *r = json_object_array_get_idx(v, i), *st, *diags;
 				const char *fname = kb_json_str(r, "file");
-				const char *key = fname && !strncmp(fname, "kubernetes:", 11) ? fname + 11 : kb_json_str(r, "object");
+				const char *key = fname && !strncmp(fname, KB_KUBE_FILE_PREFIX, strlen(KB_KUBE_FILE_PREFIX))
+							  ? fname + strlen(KB_KUBE_FILE_PREFIX) : kb_json_str(r, "object");
 
 				json_object_object_add(k->refused, key ? key : "?", json_object_get(r));
 				kb_err("kubernetes: %s refused, not programmed", key ? key : "?");
@@ -234,6 +236,10 @@ static void settle(struct daemon *d, struct kb_kube *k)
 		full = true;
 		kb_log_info("kubernetes: every kind listed: synced");
 	}
+	/* While objects are set aside, any change may make them valid (a route's Backend fixed): judge all again. */
+	if (json_object_object_length(k->refused) &&
+	    (json_object_object_length(k->apply) || json_object_object_length(k->del)))
+		full = true;
 	if (!full && json_object_object_length(k->apply) && !scoped(d, k, k->apply, KB_CHANGE_APPLY))
 		full = true;
 	if (!full && json_object_object_length(k->del) && !scoped(d, k, k->del, KB_CHANGE_DELETE))
