@@ -525,6 +525,11 @@ static void print_kube(struct json_object *reply)
 	       json_object_object_get_ex(k, "writesStatus", &v) && json_object_get_boolean(v) ? "" : ", no status");
 	if (json_object_object_get_ex(k, "lastError", &v))
 		printf("  last error: %s\n", json_object_get_string(v));
+	if (json_object_object_get_ex(k, "statusWriter", &v))
+		printf("  status:   %s (holder %s), %lld write(s), %lld unchanged, %lld conflict(s), %lld error(s)\n",
+		       json_object_get_boolean(json_object_object_get(v, "leader")) ? "leader, writes status" : "follower",
+		       *kb_json_str(v, "holder") ? kb_json_str(v, "holder") : "none", kb_json_int(v, "writes"),
+		       kb_json_int(v, "unchanged"), kb_json_int(v, "conflicts"), kb_json_int(v, "errors"));
 	if (!json_object_object_get_ex(k, "kinds", &kinds))
 		return;
 	for (size_t i = 0; i < json_object_array_length(kinds); i++) {

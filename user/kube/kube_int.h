@@ -103,3 +103,36 @@ struct kube_event *kube_watcher_take(struct kube_watcher *w);
 void kube_watcher_snapshot(struct kube_watcher *w, struct kube_kind_state *out);
 
 #endif
+
+/* ---- kube_lease.c: leader election through a coordination.k8s.io/v1 Lease (client-go's defaults) ---- */
+#define KUBE_LEASE_DURATION_S 15
+#define KUBE_LEASE_RENEW_DEADLINE_MS 10000
+#define KUBE_LEASE_RETRY_MS 2000
+#define KUBE_LEASE_NAME "kbackend-status-writer"
+
+struct kube_lease {
+	struct kb_kube_conf *conf;
+	char identity[256];
+	bool leader;
+	long last_renew;		/* kb_now_ms of our last successful acquire or renew */
+	char observed[512];		/* the other holder's record (holder, renewTime) as last seen */
+	long observed_at;		/* when it last changed, on our clock (client-go's observedTime) */
+	char holder[256];
+	unsigned long transitions;	/* times we became leader */
+	char last_error[256];
+};
+/* Try to acquire or renew (blocking: the status thread's). Returns whether we lead now. */
+bool kube_lease_tick(struct kube_lease *l);
+/* RFC 3339 with microseconds, UTC (MicroTime). */
+void kube_micro_time(char *buf, size_t len);
+
+/* ---- kube_status.c: status written back, by the leader, through the status subresource ---- */
+struct kube_status_writer;
+struct kube_status_writer *kube_status_start(struct kb_kube_conf *c, const char *controller, bool write);
+void kube_status_stop(struct kube_status_writer *w);
+/* The status this daemon wants on the object at path (taken); written when it leads, skipped when unchanged. */
+void kube_status_want(struct kube_status_writer *w, const char *path, struct json_object *desired);
+/* The object at path is gone: nothing to write. */
+void kube_status_forget(struct kube_status_writer *w, const char *path);
+/* For `status`: leader or follower, the holder, writes, conflicts, skips. */
+struct json_object *kube_status_json(struct kube_status_writer *w);

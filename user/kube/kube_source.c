@@ -38,6 +38,8 @@ struct kb_kube {
 	bool synced;			/* every kind listed (or not served), and the first replace taken */
 	bool full;			/* the next change is the whole cache */
 	size_t foreign;			/* GatewayClasses and Gateways of other controllers, left out */
+	struct kube_status_writer *sw;	/* NULL with --no-status */
+	struct json_object *said;	/* path -> the status last wanted (with the text it judged), to skip the same again */
 	unsigned long replaces, applies, deletes, errors;
 	char last_error[512];
 	time_t last_change;
@@ -221,6 +223,174 @@ static bool scoped(struct daemon *d, struct kb_kube *k, struct json_object *batc
 	return ok;
 }
 
+/* ---- the status each object should carry (kube_status.c writes it) ---- */
+
+static size_t kind_index(const char *key)
+{
+	for (size_t i = 0; i < kube_nkinds; i++) {
+		size_t n = strlen(kube_kinds[i].kind);
+
+		if (!strncmp(key, kube_kinds[i].kind, n) && key[n] == '/')
+			return i;
+	}
+	return kube_nkinds;
+}
+
+/* The object's path on the server: /apis/GROUP/VERSION[/namespaces/NS]/PLURAL/NAME. */
+static void object_path(size_t ki, const char *version, const char *key, char *buf, size_t len)
+{
+	const struct kube_kind *kk = &kube_kinds[ki];
+	const char *rest = key + strlen(kk->kind) + 1, *slash = strchr(rest, '/');
+	char gv[128];
+
+	if (*kk->group)
+		snprintf(gv, sizeof(gv), "/apis/%s/%s", kk->group, version);
+	else
+		snprintf(gv, sizeof(gv), "/api/%s", version);
+	if (kk->cluster_scoped || !slash)
+		snprintf(buf, len, "%s/%s/%s", gv, kk->plural, rest);
+	else
+		snprintf(buf, len, "%s/namespaces/%.*s/%s/%s", gv, (int)(slash - rest), rest, kk->plural, slash + 1);
+}
+
+static struct json_object *cond(const char *type, const char *status, const char *reason, const char *msg)
+{
+	struct json_object *c = json_object_new_object();
+
+	json_object_object_add(c, "type", json_object_new_string(type));
+	json_object_object_add(c, "status", json_object_new_string(status));
+	json_object_object_add(c, "reason", json_object_new_string(reason));
+	json_object_object_add(c, "message", json_object_new_string(msg));
+	return c;
+}
+
+/*
+ * What kbackend says of an object, as `kbackend validate` says it (rendered:
+ * its kb_render_object form): the conditions, a route's per parent; a
+ * GatewayClass of ours is Accepted; a Gateway is also Programmed (with the
+ * addresses kbackend programs) when it is Accepted. NULL: a kind without status from us.
+ */
+static struct json_object *desired(size_t ki, struct json_object *rendered, const struct kb_meta *o)
+{
+	struct json_object *st, *v, *d;
+	const char *kind = kube_kinds[ki].kind;
+
+	if (strcmp(kind, "GatewayClass") && strcmp(kind, "Gateway") && strcmp(kind, "Backend") && !strstr(kind, "Route"))
+		return NULL;
+	if (!json_object_object_get_ex(rendered, "status", &st))
+		return NULL;
+	d = json_object_new_object();
+	if (!strcmp(kind, "GatewayClass")) {
+		struct json_object *cs = json_object_new_array();
+
+		json_object_array_add(cs, cond("Accepted", "True", "Accepted", "Valid GatewayClass"));
+		json_object_object_add(d, "conditions", cs);
+		return d;
+	}
+	if (json_object_object_get_ex(st, "parents", &v)) {
+		json_object_object_add(d, "parents", json_object_get(v));
+		return d;
+	}
+	if (!json_object_object_get_ex(st, "conditions", &v))
+		v = NULL;
+	if (!strcmp(kind, "Gateway")) {
+		struct json_object *cs = json_object_new_array(), *addrs = json_object_new_array();
+		bool accepted = false;
+
+		for (size_t i = 0; v && i < json_object_array_length(v); i++) {
+			struct json_object *c = json_object_array_get_idx(v, i);
+
+			json_object_array_add(cs, json_object_get(c));
+			if (!strcmp(kb_json_str(c, "type"), "Accepted") && !strcmp(kb_json_str(c, "status"), "True"))
+				accepted = true;
+		}
+		json_object_array_add(cs, accepted ? cond("Programmed", "True", "Programmed", "Address assigned to the Gateway")
+						   : cond("Programmed", "False", "Invalid", "The Gateway is not accepted"));
+		json_object_object_add(d, "conditions", cs);
+		if (accepted && o && o->kind == KB_KIND_GATEWAY) {
+			const struct kb_gateway *g = (const struct kb_gateway *)o;
+
+			for (size_t i = 0; i < g->naddresses; i++) {
+				struct json_object *a = json_object_new_object();
+
+				json_object_object_add(a, "type", json_object_new_string(g->addresses[i].type ? g->addresses[i].type : "IPAddress"));
+				json_object_object_add(a, "value", json_object_new_string(g->addresses[i].value ? g->addresses[i].value : ""));
+				json_object_array_add(addrs, a);
+			}
+		}
+		json_object_object_add(d, "addresses", addrs);
+		return d;
+	}
+	json_object_object_add(d, "conditions", v ? json_object_get(v) : json_object_new_array());
+	return d;
+}
+
+/* Tell the writer what changed; an object judged the same, from the same text, as last time is not said again. */
+static void want(struct kb_kube *k, const struct kube_kind_state *st, const char *key, struct json_object *rendered,
+		 const struct kb_meta *o, struct json_object *seen)
+{
+	size_t ki = kind_index(key);
+	struct json_object *d, *text;
+	char path[1024], *sig;
+
+	if (ki == kube_nkinds || !json_object_object_get_ex(k->cache, key, &text))
+		return;
+	object_path(ki, st[ki].version, key, path, sizeof(path));
+	json_object_object_add(seen, path, NULL);
+	d = desired(ki, rendered, o);
+	if (!d)
+		return;
+	if (asprintf(&sig, "%p %s", (void *)text, json_object_to_json_string(d)) < 0) {
+		json_object_put(d);
+		return;
+	}
+	if (json_object_object_get_ex(k->said, path, &text) && !strcmp(json_object_get_string(text), sig)) {
+		json_object_put(d);
+	} else {
+		json_object_object_add(k->said, path, json_object_new_string(sig));
+		kube_status_want(k->sw, path, d);
+	}
+	free(sig);
+}
+
+static void plan_status(struct daemon *d, struct kb_kube *k)
+{
+	struct kube_kind_state st[KUBE_NKINDS];
+	struct json_object *seen, *gone;
+	size_t pl = strlen(KB_KUBE_FILE_PREFIX);
+
+	if (!k->sw)
+		return;
+	kube_watcher_snapshot(k->w, st);
+	seen = json_object_new_object();
+	for (size_t i = 0; i < d->state.nobjects; i++) {
+		const struct kb_meta *o = d->state.objects[i];
+		struct json_object *r;
+
+		if (!o->loc.file || strncmp(o->loc.file, KB_KUBE_FILE_PREFIX, pl))
+			continue;
+		r = kb_render_object(o);
+		want(k, st, o->loc.file + pl, r, o, seen);
+		json_object_put(r);
+	}
+	json_object_object_foreach(k->refused, key, r)
+		want(k, st, key, r, NULL, seen);
+	gone = json_object_new_array();
+	json_object_object_foreach(k->said, path, sig) {
+		(void)sig;
+		if (!json_object_object_get_ex(seen, path, NULL))
+			json_object_array_add(gone, json_object_new_string(path));
+	}
+	for (size_t i = 0; i < json_object_array_length(gone); i++) {
+		const char *p = json_object_get_string(json_object_array_get_idx(gone, i));
+
+		kube_status_forget(k->sw, p);
+		json_object_object_del(k->said, p);
+	}
+	json_object_put(gone);
+	json_object_put(seen);
+}
+
 /* Apply what the batch gathered, once every kind is listed and the restore is done. */
 static void settle(struct daemon *d, struct kb_kube *k)
 {
@@ -247,6 +417,7 @@ static void settle(struct daemon *d, struct kb_kube *k)
 	if (full)
 		replace_all(d, k);
 	k->full = false;
+	plan_status(d, k);
 	json_object_put(k->apply);
 	json_object_put(k->del);
 	k->apply = json_object_new_object();
@@ -367,6 +538,7 @@ int kb_kube_start(struct daemon *d)
 	k->refused = json_object_new_object();
 	k->apply = json_object_new_object();
 	k->del = json_object_new_object();
+	k->said = json_object_new_object();
 	k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (k->efd < 0 || kb_loop_add(d->loop, k->efd, EPOLLIN, on_events, d) ||
 	    kb_loop_add_timer(d->loop, kube_due, kube_tick, d)) {
@@ -379,6 +551,11 @@ int kb_kube_start(struct daemon *d)
 		int ts = t ? atoi(t) : 0;
 
 		k->w = kube_watcher_start(&k->conf, k->efd, ts > 0 ? ts : WATCH_TIMEOUT_S + (int)(random() % WATCH_TIMEOUT_S));
+	}
+	if (k->w && !d->kube_opts.no_status) {
+		k->sw = kube_status_start(&k->conf, d->kube_opts.controller_name, true);
+		if (!k->sw)
+			kb_err("failed to start the Kubernetes status writer: no status is written");
 	}
 	if (!k->w) {
 		kb_err("failed to start the Kubernetes watch thread");
@@ -397,6 +574,7 @@ fail:
 	json_object_put(k->refused);
 	json_object_put(k->apply);
 	json_object_put(k->del);
+	json_object_put(k->said);
 	kb_kube_conf_free(&k->conf);
 	free(k);
 	return -EIO;
@@ -408,8 +586,10 @@ void kb_kube_stop(struct daemon *d)
 
 	if (!k)
 		return;
+	kube_status_stop(k->sw);
 	kube_watcher_stop(k->w);
 	kb_loop_del(d->loop, k->efd);
+	json_object_put(k->said);
 	close(k->efd);
 	json_object_put(k->cache);
 	json_object_put(k->refused);
@@ -435,6 +615,9 @@ struct json_object *kb_kube_status_json(const struct daemon *d)
 	json_object_object_add(o, "config", json_object_new_string(k->conf.origin));
 	json_object_object_add(o, "controllerName", json_object_new_string(d->kube_opts.controller_name));
 	json_object_object_add(o, "writesStatus", json_object_new_boolean(!d->kube_opts.no_status));
+	json_object_object_add(o, "namespace", json_object_new_string(k->conf.namespace ? k->conf.namespace : ""));
+	if (k->sw)
+		json_object_object_add(o, "statusWriter", kube_status_json(k->sw));
 	json_object_object_add(o, "synced", json_object_new_boolean(k->synced));
 	json_object_object_add(o, "objects", json_object_new_int64(json_object_object_length(k->cache)));
 	json_object_object_add(o, "otherControllers", json_object_new_int64((int64_t)k->foreign));

@@ -1,0 +1,541 @@
+// SPDX-License-Identifier: Apache-2.0
+/* e2e: the Kubernetes API as the source. Objects made, changed and deleted on the test API server are steered; faults leave the maps equal to a fresh compile. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <sys/mman.h>
+
+#include <json-c/json.h>
+
+#include "e2e.h"
+#include "e2e_daemon.h"
+#include "dataplane/dataplane.h"
+#include "util.h"
+
+/*
+ * Topology (DESIGN section 8): the daemon, the clients and the test API
+ * server (tests/kube/apiserver.py, TLS with a CA it makes, a bearer token)
+ * live in the node netns, which has no default route; the server listens on
+ * that netns' own 127.0.0.1. Three endpoints live behind a veth:
+ *
+ *   kbt-knode-<pid>  198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-kbe-<pid>
+ *                               e1 198.51.100.1, e2 203.0.113.2, e3 198.51.100.3 (TCP 8080)
+ *
+ * The daemon runs with --kubeconfig (server, CA file, token). Objects are
+ * made with kubectl (Debian's kubernetes-client) against the server.
+ * Frontend: 198.18.0.10:80 (Gateway eg of GatewayClass kb, ours); Gateway
+ * other (198.18.0.11:80) belongs to another controller's class and is never
+ * programmed.
+ */
+#define FE_ADDR "198.18.0.10"
+#define FE_PORT 80
+#define EP_PORT 8080
+#define NEPS 3
+#define MAX_KIDS 4
+#define API_PORT 16443
+#define WAIT_MS 20000
+
+static const char *const EPS[NEPS] = { "198.51.100.1", "203.0.113.2", "198.51.100.3" };
+
+static struct {
+	struct e2e_env env;
+	char node[64], be[64];
+	bool netns_made;
+	pid_t server, api, daemon;
+	pid_t kids[MAX_KIDS];
+	struct e2e_tally *t;
+	char apidir[PATH_MAX];	/* the API server's CA, certificate, token */
+	char kubeconfig[PATH_MAX];
+	char apilog[PATH_MAX];
+	char token[256];
+} E;
+
+static void dump_log(void)
+{
+	e2e_dump_file("daemon", E.env.log, 60);
+	e2e_dump_file("apiserver", E.apilog, 30);
+}
+
+/* ---- the test API server and kubectl ---- */
+
+static int api_start(void);
+static void api_stop(void);
+
+/* kubectl in the node netns against the test server; its stdout in *out (caller frees) when out is set. */
+static int kubectl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int kubectl(char **out, const char *fmt, ...)
+{
+	char args[2048], cmd[4096], path[PATH_MAX + 16];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/kubectl.out", E.env.tmp);
+	snprintf(cmd, sizeof(cmd), "nsenter --net=/run/netns/%s kubectl --kubeconfig %s --request-timeout=10s %s >%s 2>>%s",
+		 E.node, E.kubeconfig, args, path, E.env.log);
+	rc = system(cmd);
+	rc = rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+	if (out)
+		*out = e2e_read_text(path);
+	return rc;
+}
+
+/* Write a manifest to the temp dir and `kubectl verb -f` it. */
+static void kube(const char *verb, const char *name, const char *json)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s.json", E.env.tmp, name);
+	assert_int_equal(e2e_write_file(path, json), 0);
+	if (kubectl(NULL, "%s --validate=false -f %s", verb, path)) {
+		dump_log();
+		fail_msg("kubectl %s -f %s failed", verb, name);
+	}
+}
+
+static char *gwclass(char *buf, size_t len, const char *name, const char *controller)
+{
+	snprintf(buf, len,
+		 "{\"apiVersion\": \"gateway.networking.k8s.io/v1\", \"kind\": \"GatewayClass\", "
+		 "\"metadata\": {\"name\": \"%s\"}, \"spec\": {\"controllerName\": \"%s\"}}", name, controller);
+	return buf;
+}
+
+static char *gateway(char *buf, size_t len, const char *name, const char *cls, const char *addr)
+{
+	snprintf(buf, len,
+		 "{\"apiVersion\": \"gateway.networking.k8s.io/v1\", \"kind\": \"Gateway\", "
+		 "\"metadata\": {\"name\": \"%s\", \"namespace\": \"default\"}, \"spec\": {\"gatewayClassName\": \"%s\", "
+		 "\"addresses\": [{\"type\": \"IPAddress\", \"value\": \"%s\"}], "
+		 "\"listeners\": [{\"name\": \"tcp\", \"protocol\": \"TCP\", \"port\": %d}]}}", name, cls, addr, FE_PORT);
+	return buf;
+}
+
+/* A Backend with one IP endpoint; extra is spliced into spec (a field kbackend does not know, say). */
+static char *backend(char *buf, size_t len, const char *name, const char *ip, int port, const char *extra)
+{
+	snprintf(buf, len,
+		 "{\"apiVersion\": \"gateway.envoyproxy.io/v1alpha1\", \"kind\": \"Backend\", "
+		 "\"metadata\": {\"name\": \"%s\", \"namespace\": \"default\"}, "
+		 "\"spec\": {\"endpoints\": [{\"ip\": {\"address\": \"%s\", \"port\": %d}}]%s}}", name, ip, port,
+		 extra ? extra : "");
+	return buf;
+}
+
+static char *tcproute(char *buf, size_t len, const char *name, const char *gw, const char *be)
+{
+	snprintf(buf, len,
+		 "{\"apiVersion\": \"gateway.networking.k8s.io/v1alpha2\", \"kind\": \"TCPRoute\", "
+		 "\"metadata\": {\"name\": \"%s\", \"namespace\": \"default\"}, \"spec\": {\"parentRefs\": [{\"name\": \"%s\"}], "
+		 "\"rules\": [{\"backendRefs\": [{\"group\": \"gateway.envoyproxy.io\", \"kind\": \"Backend\", "
+		 "\"name\": \"%s\"}]}]}}", name, gw, be);
+	return buf;
+}
+
+/* ---- the daemon ---- */
+
+static struct json_object *ctl(const char *op, int timeout_ms)
+{
+	return e2e_ctl(E.env.sock, op, timeout_ms);
+}
+
+static pid_t daemon_spawn(void)
+{
+	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.env.cgroup, "--bpffs", E.env.bpffs,
+				     "--state-dir", E.env.state, "--socket", E.env.sock, "--kubeconfig", E.kubeconfig,
+				     "--enable-backend", NULL };
+	pid_t pid = e2e_daemon_spawn(E.env.kb, E.env.log, E.node, argv);
+
+	if (pid < 0 || e2e_daemon_wait(&pid, E.env.sock, 20000))
+		return -1;
+	return pid;
+}
+
+/* status.kubernetes (a new reference to the whole reply in *st). */
+static struct json_object *kube_status(struct json_object **st)
+{
+	*st = ctl("status", 5000);
+	if (!e2e_reply_ok(*st))
+		fail_msg("status failed: %s", *st ? json_object_to_json_string(*st) : strerror(errno));
+	return e2e_jget(*st, "kubernetes");
+}
+
+static struct json_object *kind_status(struct json_object *k, const char *kind)
+{
+	struct json_object *kinds = e2e_jget(k, "kinds");
+
+	for (size_t i = 0; kinds && i < json_object_array_length(kinds); i++)
+		if (!strcmp(e2e_jstr(json_object_array_get_idx(kinds, i), "kind"), kind))
+			return json_object_array_get_idx(kinds, i);
+	return NULL;
+}
+
+static bool refused_has(struct json_object *k, const char *label)
+{
+	struct json_object *r = e2e_jget(k, "refusedObjects");
+
+	for (size_t i = 0; r && i < json_object_array_length(r); i++)
+		if (!strcmp(e2e_jstr(json_object_array_get_idx(r, i), "object"), label))
+			return true;
+	return false;
+}
+
+/* ---- clients ---- */
+
+static void client_spawn(int idx, long limit)
+{
+	pid_t pid;
+
+	memset(&E.t[idx], 0, sizeof(E.t[idx]));
+	E.t[idx].limit = limit;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		e2e_child_init();
+		if (e2e_cgroup_enter(E.env.cgroup, 0) || e2e_setns(E.node))
+			_exit(99);
+		e2e_tally_run(&E.t[idx], FE_ADDR, FE_PORT, true, EPS, NEPS);
+	}
+	E.kids[idx] = pid;
+}
+
+static struct e2e_sum connect_n(long count)
+{
+	int status;
+
+	client_spawn(MAX_KIDS - 1, count);
+	status = e2e_kid_wait(&E.kids[MAX_KIDS - 1], NULL, kb_now_ms() + 60000);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return e2e_tallies_sum(&E.t[MAX_KIDS - 1], 1);
+}
+
+/* Every one of 20 connects lands on endpoint ep (-1: every one is refused). */
+static bool steers_only(int ep)
+{
+	struct e2e_sum s = connect_n(20);
+
+	if (ep < 0)
+		return s.fail == 20 && s.total_ok == 0;
+	return s.fail == 0 && s.bad == 0 && s.ok[ep] == 20;
+}
+
+/* Wait until the frontend steers only to ep (or refuses, ep -1): the daemon saw the server's change. */
+static void wait_steers(int ep)
+{
+	long deadline = kb_now_ms() + WAIT_MS;
+
+	while (!steers_only(ep)) {
+		if (kb_now_ms() > deadline) {
+			struct e2e_sum s = connect_n(20);
+
+			dump_log();
+			fail_msg("expected %s: e1 %ld, e2 %ld, e3 %ld, failed %ld", ep < 0 ? "refusals" : EPS[ep], s.ok[0],
+				 s.ok[1], s.ok[2], s.fail);
+		}
+		e2e_sleep_ms(100);
+	}
+}
+
+/*
+ * What a fault must leave: the daemon synced, holding every object the
+ * server holds (the Backends by name), and `kbackend verify` (a from-scratch
+ * compile of the state, and the maps read back) finding no difference.
+ */
+static void assert_converged(void)
+{
+	long deadline = kb_now_ms() + WAIT_MS;
+	char *out = NULL;
+	long want = -1;
+
+	/* The server's objects of every kind kbackend reads. */
+	if (kubectl(&out, "get gatewayclasses,gateways,tcproutes,backends -A -o json") == 0 && out) {
+		struct json_object *l = json_tokener_parse(out);
+
+		want = l ? (long)json_object_array_length(e2e_jget(l, "items")) : -1;
+		json_object_put(l);
+	}
+	free(out);
+	assert_true(want > 0);
+	for (;;) {
+		struct json_object *st, *k = kube_status(&st), *v = NULL;
+		bool synced = json_object_get_boolean(e2e_jget(k, "synced"));
+		long have = e2e_jint(k, "objects");
+
+		if (synced && have == want) {
+			json_object_put(st);
+			v = ctl("verify", 20000);
+			if (!e2e_reply_ok(v)) {
+				dump_log();
+				fail_msg("verify: %s", v ? json_object_to_json_string(v) : strerror(errno));
+			}
+			json_object_put(v);
+			return;
+		}
+		if (kb_now_ms() > deadline) {
+			dump_log();
+			fail_msg("not converged: synced %d, %ld object(s) held, the server has %ld; %s", synced, have, want,
+				 json_object_to_json_string(k));
+		}
+		json_object_put(st);
+		e2e_sleep_ms(100);
+	}
+}
+
+/* ---- topology and lifecycle ---- */
+
+static int topo_up(void)
+{
+	char vn[32], vb[32];
+
+	snprintf(vn, sizeof(vn), "kkn%d", (int)getpid());
+	snprintf(vb, sizeof(vb), "kkb%d", (int)getpid());
+	E.netns_made = true;
+	if (e2e_sh("ip netns add %s", E.node) || e2e_sh("ip netns add %s", E.be))
+		return -1;
+	if (e2e_sh("ip -n %s link add %s type veth peer name %s netns %s", E.node, vn, vb, E.be) ||
+	    e2e_sh("ip -n %s link set lo up", E.node) || e2e_sh("ip -n %s link set lo up", E.be) ||
+	    e2e_sh("ip -n %s addr add 198.51.100.254/24 dev %s", E.node, vn) ||
+	    e2e_sh("ip -n %s addr add 203.0.113.254/24 dev %s", E.node, vn) ||
+	    e2e_sh("ip -n %s addr add 198.51.100.1/24 dev %s", E.be, vb) ||
+	    e2e_sh("ip -n %s addr add 198.51.100.3/24 dev %s", E.be, vb) ||
+	    e2e_sh("ip -n %s addr add 203.0.113.2/24 dev %s", E.be, vb) ||
+	    e2e_sh("ip -n %s link set %s up", E.node, vn) || e2e_sh("ip -n %s link set %s up", E.be, vb))
+		return -1;
+	/* No default route in the node netns: mistakes stay on this machine. */
+	if (!e2e_sh("ip -n %s route show default | grep -q .", E.node) ||
+	    !e2e_sh("ip -n %s -6 route show default | grep -q .", E.node))
+		return -1;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	e2e_kids_kill(E.kids, MAX_KIDS);
+	e2e_kill(&E.daemon);
+	api_stop();
+	e2e_kill_group(&E.server);
+	if (E.env.bpffs[0]) {
+		kb_dataplane_unload(E.env.bpffs);
+		e2e_sh("rm -rf '%s'", E.env.bpffs);
+	}
+	E.env.bpffs[0] = '\0';
+	e2e_netns_del(&E.netns_made, E.node, E.be, NULL);
+	e2e_env_teardown(&E.env, dump_log);
+	if (E.t)
+		munmap(E.t, sizeof(*E.t) * MAX_KIDS);
+	E.t = NULL;
+	return 0;
+}
+
+static int setup_failed(const char *why)
+{
+	return e2e_setup_failed(why, dump_log, group_teardown);
+}
+
+static int group_setup(void **state)
+{
+	char buf[2048];
+
+	if (e2e_env_setup(&E.env, "kube"))
+		return setup_failed("test environment (temp dir, cgroup, bpffs)");
+	if (E.env.skip)
+		return 0;
+	if (access("/usr/bin/kubectl", X_OK) || access("/usr/bin/python3", X_OK)) {
+		if (e2e_in_ci())
+			return setup_failed("kubectl (kubernetes-client) or python3 missing: run `make deps`");
+		E.env.skip = "kubectl (kubernetes-client) or python3 missing";
+		return 0;
+	}
+	E.t = mmap(NULL, sizeof(*E.t) * MAX_KIDS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (E.t == MAP_FAILED) {
+		E.t = NULL;
+		return setup_failed("mmap");
+	}
+	snprintf(E.node, sizeof(E.node), "kbt-knode-%d", (int)getpid());
+	snprintf(E.be, sizeof(E.be), "kbt-kbe-%d", (int)getpid());
+	snprintf(E.apidir, sizeof(E.apidir), "%s/api", E.env.tmp);
+	snprintf(E.apilog, sizeof(E.apilog), "%s/apiserver.log", E.env.tmp);
+	snprintf(E.kubeconfig, sizeof(E.kubeconfig), "%s/kubeconfig", E.env.tmp);
+	if (topo_up())
+		return setup_failed("topology");
+	E.server = e2e_ident_servers_start(E.be, EPS, NEPS, EP_PORT);
+	if (E.server < 0) {
+		E.server = 0;
+		return setup_failed("endpoint servers");
+	}
+	if (api_start())
+		return setup_failed("the test API server did not start");
+	snprintf(buf, sizeof(buf),
+		 "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+		 "contexts:\n- name: test\n  context: {cluster: test, user: kbackend}\n"
+		 "clusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:%d\n"
+		 "    certificate-authority: %s/ca.crt\n"
+		 "users:\n- name: kbackend\n  user:\n    token: %s\n", API_PORT, E.apidir, E.token);
+	if (e2e_write_file(E.kubeconfig, buf))
+		return setup_failed("kubeconfig");
+	E.daemon = daemon_spawn();
+	if (E.daemon <= 0) {
+		E.daemon = 0;
+		return setup_failed("daemon did not start (see its log)");
+	}
+	return 0;
+}
+
+#define NEED_ENV()              \
+	do {                    \
+		if (E.env.skip) \
+			skip(); \
+	} while (0)
+
+/* ---- tests ---- */
+
+/*
+ * Made through the server: our GatewayClass, a Gateway, a Backend to e1 and
+ * a TCPRoute; and another controller's class with a Gateway. The daemon
+ * lists and watches them: our frontend steers to e1 (getpeername shows the
+ * frontend), the other Gateway is not programmed.
+ */
+static void test_kube_create_steers(void **state)
+{
+	char buf[2048];
+	struct json_object *st, *k;
+
+	NEED_ENV();
+	kube("create", "gc-kb", gwclass(buf, sizeof(buf), "kb", "kbackend.io/gateway-controller"));
+	kube("create", "gc-other", gwclass(buf, sizeof(buf), "other", "example.com/someone-else"));
+	kube("create", "gw-eg", gateway(buf, sizeof(buf), "eg", "kb", FE_ADDR));
+	kube("create", "gw-other", gateway(buf, sizeof(buf), "other", "other", "198.18.0.11"));
+	kube("create", "be-b1", backend(buf, sizeof(buf), "b1", EPS[0], EP_PORT, NULL));
+	kube("create", "rt-app", tcproute(buf, sizeof(buf), "app", "eg", "b1"));
+	wait_steers(0);
+	k = kube_status(&st);
+	assert_true(json_object_get_boolean(e2e_jget(k, "synced")));
+	assert_int_equal(e2e_jint(k, "otherControllers"), 2);
+	assert_int_equal(e2e_jint(st, "frontends"), 1);
+	assert_string_equal(e2e_jstr(kind_status(k, "Backend"), "version"), "v1alpha1");
+	assert_true(e2e_jint(kind_status(k, "Backend"), "events") >= 0);
+	json_object_put(st);
+	assert_converged();
+}
+
+/* A change of the Backend on the server moves every new connect to the new endpoint; a field kbackend does not know is ignored. */
+static void test_kube_change(void **state)
+{
+	char buf[2048];
+
+	NEED_ENV();
+	kube("replace", "be-b1", backend(buf, sizeof(buf), "b1", EPS[1], EP_PORT, ", \"someFutureField\": {\"x\": 1}"));
+	wait_steers(1);
+	assert_converged();
+}
+
+/* An invalid Backend beside the valid one: it is set aside with its conditions, the valid one keeps steering. */
+static void test_kube_invalid_beside_valid(void **state)
+{
+	char buf[2048];
+	struct json_object *st, *k;
+	long deadline = kb_now_ms() + WAIT_MS;
+
+	NEED_ENV();
+	kube("create", "be-bad", backend(buf, sizeof(buf), "bad", EPS[2], 99999, NULL));
+	for (;;) {
+		k = kube_status(&st);
+		if (refused_has(k, "Backend default/bad"))
+			break;
+		json_object_put(st);
+		if (kb_now_ms() > deadline) {
+			dump_log();
+			fail_msg("Backend default/bad was not set aside");
+		}
+		e2e_sleep_ms(100);
+	}
+	json_object_put(st);
+	assert_true(steers_only(1));
+	kube("delete", "be-bad", backend(buf, sizeof(buf), "bad", EPS[2], 99999, NULL));
+	assert_converged();
+}
+
+/* The Backend deleted on the server: the route has nothing to steer to and connects are refused; made again, it steers. */
+static void test_kube_delete(void **state)
+{
+	char buf[2048];
+
+	NEED_ENV();
+	kube("delete", "be-b1", backend(buf, sizeof(buf), "b1", EPS[1], EP_PORT, NULL));
+	wait_steers(-1);
+	kube("create", "be-b1", backend(buf, sizeof(buf), "b1", EPS[0], EP_PORT, NULL));
+	wait_steers(0);
+	assert_converged();
+}
+
+static int api_fault(const char *fault);
+
+/*
+ * Each fault of the server, then a change made while (or right after) it
+ * happens: the daemon comes back to the server's state, and verify finds the
+ * maps equal to a from-scratch compile.
+ */
+static void test_kube_faults(void **state)
+{
+	static const struct {
+		const char *fault;
+		int ep;
+	} rows[] = {
+		{ "drop-watches", 1 },	/* every watch cut mid-stream */
+		{ "compact", 2 },	/* history compacted: watches from an old resourceVersion get 410 */
+		{ "errors-on", 0 },	/* 500 for every request until errors-off */
+		{ "restart", 1 },	/* a new history, same objects */
+	};
+	char buf[2048];
+
+	NEED_ENV();
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		print_message("# fault: %s\n", rows[i].fault);
+		if (api_fault(rows[i].fault))
+			fail_msg("fault %s could not be made", rows[i].fault);
+		if (!strcmp(rows[i].fault, "errors-on")) {
+			e2e_sleep_ms(3000);
+			assert_true(steers_only(2));	/* the last good state keeps serving */
+			if (api_fault("errors-off"))
+				fail_msg("errors-off");
+		}
+		kube("replace", "be-b1", backend(buf, sizeof(buf), "b1", EPS[rows[i].ep], EP_PORT, NULL));
+		wait_steers(rows[i].ep);
+		assert_converged();
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_kube_create_steers),
+		cmocka_unit_test(test_kube_change),
+		cmocka_unit_test(test_kube_invalid_beside_valid),
+		cmocka_unit_test(test_kube_delete),
+		cmocka_unit_test(test_kube_faults),
+	};
+
+	e2e_main_init("test_kube", group_teardown, 600);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
+
+/* ---- the test API server (tests/kube/apiserver.py) ---- */
+
+static int api_start(void)
+{
+	return -1;
+}
+
+static void api_stop(void)
+{
+	e2e_kill_group(&E.api);
+}
+
+static int api_fault(const char *fault)
+{
+	return -1;
+}
