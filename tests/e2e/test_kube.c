@@ -43,7 +43,8 @@ static struct {
 	struct e2e_env env;
 	char node[64], be[64];
 	bool netns_made;
-	pid_t server, api, daemon;
+	pid_t server, api, daemon, daemon2;
+	char cgroup2[PATH_MAX], bpffs2[PATH_MAX], sock2[PATH_MAX], state2[PATH_MAX], log2[PATH_MAX];
 	pid_t kids[MAX_KIDS];
 	struct e2e_tally *t;
 	char apidir[PATH_MAX];	/* the API server's CA, certificate, token */
@@ -55,6 +56,7 @@ static struct {
 static void dump_log(void)
 {
 	e2e_dump_file("daemon", E.env.log, 60);
+	e2e_dump_file("daemon2", E.log2, 30);
 	e2e_dump_file("apiserver", E.apilog, 30);
 }
 
@@ -141,6 +143,19 @@ static char *tcproute(char *buf, size_t len, const char *name, const char *gw, c
 static struct json_object *ctl(const char *op, int timeout_ms)
 {
 	return e2e_ctl(E.env.sock, op, timeout_ms);
+}
+
+/* The second daemon (leader election): same netns and server, its own cgroup, pins, socket and state; no sk_lookup. */
+static pid_t daemon2_spawn(void)
+{
+	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.cgroup2, "--bpffs", E.bpffs2,
+				     "--state-dir", E.state2, "--socket", E.sock2, "--kubeconfig", E.kubeconfig,
+				     "--enable-backend", "--no-inbound", NULL };
+	pid_t pid = e2e_daemon_spawn(E.env.kb, E.log2, E.node, argv);
+
+	if (pid < 0 || e2e_daemon_wait(&pid, E.sock2, 20000))
+		return -1;
+	return pid;
 }
 
 static pid_t daemon_spawn(void)
@@ -316,7 +331,16 @@ static int group_teardown(void **state)
 {
 	e2e_kids_kill(E.kids, MAX_KIDS);
 	e2e_kill(&E.daemon);
+	e2e_kill(&E.daemon2);
 	api_stop();
+	if (E.bpffs2[0]) {
+		kb_dataplane_unload(E.bpffs2);
+		e2e_sh("rm -rf '%s'", E.bpffs2);
+	}
+	E.bpffs2[0] = '\0';
+	if (E.cgroup2[0])
+		e2e_cgroup_remove(E.env.cgroot, E.cgroup2);
+	E.cgroup2[0] = '\0';
 	e2e_kill_group(&E.server);
 	if (E.env.bpffs[0]) {
 		kb_dataplane_unload(E.env.bpffs);
@@ -360,6 +384,15 @@ static int group_setup(void **state)
 	snprintf(E.apidir, sizeof(E.apidir), "%s/api", E.env.tmp);
 	snprintf(E.apilog, sizeof(E.apilog), "%s/apiserver.log", E.env.tmp);
 	snprintf(E.kubeconfig, sizeof(E.kubeconfig), "%s/kubeconfig", E.env.tmp);
+	snprintf(E.sock2, sizeof(E.sock2), "%s/kb2.sock", E.env.tmp);
+	snprintf(E.state2, sizeof(E.state2), "%s/state2", E.env.tmp);
+	snprintf(E.log2, sizeof(E.log2), "%s/daemon2.log", E.env.tmp);
+	snprintf(E.bpffs2, sizeof(E.bpffs2), "/sys/fs/bpf/kbt-kube2-%d", (int)getpid());
+	snprintf(E.cgroup2, sizeof(E.cgroup2), "%s/kbt-kube2-%d", E.env.cgroot, (int)getpid());
+	if (mkdir(E.cgroup2, 0755)) {
+		E.cgroup2[0] = '\0';
+		return setup_failed("second cgroup");
+	}
 	if (topo_up())
 		return setup_failed("topology");
 	E.server = e2e_ident_servers_start(E.be, EPS, NEPS, EP_PORT);
@@ -509,6 +542,195 @@ static void test_kube_faults(void **state)
 	}
 }
 
+/* ---- status written back ---- */
+
+/* kubectl get -o json of one object (caller puts it), or NULL. */
+static struct json_object *kget(const char *what)
+{
+	char *out = NULL;
+	struct json_object *o = NULL;
+
+	if (kubectl(&out, "get %s -o json", what) == 0 && out)
+		o = json_tokener_parse(out);
+	free(out);
+	return o;
+}
+
+/* The condition `type` of status.conditions (or of the route parent of controllerName's), or NULL. */
+static struct json_object *kcond(struct json_object *obj, const char *type, bool parent)
+{
+	struct json_object *st = e2e_jget(obj, "status"), *cs;
+
+	if (parent) {
+		struct json_object *ps = e2e_jget(st, "parents");
+
+		st = NULL;
+		for (size_t i = 0; ps && i < json_object_array_length(ps); i++)
+			if (!strcmp(e2e_jstr(json_object_array_get_idx(ps, i), "controllerName"),
+				    "kbackend.io/gateway-controller"))
+				st = json_object_array_get_idx(ps, i);
+	}
+	cs = e2e_jget(st, "conditions");
+	for (size_t i = 0; cs && i < json_object_array_length(cs); i++)
+		if (!strcmp(e2e_jstr(json_object_array_get_idx(cs, i), "type"), type))
+			return json_object_array_get_idx(cs, i);
+	return NULL;
+}
+
+/* Wait until `what`'s condition `type` has status want (and message msg, when set), read with kubectl. */
+static void wait_kcond(const char *what, const char *type, bool parent, const char *want, const char *msg)
+{
+	long deadline = kb_now_ms() + WAIT_MS;
+
+	for (;;) {
+		struct json_object *o = kget(what), *c = kcond(o, type, parent);
+		bool ok = c && !strcmp(e2e_jstr(c, "status"), want) && (!msg || !strcmp(e2e_jstr(c, "message"), msg)) &&
+			  e2e_jint(c, "observedGeneration") == e2e_jint(e2e_jget(o, "metadata"), "generation");
+
+		if (ok) {
+			json_object_put(o);
+			return;
+		}
+		if (kb_now_ms() > deadline) {
+			dump_log();
+			fail_msg("%s: %s is not %s%s%s: %s", what, type, want, msg ? " with " : "", msg ? msg : "",
+				 o ? json_object_to_json_string(e2e_jget(o, "status")) : "(no object)");
+		}
+		json_object_put(o);
+		e2e_sleep_ms(200);
+	}
+}
+
+/* What `kbackend validate` says of Backend `name` in the file at path: its Accepted message. */
+static char *validate_message(const char *path, const char *name)
+{
+	const char *const args[] = { "validate", "--enable-backend", "-f", path, "-o", "json", NULL };
+	int rc;
+	struct json_object *r = e2e_cli_json(E.env.kb, E.env.sock, E.env.log, &rc, args), *items;
+	char *msg = NULL;
+
+	items = e2e_jget(e2e_jget(r, "objects"), "items");
+	if (!items)
+		items = e2e_jget(r, "items");
+	for (size_t i = 0; items && i < json_object_array_length(items); i++) {
+		struct json_object *o = json_object_array_get_idx(items, i), *c;
+
+		if (strcmp(e2e_jstr(e2e_jget(o, "metadata"), "name"), name))
+			continue;
+		c = kcond(o, "Accepted", false);
+		if (c)
+			msg = strdup(e2e_jstr(c, "message"));
+	}
+	json_object_put(r);
+	return msg;
+}
+
+/*
+ * The leader writes what kbackend validate says: the Backend Accepted, the
+ * route's parent (with our controllerName) Accepted and ResolvedRefs, the
+ * Gateway Accepted and Programmed with its address, the class Accepted; an
+ * invalid Backend Accepted False with validate's own message.
+ */
+static void test_kube_status_written(void **state)
+{
+	char buf[2048], path[PATH_MAX + 32], *msg;
+	struct json_object *gw;
+
+	NEED_ENV();
+	wait_kcond("backend b1", "Accepted", false, "True", "The Backend was accepted");
+	wait_kcond("tcproute app", "Accepted", true, "True", "Route is accepted");
+	wait_kcond("tcproute app", "ResolvedRefs", true, "True", NULL);
+	wait_kcond("gateway eg", "Programmed", false, "True", NULL);
+	wait_kcond("gatewayclass kb", "Accepted", false, "True", NULL);
+	gw = kget("gateway eg");
+	assert_string_equal(e2e_jstr(json_object_array_get_idx(e2e_jget(e2e_jget(gw, "status"), "addresses"), 0), "value"),
+			    FE_ADDR);
+	json_object_put(gw);
+	/* Another controller's class and Gateway get nothing from us. */
+	gw = kget("gateway other");
+	assert_null(kcond(gw, "Accepted", false));
+	json_object_put(gw);
+	kube("create", "be-bad", backend(buf, sizeof(buf), "bad", EPS[2], 99999, NULL));
+	snprintf(path, sizeof(path), "%s/be-bad.json", E.env.tmp);
+	msg = validate_message(path, "bad");
+	assert_non_null(msg);
+	wait_kcond("backend bad", "Accepted", false, "False", msg);
+	free(msg);
+	kube("delete", "be-bad", backend(buf, sizeof(buf), "bad", EPS[2], 99999, NULL));
+	assert_converged();
+}
+
+static struct json_object *writer(const char *sock, struct json_object **st)
+{
+	*st = e2e_ctl(sock, "status", 5000);
+	return e2e_jget(e2e_jget(*st, "kubernetes"), "statusWriter");
+}
+
+static bool leads(const char *sock)
+{
+	struct json_object *st, *w = writer(sock, &st);
+	bool yes = json_object_get_boolean(e2e_jget(w, "leader"));
+
+	json_object_put(st);
+	return yes;
+}
+
+static long writes(const char *sock)
+{
+	struct json_object *st, *w = writer(sock, &st);
+	long n = e2e_jint(w, "writes");
+
+	json_object_put(st);
+	return n;
+}
+
+/*
+ * Two daemons on one server: exactly one leads and writes; with nothing
+ * changing, nothing is written again (no flapping); the leader killed, the
+ * other takes over within the lease duration (plus a retry) and writes the
+ * next verdict.
+ */
+static void test_kube_leader_election(void **state)
+{
+	char buf[2048];
+	long deadline, w1, w2;
+
+	NEED_ENV();
+	E.daemon2 = daemon2_spawn();
+	if (E.daemon2 <= 0) {
+		E.daemon2 = 0;
+		dump_log();
+		fail_msg("the second daemon did not start");
+	}
+	e2e_sleep_ms(5000);	/* several retry periods: both have tried the lease */
+	assert_true(leads(E.env.sock) != leads(E.sock2));
+	assert_true(leads(E.env.sock));	/* the first one held it all along */
+	w1 = writes(E.env.sock);
+	w2 = writes(E.sock2);
+	e2e_sleep_ms(4000);
+	assert_int_equal(writes(E.env.sock), w1);	/* nothing changed: nothing written */
+	assert_int_equal(writes(E.sock2), w2);
+	assert_int_equal(w2, 0);
+	e2e_kill(&E.daemon);
+	for (deadline = kb_now_ms() + 15000 + 2 * 2000 + 5000; !leads(E.sock2); e2e_sleep_ms(200))
+		if (kb_now_ms() > deadline) {
+			dump_log();
+			fail_msg("the second daemon did not take the lease over");
+		}
+	kube("create", "be-bad", backend(buf, sizeof(buf), "bad", EPS[2], 99999, NULL));
+	wait_kcond("backend bad", "Accepted", false, "False", NULL);
+	assert_true(writes(E.sock2) > w2);
+	kube("delete", "be-bad", backend(buf, sizeof(buf), "bad", EPS[2], 99999, NULL));
+	e2e_kill(&E.daemon2);
+	E.daemon = daemon_spawn();
+	if (E.daemon <= 0) {
+		E.daemon = 0;
+		dump_log();
+		fail_msg("the daemon did not start again");
+	}
+	assert_converged();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -516,6 +738,8 @@ int main(void)
 		cmocka_unit_test(test_kube_change),
 		cmocka_unit_test(test_kube_invalid_beside_valid),
 		cmocka_unit_test(test_kube_delete),
+		cmocka_unit_test(test_kube_status_written),
+		cmocka_unit_test(test_kube_leader_election),
 		cmocka_unit_test(test_kube_faults),
 	};
 
