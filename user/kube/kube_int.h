@@ -76,7 +76,7 @@ struct kube_event {
 	enum kube_ev_type type;
 	size_t kind;			/* index into kube_kinds */
 	char *key;			/* Kind/namespace/name (cluster-scoped: Kind/name); NULL for a list */
-	char *content;			/* pretty JSON, managedFields and status removed; NULL for DELETED */
+	char *content;			/* pretty JSON, managedFields, resourceVersion and status removed; NULL for DELETED */
 	struct kube_event *items;	/* KUBE_EV_LIST: the list's objects, as ADDED events */
 };
 void kube_event_free(struct kube_event *e);

@@ -161,7 +161,10 @@ static void replace_all(struct daemon *d, struct kb_kube *k)
 		if (json_object_object_get_ex(reply, "refusedObjects", &v))
 			for (size_t i = 0; i < json_object_array_length(v); i++) {
 				struct json_object *r = json_object_array_get_idx(v, i), *st, *diags;
-				const char *fname = kb_json_str(r, "file");
+				struct json_object *src = NULL;
+				const char *fname = json_object_object_get_ex(r, "status", &src) &&
+							    json_object_object_get_ex(src, "source", &src)
+						    ? kb_json_str(src, "file") : NULL;
 				const char *key = fname && !strncmp(fname, KB_KUBE_FILE_PREFIX, strlen(KB_KUBE_FILE_PREFIX))
 							  ? fname + strlen(KB_KUBE_FILE_PREFIX) : kb_json_str(r, "object");
 
@@ -469,6 +472,9 @@ static void on_events(void *ctx, int fd, uint32_t events)
 		case KUBE_EV_ADDED:
 		case KUBE_EV_MODIFIED:
 			if (!e->key || !e->content)
+				break;
+			/* The same text (a write of its status, ours included): nothing to judge again. */
+			if (json_object_object_get_ex(k->cache, e->key, &prev) && !strcmp(json_object_get_string(prev), e->content))
 				break;
 			json_object_object_add(k->cache, e->key, json_object_new_string(e->content));
 			json_object_object_del(k->del, e->key);

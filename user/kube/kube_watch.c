@@ -157,7 +157,7 @@ static void base_path(const struct reflector *r, const char *version, char *out,
 
 /*
  * The object as the change pipeline reads it: apiVersion and kind set (list
- * items lack them), managedFields and status dropped (the server's, not the
+ * items lack them), managedFields, resourceVersion and status dropped (the server's, not the
  * desired state), printed as JSON without `\/` (YAML has no such escape).
  */
 static struct kube_event *object_event(struct reflector *r, enum kube_ev_type type, struct json_object *o)
@@ -190,6 +190,8 @@ static struct kube_event *object_event(struct reflector *r, enum kube_ev_type ty
 	if (type == KUBE_EV_DELETED)
 		return e;
 	json_object_object_del(md, "managedFields");
+	/* Every write bumps it, status writes too: kept out, a status-only change leaves the text the same. */
+	json_object_object_del(md, "resourceVersion");
 	json_object_object_del(o, "status");
 	snprintf(av, sizeof(av), "%s%s%s", k->group, *k->group ? "/" : "", w->st[r->kind].version);
 	json_object_object_add(o, "apiVersion", json_object_new_string(av));
