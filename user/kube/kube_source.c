@@ -394,6 +394,35 @@ static void plan_status(struct daemon *d, struct kb_kube *k)
 	json_object_put(seen);
 }
 
+/*
+ * Could the batch make a set-aside object valid again? When it changes the
+ * object itself, or an object its errors name (the Backend a route could not
+ * find, the route that holds a listener it wanted): then every object is
+ * judged again. An over-match only costs a whole judgement; the others stay
+ * scoped changes while objects are set aside.
+ */
+static bool touches_refused(struct kb_kube *k, struct json_object *batch)
+{
+	if (!json_object_object_length(k->refused))
+		return false;
+	json_object_object_foreach(batch, key, text) {
+		const char *slash = strchr(key, '/');
+
+		(void)text;
+		if (json_object_object_get_ex(k->refused, key, NULL) || !slash)
+			return true;
+		json_object_object_foreach(k->refused, rkey, r) {
+			struct json_object *st, *diags;
+
+			(void)rkey;
+			if (json_object_object_get_ex(r, "status", &st) && json_object_object_get_ex(st, "diagnostics", &diags) &&
+			    strstr(json_object_to_json_string_ext(diags, JSON_C_TO_STRING_NOSLASHESCAPE), slash + 1))
+				return true;
+		}
+	}
+	return false;
+}
+
 /* Apply what the batch gathered, once every kind is listed and the restore is done. */
 static void settle(struct daemon *d, struct kb_kube *k)
 {
@@ -409,9 +438,7 @@ static void settle(struct daemon *d, struct kb_kube *k)
 		full = true;
 		kb_log_info("kubernetes: every kind listed: synced");
 	}
-	/* While objects are set aside, any change may make them valid (a route's Backend fixed): judge all again. */
-	if (json_object_object_length(k->refused) &&
-	    (json_object_object_length(k->apply) || json_object_object_length(k->del)))
+	if (!full && (touches_refused(k, k->apply) || touches_refused(k, k->del)))
 		full = true;
 	if (!full && json_object_object_length(k->apply) && !scoped(d, k, k->apply, KB_CHANGE_APPLY))
 		full = true;
