@@ -356,7 +356,12 @@ static void want(struct kb_kube *k, const struct kube_kind_state *st, const char
 	free(sig);
 }
 
-static void plan_status(struct daemon *d, struct kb_kube *k)
+/*
+ * After a whole change every object is looked at; after scoped ones only the
+ * objects they named (only: keys applied; gone: keys deleted), so that one
+ * event among 10,000 objects renders one status, not 10,000.
+ */
+static void plan_status(struct daemon *d, struct kb_kube *k, struct json_object *only, struct json_object *gone_keys)
 {
 	struct kube_kind_state st[KUBE_NKINDS];
 	struct json_object *seen, *gone;
@@ -370,19 +375,33 @@ static void plan_status(struct daemon *d, struct kb_kube *k)
 		const struct kb_meta *o = d->state.objects[i];
 		struct json_object *r;
 
-		if (!o->loc.file || strncmp(o->loc.file, KB_KUBE_FILE_PREFIX, pl))
+		if (!o->loc.file || strncmp(o->loc.file, KB_KUBE_FILE_PREFIX, pl) ||
+		    (only && !json_object_object_get_ex(only, o->loc.file + pl, NULL)))
 			continue;
 		r = kb_render_object(o);
 		want(k, st, o->loc.file + pl, r, o, seen);
 		json_object_put(r);
 	}
-	json_object_object_foreach(k->refused, key, r)
-		want(k, st, key, r, NULL, seen);
 	gone = json_object_new_array();
-	json_object_object_foreach(k->said, path, sig) {
-		(void)sig;
-		if (!json_object_object_get_ex(seen, path, NULL))
+	if (only) {
+		json_object_object_foreach(gone_keys, key, text) {
+			size_t ki = kind_index(key);
+			char path[1024];
+
+			(void)text;
+			if (ki == kube_nkinds)
+				continue;
+			object_path(ki, st[ki].version, key, path, sizeof(path));
 			json_object_array_add(gone, json_object_new_string(path));
+		}
+	} else {
+		json_object_object_foreach(k->refused, key, r)
+			want(k, st, key, r, NULL, seen);
+		json_object_object_foreach(k->said, path, sig) {
+			(void)sig;
+			if (!json_object_object_get_ex(seen, path, NULL))
+				json_object_array_add(gone, json_object_new_string(path));
+		}
 	}
 	for (size_t i = 0; i < json_object_array_length(gone); i++) {
 		const char *p = json_object_get_string(json_object_array_get_idx(gone, i));
@@ -447,7 +466,7 @@ static void settle(struct daemon *d, struct kb_kube *k)
 	if (full)
 		replace_all(d, k);
 	k->full = false;
-	plan_status(d, k);
+	plan_status(d, k, full ? NULL : k->apply, k->del);
 	json_object_put(k->apply);
 	json_object_put(k->del);
 	k->apply = json_object_new_object();
