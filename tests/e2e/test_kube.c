@@ -93,7 +93,7 @@ static void kube(const char *verb, const char *name, const char *json)
 
 	snprintf(path, sizeof(path), "%s/%s.json", E.env.tmp, name);
 	assert_int_equal(e2e_write_file(path, json), 0);
-	if (kubectl(NULL, "%s --validate=false -f %s", verb, path)) {
+	if (kubectl(NULL, "%s %s -f %s", verb, strcmp(verb, "delete") ? "--validate=false" : "", path)) {
 		dump_log();
 		fail_msg("kubectl %s -f %s failed", verb, name);
 	}
@@ -418,6 +418,26 @@ static int group_setup(void **state)
 	return 0;
 }
 
+/* Each test starts with the first daemon serving, no second one, and no leftover invalid Backend of a failed test. */
+static int test_setup(void **state)
+{
+	if (E.env.skip)
+		return 0;
+	e2e_kids_kill(E.kids, MAX_KIDS);
+	e2e_kill(&E.daemon2);
+	kubectl(NULL, "delete backend bad --ignore-not-found");
+	if (E.daemon > 0 && waitpid(E.daemon, NULL, WNOHANG) == 0)
+		return 0;
+	e2e_kill(&E.daemon);
+	E.daemon = daemon_spawn();
+	if (E.daemon <= 0) {
+		E.daemon = 0;
+		dump_log();
+		return -1;
+	}
+	return 0;
+}
+
 #define NEED_ENV()              \
 	do {                    \
 		if (E.env.skip) \
@@ -734,24 +754,63 @@ static void test_kube_leader_election(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_kube_create_steers),
-		cmocka_unit_test(test_kube_change),
-		cmocka_unit_test(test_kube_invalid_beside_valid),
-		cmocka_unit_test(test_kube_delete),
-		cmocka_unit_test(test_kube_status_written),
-		cmocka_unit_test(test_kube_leader_election),
-		cmocka_unit_test(test_kube_faults),
+		cmocka_unit_test_setup(test_kube_create_steers, test_setup),
+		cmocka_unit_test_setup(test_kube_change, test_setup),
+		cmocka_unit_test_setup(test_kube_invalid_beside_valid, test_setup),
+		cmocka_unit_test_setup(test_kube_delete, test_setup),
+		cmocka_unit_test_setup(test_kube_status_written, test_setup),
+		cmocka_unit_test_setup(test_kube_leader_election, test_setup),
+		cmocka_unit_test_setup(test_kube_faults, test_setup),
 	};
 
 	e2e_main_init("test_kube", group_teardown, 600);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
 
-/* ---- the test API server (tests/kube/apiserver.py) ---- */
+/* ---- the test API server (tests/e2e/kube_stand_in.py, until tests/kube/apiserver.py) ---- */
 
 static int api_start(void)
 {
-	return -1;
+	char script[PATH_MAX + 64], port[16], ready[PATH_MAX + 16], tok[PATH_MAX + 16], *t;
+	long deadline;
+	pid_t pid;
+
+	snprintf(script, sizeof(script), "%s", E.env.kb);
+	*strrchr(script, '/') = '\0';
+	strncat(script, "/../tests/e2e/kube_stand_in.py", sizeof(script) - strlen(script) - 1);
+	snprintf(port, sizeof(port), "%d", API_PORT);
+	snprintf(ready, sizeof(ready), "%s/ready", E.apidir);
+	snprintf(tok, sizeof(tok), "%s/token", E.apidir);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open(E.apilog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+		e2e_child_init();
+		setpgid(0, 0);
+		if (fd < 0 || e2e_setns(E.node))
+			_exit(126);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl("/usr/bin/python3", "python3", script, "--port", port, "--dir", E.apidir, (char *)NULL);
+		_exit(127);
+	}
+	E.api = pid;
+	for (deadline = kb_now_ms() + 30000; kb_now_ms() < deadline; e2e_sleep_ms(50)) {
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			E.api = 0;
+			return -1;
+		}
+		if (!access(ready, F_OK))
+			break;
+	}
+	t = e2e_read_text(tok);
+	if (!t)
+		return -1;
+	snprintf(E.token, sizeof(E.token), "%.*s", (int)strcspn(t, "\n"), t);
+	free(t);
+	return 0;
 }
 
 static void api_stop(void)
@@ -759,7 +818,19 @@ static void api_stop(void)
 	e2e_kill_group(&E.api);
 }
 
+/* A fault of the server (kube_stand_in.py's list), made and acknowledged. */
 static int api_fault(const char *fault)
 {
+	char path[PATH_MAX + 16], done[PATH_MAX + 16];
+	long deadline;
+
+	snprintf(path, sizeof(path), "%s/fault", E.apidir);
+	snprintf(done, sizeof(done), "%s/fault.done", E.apidir);
+	unlink(done);
+	if (e2e_write_file(path, fault) || kill(E.api, SIGUSR1))
+		return -1;
+	for (deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(20))
+		if (!access(done, F_OK))
+			return 0;
 	return -1;
 }
