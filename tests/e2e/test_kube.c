@@ -20,7 +20,7 @@
  * live in the node netns, which has no default route; the server listens on
  * that netns' own 127.0.0.1. Three endpoints live behind a veth:
  *
- *   kbt-knode-<pid>  198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-kbe-<pid>
+ *   kbt-kubnode-<pid> 198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-kubbe-<pid>
  *                               e1 198.51.100.1, e2 203.0.113.2, e3 198.51.100.3 (TCP 8080)
  *
  * The daemon runs with --kubeconfig (server, CA file, token). Objects are
@@ -379,8 +379,8 @@ static int group_setup(void **state)
 		E.t = NULL;
 		return setup_failed("mmap");
 	}
-	snprintf(E.node, sizeof(E.node), "kbt-knode-%d", (int)getpid());
-	snprintf(E.be, sizeof(E.be), "kbt-kbe-%d", (int)getpid());
+	snprintf(E.node, sizeof(E.node), "kbt-kubnode-%d", (int)getpid());
+	snprintf(E.be, sizeof(E.be), "kbt-kubbe-%d", (int)getpid());
 	snprintf(E.apidir, sizeof(E.apidir), "%s/api", E.env.tmp);
 	snprintf(E.apilog, sizeof(E.apilog), "%s/apiserver.log", E.env.tmp);
 	snprintf(E.kubeconfig, sizeof(E.kubeconfig), "%s/kubeconfig", E.env.tmp);
@@ -527,6 +527,16 @@ static void test_kube_delete(void **state)
 
 static int api_fault(const char *fault);
 
+/* status.kubernetes.kinds[Backend][key]. */
+static long backend_count(const char *key)
+{
+	struct json_object *st, *k = kube_status(&st);
+	long n = e2e_jint(kind_status(k, "Backend"), key);
+
+	json_object_put(st);
+	return n;
+}
+
 /*
  * Each fault of the server, then a change made while (or right after) it
  * happens: the daemon comes back to the server's state, and verify finds the
@@ -547,6 +557,8 @@ static void test_kube_faults(void **state)
 
 	NEED_ENV();
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		long relists = backend_count("relists"), errors = backend_count("errors");
+
 		print_message("# fault: %s\n", rows[i].fault);
 		if (api_fault(rows[i].fault))
 			fail_msg("fault %s could not be made", rows[i].fault);
@@ -559,6 +571,11 @@ static void test_kube_faults(void **state)
 		kube("replace", "be-b1", backend(buf, sizeof(buf), "b1", EPS[rows[i].ep], EP_PORT, NULL));
 		wait_steers(rows[i].ep);
 		assert_converged();
+		/* The fault was seen for what it is: a 410 relists, a cut or failing watch counts an error. */
+		if (!strcmp(rows[i].fault, "compact") || !strcmp(rows[i].fault, "restart"))
+			assert_true(backend_count("relists") > relists);
+		else
+			assert_true(backend_count("errors") > errors);
 	}
 }
 
