@@ -368,7 +368,7 @@ static int group_setup(void **state)
 		return setup_failed("test environment (temp dir, cgroup, bpffs)");
 	if (E.env.skip)
 		return 0;
-	if (access("/usr/bin/kubectl", X_OK) || access("/usr/bin/python3", X_OK)) {
+	if (e2e_sh("command -v kubectl") || access("/usr/bin/python3", X_OK) || e2e_sh("command -v openssl")) {
 		if (e2e_in_ci())
 			return setup_failed("kubectl (kubernetes-client) or python3 missing: run `make deps`");
 		E.env.skip = "kubectl (kubernetes-client) or python3 missing";
