@@ -12,6 +12,7 @@ Listens on 127.0.0.1 only. Faults: write a name to DIR/fault and send SIGUSR1:
   compact       history compacted: watches and continues from before get 410
   errors-on     every request answers 500 until errors-off
   restart       a new history (resourceVersions jump), every watch cut, old ones 410
+  rotate-token  a new bearer token (written to DIR/token); the old one is refused from now on, watches cut
 """
 import argparse, json, os, signal, ssl, subprocess, sys, threading, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
@@ -253,6 +254,12 @@ def fault(signum, frame):
             S["epoch"] += 1
         elif name == "errors-off":
             S["errors"] = False
+        elif name == "rotate-token":
+            global TOKEN
+            TOKEN = os.urandom(16).hex()
+            open(ARGS.dir + "/token.new", "w").write(TOKEN + "\n")
+            os.rename(ARGS.dir + "/token.new", ARGS.dir + "/token")
+            S["epoch"] += 1
         elif name == "restart":
             S["rv"] += 1000
             S["compacted"] = S["rv"] + 1

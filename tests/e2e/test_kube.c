@@ -51,6 +51,7 @@ static struct {
 	char kubeconfig[PATH_MAX];
 	char apilog[PATH_MAX];
 	char token[256];
+	char tokfile[PATH_MAX];	/* the kubeconfig's tokenFile: rotated by rename, as the kubelet does */
 } E;
 
 static void dump_log(void)
@@ -384,6 +385,7 @@ static int group_setup(void **state)
 	snprintf(E.apidir, sizeof(E.apidir), "%s/api", E.env.tmp);
 	snprintf(E.apilog, sizeof(E.apilog), "%s/apiserver.log", E.env.tmp);
 	snprintf(E.kubeconfig, sizeof(E.kubeconfig), "%s/kubeconfig", E.env.tmp);
+	snprintf(E.tokfile, sizeof(E.tokfile), "%s/token", E.env.tmp);
 	snprintf(E.sock2, sizeof(E.sock2), "%s/kb2.sock", E.env.tmp);
 	snprintf(E.state2, sizeof(E.state2), "%s/state2", E.env.tmp);
 	snprintf(E.log2, sizeof(E.log2), "%s/daemon2.log", E.env.tmp);
@@ -407,8 +409,8 @@ static int group_setup(void **state)
 		 "contexts:\n- name: test\n  context: {cluster: test, user: kbackend}\n"
 		 "clusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:%d\n"
 		 "    certificate-authority: %s/ca.crt\n"
-		 "users:\n- name: kbackend\n  user:\n    token: %s\n", API_PORT, E.apidir, E.token);
-	if (e2e_write_file(E.kubeconfig, buf))
+		 "users:\n- name: kbackend\n  user:\n    tokenFile: %s\n", API_PORT, E.apidir, E.tokfile);
+	if (e2e_write_file(E.tokfile, E.token) || e2e_write_file(E.kubeconfig, buf))
 		return setup_failed("kubeconfig");
 	E.daemon = daemon_spawn();
 	if (E.daemon <= 0) {
@@ -425,7 +427,7 @@ static int test_setup(void **state)
 		return 0;
 	e2e_kids_kill(E.kids, MAX_KIDS);
 	e2e_kill(&E.daemon2);
-	kubectl(NULL, "delete backend bad --ignore-not-found");
+	kubectl(NULL, "delete backend bad huge --ignore-not-found");
 	if (E.daemon > 0 && waitpid(E.daemon, NULL, WNOHANG) == 0)
 		return 0;
 	e2e_kill(&E.daemon);
@@ -512,6 +514,41 @@ static void test_kube_invalid_beside_valid(void **state)
 	assert_converged();
 }
 
+static long backend_count(const char *key);
+
+/* An object over 1 MiB is refused and counted; the state and the steering stay as they were. */
+static void test_kube_oversized_refused(void **state)
+{
+	size_t n = (1u << 20) + 4096;
+	char *big = malloc(n + 1024), *pad = malloc(n + 1);
+	long refused;
+	long deadline = kb_now_ms() + WAIT_MS;
+
+	NEED_ENV();
+	assert_non_null(big);
+	assert_non_null(pad);
+	memset(pad, 'x', n);
+	pad[n] = '\0';
+	snprintf(big, n + 1024,
+		 "{\"apiVersion\": \"gateway.envoyproxy.io/v1alpha1\", \"kind\": \"Backend\", \"metadata\": {\"name\": "
+		 "\"huge\", \"namespace\": \"default\", \"annotations\": {\"pad\": \"%s\"}}, \"spec\": {\"endpoints\": "
+		 "[{\"ip\": {\"address\": \"%s\", \"port\": %d}}]}}", pad, EPS[2], EP_PORT);
+	refused = backend_count("refused");
+	kube("create", "be-huge", big);
+	while (backend_count("refused") <= refused) {
+		if (kb_now_ms() > deadline) {
+			dump_log();
+			fail_msg("the 1 MiB Backend was not refused");
+		}
+		e2e_sleep_ms(100);
+	}
+	assert_true(steers_only(0));
+	kube("delete", "be-huge", big);
+	free(big);
+	free(pad);
+	assert_converged();
+}
+
 /* The Backend deleted on the server: the route has nothing to steer to and connects are refused; made again, it steers. */
 static void test_kube_delete(void **state)
 {
@@ -552,6 +589,7 @@ static void test_kube_faults(void **state)
 		{ "compact", 2 },	/* history compacted: watches from an old resourceVersion get 410 */
 		{ "errors-on", 0 },	/* 500 for every request until errors-off */
 		{ "restart", 1 },	/* a new history, same objects */
+		{ "rotate-token", 2 },	/* the old token refused: only a daemon that reads the new one converges */
 	};
 	char buf[2048];
 
@@ -568,13 +606,24 @@ static void test_kube_faults(void **state)
 			if (api_fault("errors-off"))
 				fail_msg("errors-off");
 		}
+		if (!strcmp(rows[i].fault, "rotate-token")) {
+			char from[PATH_MAX + 16], tmp[PATH_MAX + 16], *t;
+
+			snprintf(from, sizeof(from), "%s/token", E.apidir);
+			snprintf(tmp, sizeof(tmp), "%s.new", E.tokfile);
+			t = e2e_read_text(from);
+			assert_non_null(t);
+			assert_int_equal(e2e_write_file(tmp, t), 0);
+			assert_int_equal(rename(tmp, E.tokfile), 0);
+			free(t);
+		}
 		kube("replace", "be-b1", backend(buf, sizeof(buf), "b1", EPS[rows[i].ep], EP_PORT, NULL));
 		wait_steers(rows[i].ep);
 		assert_converged();
 		/* The fault was seen for what it is: a 410 relists, a cut or failing watch counts an error. */
 		if (!strcmp(rows[i].fault, "compact") || !strcmp(rows[i].fault, "restart"))
 			assert_true(backend_count("relists") > relists);
-		else
+		else if (strcmp(rows[i].fault, "rotate-token"))
 			assert_true(backend_count("errors") > errors);
 	}
 }
@@ -775,6 +824,7 @@ int main(void)
 		cmocka_unit_test_setup(test_kube_change, test_setup),
 		cmocka_unit_test_setup(test_kube_invalid_beside_valid, test_setup),
 		cmocka_unit_test_setup(test_kube_delete, test_setup),
+		cmocka_unit_test_setup(test_kube_oversized_refused, test_setup),
 		cmocka_unit_test_setup(test_kube_status_written, test_setup),
 		cmocka_unit_test_setup(test_kube_leader_election, test_setup),
 		cmocka_unit_test_setup(test_kube_faults, test_setup),
