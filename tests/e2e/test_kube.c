@@ -94,7 +94,8 @@ static void kube(const char *verb, const char *name, const char *json)
 
 	snprintf(path, sizeof(path), "%s/%s.json", E.env.tmp, name);
 	assert_int_equal(e2e_write_file(path, json), 0);
-	if (kubectl(NULL, "%s %s -f %s", verb, strcmp(verb, "delete") ? "--validate=false" : "", path)) {
+	/* delete --wait=false: kubectl's own wait for the object to go is not what is tested here. */
+	if (kubectl(NULL, "%s %s -f %s", verb, strcmp(verb, "delete") ? "--validate=false" : "--wait=false", path)) {
 		dump_log();
 		fail_msg("kubectl %s -f %s failed", verb, name);
 	}
@@ -147,11 +148,11 @@ static struct json_object *ctl(const char *op, int timeout_ms)
 }
 
 /* The second daemon (leader election): same netns and server, its own cgroup, pins, socket and state; no sk_lookup. */
-static pid_t daemon2_spawn(void)
+static pid_t daemon2_spawn(bool no_status)
 {
 	const char *const argv[] = { "kbackend", "daemon", "--cgroup", E.cgroup2, "--bpffs", E.bpffs2,
 				     "--state-dir", E.state2, "--socket", E.sock2, "--kubeconfig", E.kubeconfig,
-				     "--enable-backend", "--no-inbound", NULL };
+				     "--enable-backend", "--no-inbound", no_status ? "--no-status" : NULL, NULL };
 	pid_t pid = e2e_daemon_spawn(E.env.kb, E.log2, E.node, argv);
 
 	if (pid < 0 || e2e_daemon_wait(&pid, E.sock2, 20000))
@@ -427,7 +428,7 @@ static int test_setup(void **state)
 		return 0;
 	e2e_kids_kill(E.kids, MAX_KIDS);
 	e2e_kill(&E.daemon2);
-	kubectl(NULL, "delete backend bad huge --ignore-not-found");
+	kubectl(NULL, "delete backend bad huge --ignore-not-found --wait=false");
 	if (E.daemon > 0 && waitpid(E.daemon, NULL, WNOHANG) == 0)
 		return 0;
 	e2e_kill(&E.daemon);
@@ -596,7 +597,14 @@ static void test_kube_faults(void **state)
 	NEED_ENV();
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		long relists = backend_count("relists"), errors = backend_count("errors");
+		long bookmarks = backend_count("bookmarks"), deadline = kb_now_ms() + WAIT_MS;
 
+		/* A bookmark since: the Backend watch is open, so the fault meets a live stream. */
+		while (backend_count("bookmarks") <= bookmarks) {
+			if (kb_now_ms() > deadline)
+				fail_msg("no bookmark on the Backend watch");
+			e2e_sleep_ms(100);
+		}
 		print_message("# fault: %s\n", rows[i].fault);
 		if (api_fault(rows[i].fault))
 			fail_msg("fault %s could not be made", rows[i].fault);
@@ -782,7 +790,7 @@ static void test_kube_leader_election(void **state)
 	long deadline, w1, w2;
 
 	NEED_ENV();
-	E.daemon2 = daemon2_spawn();
+	E.daemon2 = daemon2_spawn(false);
 	if (E.daemon2 <= 0) {
 		E.daemon2 = 0;
 		dump_log();
@@ -817,6 +825,35 @@ static void test_kube_leader_election(void **state)
 	assert_converged();
 }
 
+/* --no-status: no Lease, no writes, even with nobody else writing; the source itself still steers. */
+static void test_kube_no_status(void **state)
+{
+	char buf[2048];
+	struct json_object *st, *o;
+
+	NEED_ENV();
+	e2e_kill(&E.daemon);	/* the Lease holder gone: a daemon that wrote status would take over */
+	E.daemon2 = daemon2_spawn(true);
+	if (E.daemon2 <= 0) {
+		E.daemon2 = 0;
+		dump_log();
+		fail_msg("the --no-status daemon did not start");
+	}
+	kube("create", "be-bad", backend(buf, sizeof(buf), "bad", EPS[2], 99999, NULL));
+	e2e_sleep_ms(15000 + 2 * 2000 + 2000);	/* past the dead holder's lease and two retries */
+	st = e2e_ctl(E.sock2, "status", 5000);
+	assert_true(e2e_reply_ok(st));
+	assert_true(json_object_get_boolean(e2e_jget(e2e_jget(st, "kubernetes"), "synced")));
+	assert_false(json_object_get_boolean(e2e_jget(e2e_jget(st, "kubernetes"), "writesStatus")));
+	assert_null(e2e_jget(e2e_jget(st, "kubernetes"), "statusWriter"));
+	json_object_put(st);
+	o = kget("backend bad");
+	assert_non_null(o);
+	assert_null(kcond(o, "Accepted", false));	/* set aside by the daemon, yet nothing written */
+	json_object_put(o);
+	kube("delete", "be-bad", backend(buf, sizeof(buf), "bad", EPS[2], 99999, NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -827,6 +864,7 @@ int main(void)
 		cmocka_unit_test_setup(test_kube_oversized_refused, test_setup),
 		cmocka_unit_test_setup(test_kube_status_written, test_setup),
 		cmocka_unit_test_setup(test_kube_leader_election, test_setup),
+		cmocka_unit_test_setup(test_kube_no_status, test_setup),
 		cmocka_unit_test_setup(test_kube_faults, test_setup),
 	};
 
