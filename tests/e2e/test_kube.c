@@ -16,15 +16,17 @@
 
 /*
  * Topology (DESIGN section 8): the daemon, the clients and the test API
- * server (tests/kube/apiserver.py, TLS with a CA it makes, a bearer token)
+ * server (tests/kube/apiserver.py, TLS with a CA the test makes, a bearer token)
  * live in the node netns, which has no default route; the server listens on
  * that netns' own 127.0.0.1. Three endpoints live behind a veth:
  *
  *   kbt-kubnode-<pid> 198.51.100.254/24 203.0.113.254/24  ==veth==  kbt-kubbe-<pid>
  *                               e1 198.51.100.1, e2 203.0.113.2, e3 198.51.100.3 (TCP 8080)
  *
- * The daemon runs with --kubeconfig (server, CA file, token). Objects are
- * made with kubectl (Debian's kubernetes-client) against the server.
+ * The daemon runs with --kubeconfig (server, CA file, tokenFile). Objects
+ * are made with kubectl (Debian's kubernetes-client) against the server;
+ * the server's process stays in the root netns with its listener made
+ * inside the node netns (tests/kube/README.md).
  * Frontend: 198.18.0.10:80 (Gateway eg of GatewayClass kb, ours); Gateway
  * other (198.18.0.11:80) belongs to another controller's class and is never
  * programmed.
@@ -52,6 +54,8 @@ static struct {
 	char apilog[PATH_MAX];
 	char token[256];
 	char tokfile[PATH_MAX];	/* the kubeconfig's tokenFile: rotated by rename, as the kubelet does */
+	const char *kubectl;	/* Debian's kubectl (scripts/deps.sh) */
+	char control[PATH_MAX];	/* the API server's fault controls (a unix socket) */
 } E;
 
 static void dump_log(void)
@@ -78,8 +82,8 @@ static int kubectl(char **out, const char *fmt, ...)
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
 	snprintf(path, sizeof(path), "%s/kubectl.out", E.env.tmp);
-	snprintf(cmd, sizeof(cmd), "nsenter --net=/run/netns/%s kubectl --kubeconfig %s --request-timeout=10s %s >%s 2>>%s",
-		 E.node, E.kubeconfig, args, path, E.env.log);
+	snprintf(cmd, sizeof(cmd), "nsenter --net=/run/netns/%s %s --kubeconfig %s --request-timeout=10s %s >%s 2>>%s",
+		 E.node, E.kubectl, E.kubeconfig, args, path, E.env.log);
 	rc = system(cmd);
 	rc = rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 	if (out)
@@ -241,9 +245,9 @@ static bool steers_only(int ep)
 }
 
 /* Wait until the frontend steers only to ep (or refuses, ep -1): the daemon saw the server's change. */
-static void wait_steers(int ep)
+static void wait_steers_within(int ep, long ms)
 {
-	long deadline = kb_now_ms() + WAIT_MS;
+	long deadline = kb_now_ms() + ms;
 
 	while (!steers_only(ep)) {
 		if (kb_now_ms() > deadline) {
@@ -255,6 +259,11 @@ static void wait_steers(int ep)
 		}
 		e2e_sleep_ms(100);
 	}
+}
+
+static void wait_steers(int ep)
+{
+	wait_steers_within(ep, WAIT_MS);
 }
 
 /*
@@ -370,10 +379,14 @@ static int group_setup(void **state)
 		return setup_failed("test environment (temp dir, cgroup, bpffs)");
 	if (E.env.skip)
 		return 0;
-	if (e2e_sh("command -v kubectl") || access("/usr/bin/python3", X_OK) || e2e_sh("command -v openssl")) {
+	/* Debian's kubectl: unpacked by scripts/deps.sh where another package owns /usr/bin/kubectl. */
+	E.kubectl = access("/var/cache/kbackend-kubectl/usr/bin/kubectl", X_OK) ? "/usr/bin/kubectl"
+										 : "/var/cache/kbackend-kubectl/usr/bin/kubectl";
+	if (access(E.kubectl, X_OK) || access("/usr/bin/python3", X_OK) || e2e_sh("command -v openssl") ||
+	    e2e_sh("command -v curl")) {
 		if (e2e_in_ci())
-			return setup_failed("kubectl (kubernetes-client) or python3 missing: run `make deps`");
-		E.env.skip = "kubectl (kubernetes-client) or python3 missing";
+			return setup_failed("kubectl (kubernetes-client), python3, openssl or curl missing: run `make deps`");
+		E.env.skip = "kubectl (kubernetes-client), python3, openssl or curl missing";
 		return 0;
 	}
 	E.t = mmap(NULL, sizeof(*E.t) * MAX_KIDS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -409,7 +422,7 @@ static int group_setup(void **state)
 		 "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
 		 "contexts:\n- name: test\n  context: {cluster: test, user: kbackend}\n"
 		 "clusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:%d\n"
-		 "    certificate-authority: %s/ca.crt\n"
+		 "    certificate-authority: %s/ca.pem\n"
 		 "users:\n- name: kbackend\n  user:\n    tokenFile: %s\n", API_PORT, E.apidir, E.tokfile);
 	if (e2e_write_file(E.tokfile, E.token) || e2e_write_file(E.kubeconfig, buf))
 		return setup_failed("kubeconfig");
@@ -484,7 +497,7 @@ static void test_kube_change(void **state)
 	char buf[2048];
 
 	NEED_ENV();
-	kube("replace", "be-b1", backend(buf, sizeof(buf), "b1", EPS[1], EP_PORT, ", \"someFutureField\": {\"x\": 1}"));
+	kube("apply", "be-b1", backend(buf, sizeof(buf), "b1", EPS[1], EP_PORT, ", \"someFutureField\": {\"x\": 1}"));
 	wait_steers(1);
 	assert_converged();
 }
@@ -564,6 +577,7 @@ static void test_kube_delete(void **state)
 }
 
 static int api_fault(const char *fault);
+static int api_fault_body(const char *request, const char *body);
 
 /* status.kubernetes.kinds[Backend][key]. */
 static long backend_count(const char *key)
@@ -586,11 +600,12 @@ static void test_kube_faults(void **state)
 		const char *fault;
 		int ep;
 	} rows[] = {
-		{ "drop-watches", 1 },	/* every watch cut mid-stream */
-		{ "compact", 2 },	/* history compacted: watches from an old resourceVersion get 410 */
-		{ "errors-on", 0 },	/* 500 for every request until errors-off */
-		{ "restart", 1 },	/* a new history, same objects */
-		{ "rotate-token", 2 },	/* the old token refused: only a daemon that reads the new one converges */
+		{ "drop-watches", 1 },		/* every watch cut mid-stream */
+		{ "compact", 2 },		/* history compacted: a watch from an older resourceVersion gets 410 */
+		{ "fail?seconds=30", 0 },	/* down for 30 s: every request answered 500, every watch cut */
+		{ "hang?seconds=5", 1 },	/* requests read and never answered */
+		{ "restart", 2 },		/* a new history, same objects */
+		{ "tokens", 0 },		/* the token rotated: the old one refused */
 	};
 	char buf[2048];
 
@@ -603,35 +618,53 @@ static void test_kube_faults(void **state)
 		while (backend_count("bookmarks") <= bookmarks) {
 			if (kb_now_ms() > deadline)
 				fail_msg("no bookmark on the Backend watch");
-			e2e_sleep_ms(100);
+			assert_int_equal(api_fault("bookmark"), 0);	/* again: the watch may not be open yet */
+			e2e_sleep_ms(300);
 		}
 		print_message("# fault: %s\n", rows[i].fault);
-		if (api_fault(rows[i].fault))
-			fail_msg("fault %s could not be made", rows[i].fault);
-		if (!strcmp(rows[i].fault, "errors-on")) {
-			e2e_sleep_ms(3000);
-			assert_true(steers_only(2));	/* the last good state keeps serving */
-			if (api_fault("errors-off"))
-				fail_msg("errors-off");
-		}
-		if (!strcmp(rows[i].fault, "rotate-token")) {
-			char from[PATH_MAX + 16], tmp[PATH_MAX + 16], *t;
+		if (!strcmp(rows[i].fault, "tokens")) {
+			/* The server takes only the new token from now on; the kubelet's rename swap gives it to the daemon. */
+			char tmp[PATH_MAX + 16], line[128];
 
-			snprintf(from, sizeof(from), "%s/token", E.apidir);
+			snprintf(E.token, sizeof(E.token), "rotated-%d-%ld", (int)getpid(), kb_now_ms());
+			snprintf(line, sizeof(line), "%s,kbackend", E.token);
+			if (api_fault_body("tokens", line))
+				fail_msg("token rotation could not be made");
 			snprintf(tmp, sizeof(tmp), "%s.new", E.tokfile);
-			t = e2e_read_text(from);
-			assert_non_null(t);
-			assert_int_equal(e2e_write_file(tmp, t), 0);
+			assert_int_equal(e2e_write_file(tmp, E.token), 0);
 			assert_int_equal(rename(tmp, E.tokfile), 0);
-			free(t);
+		} else if (!strcmp(rows[i].fault, "compact")) {
+			/*
+			 * The history compacted past the Backend watch's resourceVersion
+			 * (another kind's write moves the server on), then the watch cut:
+			 * watching again from there gets 410, and only a relist brings
+			 * the daemon back.
+			 */
+			if (kubectl(NULL, "label gatewayclass other kbt-fault=%zu --overwrite", i) || api_fault("compact") ||
+			    api_fault("drop-watches"))
+				fail_msg("compaction could not be made");
+		} else if (api_fault(rows[i].fault) ||
+			   (!strncmp(rows[i].fault, "fail", 4) && api_fault("drop-watches"))) {
+			fail_msg("fault %s could not be made", rows[i].fault);
 		}
-		kube("replace", "be-b1", backend(buf, sizeof(buf), "b1", EPS[rows[i].ep], EP_PORT, NULL));
-		wait_steers(rows[i].ep);
+		if (!strncmp(rows[i].fault, "fail", 4) || !strncmp(rows[i].fault, "hang", 4)) {
+			long until = kb_now_ms() + (rows[i].fault[0] == 'f' ? 30000 : 5000);
+
+			/* The last good state keeps serving while the server is down. */
+			while (kb_now_ms() < until) {
+				if (!steers_only(i ? rows[i - 1].ep : 0))
+					fail_msg("%s: the frontend stopped steering to the last good state", rows[i].fault);
+				e2e_sleep_ms(2000);
+			}
+		}
+		kube("apply", "be-b1", backend(buf, sizeof(buf), "b1", EPS[rows[i].ep], EP_PORT, NULL));
+		/* After 30 s down the reconnect waits out a backoff of up to 30 s (client-go's cap). */
+		wait_steers_within(rows[i].ep, WAIT_MS + 30000);
 		assert_converged();
 		/* The fault was seen for what it is: a 410 relists, a cut or failing watch counts an error. */
 		if (!strcmp(rows[i].fault, "compact") || !strcmp(rows[i].fault, "restart"))
 			assert_true(backend_count("relists") > relists);
-		else if (strcmp(rows[i].fault, "rotate-token"))
+		else if (!strcmp(rows[i].fault, "drop-watches") || !strncmp(rows[i].fault, "fail", 4))
 			assert_true(backend_count("errors") > errors);
 	}
 }
@@ -872,20 +905,39 @@ int main(void)
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
 
-/* ---- the test API server (tests/e2e/kube_stand_in.py, until tests/kube/apiserver.py) ---- */
+/* ---- the test API server (tests/kube/apiserver.py; tests/kube/README.md) ---- */
 
+/* tests/kube/FILE, found from build/kbackend. */
+static void kube_file(char *buf, size_t len, const char *file)
+{
+	snprintf(buf, len, "%s", E.env.kb);
+	*strrchr(buf, '/') = '\0';
+	strncat(buf, "/../tests/kube/", len - strlen(buf) - 1);
+	strncat(buf, file, len - strlen(buf) - 1);
+}
+
+/* The server runs in the root netns; its one listener is 127.0.0.1:API_PORT inside the node netns. */
 static int api_start(void)
 {
-	char script[PATH_MAX + 64], port[16], ready[PATH_MAX + 16], tok[PATH_MAX + 16], *t;
+	char script[PATH_MAX + 64], certs[PATH_MAX + 64], listen[PATH_MAX], ready[PATH_MAX + 16], tokens[PATH_MAX + 16];
+	char cert[PATH_MAX + 16], key[PATH_MAX + 16], line[128];
 	long deadline;
 	pid_t pid;
 
-	snprintf(script, sizeof(script), "%s", E.env.kb);
-	*strrchr(script, '/') = '\0';
-	strncat(script, "/../tests/e2e/kube_stand_in.py", sizeof(script) - strlen(script) - 1);
-	snprintf(port, sizeof(port), "%d", API_PORT);
-	snprintf(ready, sizeof(ready), "%s/ready", E.apidir);
-	snprintf(tok, sizeof(tok), "%s/token", E.apidir);
+	kube_file(script, sizeof(script), "apiserver.py");
+	kube_file(certs, sizeof(certs), "make-certs.sh");
+	if (mkdir(E.apidir, 0700) || e2e_sh("%s %s", certs, E.apidir))
+		return -1;
+	snprintf(E.token, sizeof(E.token), "first-%d", (int)getpid());
+	snprintf(line, sizeof(line), "%s,kbackend\n", E.token);
+	snprintf(tokens, sizeof(tokens), "%s/tokens.csv", E.apidir);
+	snprintf(ready, sizeof(ready), "%s/ready.json", E.apidir);
+	snprintf(cert, sizeof(cert), "%s/server.pem", E.apidir);
+	snprintf(key, sizeof(key), "%s/server.key", E.apidir);
+	snprintf(E.control, sizeof(E.control), "%s/control.sock", E.apidir);
+	snprintf(listen, sizeof(listen), "/run/netns/%s:%d", E.node, API_PORT);
+	if (e2e_write_file(tokens, line))
+		return -1;
 	pid = fork();
 	if (pid < 0)
 		return -1;
@@ -894,11 +946,12 @@ static int api_start(void)
 
 		e2e_child_init();
 		setpgid(0, 0);
-		if (fd < 0 || e2e_setns(E.node))
+		if (fd < 0)
 			_exit(126);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		execl("/usr/bin/python3", "python3", script, "--port", port, "--dir", E.apidir, (char *)NULL);
+		execl("/usr/bin/python3", "python3", script, "--cert", cert, "--key", key, "--tokens", tokens, "--listen",
+		      listen, "--control", E.control, "--ready-file", ready, "--bookmark-interval", "3600", (char *)NULL);
 		_exit(127);
 	}
 	E.api = pid;
@@ -908,14 +961,9 @@ static int api_start(void)
 			return -1;
 		}
 		if (!access(ready, F_OK))
-			break;
+			return 0;
 	}
-	t = e2e_read_text(tok);
-	if (!t)
-		return -1;
-	snprintf(E.token, sizeof(E.token), "%.*s", (int)strcspn(t, "\n"), t);
-	free(t);
-	return 0;
+	return -1;
 }
 
 static void api_stop(void)
@@ -923,19 +971,21 @@ static void api_stop(void)
 	e2e_kill_group(&E.api);
 }
 
-/* A fault of the server (kube_stand_in.py's list), made and acknowledged. */
+/* POST /REQUEST on the control socket (tests/kube/README.md, "Fault controls"), with body when set. */
+static int api_fault_body(const char *request, const char *body)
+{
+	char path[PATH_MAX + 16];
+
+	if (!body)
+		return e2e_sh("curl -sf --max-time 10 --unix-socket %s -X POST 'http://x/%s'", E.control, request);
+	snprintf(path, sizeof(path), "%s/fault-body", E.apidir);
+	if (e2e_write_file(path, body))
+		return -1;
+	return e2e_sh("curl -sf --max-time 10 --unix-socket %s -X POST --data-binary @%s 'http://x/%s'", E.control, path,
+		      request);
+}
+
 static int api_fault(const char *fault)
 {
-	char path[PATH_MAX + 16], done[PATH_MAX + 16];
-	long deadline;
-
-	snprintf(path, sizeof(path), "%s/fault", E.apidir);
-	snprintf(done, sizeof(done), "%s/fault.done", E.apidir);
-	unlink(done);
-	if (e2e_write_file(path, fault) || kill(E.api, SIGUSR1))
-		return -1;
-	for (deadline = kb_now_ms() + 5000; kb_now_ms() < deadline; e2e_sleep_ms(20))
-		if (!access(done, F_OK))
-			return 0;
-	return -1;
+	return api_fault_body(fault, NULL);
 }

@@ -128,10 +128,11 @@ static void set_error(struct reflector *r, const char *fmt, ...)
 static void backoff(struct reflector *r, enum phase next)
 {
 	long j = r->backoff_ms * (random() % 1000) / 1000;	/* jitter: up to the backoff again, as client-go's factor 1.0 */
+	long wait = r->backoff_ms + j > KUBE_BACKOFF_MAX_MS ? KUBE_BACKOFF_MAX_MS : r->backoff_ms + j;
 
 	r->phase = PH_WAIT;
 	r->next = next;
-	r->due = kb_now_ms() + r->backoff_ms + j;
+	r->due = kb_now_ms() + wait;
 	r->backoff_ms = r->backoff_ms * 2 > KUBE_BACKOFF_MAX_MS ? KUBE_BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
