@@ -11,7 +11,7 @@ BPFTOOL  ?= bpftool
 STRIP    ?= llvm-strip
 ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
-PKGS     := libbpf yaml-0.1 json-c libcares libmicrohttpd
+PKGS     := libbpf yaml-0.1 json-c libcares libmicrohttpd libcurl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -8,7 +8,7 @@ _kbackend_policy_flags="--enable-backend --config --unix-dir --allow-endpoint --
 _kbackend_flags()
 {
 	case "$1" in
-	daemon)   echo "--cgroup --bpffs --state-dir --socket --watch-dir --metrics-addr --dns-server --dns-min-ttl
+	daemon)   echo "--cgroup --bpffs --state-dir --socket --watch-dir --kubernetes --kubeconfig --controller-name --no-status --metrics-addr --dns-server --dns-min-ttl
 	                --dns-max-ttl --bridge-netns --bridge-buffer --bridge-mode --bridge-idle-timeout --no-inbound
 	                --max-frontends --max-slots --max-endpoints --max-tracked-sockets $_kbackend_policy_flags
 	                --verbose -v" ;;
@@ -62,7 +62,7 @@ _kbackend()
 	--cgroup|--bpffs|--state-dir|--watch-dir|--unix-dir)
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return 0 ;;
-	--socket|--bridge-netns)
+	--socket|--bridge-netns|--kubeconfig)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return 0 ;;
 	--bridge-mode)
@@ -72,7 +72,7 @@ _kbackend()
 		COMPREPLY=($(compgen -W "auto slices dns" -- "$cur"))
 		return 0 ;;
 	-n|--namespace|--allow-endpoint|--cluster-domain|--clusterset-domain|--metrics-addr|--dns-server|--dns-min-ttl|--dns-max-ttl|--bridge-buffer|--bridge-idle-timeout|--fd|--pid|\
-	--max-frontends|--max-slots|--max-endpoints|--max-tracked-sockets)
+	--max-frontends|--max-slots|--max-endpoints|--max-tracked-sockets|--controller-name)
 		return 0 ;;
 	esac
 
@@ -88,7 +88,7 @@ _kbackend()
 		-f|--filename|--config|-o|--output|-n|--namespace|--socket|--bpffs|--cgroup|--state-dir|--watch-dir|--unix-dir|\
 		--allow-endpoint|--cluster-domain|--clusterset-domain|--service-endpoints|--metrics-addr|--dns-server|--dns-min-ttl|--dns-max-ttl|--bridge-netns|\
 		--bridge-buffer|--bridge-mode|--bridge-idle-timeout|--fd|--pid|--max-frontends|--max-slots|--max-endpoints|\
-		--max-tracked-sockets) ((i++)) ;;
+		--max-tracked-sockets|--kubeconfig|--controller-name) ((i++)) ;;
 		-*) ;;
 		*) ((npos++)) ;;
 		esac

@@ -412,6 +412,7 @@ static int cmd_help(int argc, char **argv);
 static const struct kb_cmd commands[] = {
 	{ "daemon", cmd_daemon,
 	  "--cgroup PATH [--bpffs DIR] [--state-dir DIR] [--socket PATH] [--watch-dir DIR] "
+	  "[--kubernetes | --kubeconfig FILE] [--controller-name NAME] [--no-status] "
 	  "[--metrics-addr ADDR:PORT] [--bridge-netns PATH]... [--bridge-buffer SIZE] [--bridge-mode copy|splice] "
 	  "[--bridge-idle-timeout DURATION] [--no-inbound] [--max-frontends N] [--max-slots N] [--max-endpoints N] "
 	  "[--max-tracked-sockets N] " POLICY_FLAGS " [-v]",

@@ -515,6 +515,43 @@ static void print_watch(struct json_object *reply)
 	}
 }
 
+/* --kubernetes / --kubeconfig: the server, whether every kind is synced, and each kind's watch. */
+static void print_kube(struct json_object *reply)
+{
+	struct json_object *k, *kinds, *v;
+
+	if (!json_object_object_get_ex(reply, "kubernetes", &k) || !json_object_is_type(k, json_type_object))
+		return;
+	printf("kubernetes:  %s (%s): %s, %lld object(s), %lld refused, controller %s%s\n", kb_json_str(k, "server"),
+	       kb_json_str(k, "config"),
+	       json_object_object_get_ex(k, "synced", &v) && json_object_get_boolean(v) ? "synced" : "not synced",
+	       kb_json_int(k, "objects"), kb_json_int(k, "refused"), kb_json_str(k, "controllerName"),
+	       json_object_object_get_ex(k, "writesStatus", &v) && json_object_get_boolean(v) ? "" : ", no status");
+	if (json_object_object_get_ex(k, "lastError", &v))
+		printf("  last error: %s\n", json_object_get_string(v));
+	if (json_object_object_get_ex(k, "statusWriter", &v))
+		printf("  status:   %s (holder %s), %lld write(s), %lld unchanged, %lld conflict(s), %lld error(s)\n",
+		       json_object_get_boolean(json_object_object_get(v, "leader")) ? "leader, writes status" : "follower",
+		       *kb_json_str(v, "holder") ? kb_json_str(v, "holder") : "none", kb_json_int(v, "writes"),
+		       kb_json_int(v, "unchanged"), kb_json_int(v, "conflicts"), kb_json_int(v, "errors"));
+	if (!json_object_object_get_ex(k, "kinds", &kinds))
+		return;
+	for (size_t i = 0; i < json_object_array_length(kinds); i++) {
+		struct json_object *j = json_object_array_get_idx(kinds, i), *served;
+		bool skipped = json_object_object_get_ex(j, "served", &served) && served && !json_object_get_boolean(served);
+
+		if (skipped) {
+			printf("  %-20s not served: skipped\n", kb_json_str(j, "kind"));
+			continue;
+		}
+		printf("  %-20s %-9s rv %-10s %lld event(s), %lld relist(s), %lld error(s), %lld refused%s%s\n",
+		       kb_json_str(j, "kind"), *kb_json_str(j, "version") ? kb_json_str(j, "version") : "?",
+		       *kb_json_str(j, "resourceVersion") ? kb_json_str(j, "resourceVersion") : "-", kb_json_int(j, "events"),
+		       kb_json_int(j, "relists"), kb_json_int(j, "errors"), kb_json_int(j, "refused"),
+		       json_object_object_get_ex(j, "lastError", &v) ? ": " : "", v ? json_object_get_string(v) : "");
+	}
+}
+
 /* One line: the kernel, and the features it lacks (docs/OPERATIONS.md says what each costs). */
 static void print_features(struct json_object *reply)
 {
@@ -562,6 +599,7 @@ int ctl_cmd_status(int argc, char **argv)
 		if (*kb_json_str(reply, "lastError"))
 			printf("last error:  %s\n", kb_json_str(reply, "lastError"));
 		print_watch(reply);
+		print_kube(reply);
 	}
 	json_object_put(reply);
 	return err;

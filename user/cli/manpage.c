@@ -102,6 +102,20 @@ static const struct opt_doc opts[] = {
 	  "each on its own, as Envoy Gateway judges a cluster: an invalid one (and a route that names it) is set "
 	  "aside with its conditions, listed by status, and the rest is programmed. A file that is not YAML keeps "
 	  "the last good state and shows the error in status." },
+	{ S_DAEMON, "--kubernetes", NULL,
+	  "Take the desired state from the Kubernetes API, in-cluster: the pod's service account (token re-read "
+	  "when it rotates, ca.crt, namespace) and KUBERNETES_SERVICE_HOST/PORT. GatewayClass, Gateway, the routes, "
+	  "ReferenceGrant, Backend, BackendTrafficPolicy, Service, EndpointSlice, ServiceImport and Namespace are "
+	  "listed and watched (a kind the server does not serve is skipped); the cluster's objects are the whole "
+	  "state, each judged on its own: an invalid one is set aside and listed by status, the rest programmed." },
+	{ S_DAEMON, "--kubeconfig", "FILE",
+	  "As --kubernetes, with FILE's current context: server, certificate-authority(-data), "
+	  "client-certificate/-key(-data), token or tokenFile. Exec plugins and auth providers are not supported." },
+	{ S_DAEMON, "--controller-name", "NAME",
+	  "The GatewayClass controllerName whose Gateways this daemon programs (default "
+	  "kbackend.io/gateway-controller). gateway.envoyproxy.io/gatewayclass-controller with --no-status "
+	  "accelerates Envoy Gateway's own classes." },
+	{ S_DAEMON, "--no-status", NULL, "Write no status to the Kubernetes API (another controller writes it)." },
 	{ S_DAEMON, "--metrics-addr", "ADDR:PORT", "Serve Prometheus metrics at http://ADDR:PORT/metrics." },
 	{ S_DAEMON, "--dns-server", "ADDR[:PORT]",
 	  "A DNS server for FQDN endpoints instead of /etc/resolv.conf's (repeatable)." },

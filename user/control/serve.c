@@ -127,6 +127,8 @@ static struct json_object *do_status(struct daemon *d)
 		json_object_object_add(r, "lastError", json_object_new_string(d->last_error));
 	if (d->watch)
 		json_object_object_add(r, "watch", kb_watch_status_json(d));
+	if (d->kube)
+		json_object_object_add(r, "kubernetes", kb_kube_status_json(d));
 	if (d->metrics_addr)
 		json_object_object_add(r, "metricsAddr", json_object_new_string(d->metrics_addr));
 	json_object_object_add(r, "bridge", kb_daemon_bridge_status(d));

@@ -28,6 +28,7 @@
 #include "store/store.h"
 #include "validate/validate.h"
 #include "sources/watch.h"
+#include "kube/kube.h"
 
 /* An EnvoyGateway config file sets enableBackend unless --enable-backend was given. */
 static int read_config(struct daemon *d)
@@ -53,7 +54,8 @@ static int read_config(struct daemon *d)
 
 enum { OPT_CONFIG = 256, OPT_STATE_DIR, OPT_CGROUP, OPT_BPFFS, OPT_UNIX_DIR, OPT_ALLOW, OPT_SOCKET,
        OPT_ENABLE_BACKEND, OPT_CLUSTER_DOMAIN, OPT_CLUSTERSET_DOMAIN, OPT_SERVICE_ENDPOINTS, OPT_DNS_SERVER, OPT_DNS_MIN_TTL, OPT_DNS_MAX_TTL,
-       OPT_WATCH_DIR, OPT_METRICS_ADDR, OPT_MAX_FRONTENDS, OPT_MAX_SLOTS, OPT_MAX_ENDPOINTS, OPT_MAX_SOCKETS };
+       OPT_WATCH_DIR, OPT_METRICS_ADDR, OPT_MAX_FRONTENDS, OPT_MAX_SLOTS, OPT_MAX_ENDPOINTS, OPT_MAX_SOCKETS,
+       OPT_KUBERNETES, OPT_KUBECONFIG, OPT_CONTROLLER_NAME, OPT_NO_STATUS };
 
 static const struct option longopts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -76,6 +78,10 @@ static const struct option longopts[] = {
 	{ "max-slots", required_argument, NULL, OPT_MAX_SLOTS },
 	{ "max-endpoints", required_argument, NULL, OPT_MAX_ENDPOINTS },
 	{ "max-tracked-sockets", required_argument, NULL, OPT_MAX_SOCKETS },
+	{ "kubernetes", no_argument, NULL, OPT_KUBERNETES },
+	{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+	{ "controller-name", required_argument, NULL, OPT_CONTROLLER_NAME },
+	{ "no-status", no_argument, NULL, OPT_NO_STATUS },
 	KB_BRIDGE_LONGOPTS,
 	{ "verbose", no_argument, NULL, 'v' },
 	{ 0 },
@@ -194,6 +200,22 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			if (!parse_limit(ch, optarg, &d->dp_opts))
 				goto usage;
 			break;
+		case OPT_KUBERNETES:
+			d->kube_opts.in_cluster = true;
+			break;
+		case OPT_KUBECONFIG:
+			d->kube_opts.kubeconfig = optarg;
+			break;
+		case OPT_CONTROLLER_NAME:
+			if (!*optarg) {
+				fprintf(stderr, "kbackend: daemon: --controller-name: expected a name like example.com/controller\n");
+				goto usage;
+			}
+			d->kube_opts.controller_name = optarg;
+			break;
+		case OPT_NO_STATUS:
+			d->kube_opts.no_status = true;
+			break;
 		case 'v':
 			kb_verbosity++;
 			break;
@@ -202,6 +224,18 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				break;
 			goto usage;
 		}
+	}
+	if (d->kube_opts.in_cluster && d->kube_opts.kubeconfig) {
+		fprintf(stderr, "kbackend: daemon: --kubernetes and --kubeconfig are two ways to reach one cluster: give one\n");
+		goto usage;
+	}
+	if (d->kube_opts.in_cluster && d->watch_dir) {
+		fprintf(stderr, "kbackend: daemon: --watch-dir and --kubernetes both make the whole state: give one\n");
+		goto usage;
+	}
+	if (d->kube_opts.kubeconfig && d->watch_dir) {
+		fprintf(stderr, "kbackend: daemon: --watch-dir and --kubeconfig both make the whole state: give one\n");
+		goto usage;
 	}
 	if (optind < argc || !d->cgroup) {
 		fprintf(stderr, "kbackend: daemon: %s\n",
@@ -246,6 +280,7 @@ int kb_daemon_main(int argc, char **argv)
 	d.policy.allow_cidrs = d.allow;
 	d.state_dir = KB_STATE_DIR_DEFAULT;
 	d.bpffs = KB_PIN_DIR_DEFAULT;
+	d.kube_opts.controller_name = KB_KUBE_CONTROLLER_DEFAULT;
 	err = parse_args(&d, argc, argv);
 	if (err)
 		return err;
@@ -328,7 +363,8 @@ int kb_daemon_main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	d.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (d.sigfd < 0 || kb_loop_add(d.loop, d.sigfd, EPOLLIN, on_signal, &d) || kb_serve_start(&d) ||
-	    kb_daemon_dns_start(&d) || kb_watch_start(&d) || kb_metrics_start(&d)) {
+	    kb_daemon_dns_start(&d) || kb_watch_start(&d) || kb_kube_start(&d) ||
+	    kb_metrics_start(&d)) {
 		err = 1;
 		goto out_close;
 	}
@@ -339,6 +375,7 @@ int kb_daemon_main(int argc, char **argv)
 out_close:
 	kb_metrics_stop(&d);
 	kb_watch_stop(&d);
+	kb_kube_stop(&d);
 	kb_serve_stop(&d);
 	if (d.sigfd >= 0)
 		close(d.sigfd);

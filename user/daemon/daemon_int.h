@@ -15,6 +15,7 @@
 #include "control/control.h"
 #include "dataplane/dataplane.h"
 #include "health/health.h"
+#include "kube/kube.h"
 #include "daemon/kernel_features.h"
 #include "daemon/loop.h"
 #include "manifest/model.h"
@@ -60,6 +61,7 @@ struct daemon {
 	int64_t dns_min_ttl_ms, dns_max_ttl_ms;
 	const char *watch_dir;		/* --watch-dir: the directory is the desired state (watch.c) */
 	const char *metrics_addr;	/* --metrics-addr: Prometheus /metrics (metrics.c) */
+	struct kb_kube_opts kube_opts;	/* --kubernetes, --kubeconfig, --controller-name, --no-status (user/kube/) */
 	struct kb_dataplane_opts dp_opts;	/* --bpffs, --cgroup and the map sizes: --max-frontends, --max-slots, --max-endpoints, --max-tracked-sockets */
 	struct kb_bridge_opts bridge_opts;	/* --bridge-netns, --bridge-buffer, --bridge-mode (daemon_bridge.c) */
 	char *unix_real[MAX_FLAG_LIST];	/* each --unix-dir resolved once at start (daemon_bridge.c) */
@@ -93,6 +95,7 @@ struct daemon {
 	dev_t sock_dev;			/* the control socket's file, as bound: removed at exit only if still ours */
 	ino_t sock_ino;
 	struct kb_watch *watch;
+	struct kb_kube *kube;		/* the Kubernetes source (kube_source.c), or NULL */
 	struct kb_metrics *metrics;
 	struct client clients[MAX_CLIENTS];
 	struct kb_reads_index *reads;	/* reads.c: objects and frontends by name, label and reference */

@@ -29,6 +29,8 @@ int kb_manifest_load_path(struct kb_model *m, const char *path);
 int kb_manifest_list_files(const char *path, struct kb_arena *a, char ***files, size_t *nfiles);
 
 /* Parse one in-memory YAML stream; `name` is the file name used in messages. */
+/* The name of a file made of one object from the Kubernetes API (user/kube/): its unknown fields are warnings, not errors. */
+#define KB_KUBE_FILE_PREFIX "kubernetes:"
 int kb_manifest_load_buffer(struct kb_model *m, const char *name, const char *buf, size_t len);
 
 /*

@@ -444,7 +444,16 @@ void mf_walk_map(struct ctx *c, const struct ynode *n, const char *path, const s
 			;
 		fp = mf_pjoin(c, path, k->s);
 		if (!f->name) {
-			mf_err(c, k, fp, "unknown field %s (valid: %s)", mf_desc(c, k), field_names(c, fields));
+			/*
+			 * An object from the API server was checked against its schema
+			 * there: a field kbackend does not know is a newer API version's,
+			 * ignored as client-go's non-strict decoding does.
+			 */
+			if (!strncmp(c->file, KB_KUBE_FILE_PREFIX, sizeof(KB_KUBE_FILE_PREFIX) - 1))
+				mf_warn(c, k, fp, "unknown field %s ignored (valid: %s)", mf_desc(c, k),
+					field_names(c, fields));
+			else
+				mf_err(c, k, fp, "unknown field %s (valid: %s)", mf_desc(c, k), field_names(c, fields));
 			continue;
 		}
 		idx = f->name[0] == '*' ? 64 : (size_t)(f - fields);
