@@ -262,7 +262,7 @@ static void test_mixed_kinds_apply(void **state)
 {
 	static const char yaml[] =
 		"apiVersion: v1\nkind: Secret\nmetadata: {name: mixed, namespace: default}\ndata: {k: dg==}\n"
-		"---\napiVersion: v1\nkind: Service\nmetadata: {name: mixed}\nspec: {ports: [{port: 80}]}\n"
+		"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: mixed}\ndata: {k: v}\n"
 		"---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: HTTPRouteFilter\nmetadata: {name: mixed}\nspec: {}\n"
 		"---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata: {name: mixed}\n"
 		"spec:\n  endpoints:\n    - ip: {address: 203.0.113.9, port: 8080}\n";
@@ -286,7 +286,7 @@ static void test_mixed_kinds_apply(void **state)
 	free(saved);
 	assert_int_equal(CLI(&get, "get", "all", "-o", "json"), 0);
 	assert_non_null(strstr(get, "kbackend does not use Secret (v1): the object is read and ignored"));
-	assert_non_null(strstr(get, "kbackend does not use Service (v1): the object is read and ignored"));
+	assert_non_null(strstr(get, "kbackend does not use ConfigMap (v1): the object is read and ignored"));
 	free(get);
 
 	reply = CLI_JSON(&rc, "delete", "-f", path);
