@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-/* deploy/ against the daemon: the DaemonSet's flags, mounts, probes and privileges, and the systemd unit's. */
+/* deploy/ against the daemon: the DaemonSet's flags, mounts, probes and privileges, its RBAC against the kinds the daemon reads and writes, the ConfigMap mode's patch, and the systemd unit's. */
 #include <libgen.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "docsutil.h"
+#include "kube/kube_int.h"
 #include "manifest/manifest.h"
 #include "manifest/model.h"
 #include "validate/validate.h"
@@ -24,8 +25,11 @@ struct ydoc {
 	char file[256];
 };
 
+#define PATCH "deploy/kubernetes/configmap-mode/daemonset-watch-dir.patch"
+
 static struct ydoc docs[MAX_DOCS];
 static size_t ndocs;
+static struct ydoc patch;	/* the ConfigMap mode's strategic merge patch of the DaemonSet */
 static struct du_list daemon_flags;
 
 /* ---- a few libyaml helpers -------------------------------------------------- */
@@ -90,6 +94,41 @@ static struct ydoc *find(const char *kind, const char *name)
 	return NULL;
 }
 
+/* Every document of a YAML file into docs[] (patch: the first one into *one). 0, or -1 with why printed. */
+static int load_file(const char *path, struct ydoc *one)
+{
+	FILE *f = fopen(path, "r");
+	yaml_parser_t p;
+	int rc = 0;
+
+	if (!f) {
+		fprintf(stderr, "# %s: %m\n", path);
+		return -1;
+	}
+	yaml_parser_initialize(&p);
+	yaml_parser_set_input_file(&p, f);
+	for (;;) {
+		struct ydoc *y = one ? one : &docs[ndocs];
+
+		if ((!one && ndocs == MAX_DOCS) || !yaml_parser_load(&p, &y->d)) {
+			fprintf(stderr, "# %s:%zu: %s\n", path, p.problem_mark.line + 1, p.problem ? p.problem : "too many documents");
+			rc = -1;
+			break;
+		}
+		if (!yaml_document_get_root_node(&y->d)) {
+			yaml_document_delete(&y->d);
+			break;
+		}
+		snprintf(y->file, sizeof(y->file), "%s", path);
+		if (one)
+			break;
+		ndocs++;
+	}
+	yaml_parser_delete(&p);
+	fclose(f);
+	return rc;
+}
+
 static int setup(void **state)
 {
 	glob_t g;
@@ -99,47 +138,25 @@ static int setup(void **state)
 		fprintf(stderr, "# %s\n", why);
 		return -1;
 	}
-	if (glob("deploy/kubernetes/*.yaml", 0, NULL, &g)) {
-		fprintf(stderr, "# no deploy/kubernetes/*.yaml\n");
+	if (glob("deploy/kubernetes/*.yaml", 0, NULL, &g) ||
+	    glob("deploy/kubernetes/configmap-mode/*.yaml", GLOB_APPEND, NULL, &g)) {
+		fprintf(stderr, "# no deploy/kubernetes/*.yaml or deploy/kubernetes/configmap-mode/*.yaml\n");
 		return -1;
 	}
-	for (size_t i = 0; i < g.gl_pathc; i++) {
-		FILE *f = fopen(g.gl_pathv[i], "r");
-		yaml_parser_t p;
-
-		if (!f)
+	for (size_t i = 0; i < g.gl_pathc; i++)
+		if (load_file(g.gl_pathv[i], NULL)) {
+			globfree(&g);
 			return -1;
-		yaml_parser_initialize(&p);
-		yaml_parser_set_input_file(&p, f);
-		for (;;) {
-			struct ydoc *y = &docs[ndocs];
-
-			if (ndocs == MAX_DOCS || !yaml_parser_load(&p, &y->d)) {
-				fprintf(stderr, "# %s:%zu: %s\n", g.gl_pathv[i], p.problem_mark.line + 1,
-					p.problem ? p.problem : "too many documents");
-				yaml_parser_delete(&p);
-				fclose(f);
-				globfree(&g);
-				return -1;
-			}
-			if (!yaml_document_get_root_node(&y->d)) {
-				yaml_document_delete(&y->d);
-				break;
-			}
-			snprintf(y->file, sizeof(y->file), "%s", g.gl_pathv[i]);
-			ndocs++;
 		}
-		yaml_parser_delete(&p);
-		fclose(f);
-	}
 	globfree(&g);
-	return 0;
+	return load_file(PATCH, &patch);
 }
 
 static int teardown(void **state)
 {
 	for (size_t i = 0; i < ndocs; i++)
 		yaml_document_delete(&docs[i].d);
+	yaml_document_delete(&patch.d);
 	du_free(&daemon_flags);
 	return 0;
 }
@@ -200,15 +217,13 @@ struct pod {
 	size_t nflags;
 };
 
-static void load_pod(struct pod *p)
+/* The kbackend container of a pod template: the DaemonSet's, or (from_patch) the ConfigMap mode's patch of it. */
+static void load_pod_from(struct pod *p, struct ydoc *y, bool from_patch)
 {
-	struct ydoc *ds = find("DaemonSet", NULL);
 	yaml_node_t *ctrs, *cmd, *args;
 
-	if (!ds)
-		fail_msg("no DaemonSet in deploy/kubernetes/");
 	memset(p, 0, sizeof(*p));
-	p->d = &ds->d;
+	p->d = &y->d;
 	p->spec = ypath(p->d, yaml_document_get_root_node(p->d), "spec.template.spec");
 	ctrs = yget(p->d, p->spec, "containers");
 	for (size_t i = 0; i < ylen(ctrs); i++) {
@@ -218,42 +233,200 @@ static void load_pod(struct pod *p)
 			p->ctr = yidx(p->d, ctrs, i);
 	}
 	if (!p->ctr)
-		fail_msg("%s: the DaemonSet has no container named kbackend", ds->file);
+		fail_msg("%s: no container named kbackend in spec.template.spec.containers", y->file);
 	cmd = yget(p->d, p->ctr, "command");
 	args = yget(p->d, p->ctr, "args");
+	if (from_patch) {
+		/* The patch keeps the command; its args replace the DaemonSet's whole. */
+		p->argv[p->argc++] = "kbackend";
+		p->argv[p->argc++] = "daemon";
+	}
 	for (size_t i = 0; i < ylen(cmd) && p->argc < 64; i++)
 		p->argv[p->argc++] = (char *)ystr(yidx(p->d, cmd, i));
 	for (size_t i = 0; i < ylen(args) && p->argc < 64; i++)
 		p->argv[p->argc++] = (char *)ystr(yidx(p->d, args, i));
 	for (size_t i = 0; i < p->argc; i++)
 		if (!p->argv[i])
-			fail_msg("the kbackend container's command/args must be strings");
+			fail_msg("%s: the kbackend container's command/args must be strings", y->file);
 	p->nflags = parse_flags(p->argv, p->argc, p->flags, 64);
 }
 
-static void test_k8s_objects_and_rbac(void **state)
+static void load_pod(struct pod *p)
 {
-	struct ydoc *ns = find("Namespace", NULL), *sa = find("ServiceAccount", NULL);
-	const char *nsname;
+	struct ydoc *ds = find("DaemonSet", NULL);
 
-	assert_true(ndocs >= 4);
-	if (!ns || !sa || !find("ConfigMap", NULL) || !find("DaemonSet", NULL))
-		fail_msg("deploy/kubernetes/ needs a Namespace, a ServiceAccount, a ConfigMap and a DaemonSet");
-	nsname = ystr(ypath(&ns->d, yaml_document_get_root_node(&ns->d), "metadata.name"));
+	if (!ds)
+		fail_msg("no DaemonSet in deploy/kubernetes/");
+	load_pod_from(p, ds, false);
+}
+
+static const char *root_str(struct ydoc *y, const char *path)
+{
+	return ystr(ypath(&y->d, yaml_document_get_root_node(&y->d), path));
+}
+
+static const char *const CLUSTER_KINDS[] = { "Namespace", "ClusterRole", "ClusterRoleBinding" };
+
+static void test_k8s_objects(void **state)
+{
+	static const char *const need[] = { "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+					    "Role", "RoleBinding", "DaemonSet", "ConfigMap" };
+	struct ydoc *ns = find("Namespace", NULL), *sa = find("ServiceAccount", NULL), *ds = find("DaemonSet", NULL);
+	const char *nsname, *v;
+
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!find(need[i], NULL))
+			fail_msg("deploy/kubernetes/ (with configmap-mode/) has no %s", need[i]);
+	nsname = root_str(ns, "metadata.name");
 	for (size_t i = 0; i < ndocs; i++) {
-		yaml_node_t *r = yaml_document_get_root_node(&docs[i].d);
-		const char *kind = ystr(yget(&docs[i].d, r, "kind")), *n = ystr(ypath(&docs[i].d, r, "metadata.namespace"));
+		const char *kind = root_str(&docs[i], "kind"), *n = root_str(&docs[i], "metadata.namespace");
+		bool cluster = false;
 
 		assert_non_null(kind);
-		/* RBAC no wider than needed: kbackend reads no API object, so it is granted nothing. */
-		if (strstr(kind, "Role"))
-			fail_msg("%s: %s: kbackend needs no API permission; grant none", docs[i].file, kind);
-		if (strcmp(kind, "Namespace") != 0 && (!n || strcmp(n, nsname) != 0))
+		for (size_t k = 0; k < sizeof(CLUSTER_KINDS) / sizeof(CLUSTER_KINDS[0]); k++)
+			cluster |= strcmp(kind, CLUSTER_KINDS[k]) == 0;
+		if (cluster && n)
+			fail_msg("%s: %s is cluster-scoped and must name no namespace", docs[i].file, kind);
+		if (!cluster && (!n || strcmp(n, nsname) != 0))
 			fail_msg("%s: %s is not in namespace %s", docs[i].file, kind, nsname);
+		/* A binding gives its role to the DaemonSet's service account, and to nobody else. */
+		if (strstr(kind, "Binding")) {
+			yaml_node_t *subj = ypath(&docs[i].d, yaml_document_get_root_node(&docs[i].d), "subjects");
+			yaml_node_t *s0 = yidx(&docs[i].d, subj, 0);
+			const char *rk = root_str(&docs[i], "roleRef.kind"), *rn = root_str(&docs[i], "roleRef.name");
+
+			if (ylen(subj) != 1 || strcmp(ystr(yget(&docs[i].d, s0, "kind")) ?: "", "ServiceAccount") ||
+			    strcmp(ystr(yget(&docs[i].d, s0, "name")) ?: "", root_str(sa, "metadata.name")) ||
+			    strcmp(ystr(yget(&docs[i].d, s0, "namespace")) ?: "", nsname))
+				fail_msg("%s: %s must bind exactly the ServiceAccount %s/%s", docs[i].file, kind, nsname,
+					 root_str(sa, "metadata.name"));
+			if (!rk || !rn || !find(rk, rn) || strcmp(rk, strcmp(kind, "RoleBinding") ? "ClusterRole" : "Role"))
+				fail_msg("%s: %s's roleRef names no %s of deploy/kubernetes/", docs[i].file, kind,
+					 strcmp(kind, "RoleBinding") ? "ClusterRole" : "Role");
+		}
 	}
-	if (!ystr(yget(&sa->d, yaml_document_get_root_node(&sa->d), "automountServiceAccountToken")) ||
-	    strcmp(ystr(yget(&sa->d, yaml_document_get_root_node(&sa->d), "automountServiceAccountToken")), "false"))
-		fail_msg("the ServiceAccount must set automountServiceAccountToken: false");
+	/* The token goes to the agent's pod only, which asks for it by name. */
+	v = ystr(yget(&sa->d, yaml_document_get_root_node(&sa->d), "automountServiceAccountToken"));
+	if (!v || strcmp(v, "false"))
+		fail_msg("the ServiceAccount must set automountServiceAccountToken: false (the pod asks for its token)");
+	v = root_str(ds, "spec.template.spec.serviceAccountName");
+	if (!v || !find("ServiceAccount", v))
+		fail_msg("the DaemonSet's serviceAccountName must name the ServiceAccount in deploy/kubernetes/");
+}
+
+/* ---- RBAC: exactly what the daemon asks of the API server (user/kube/) ---- */
+
+enum { V_GET = 1, V_LIST = 2, V_WATCH = 4, V_UPDATE = 8, V_PATCH = 16, V_CREATE = 32 };
+
+static unsigned verb_bits(struct ydoc *y, yaml_node_t *verbs)
+{
+	static const char *const names[] = { "get", "list", "watch", "update", "patch", "create" };
+	unsigned bits = 0;
+
+	for (size_t i = 0; i < ylen(verbs); i++) {
+		const char *v = ystr(yidx(&y->d, verbs, i));
+		size_t k = 0;
+
+		while (k < 6 && (!v || strcmp(v, names[k])))
+			k++;
+		if (k == 6)
+			fail_msg("%s: verb %s is not one the daemon uses", y->file, v ? v : "(not a string)");
+		bits |= 1u << k;
+	}
+	return bits;
+}
+
+struct grant {
+	char group[64], resource[96];
+	unsigned verbs;
+	bool named;	/* limited by resourceNames */
+};
+
+/* Every (apiGroup, resource) of a role's rules, with its verbs; wildcards and non-resource URLs fail. */
+static size_t grants(struct ydoc *y, struct grant *out, size_t max)
+{
+	yaml_node_t *rules = ypath(&y->d, yaml_document_get_root_node(&y->d), "rules");
+	size_t n = 0;
+
+	for (size_t i = 0; i < ylen(rules); i++) {
+		yaml_node_t *r = yidx(&y->d, rules, i), *gs = yget(&y->d, r, "apiGroups"), *rs = yget(&y->d, r, "resources");
+		unsigned verbs = verb_bits(y, yget(&y->d, r, "verbs"));
+
+		if (yget(&y->d, r, "nonResourceURLs") || yseq_has(&y->d, gs, "*") || yseq_has(&y->d, rs, "*"))
+			fail_msg("%s: rule %zu has a wildcard or nonResourceURLs", y->file, i + 1);
+		for (size_t g = 0; g < ylen(gs); g++)
+			for (size_t k = 0; k < ylen(rs) && n < max; k++, n++) {
+				snprintf(out[n].group, sizeof(out[n].group), "%s", ystr(yidx(&y->d, gs, g)));
+				snprintf(out[n].resource, sizeof(out[n].resource), "%s", ystr(yidx(&y->d, rs, k)));
+				out[n].verbs = verbs;
+				out[n].named = yget(&y->d, r, "resourceNames") != NULL;
+			}
+	}
+	return n;
+}
+
+static unsigned granted(const struct grant *g, size_t n, const char *group, const char *resource)
+{
+	unsigned v = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(g[i].group, group) && !strcmp(g[i].resource, resource))
+			v |= g[i].verbs;
+	return v;
+}
+
+/*
+ * The ClusterRole grants get/list/watch on every kind the source reads and
+ * update/patch on the status of every kind it writes status for, and
+ * nothing else; the Role grants the one Lease. Both sides are the daemon's
+ * own table (kube_kinds), so neither can drift from the other.
+ */
+static void test_rbac_matches_the_daemon(void **state)
+{
+	struct ydoc *cr = find("ClusterRole", NULL), *role = find("Role", NULL);
+	struct grant g[128];
+	size_t n = grants(cr, g, 128);
+	char res[96];
+
+	for (size_t i = 0; i < kube_nkinds; i++) {
+		const struct kube_kind *k = &kube_kinds[i];
+
+		if (granted(g, n, k->group, k->plural) != (V_GET | V_LIST | V_WATCH))
+			fail_msg("%s: %s (%s/%s) must be granted exactly get, list, watch", cr->file, k->kind,
+				 *k->group ? k->group : "core", k->plural);
+		snprintf(res, sizeof(res), "%s/status", k->plural);
+		if (granted(g, n, k->group, res) != (k->status ? V_UPDATE | V_PATCH : 0))
+			fail_msg("%s: %s/status must be granted %s", cr->file, k->plural,
+				 k->status ? "exactly update, patch (the daemon writes it)" : "nothing (the daemon never writes it)");
+	}
+	for (size_t j = 0; j < n; j++) {
+		bool used = false;
+
+		for (size_t i = 0; i < kube_nkinds; i++) {
+			snprintf(res, sizeof(res), "%s/status", kube_kinds[i].plural);
+			used |= !strcmp(g[j].group, kube_kinds[i].group) &&
+				(!strcmp(g[j].resource, kube_kinds[i].plural) || !strcmp(g[j].resource, res));
+		}
+		if (!used || g[j].named)
+			fail_msg("%s: %s/%s is granted but the daemon reads no such kind", cr->file, g[j].group, g[j].resource);
+	}
+	/* The Lease: create (cannot be limited to a name), get and update of ours only. */
+	n = grants(role, g, 128);
+	for (size_t j = 0; j < n; j++) {
+		yaml_node_t *rules = ypath(&role->d, yaml_document_get_root_node(&role->d), "rules");
+
+		if (strcmp(g[j].group, "coordination.k8s.io") || strcmp(g[j].resource, "leases"))
+			fail_msg("%s: grants %s/%s; the Role is for the Lease only", role->file, g[j].group, g[j].resource);
+		if ((g[j].verbs & V_CREATE) ? g[j].verbs != V_CREATE : g[j].verbs != (V_GET | V_UPDATE) || !g[j].named)
+			fail_msg("%s: leases: create alone, and get/update only with resourceNames", role->file);
+		for (size_t i = 0; i < ylen(rules); i++) {
+			yaml_node_t *names = yget(&role->d, yidx(&role->d, rules, i), "resourceNames");
+
+			if (names && (ylen(names) != 1 || !yseq_has(&role->d, names, KUBE_LEASE_NAME)))
+				fail_msg("%s: resourceNames must be [%s], the daemon's Lease", role->file, KUBE_LEASE_NAME);
+		}
+	}
+	assert_true(granted(g, n, "coordination.k8s.io", "leases") == (V_CREATE | V_GET | V_UPDATE));
 }
 
 static void test_daemonset_pod(void **state)
@@ -266,16 +439,31 @@ static void test_daemonset_pod(void **state)
 	v = ystr(yget(p.d, p.spec, "hostNetwork"));
 	if (!v || strcmp(v, "true"))
 		fail_msg("the DaemonSet's pod must set hostNetwork: true");
+	/* --kubernetes reads the service account's token; the pod asks for it (the account does not hand it out). */
 	v = ystr(yget(p.d, p.spec, "automountServiceAccountToken"));
-	if (!v || strcmp(v, "false"))
-		fail_msg("the DaemonSet's pod must set automountServiceAccountToken: false");
-	v = ystr(yget(p.d, p.spec, "serviceAccountName"));
-	if (!v || !find("ServiceAccount", v))
-		fail_msg("the DaemonSet's serviceAccountName must name the ServiceAccount in deploy/kubernetes/");
+	if (!v || strcmp(v, "true"))
+		fail_msg("the DaemonSet's pod must set automountServiceAccountToken: true (--kubernetes reads its token)");
+	if (!flag_value(p.flags, p.nflags, "kubernetes"))
+		fail_msg("the DaemonSet must run the Kubernetes source (--kubernetes) by default");
+	/* The Lease holder's identity: the pod's name (user/kube/kube_status.c reads POD_NAME). */
+	{
+		yaml_node_t *env = yget(p.d, p.ctr, "env");
+		bool pod_name = false;
+
+		for (size_t i = 0; i < ylen(env); i++) {
+			yaml_node_t *e = yidx(p.d, env, i);
+
+			pod_name |= ystr(yget(p.d, e, "name")) && !strcmp(ystr(yget(p.d, e, "name")), "POD_NAME") &&
+				    ystr(ypath(p.d, e, "valueFrom.fieldRef.fieldPath")) &&
+				    !strcmp(ystr(ypath(p.d, e, "valueFrom.fieldRef.fieldPath")), "metadata.name");
+		}
+		if (!pod_name)
+			fail_msg("the kbackend container needs env POD_NAME from metadata.name (the Lease identity)");
+	}
 	if (p.argc < 2 || strcmp(basename(p.argv[0]), "kbackend") || strcmp(p.argv[1], "daemon"))
 		fail_msg("the kbackend container must run `kbackend daemon ...`");
 	check_flags_exist(p.flags, p.nflags, "the DaemonSet");
-	static const char *const required[] = { "cgroup", "bpffs", "state-dir", "watch-dir" };
+	static const char *const required[] = { "cgroup", "bpffs", "state-dir" };
 
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
 		if (!flag_value(p.flags, p.nflags, required[i]) || !*flag_value(p.flags, p.nflags, required[i]))
@@ -355,8 +543,7 @@ static void test_daemonset_mounts_match_flags(void **state)
 {
 	struct pod p;
 	char parent[256];
-	const char *v, *mp;
-	yaml_node_t *vol;
+	const char *v;
 
 	load_pod(&p);
 	/* bpffs: the daemon pins under --bpffs and wants the host's bpffs on its parent. */
@@ -370,12 +557,6 @@ static void test_daemonset_mounts_match_flags(void **state)
 	v = flag_value(p.flags, p.nflags, "state-dir");
 	expect_host_path(&p, "state-dir", v, "/var/lib/kbackend", true);
 	expect_writable(&p, "state-dir", v);
-	/* The watch dir is the ConfigMap. */
-	v = flag_value(p.flags, p.nflags, "watch-dir");
-	mount_for(&p, v, &vol, &mp);
-	if (strcmp(mp, v) || !ystr(ypath(p.d, vol, "configMap.name")) ||
-	    !find("ConfigMap", ystr(ypath(p.d, vol, "configMap.name"))))
-		fail_msg("DaemonSet: --watch-dir=%s must be the mountPath of a ConfigMap volume of deploy/kubernetes/", v);
 	/* The control socket's directory and every sidecar directory are writable mounts. */
 	v = flag_value(p.flags, p.nflags, "socket");
 	snprintf(parent, sizeof(parent), "%s", v ? v : NS_DEFAULT_SOCKET);
@@ -421,7 +602,51 @@ static void test_daemonset_probes(void **state)
 	check_probe(&p, "startupProbe.exec.command", false);
 }
 
-/* The ConfigMap's manifests are accepted by kbackend's own validator, under the DaemonSet's policy flags. */
+/* The ConfigMap the patched pod's --watch-dir reads (its mount and volume are the patch's own). */
+static struct ydoc *patched_configmap(struct pod *pp)
+{
+	const char *wd = flag_value(pp->flags, pp->nflags, "watch-dir"), *mp;
+	yaml_node_t *vol;
+
+	if (!wd || !*wd)
+		fail_msg("%s: ConfigMap mode must pass --watch-dir", PATCH);
+	mount_for(pp, wd, &vol, &mp);
+	if (strcmp(mp, wd) || !ystr(ypath(pp->d, vol, "configMap.name")) ||
+	    !find("ConfigMap", ystr(ypath(pp->d, vol, "configMap.name"))))
+		fail_msg("%s: --watch-dir=%s must be the mountPath of a ConfigMap volume of configmap-mode/", PATCH, wd);
+	return find("ConfigMap", ystr(ypath(pp->d, vol, "configMap.name")));
+}
+
+/*
+ * ConfigMap mode: the patch's args (which replace the DaemonSet's whole)
+ * are the DaemonSet's with --kubernetes swapped for --watch-dir, so the two
+ * modes cannot drift apart; and the pod gets no token.
+ */
+static void test_configmap_mode_patch(void **state)
+{
+	struct pod p, pp;
+	const char *v;
+
+	load_pod(&p);
+	load_pod_from(&pp, &patch, true);
+	check_flags_exist(pp.flags, pp.nflags, PATCH);
+	for (size_t i = 0; i < p.nflags; i++) {
+		v = flag_value(pp.flags, pp.nflags, p.flags[i].name);
+		if (strcmp(p.flags[i].name, "kubernetes") && (!v || strcmp(v, p.flags[i].value)))
+			fail_msg("%s: args must keep the DaemonSet's --%s=%s", PATCH, p.flags[i].name, p.flags[i].value);
+	}
+	for (size_t i = 0; i < pp.nflags; i++)
+		if (strcmp(pp.flags[i].name, "watch-dir") && !flag_value(p.flags, p.nflags, pp.flags[i].name))
+			fail_msg("%s: --%s is not in the DaemonSet's args", PATCH, pp.flags[i].name);
+	if (flag_value(pp.flags, pp.nflags, "kubernetes"))
+		fail_msg("%s: ConfigMap mode must not pass --kubernetes", PATCH);
+	patched_configmap(&pp);
+	v = ystr(yget(pp.d, pp.spec, "automountServiceAccountToken"));
+	if (!v || strcmp(v, "false"))
+		fail_msg("%s: ConfigMap mode needs no API access: automountServiceAccountToken: false", PATCH);
+}
+
+/* The ConfigMap's manifests are accepted by kbackend's own validator, under the ConfigMap mode's policy flags. */
 static void test_configmap_manifests_valid(void **state)
 {
 	struct pod p;
@@ -432,15 +657,8 @@ static void test_configmap_manifests_valid(void **state)
 	char *unix_dirs[16];
 	size_t nfiles = 0;
 
-	load_pod(&p);
-	{
-		const char *wd = flag_value(p.flags, p.nflags, "watch-dir"), *mp;
-		yaml_node_t *vol;
-
-		mount_for(&p, wd, &vol, &mp);
-		cm = find("ConfigMap", ystr(ypath(p.d, vol, "configMap.name")));
-		assert_non_null(cm);
-	}
+	load_pod_from(&p, &patch, true);
+	cm = patched_configmap(&p);
 	kb_policy_init(&pol);
 	pol.unix_dirs = unix_dirs;
 	for (size_t i = 0; i < p.nflags; i++) {
@@ -475,6 +693,42 @@ static void test_configmap_manifests_valid(void **state)
 	}
 	assert_true(m.nbackends > 0 && m.ngateways > 0);
 	kb_model_free(&m);
+}
+
+/* ---- the image ------------------------------------------------------------------ */
+
+/* Every library the build links (scripts/deps.sh's lib*-dev, less the test-only ones) is in the image's build stage. */
+static void test_dockerfile_has_build_libraries(void **state)
+{
+	char *deps = du_read_file("scripts/deps.sh"), *df = du_read_file("deploy/Dockerfile"), *save = NULL;
+	const char *start, *end;
+	size_t n = 0;
+
+	assert_non_null(deps);
+	assert_non_null(df);
+	start = strstr(deps, "PKGS=\"");
+	end = start ? strchr(start + 6, '"') : NULL;
+	assert_non_null(end);
+	((char *)end)[0] = '\0';
+	end = strstr(df, "\nFROM ");	/* the build stage: up to the second FROM */
+	end = end ? strstr(end + 1, "\nFROM ") : NULL;
+	assert_non_null(end);
+	((char *)end)[0] = '\0';
+	for (char *w = strtok_r((char *)start + 6, " \n", &save); w; w = strtok_r(NULL, " \n", &save)) {
+		size_t l = strlen(w);
+		char *hit;
+
+		if (strncmp(w, "lib", 3) || l < 5 || strcmp(w + l - 4, "-dev") || !strcmp(w, "libcmocka-dev") ||
+		    !strncmp(w, "libclang-rt", 11))
+			continue;
+		n++;
+		hit = strstr(df, w);
+		if (!hit || (hit[l] != ' ' && hit[l] != '\n') || (hit[-1] != ' '))
+			fail_msg("deploy/Dockerfile's build stage lacks %s, which scripts/deps.sh installs for the build", w);
+	}
+	assert_true(n >= 8);
+	free(deps);
+	free(df);
 }
 
 /* ---- systemd ----------------------------------------------------------------------- */
@@ -630,11 +884,14 @@ static void test_systemd_verify(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_k8s_objects_and_rbac),
+		cmocka_unit_test(test_k8s_objects),
+		cmocka_unit_test(test_rbac_matches_the_daemon),
 		cmocka_unit_test(test_daemonset_pod),
 		cmocka_unit_test(test_daemonset_mounts_match_flags),
 		cmocka_unit_test(test_daemonset_probes),
+		cmocka_unit_test(test_configmap_mode_patch),
 		cmocka_unit_test(test_configmap_manifests_valid),
+		cmocka_unit_test(test_dockerfile_has_build_libraries),
 		cmocka_unit_test(test_systemd_unit),
 		cmocka_unit_test(test_systemd_verify),
 	};

@@ -94,6 +94,14 @@ static void test_kubeconfig_unsupported(void **state)
 			fail_msg("row %zu: got \"%s\"", i, why);
 		kb_kube_conf_free(&c);
 	}
+	/* A token to a plain-HTTP server would cross the network in the clear. */
+	put("kc", "apiVersion: v1\nkind: Config\ncurrent-context: t\ncontexts:\n- name: t\n  context: {cluster: c, user: u}\n"
+		  "clusters:\n- name: c\n  cluster: {server: 'http://198.18.0.1:8080'}\n"
+		  "users:\n- name: u\n  user: {token: abc}\n");
+	assert_int_equal(kb_kube_conf_kubeconfig(&c, path, why, sizeof(why)), -1);
+	if (!strstr(why, "a token would be sent in the clear"))
+		fail_msg("a token over http: got \"%s\"", why);
+	kb_kube_conf_free(&c);
 	put("kc", "apiVersion: v1\nkind: Config\nclusters: []\n");
 	assert_int_equal(kb_kube_conf_kubeconfig(&c, path, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "no current-context"));

@@ -279,6 +279,12 @@ int kb_kube_conf_kubeconfig(struct kb_kube_conf *c, const char *path, char *why,
 	if ((s = scalar(&doc, user, "token")) && *s)
 		c->token = strdup(s);
 	c->token_file = resolve(dir, scalar(&doc, user, "tokenFile"));
+	/* A bearer token over plain HTTP is readable by anyone on the path; only `kubectl proxy`-style servers take none. */
+	if (!strncmp(c->server, "http://", 7) && (c->token || c->token_file)) {
+		snprintf(why, len, "%s: user %s: a token would be sent in the clear to %s: use an https server", path,
+			 uname ? uname : "(none)", c->server);
+		goto out;
+	}
 	err = 0;
 out:
 	yaml_document_delete(&doc);

@@ -60,6 +60,7 @@ struct kube_kind {
 	const char *versions[4];	/* the versions kbackend reads, preferred first */
 	const char *plural;		/* gateways */
 	bool cluster_scoped;
+	bool status;			/* kbackend writes its status (deploy/kubernetes/15-rbac.yaml grants NAME/status) */
 };
 #define KUBE_NKINDS 14
 #define KUBE_KIND_GATEWAYCLASS 0	/* kube_kinds[]: the two kinds that decide which Gateways are ours */

@@ -278,7 +278,7 @@ static struct json_object *desired(size_t ki, struct json_object *rendered, cons
 	struct json_object *st, *v, *d;
 	const char *kind = kube_kinds[ki].kind;
 
-	if (strcmp(kind, "GatewayClass") && strcmp(kind, "Gateway") && strcmp(kind, "Backend") && !strstr(kind, "Route"))
+	if (!kube_kinds[ki].status)
 		return NULL;
 	if (!json_object_object_get_ex(rendered, "status", &st))
 		return NULL;

@@ -19,20 +19,20 @@
 #include "kube/kube_int.h"
 
 const struct kube_kind kube_kinds[KUBE_NKINDS] = {
-	{ "GatewayClass", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gatewayclasses", true },
-	{ "Gateway", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gateways", false },
-	{ "HTTPRoute", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "httproutes", false },
-	{ "GRPCRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "grpcroutes", false },
-	{ "TLSRoute", "gateway.networking.k8s.io", { "v1alpha2", "v1alpha3", "v1" }, "tlsroutes", false },
-	{ "TCPRoute", "gateway.networking.k8s.io", { "v1alpha2" }, "tcproutes", false },
-	{ "UDPRoute", "gateway.networking.k8s.io", { "v1alpha2" }, "udproutes", false },
-	{ "ReferenceGrant", "gateway.networking.k8s.io", { "v1beta1", "v1" }, "referencegrants", false },
-	{ "Backend", "gateway.envoyproxy.io", { "v1alpha1" }, "backends", false },
-	{ "BackendTrafficPolicy", "gateway.envoyproxy.io", { "v1alpha1" }, "backendtrafficpolicies", false },
-	{ "Service", "", { "v1" }, "services", false },
-	{ "EndpointSlice", "discovery.k8s.io", { "v1" }, "endpointslices", false },
-	{ "ServiceImport", "multicluster.x-k8s.io", { "v1alpha1" }, "serviceimports", false },
-	{ "Namespace", "", { "v1" }, "namespaces", true },
+	{ "GatewayClass", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gatewayclasses", true, true },
+	{ "Gateway", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "gateways", false, true },
+	{ "HTTPRoute", "gateway.networking.k8s.io", { "v1", "v1beta1" }, "httproutes", false, true },
+	{ "GRPCRoute", "gateway.networking.k8s.io", { "v1", "v1alpha2" }, "grpcroutes", false, true },
+	{ "TLSRoute", "gateway.networking.k8s.io", { "v1alpha2", "v1alpha3", "v1" }, "tlsroutes", false, true },
+	{ "TCPRoute", "gateway.networking.k8s.io", { "v1alpha2" }, "tcproutes", false, true },
+	{ "UDPRoute", "gateway.networking.k8s.io", { "v1alpha2" }, "udproutes", false, true },
+	{ "ReferenceGrant", "gateway.networking.k8s.io", { "v1beta1", "v1" }, "referencegrants", false, false },
+	{ "Backend", "gateway.envoyproxy.io", { "v1alpha1" }, "backends", false, true },
+	{ "BackendTrafficPolicy", "gateway.envoyproxy.io", { "v1alpha1" }, "backendtrafficpolicies", false, false },
+	{ "Service", "", { "v1" }, "services", false, false },
+	{ "EndpointSlice", "discovery.k8s.io", { "v1" }, "endpointslices", false, false },
+	{ "ServiceImport", "multicluster.x-k8s.io", { "v1alpha1" }, "serviceimports", false, false },
+	{ "Namespace", "", { "v1" }, "namespaces", true, false },
 };
 const size_t kube_nkinds = KUBE_NKINDS;
 
