@@ -24,4 +24,4 @@ for (const f of process.argv.slice(2))
   }
 process.exit(bad ? 1 : 0);
 JS
-node "$dir/check.mjs" deploy/kubernetes/*.yaml
+node "$dir/check.mjs" deploy/kubernetes/*.yaml deploy/kubernetes/configmap-mode/*.yaml
