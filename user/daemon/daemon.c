@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -268,9 +269,27 @@ static void on_health(void *ctx)
 		kb_daemon_health_changed(d);
 }
 
+/* The health programs' load, on a thread of its own at start (kb_daemon_main). */
+struct health_loader {
+	pthread_t thread;
+	bool running;
+	struct kb_health_opts opts;
+	struct kb_health *h;
+	int err;
+};
+
+static void *health_load(void *arg)
+{
+	struct health_loader *l = arg;
+
+	l->err = kb_health_load(&l->opts, &l->h);
+	return NULL;
+}
+
 int kb_daemon_main(int argc, char **argv)
 {
 	struct daemon d = { .lfd = -1, .sigfd = -1 };
+	struct health_loader hl = { 0 };
 	sigset_t mask;
 	long long t[6];	/* start-up stages, for the debug line that sums them */
 	int err;
@@ -336,23 +355,37 @@ int kb_daemon_main(int argc, char **argv)
 		kb_resolver_free(d.resolver);
 		return 1;
 	}
-	{
-		struct kb_health_opts ho = {
-			.bpffs = d.bpffs, .cgroup = d.cgroup, .loop = d.loop, .changed = on_health, .ctx = &d,
-			.udp_destroy = d.features.present[KB_FEAT_SOCK_DESTROY],
-		};
-
-		/* Not fatal: without it every endpoint counts as healthy, as before. */
-		if (kb_health_open(&ho, &d.health))
-			kb_err("failed to start health checking: every endpoint counts as healthy");
-	}
-	t[3] = kb_now_us();
+	/*
+	 * The health programs load on their own thread while the bridge starts
+	 * and the stored state is compiled and programmed: the compile does not
+	 * need them, since a health not yet synced says every endpoint is
+	 * healthy, which is also what d.health == NULL says meanwhile.
+	 */
+	hl.opts = (struct kb_health_opts){
+		.bpffs = d.bpffs, .cgroup = d.cgroup, .loop = d.loop, .changed = on_health, .ctx = &d,
+		.udp_destroy = d.features.present[KB_FEAT_SOCK_DESTROY],
+	};
+	hl.running = pthread_create(&hl.thread, NULL, health_load, &hl) == 0;
+	if (!hl.running)
+		health_load(&hl);
 	/* Before the restore: its compile asks the bridge for listeners. Not fatal: unix endpoints are then refused. */
 	kb_daemon_bridge_start(&d);
-	t[4] = kb_now_us();
+	t[3] = kb_now_us();
 	kb_daemon_restore(&d);
+	t[4] = kb_now_us();
+	if (hl.running)
+		pthread_join(hl.thread, NULL);
+	/* Not fatal: without it every endpoint counts as healthy, as before. */
+	if (!hl.err && !(hl.err = kb_health_start(hl.h)))
+		d.health = hl.h;
+	else
+		kb_health_close(hl.h);
+	if (!d.health)
+		kb_err("failed to start health checking: every endpoint counts as healthy");
+	kb_health_sync(d.health, &d.compiled);
 	t[5] = kb_now_us();
-	kb_log_debug("started in %.0f ms: kernel probe %.0f, programs %.0f, health %.0f, bridge %.0f, restore %.0f",
+	kb_log_debug("started in %.0f ms: kernel probe %.0f, programs %.0f, bridge %.0f, restore %.0f, health (loaded "
+		     "meanwhile) %.0f more",
 		     (t[5] - t[0]) / 1e3, (t[1] - t[0]) / 1e3, (t[2] - t[1]) / 1e3, (t[3] - t[2]) / 1e3,
 		     (t[4] - t[3]) / 1e3, (t[5] - t[4]) / 1e3);
 

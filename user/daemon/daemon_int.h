@@ -161,7 +161,9 @@ struct json_object *kb_daemon_verify(struct daemon *d);
 /*
  * Restore --state-dir at start and program it (after DNS has answered, when
  * FQDNs are in it). A file that cannot be trusted is set aside, nothing is
- * programmed, and the pinned frontends become unaccounted for.
+ * programmed, and the pinned frontends become unaccounted for. Runs while
+ * the health programs load (d->health is NULL: every endpoint healthy, as a
+ * health not yet synced says); the caller syncs health with the result.
  */
 void kb_daemon_restore(struct daemon *d);
 /* Start reading the stored state on a thread (kb_daemon_restore takes it), so that it overlaps the programs' loading. */

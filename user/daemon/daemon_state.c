@@ -277,7 +277,6 @@ void kb_daemon_restore(struct daemon *d)
 		d->restore_deadline = kb_now_ms() + RESTORE_DNS_WAIT_MS;
 		kb_daemon_reads_changed(d);
 		kb_daemon_update_names(d);
-		kb_health_sync(d->health, &d->compiled);
 		kb_log_info("restored %zu object(s) from %s; waiting for DNS before programming", m.nobjects,
 			    d->state_dir);
 		kb_daemon_trim_soon(d);
@@ -311,7 +310,6 @@ void kb_daemon_restore(struct daemon *d)
 	kb_daemon_state_reset(d);
 	kb_daemon_reads_changed(d);
 	kb_daemon_update_names(d);
-	kb_health_sync(d->health, &d->compiled);
 	kb_log_info("restored %zu object(s), %zu frontend(s) from %s", m.nobjects, c.nfes, d->state_dir);
 	kb_daemon_trim_soon(d);	/* the parse's and compile's peak goes back, as after a change */
 }

@@ -630,10 +630,9 @@ static void open_udp_destroy(struct kb_health *h, const struct kb_health_opts *o
 	}
 }
 
-int kb_health_open(const struct kb_health_opts *o, struct kb_health **out)
+int kb_health_load(const struct kb_health_opts *o, struct kb_health **out)
 {
 	struct kb_health *h = calloc(1, sizeof(*h));
-	int err;
 
 	*out = NULL;
 	if (!h)
@@ -652,15 +651,20 @@ int kb_health_open(const struct kb_health_opts *o, struct kb_health **out)
 	h->thresh_fd = pin_fd(o->bpffs, "eject_thresholds");
 	h->targets_fd = pin_fd(o->bpffs, "udp_destroy_targets");
 	h->events_fd = pin_fd(o->bpffs, "health_events");
+	*out = h;
+	return 0;
+}
+
+int kb_health_start(struct kb_health *h)
+{
+	int err;
+
 	hl_eject_watch(h);
 	err = kb_loop_add_timer(h->loop, health_due, health_tick, h);
-	if (err) {
-		kb_health_close(h);
+	if (err)
 		return err;
-	}
 	kb_log_debug("health: sockops %s, UDP socket teardown %s", h->so ? "attached" : "off",
 		     h->ud_link ? "on" : "off");
-	*out = h;
 	return 0;
 }
 

@@ -35,11 +35,15 @@ struct kb_health_opts {
 
 /*
  * Load the sockops program (pinned link <bpffs>/links/sockops_health) and
- * the UDP iterator, reusing the maps the dataplane pinned, and register the
- * event ring and the timers with the loop. Each part that the kernel refuses
- * is logged and left out. Returns 0 or a negative errno (nothing usable).
+ * the UDP iterator, reusing the maps the dataplane pinned; each part that
+ * the kernel refuses is logged and left out. The load touches only the
+ * kernel and the pins, so it may run on another thread (the daemon's start
+ * does it while the stored state compiles). Start registers the event ring
+ * and the timers with the loop, on the loop's thread. Until synced, a health
+ * says every endpoint is healthy. 0 or a negative errno (nothing usable).
  */
-int kb_health_open(const struct kb_health_opts *opts, struct kb_health **out);
+int kb_health_load(const struct kb_health_opts *opts, struct kb_health **out);
+int kb_health_start(struct kb_health *h);
 void kb_health_close(struct kb_health *h);
 
 /* The programmed table changed: track its endpoints and their policies, drop the rest. */
