@@ -104,6 +104,8 @@ $(NODE_TESTS): E2E_GROUP := tests/e2e/e2e_node.c
 $(NODE_TESTS): tests/e2e/e2e_node.c
 $(BRIDGE_TESTS): E2E_GROUP := tests/e2e/bridge_env.c
 $(BRIDGE_TESTS): tests/e2e/bridge_env.c
+$(OUT)/e2e/test_kube: E2E_GROUP := tests/e2e/kube_env.c
+$(OUT)/e2e/test_kube: tests/e2e/kube_env.c tests/e2e/kube_env.h
 
 # Load tool for the demo and bench/: plain sockets and pthreads, no kbackend code.
 $(OUT)/kbload: bench/kbload.c Makefile | $(OUT)
