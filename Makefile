@@ -32,7 +32,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all install deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick bench-bpf-cost bench-map-memory clean
+.PHONY: all install deps test test-unit test-e2e fuzz fuzz-quick demo bench bench-quick bench-kube bench-bpf-cost bench-map-memory clean
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
@@ -127,6 +127,10 @@ bench-map-memory: $(OUT)/kbackend
 # The suite (docs/BENCHMARKS.md): kbackend vs direct, nftables DNAT, HAProxy, socat, plus scale; root only.
 bench: $(OUT)/kbackend $(OUT)/kbload $(OUT)/bench/bpf_cost
 	$(Q)OUT=$(OUT) ./bench/run.sh
+
+# The Kubernetes source at 10,000 Backends (bench/kube-scale.sh); root only.
+bench-kube: $(OUT)/kbackend $(OUT)/kbload
+	$(Q)OUT=$(OUT) ./bench/kube-scale.sh
 
 bench-quick: $(OUT)/kbackend $(OUT)/kbload $(OUT)/bench/bpf_cost
 	$(Q)OUT=$(OUT) ./bench/run.sh --quick

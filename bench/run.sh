@@ -570,6 +570,11 @@ if ! skipped changes; then
 		bench/change-scale.sh >"$RESDIR/changes-$STAMP.md" || log "change-scale failed"
 	cat "$RESDIR/changes-$STAMP.txt" >>"$RAW" 2>/dev/null
 fi
+if ! skipped kube; then
+	log "Kubernetes source at scale (bench/kube-scale.sh)"
+	KBACKEND=$KB KBLOAD=$LOAD KUBE_RAW=$RESDIR/kube-$STAMP.txt OUT=$OUT ${QUICK:+KUBE_N=1000 KUBE_EVENTS=100 KUBE_REPS=1} \
+		bench/kube-scale.sh >"$RESDIR/kube-$STAMP.md" || log "kube-scale failed"
+fi
 T_END=$EPOCHREALTIME
 
 {
@@ -620,6 +625,12 @@ T_END=$EPOCHREALTIME
 		echo "## Control plane: one change at scale"
 		echo
 		cat "$RESDIR/changes-$STAMP.md" 2>/dev/null
+	fi
+	if ! skipped kube; then
+		echo
+		echo "## Kubernetes source: sync and one event at 10,000 Backends"
+		echo
+		cat "$RESDIR/kube-$STAMP.md" 2>/dev/null
 	fi
 	echo
 	echo "## Goals"

@@ -248,13 +248,18 @@ topo_wait_listen() {
 	return 1
 }
 
+_topo_stamp() {
+	local l
+	while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done
+}
+
 # Start `kbackend daemon` in the node netns, attached to the clients' cgroup,
 # with a temp state dir and socket and its own pin dir. Sets KBACKEND_SOCKET.
 # The daemon always gets --dns-server: the topology's dnsmasq ($TOPO_DNS_ADDR,
 # from topo_dns_up; without it, queries go nowhere but stay in the namespaces),
 # unless the caller names one. The machine's resolv.conf is never used.
 topo_kb_start() {
-	local kb=$1 i a dns=("--dns-server" "$TOPO_DNS_ADDR:53")
+	local kb=$1 i a lfd dns=("--dns-server" "$TOPO_DNS_ADDR:53")
 	shift
 	for a in "$@"; do
 		case $a in --dns-server | --dns-server=*) dns=() ;; esac
@@ -267,9 +272,17 @@ topo_kb_start() {
 	TOPO_KB_PINS=1
 	mkdir -p "$TOPO_TMP/state"
 	export KBACKEND_SOCKET=$TOPO_TMP/kbackend.sock
+	# TOPO_KB_STAMP=1: each log line gets the wall time it was read at (EPOCHREALTIME), for benches
+	# that time the daemon's stages; the daemon's stderr is unbuffered, so that is when it was written.
+	if [ -n "${TOPO_KB_STAMP:-}" ]; then
+		exec {lfd}> >(_topo_stamp >"$TOPO_TMP/daemon.log")
+	else
+		exec {lfd}>"$TOPO_TMP/daemon.log"
+	fi
 	nsenter --net="$(topo_ns node)" -- "$kb" daemon --cgroup "$TOPO_CG" --bpffs "$TOPO_BPFFS" --state-dir "$TOPO_TMP/state" \
-		--socket "$KBACKEND_SOCKET" "${dns[@]}" "$@" >"$TOPO_TMP/daemon.log" 2>&1 &
+		--socket "$KBACKEND_SOCKET" "${dns[@]}" "$@" >&"$lfd" 2>&1 &
 	TOPO_KB_PID=$!
+	exec {lfd}>&-
 	for i in $(seq 100); do
 		if [ -S "$KBACKEND_SOCKET" ] && "$kb" status >/dev/null 2>&1; then
 			return 0

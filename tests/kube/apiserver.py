@@ -137,6 +137,7 @@ def group_doc(g):
 class Api(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kbackend-test-apiserver"
+    disable_nagle_algorithm = True   # TCP_NODELAY, as Go sets on every connection: headers and body are two writes
     timeout = 600
 
     def setup(self):
