@@ -529,12 +529,11 @@ void wait_kcond(const char *what, const char *type, bool parent, const char *wan
 
 /* ---- the test API server (tests/kube/apiserver.py; tests/kube/README.md) ---- */
 
-/* tests/kube/FILE, found from build/kbackend. */
-static void kube_file(char *buf, size_t len, const char *file)
+void repo_file(char *buf, size_t len, const char *file)
 {
 	snprintf(buf, len, "%s", E.env.kb);
 	*strrchr(buf, '/') = '\0';
-	strncat(buf, "/../tests/kube/", len - strlen(buf) - 1);
+	strncat(buf, "/../", len - strlen(buf) - 1);
 	strncat(buf, file, len - strlen(buf) - 1);
 }
 
@@ -547,8 +546,8 @@ static int api_start(void)
 	long deadline;
 	pid_t pid;
 
-	kube_file(script, sizeof(script), "apiserver.py");
-	kube_file(certs, sizeof(certs), "make-certs.sh");
+	repo_file(script, sizeof(script), "tests/kube/apiserver.py");
+	repo_file(certs, sizeof(certs), "tests/kube/make-certs.sh");
 	if (mkdir(E.apidir, 0700) || e2e_sh("%s %s", certs, E.apidir))
 		return -1;
 	/* Another user for node2's daemon: the server's write log tells the two apart. */

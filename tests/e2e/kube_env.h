@@ -54,6 +54,8 @@ void dump_log(void);
 
 /* ---- the test API server and kubectl ---- */
 
+/* The repository's FILE (a path from its top), found from build/kbackend. */
+void repo_file(char *buf, size_t len, const char *file);
 /* kubectl in the node netns against the test server; its stdout in *out (caller frees) when out is set. */
 int kubectl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Write a manifest to the temp dir and `kubectl verb -f` it; fails the test when kubectl does. */

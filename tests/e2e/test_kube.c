@@ -507,6 +507,69 @@ static void test_kube_status_written(void **state)
 	assert_converged();
 }
 
+/*
+ * The README's cluster example, as a user runs it: `kubectl apply -f
+ * examples/kubernetes/web.yaml`, connects to its Gateway's address land on
+ * the Backend's endpoint (e1) with getpeername showing the frontend, and the
+ * README's own kubectl jsonpath reads, character for character, print what
+ * the README says they print.
+ */
+static const struct {
+	const char *query, *want;
+} readme_reads[] = {
+	{ "get backend web -o jsonpath='{.status.conditions[?(@.type==\"Accepted\")].message}{\"\\n\"}'", "The Backend was accepted\n" },
+	{ "get httproute web -o jsonpath='{.status.parents[0].conditions[?(@.type==\"Accepted\")].message}{\"\\n\"}'",
+	  "Route is accepted\n" },
+	{ "get gateway web -o jsonpath='{.status.addresses[0].value}{\"\\n\"}'", "198.18.0.20\n" },
+};
+
+static void test_kube_readme_example(void **state)
+{
+	char file[PATH_MAX + 64], *out;
+	struct e2e_sum s;
+	long deadline = kb_now_ms() + WAIT_MS;
+
+	NEED_ENV();
+	repo_file(file, sizeof(file), "examples/kubernetes/web.yaml");
+	/* --validate=false alone differs from the README: the test server serves no /openapi for kubectl to check against. */
+	if (kubectl(NULL, "apply --validate=false -f %s", file)) {
+		dump_log();
+		fail_msg("kubectl apply -f examples/kubernetes/web.yaml failed");
+	}
+	for (;;) {
+		s = connect_to("198.18.0.20", 20);
+		if (s.fail == 0 && s.bad == 0 && s.ok[0] == 20)
+			break;
+		if (kb_now_ms() > deadline) {
+			dump_log();
+			fail_msg("198.18.0.20:80 does not steer to %s: e1 %ld, e2 %ld, e3 %ld, failed %ld, bad %ld", EPS[0],
+				 s.ok[0], s.ok[1], s.ok[2], s.fail, s.bad);
+		}
+		e2e_sleep_ms(100);
+	}
+	for (size_t i = 0; i < sizeof(readme_reads) / sizeof(readme_reads[0]); i++) {
+		for (;;) {
+			out = NULL;
+			if (kubectl(&out, "%s", readme_reads[i].query) == 0 && out && !strcmp(out, readme_reads[i].want))
+				break;
+			if (kb_now_ms() > deadline) {
+				dump_log();
+				fail_msg("kubectl %s printed \"%s\", the README says \"%s\"", readme_reads[i].query,
+					 out ? out : "(nothing)", readme_reads[i].want);
+			}
+			free(out);
+			e2e_sleep_ms(200);
+		}
+		print_message("# kubectl %s: %s", readme_reads[i].query, out);
+		free(out);
+	}
+	if (kubectl(NULL, "delete --wait=false -f %s", file)) {
+		dump_log();
+		fail_msg("kubectl delete -f examples/kubernetes/web.yaml failed");
+	}
+	assert_converged();
+}
+
 static struct json_object *writer(const char *sock, struct json_object **st)
 {
 	*st = e2e_ctl(sock, "status", 5000);
@@ -680,6 +743,7 @@ int main(void)
 		cmocka_unit_test_setup(test_kube_delete, test_setup),
 		cmocka_unit_test_setup(test_kube_oversized_refused, test_setup),
 		cmocka_unit_test_setup(test_kube_status_written, test_setup),
+		cmocka_unit_test_setup(test_kube_readme_example, test_setup),
 		cmocka_unit_test_setup(test_kube_service_slices, test_setup),
 		cmocka_unit_test_setup(test_kube_leader_election, test_setup),
 		cmocka_unit_test_setup(test_kube_no_status, test_setup),
