@@ -6,18 +6,14 @@
 #include "util.h"
 #include "kube/kube_int.h"
 
-CURL *kb_kube_http_handle(struct kb_kube_conf *c, const char *path, struct curl_slist **headers)
+/* Set h up for server+path; false on ENOMEM. */
+static bool setup(CURL *h, struct kb_kube_conf *c, const char *path, struct curl_slist **headers)
 {
-	CURL *h = curl_easy_init();
 	char *url, *auth;
 
 	*headers = NULL;
-	if (!h)
-		return NULL;
-	if (asprintf(&url, "%s%s", c->server, path) < 0) {
-		curl_easy_cleanup(h);
-		return NULL;
-	}
+	if (asprintf(&url, "%s%s", c->server, path) < 0)
+		return false;
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	free(url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -60,6 +56,18 @@ CURL *kb_kube_http_handle(struct kb_kube_conf *c, const char *path, struct curl_
 		free(auth);
 	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
+	return true;
+}
+
+CURL *kb_kube_http_handle(struct kb_kube_conf *c, const char *path, struct curl_slist **headers)
+{
+	CURL *h = curl_easy_init();
+
+	*headers = NULL;
+	if (h && !setup(h, c, path, headers)) {
+		curl_easy_cleanup(h);
+		return NULL;
+	}
 	return h;
 }
 
@@ -86,16 +94,27 @@ static size_t collect(char *data, size_t sz, size_t nmemb, void *ctx)
 	return n;
 }
 
-long kb_kube_http_do(struct kb_kube_conf *c, const char *method, const char *path, const char *body,
+long kb_kube_http_do(struct kb_kube_conf *c, CURL **keep, const char *method, const char *path, const char *body,
 		     const char *content_type, char **out, long timeout_ms)
 {
-	struct curl_slist *hdrs;
+	struct curl_slist *hdrs = NULL;
 	struct body b = { 0 };
-	CURL *h = kb_kube_http_handle(c, path, &hdrs);
+	CURL *h;
 	long code = 0;
 	CURLcode rc;
 
 	*out = NULL;
+	if (keep && *keep) {
+		/* A reset keeps the handle's open connection and TLS session: no new handshake per request. */
+		h = *keep;
+		curl_easy_reset(h);
+		if (!setup(h, c, path, &hdrs)) {
+			curl_slist_free_all(hdrs);
+			return -1;
+		}
+	} else {
+		h = kb_kube_http_handle(c, path, &hdrs);
+	}
 	if (!h)
 		return -1;
 	if (content_type) {
@@ -117,7 +136,10 @@ long kb_kube_http_do(struct kb_kube_conf *c, const char *method, const char *pat
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 	else
 		code = -1;
-	curl_easy_cleanup(h);
+	if (keep)
+		*keep = h;
+	else
+		curl_easy_cleanup(h);
 	curl_slist_free_all(hdrs);
 	*out = b.p;
 	return code;

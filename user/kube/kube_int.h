@@ -49,8 +49,12 @@ char *kb_kube_conf_auth_header(struct kb_kube_conf *c);
 /* ---- kube_http.c: libcurl handles set up for the API server ---- */
 /* An easy handle for GET (or method with body) of server+path: TLS, the credentials, HTTP/2 where offered. NULL on ENOMEM. */
 CURL *kb_kube_http_handle(struct kb_kube_conf *c, const char *path, struct curl_slist **headers);
-/* A blocking request (for the loop's writers: never the loop itself): status code, body (caller frees). */
-long kb_kube_http_do(struct kb_kube_conf *c, const char *method, const char *path, const char *body,
+/*
+ * A blocking request (for the loop's writers: never the loop itself): status
+ * code, body (caller frees). With keep, the handle (and its connection) is
+ * kept there for the next request; the caller cleans it up at the end.
+ */
+long kb_kube_http_do(struct kb_kube_conf *c, CURL **keep, const char *method, const char *path, const char *body,
 		     const char *content_type, char **out, long timeout_ms);
 
 /* ---- the kinds watched ---- */
@@ -113,6 +117,7 @@ void kube_watcher_snapshot(struct kube_watcher *w, struct kube_kind_state *out);
 
 struct kube_lease {
 	struct kb_kube_conf *conf;
+	CURL *conn;			/* kept between renewals (kb_kube_http_do) */
 	char identity[256];
 	bool leader;
 	long last_renew;		/* kb_now_ms of our last successful acquire or renew */

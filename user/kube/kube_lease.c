@@ -69,7 +69,7 @@ static bool write_ours(struct kube_lease *l, struct json_object *lease, bool cre
 		snprintf(path, sizeof(path), "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", l->conf->namespace,
 			 KUBE_LEASE_NAME);
 	}
-	code = kb_kube_http_do(l->conf, create ? "POST" : "PUT", path, json_object_to_json_string(lease),
+	code = kb_kube_http_do(l->conf, &l->conn, create ? "POST" : "PUT", path, json_object_to_json_string(lease),
 			       "application/json", &out, 5000);
 	if (code != 200 && code != 201)
 		snprintf(l->last_error, sizeof(l->last_error), "lease %s: HTTP %ld", create ? "create" : "update", code);
@@ -86,7 +86,7 @@ bool kube_lease_tick(struct kube_lease *l)
 
 	snprintf(path, sizeof(path), "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", l->conf->namespace,
 		 KUBE_LEASE_NAME);
-	code = kb_kube_http_do(l->conf, "GET", path, NULL, NULL, &out, 5000);
+	code = kb_kube_http_do(l->conf, &l->conn, "GET", path, NULL, NULL, &out, 5000);
 	if (code == 404) {
 		lease = json_object_new_object();
 		ok = write_ours(l, lease, true, true);

@@ -32,6 +32,7 @@ struct kube_status_writer {
 	struct json_object *want;	/* path -> desired (the latest) */
 	struct json_object *dirty;	/* path -> null: to write when leading */
 	struct kube_lease lease;
+	CURL *conn;			/* kept: one connection for every GET and PUT, not a handshake each */
 	unsigned long writes, conflicts, unchanged, errors;
 	char last_error[256];
 };
@@ -158,7 +159,7 @@ static void write_one(struct kube_status_writer *w, const char *path, struct jso
 	for (int attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
 		struct json_object *obj, *st, *cur = NULL;
 		char *out = NULL, spath[1024];
-		long code = kb_kube_http_do(w->conf, "GET", path, NULL, NULL, &out, 10000);
+		long code = kb_kube_http_do(w->conf, &w->conn, "GET", path, NULL, NULL, &out, 10000);
 
 		if (code == 404) {
 			free(out);
@@ -181,7 +182,7 @@ static void write_one(struct kube_status_writer *w, const char *path, struct jso
 		}
 		json_object_object_add(obj, "status", st);
 		snprintf(spath, sizeof(spath), "%s/status", path);
-		code = kb_kube_http_do(w->conf, "PUT", spath, json_object_to_json_string(obj), "application/json", &out,
+		code = kb_kube_http_do(w->conf, &w->conn, "PUT", spath, json_object_to_json_string(obj), "application/json", &out,
 				       10000);
 		free(out);
 		json_object_put(obj);
@@ -317,6 +318,10 @@ void kube_status_stop(struct kube_status_writer *w)
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thr, NULL);
+	if (w->conn)
+		curl_easy_cleanup(w->conn);
+	if (w->lease.conn)
+		curl_easy_cleanup(w->lease.conn);
 	json_object_put(w->want);
 	json_object_put(w->dirty);
 	pthread_mutex_destroy(&w->lock);
