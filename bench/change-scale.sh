@@ -23,7 +23,9 @@
 #   full     a fresh daemon (empty state dir) applies the 10k file; reapply: the same file again
 #   restart  the 10k daemon is killed (SIGKILL, pins stay) and started again on the same state dir
 #            and pins: wall time until `kbackend status` answers with the frontend count back
-#   rss      VmRSS of each daemon at rest (after the rep's changes)
+#   rss      VmRSS of each daemon at rest: 2 s after the rep's last change, past the daemon's own
+#            trim of freed heap (1 s after a change); hwm: its VmHWM then (the 10k daemon's peak
+#            since its restart in this rep, the others' since they started)
 # Daemon-side ms: the "programmed in X ms" of the daemon's log line for that change (the DNS line's
 # "in X ms"); CLI ms: wall time of the CLI process (for dns: from the SIGHUP to the daemon's line,
 # so it holds the re-resolve wait). Ratios: the median of per-rep ratios 10k/100 and 100k/100 of
@@ -121,6 +123,7 @@ stop() {
 }
 frontends() { kbs "$1" status -o json 2>/dev/null | sed -n 's/^ *"frontends": *\([0-9]*\),*$/\1/p' | head -1; }
 rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/"${PID[$1]}"/status; }
+hwm() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/"${PID[$1]}"/status; }
 
 # daemon_ms STATE FROM: from the first change line after log line FROM, "X mode=M judged=J
 # compiled=C parse=.. validate=.. compile=.. program=.. store=.." (X: its "programmed in X ms";
@@ -322,7 +325,8 @@ for REP in $(seq "$REPS"); do
 		[ "$(frontends s10k)" = "${WANT[s10k]}" ] || fail "the restarted 10k daemon programs $(frontends s10k) frontends"
 		echo "change state=10k op=restart rep=$REP daemon_ms=- cli_ms=$(ms "$t0" "$EPOCHREALTIME")" >>"$RAW"
 	fi
-	for s in "${STATES[@]}"; do echo "rss state=${s#s} rep=$REP rss_kib=$(rss "$s")" >>"$RAW"; done
+	sleep 2	# at rest: the daemon trims freed heap 1 s after a change
+	for s in "${STATES[@]}"; do echo "rss state=${s#s} rep=$REP rss_kib=$(rss "$s") hwm_kib=$(hwm "$s")" >>"$RAW"; done
 	for s in "${STATES[@]}"; do
 		kbs "$s" verify >"$TOPO_TMP/op.out" 2>&1 || log "rep $REP: verify on ${s#s} differs: $(tail -1 "$TOPO_TMP/op.out")"
 	done
@@ -369,7 +373,7 @@ $1 == "change" { kv(); k = F["state"] SUBSEP F["op"] SUBSEP F["rep"]; D[k] = 1
 	for (i = 1; i <= nst; i++) D[k, ST[i]] = (ST[i] in F) ? F[ST[i]] : "-"
 	if ("mode" in F) MODE[F["state"], F["op"]] = MODE[F["state"], F["op"]] == "" || MODE[F["state"], F["op"]] == F["mode"] ? F["mode"] : "mixed" }
 BEGIN { nst = split("judged compiled parse validate compile program store", ST, " ") }
-$1 == "rss" { kv(); R[F["state"], ++nr[F["state"]]] = F["rss_kib"] }
+$1 == "rss" { kv(); R[F["state"], ++nr[F["state"]]] = F["rss_kib"]; H[F["state"], nr[F["state"]]] = ("hwm_kib" in F) ? F["hwm_kib"] : "" }
 $1 == "load" { kv(); tried100k = 1; loaded100k = F["ok"] == 1; loadms = F["load_ms"]; loadrss = F["rss_kib"] }
 END {
 	printf "| change | 100 objects: daemon ms / CLI ms | 10k Backends | 100k frontends | ratio 10k/100 | ratio 100k/100 |\n"
@@ -387,8 +391,11 @@ END {
 	for (i = 1; i <= 3; i++) {
 		n = nr[S[i]]; for (k = 1; k <= n; k++) v[k] = R[S[i], k]
 		rs[i] = n ? sprintf("%.0f MiB", median(v, n) / 1024) : (S[i] == "100k" && loadms != "" ? "did not fit" : "-")
+		m = 0; for (k = 1; k <= n; k++) if (H[S[i], k] != "") w[++m] = H[S[i], k]
+		hs[i] = m ? sprintf("%.0f MiB", median(w, m) / 1024) : "-"
 	}
-	printf "| daemon RSS at rest | %s | %s | %s | | |\n", rs[1], rs[2], rs[3]
+	printf "| daemon RSS at rest (2 s after the last change of the rep) | %s | %s | %s | | |\n", rs[1], rs[2], rs[3]
+	printf "| daemon peak RSS (VmHWM; 10k: since its restart in the rep) | %s | %s | %s | | |\n", hs[1], hs[2], hs[3]
 	if (loadms != "")
 		printf "\nLoading the 100k state (ten applies of 10,000 Backends): %.1f s%s.\n", loadms / 1000,
 			loaded100k ? "" : ", stopped: it did not fit (refused or over the time budget)"

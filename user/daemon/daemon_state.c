@@ -39,30 +39,12 @@ static int key_cmp(const void *a, const void *b)
 /* The frontends the pinned map serves now (before the restore writes anything), sorted, into d->unaccounted. */
 static void read_pinned(struct daemon *d)
 {
-	struct kb_frontend_key key, next, *prev = NULL, *v;
-	char path[4096];
-	size_t cap = 0;
-	int fd;
+	int err = kb_dataplane_pinned_keys(d->bpffs, &d->unaccounted, &d->nunaccounted);
 
-	snprintf(path, sizeof(path), "%s/frontends", d->bpffs);
-	fd = bpf_obj_get(path);
-	if (fd < 0) {
-		kb_err("failed to open the pinned frontends map %s: %s", path, strerror(errno));
+	if (err) {
+		kb_err("failed to read the pinned frontends map under %s: %s", d->bpffs, strerror(-err));
 		return;
 	}
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (d->nunaccounted == cap) {
-			cap = cap ? cap * 2 : 64;
-			v = realloc(d->unaccounted, cap * sizeof(*v));
-			if (!v)
-				break;
-			d->unaccounted = v;
-		}
-		d->unaccounted[d->nunaccounted++] = key;
-	}
-	close(fd);
 	if (d->nunaccounted)
 		qsort(d->unaccounted, d->nunaccounted, sizeof(*d->unaccounted), key_cmp);
 }

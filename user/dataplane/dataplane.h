@@ -114,5 +114,7 @@ int kb_dataplane_reuse_pins(struct bpf_object *obj, const char *bpffs);
 
 /* Detach everything pinned under bpffs and remove the pins. Safe when nothing is pinned. */
 int kb_dataplane_unload(const char *bpffs);
+/* The keys of the frontends map pinned under bpffs, in batches (malloc'ed, *n long): 0 or -errno. */
+int kb_dataplane_pinned_keys(const char *bpffs, struct kb_frontend_key **keys, size_t *n);
 
 #endif /* KB_DATAPLANE_H */

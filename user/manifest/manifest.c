@@ -447,7 +447,7 @@ static bool on_event(struct ctx *c, struct builder *b, yaml_event_t *ev, int *nd
 static int load_buffer(struct kb_model *m, const char *name, const char *buf, size_t len, bool keep_all, int line_base,
 		       int *ndocs_out)
 {
-	struct ctx c = { .m = m, .file = kb_strdup(&m->arena, name ? name : "<input>"), .buf = buf ? buf : "",
+	struct ctx c = { .m = m, .file = kb_model_intern(m, name ? name : "<input>"), .buf = buf ? buf : "",
 			 .len = buf ? len : 0, .keep_all = keep_all, .line_base = line_base };
 	struct builder b = { 0 };
 	yaml_parser_t p;
@@ -484,7 +484,6 @@ static int load_buffer(struct kb_model *m, const char *name, const char *buf, si
 	}
 	yaml_parser_delete(&p);
 	kb_arena_free(&c.tmp);
-	kb_arena_free(&c.intern_a);
 	if (ndocs_out)
 		*ndocs_out = ndocs;
 	return stopped;

@@ -44,9 +44,6 @@ struct ctx {
 	bool keep_all;		/* every object keeps them (kb_manifest_reread) */
 	bool keep_doc;		/* this document's do: its text would not parse alone (%TAG directives) */
 	int line_base;		/* lines of the file before buf (a stream read in halves, kb_manifest_load_buffer) */
-	/* Strings every object of a load repeats (field paths, apiVersion, namespace, label keys): one model copy each (mf_intern). */
-	struct kb_arena intern_a;
-	struct kb_smap intern;
 };
 
 /* ---- diagnostics, locations and scalars (manifest_walk.c) --------------------------- */
@@ -64,7 +61,7 @@ void mf_record(struct ctx *c, const char *path, const struct ynode *n);
 const char *mf_pjoin(struct ctx *c, const char *base, const char *key);	/* "base.key" */
 const char *mf_pidx(struct ctx *c, const char *base, size_t i);		/* "base[i]" */
 const char *mf_desc(struct ctx *c, const struct ynode *n);
-/* s, copied once into the model per load: a string many objects repeat, read-only after. */
+/* s, copied once into the model (kb_model_intern): a string many objects repeat, read-only after. */
 char *mf_intern(struct ctx *c, const char *s);
 
 bool mf_is_null(const struct ynode *n);

@@ -80,9 +80,10 @@ static void ep_item(struct ctx *c, const struct field *f, const struct ynode *v,
 	struct ep_addr *first = NULL;
 	size_t fi = 0;
 
+	/* The walk copied its strings into the model already (FT_STR): they are used as they are. */
 	mf_walk_map(c, v, path, ep_fields, (char *)&s);
-	ep->hostname = kb_strdup(&c->m->arena, s.hostname);
-	ep->zone = kb_strdup(&c->m->arena, s.zone);
+	ep->hostname = (char *)s.hostname;
+	ep->zone = (char *)s.zone;
 	for (size_t i = 0; i < 3; i++) {
 		if (!s.a[i].set)
 			continue;
@@ -101,7 +102,8 @@ static void ep_item(struct ctx *c, const struct field *f, const struct ynode *v,
 		return;
 	}
 	ep->type = types[fi];
-	ep->address = kb_strdup(&c->m->arena, first->addr);
+	/* The seed's scalar points into the document's tree, which goes with the document. */
+	ep->address = first->scalar ? kb_strdup(&c->m->arena, first->addr) : (char *)first->addr;
 	ep->seed_shape = first->scalar;
 	if (first->has_port) {
 		ep->port = first->port;

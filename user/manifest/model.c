@@ -88,6 +88,20 @@ void kb_model_init(struct kb_model *m)
 	memset(m, 0, sizeof(*m));
 }
 
+const char *kb_model_intern(struct kb_model *m, const char *s)
+{
+	const char *v;
+
+	if (!s)
+		return NULL;
+	if (!m->strings.a)
+		m->strings.a = &m->strings_a;
+	v = kb_smap_get(&m->strings, s);
+	if (!v)
+		v = kb_smap_put(&m->strings, s, kb_strdup(&m->arena, s));
+	return v;
+}
+
 void kb_model_free(struct kb_model *m)
 {
 	bool big = m->nobjects >= 1000;
@@ -98,6 +112,7 @@ void kb_model_free(struct kb_model *m)
 	}
 	kb_arena_free(&m->arena);
 	kb_arena_free(&m->views);
+	kb_arena_free(&m->strings_a);
 	memset(m, 0, sizeof(*m));
 	/*
 	 * A big model's chunks sit among what outlives it (the next state, the
@@ -117,6 +132,7 @@ void kb_model_absorb(struct kb_model *dst, struct kb_model *src)
 		*KB_PUSH(&dst->views, dst->diags, dst->ndiags) = src->diags[i];
 	dst->nerrors += src->nerrors;
 	kb_arena_free(&src->views);
+	kb_arena_free(&src->strings_a);
 	if (src->loc_cache) {
 		kb_model_free(src->loc_cache);
 		free(src->loc_cache);
@@ -128,6 +144,7 @@ void kb_model_take_objects(struct kb_model *dst, struct kb_model *src)
 {
 	kb_arena_absorb(&dst->arena, &src->arena);
 	kb_arena_free(&src->views);
+	kb_arena_free(&src->strings_a);
 	if (src->loc_cache) {
 		kb_model_free(src->loc_cache);
 		free(src->loc_cache);
@@ -286,13 +303,21 @@ static void cond_set(struct kb_model *m, struct kb_condition **conds, size_t *nc
 	for (size_t i = 0; i < *nconds; i++)
 		if (strcmp((*conds)[i].type, type) == 0)
 			c = &(*conds)[i];
+	char msg[512];
+	va_list aq;
+	int n;
+
 	if (!c) {
 		c = KB_PUSH(&m->arena, *conds, *nconds);
-		c->type = kb_strdup(&m->arena, type);
+		c->type = (char *)kb_model_intern(m, type);
 	}
 	c->status = st;
-	c->reason = kb_strdup(&m->arena, reason);
-	c->message = kb_vsprintf(&m->arena, fmt, ap);
+	/* Thousands of objects carry the same few conditions: one copy of each text (at 10,000 Backends, MiBs). */
+	c->reason = (char *)kb_model_intern(m, reason);
+	va_copy(aq, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, aq);
+	va_end(aq);
+	c->message = n >= 0 && (size_t)n < sizeof(msg) ? (char *)kb_model_intern(m, msg) : kb_vsprintf(&m->arena, fmt, ap);
 }
 
 void kb_set_condition(struct kb_model *m, struct kb_meta *obj, const char *type, enum kb_cond_status st,

@@ -522,9 +522,19 @@ struct kb_model {
 	size_t nerrors;
 	/* The object kb_diag_add last re-read for a location (a model of its own), so an object's next message reuses it. */
 	struct kb_model *loc_cache;
+	/*
+	 * Strings that objects repeat (field paths, namespaces, apiVersions,
+	 * condition reasons and messages), one copy each in arena
+	 * (kb_model_intern). The map's table is in strings_a and goes with the
+	 * model's arrays; the strings stay with the objects.
+	 */
+	struct kb_smap strings;
+	struct kb_arena strings_a;
 };
 
 void kb_model_init(struct kb_model *m);
+/* s, copied once into m's arena: the same pointer for equal strings. Read-only after. */
+const char *kb_model_intern(struct kb_model *m, const char *s);
 void kb_model_free(struct kb_model *m);
 /* Append src's objects and diagnostics to dst and take over its memory; src ends empty. */
 void kb_model_absorb(struct kb_model *dst, struct kb_model *src);

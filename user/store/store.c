@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,13 +92,14 @@ void st_fsync_dir(const char *dir)
 	}
 }
 
-int st_read_file(const char *path, char **buf, size_t *len, char *why, size_t whylen)
+int st_read_file(const char *path, struct st_file *f, bool map, char *why, size_t whylen)
 {
 	struct stat st;
 	size_t got = 0;
 	char *b = NULL;
 	int fd, err = 0;
 
+	memset(f, 0, sizeof(*f));
 	/* O_NONBLOCK: a FIFO put in its place must not hang the start. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
@@ -113,9 +115,26 @@ int st_read_file(const char *path, char **buf, size_t *len, char *why, size_t wh
 		snprintf(why, whylen, "unreadable: %s has %" PRIu64 " bytes, more than a state file can be", path,
 			 (uint64_t)st.st_size);
 		err = -EFBIG;
-	} else if (!(b = malloc((size_t)st.st_size + 1))) {
-		err = -ENOMEM;
+	} else if (map && st.st_size > 0 && st.st_size % sysconf(_SC_PAGESIZE)) {
+		/*
+		 * The page cache's own pages, not a copy: reading a 13 MB snapshot
+		 * into fresh memory took a restart at 10,000 Backends some 100 ms
+		 * of page faults. Only a file that is replaced by rename, never
+		 * written in place, is mapped (a cut under us would be a SIGBUS),
+		 * and only one that ends inside a page, so that a zero follows it.
+		 */
+		b = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		if (b != MAP_FAILED) {
+			close(fd);
+			f->buf = b;
+			f->len = (size_t)st.st_size;
+			f->mapped = true;
+			return 0;
+		}
+		b = NULL;
 	}
+	if (!err && !(b = malloc((size_t)st.st_size + 1)))
+		err = -ENOMEM;
 	/* Read to EOF, not to st_size: the size is only a first guess for the buffer. */
 	while (!err && got < (size_t)st.st_size) {
 		ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
@@ -137,9 +156,18 @@ int st_read_file(const char *path, char **buf, size_t *len, char *why, size_t wh
 		return err;
 	}
 	b[got] = '\0';
-	*buf = b;
-	*len = got;
+	f->buf = b;
+	f->len = got;
 	return 0;
+}
+
+void st_file_free(struct st_file *f)
+{
+	if (f->mapped)
+		munmap(f->buf, f->len);
+	else
+		free(f->buf);
+	memset(f, 0, sizeof(*f));
 }
 
 /* ---- the table a load rebuilds ------------------------------------------------------ */
@@ -444,8 +472,9 @@ static int parse_legacy(const char *path, const char *body, size_t len, long ndo
 enum kb_store_result kb_store_load(struct kb_store *st, struct kb_model *m, char *why, size_t whylen, char *note,
 				   size_t notelen)
 {
-	char path[4200], lpath[4200], *snap = NULL, *log = NULL, lwhy[1024] = "";
-	size_t snap_len = 0, log_len = 0, body_len;
+	char path[4200], lpath[4200], lwhy[1024] = "";
+	struct st_file snap, log;
+	size_t body_len;
 	int serr, lerr, format = 0, rc = 0;
 	struct st_table t;
 	const char *body;
@@ -455,8 +484,9 @@ enum kb_store_result kb_store_load(struct kb_store *st, struct kb_model *m, char
 	kb_store_close(st);
 	kb_store_path(st->dir, path, sizeof(path));
 	snprintf(lpath, sizeof(lpath), "%s/%s", st->dir, KB_STATE_LOG);
-	serr = st_read_file(path, &snap, &snap_len, why, whylen);
-	lerr = st_read_file(lpath, &log, &log_len, lwhy, sizeof(lwhy));
+	/* The snapshot is only ever replaced by rename; the log is cut in place (kb_store's cut), so it is read. */
+	serr = st_read_file(path, &snap, true, why, whylen);
+	lerr = st_read_file(lpath, &log, false, lwhy, sizeof(lwhy));
 	if (serr == -ENOENT && lerr == -ENOENT) {
 		why[0] = '\0';
 		return KB_STORE_MISSING;
@@ -469,9 +499,9 @@ enum kb_store_result kb_store_load(struct kb_store *st, struct kb_model *m, char
 	}
 	st_table_init(&t);
 	if (!serr) {
-		rc = check_snapshot(snap, snap_len, &format, &body, &body_len, &ndocs, why, whylen);
+		rc = check_snapshot(snap.buf, snap.len, &format, &body, &body_len, &ndocs, why, whylen);
 		st->from_format = format;
-		st->snap_bytes = snap_len;
+		st->snap_bytes = snap.len;
 		if (!rc && format < 3) {
 			rc = parse_legacy(path, body, body_len, ndocs, m, why, whylen);
 			goto out_table;
@@ -480,14 +510,14 @@ enum kb_store_result kb_store_load(struct kb_store *st, struct kb_model *m, char
 			rc = parse_v3(st, &t, body, body_len, ndocs, why, whylen);
 	}
 	if (!rc && !lerr)
-		rc = st_log_replay(st, &t, log, log_len, why, whylen, note, notelen);
+		rc = st_log_replay(st, &t, log.buf, log.len, why, whylen, note, notelen);
 	if (!rc)
 		rc = table_to_model(&t, m, why, whylen);
 out_table:
 	st_table_free(&t);
 out:
-	free(snap);
-	free(log);
+	st_file_free(&snap);
+	st_file_free(&log);
 	return rc ? KB_STORE_BAD : KB_STORE_OK;
 }
 

@@ -3,6 +3,7 @@
 #ifndef KB_STORE_INT_H
 #define KB_STORE_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,8 +40,20 @@ void st_table_put(struct st_table *t, const char *key, const char *file, int lin
 int st_table_touch(struct st_table *t, const char *key);
 int st_table_delete(struct st_table *t, const char *key);
 
-/* The whole regular file at path into *buf (NUL-terminated, caller frees): 0, or -errno with why set. */
-int st_read_file(const char *path, char **buf, size_t *len, char *why, size_t whylen);
+/* A whole file as read: buf is NUL-terminated, len long; mapped (read-only) or malloc'ed. */
+struct st_file {
+	char *buf;
+	size_t len;
+	bool mapped;
+};
+
+/*
+ * The whole regular file at path into f (free with st_file_free): 0, or
+ * -errno with why set. map: the file may be mapped rather than copied
+ * (only for a file that is never written in place).
+ */
+int st_read_file(const char *path, struct st_file *f, bool map, char *why, size_t whylen);
+void st_file_free(struct st_file *f);
 /* Every byte, retrying short writes: 0 or -errno. */
 int st_write_all(int fd, const char *buf, size_t len);
 /* Make renames in dir durable. */

@@ -51,7 +51,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* A rule's backend set as one string: the sorted multiset of normalised refs. */
-static const char *rule_sig(struct kb_model *m, const struct kb_route *r, const struct kb_route_rule *rule)
+static const char *rule_sig(struct kb_arena *a, const struct kb_route *r, const struct kb_route_rule *rule)
 {
 	const char **keys = calloc(rule->nrefs + 1, sizeof(*keys));
 	char *sig = "";
@@ -62,7 +62,7 @@ static const char *rule_sig(struct kb_model *m, const struct kb_route *r, const 
 		const struct kb_backend_ref *ref = &rule->refs[i];
 
 		/* Every spelling of a Backend ref names the same object. */
-		keys[i] = kb_sprintf(&m->arena, "%s|%s|%s|%s|%lld|%lld|%d",
+		keys[i] = kb_sprintf(a, "%s|%s|%s|%s|%lld|%lld|%d",
 				     kb_ref_is_backend(ref) ? VX_GROUP_EG : vx_core_group(ref->group) ? "" : ref->group,
 				     ref->kind ? ref->kind : "Service", ref->namespace ? ref->namespace : vx_ns(&r->meta),
 				     ref->name ? ref->name : "", ref->has_port ? (long long)ref->port : 0LL,
@@ -70,22 +70,22 @@ static const char *rule_sig(struct kb_model *m, const struct kb_route *r, const 
 	}
 	qsort(keys, rule->nrefs, sizeof(*keys), cmp_str);
 	for (size_t i = 0; i < rule->nrefs; i++)
-		sig = kb_sprintf(&m->arena, "%s%s;", sig, keys[i]);
+		sig = kb_sprintf(a, "%s%s;", sig, keys[i]);
 	free(keys);
 	return sig;
 }
 
 /* The route's one backend set, or NULL (with a diagnostic) when its rules send requests to different backends. */
-static const char *route_sig(const struct vx_ctx *c, const struct kb_route *r, const char **why)
+static const char *route_sig(const struct vx_ctx *c, struct kb_arena *a, const struct kb_route *r, const char **why)
 {
 	struct kb_model *m = c->m;
 	const char *first;
 
 	if (r->nrules == 0)
 		return "";
-	first = rule_sig(m, r, &r->rules[0]);
+	first = rule_sig(a, r, &r->rules[0]);
 	for (size_t i = 1; i < r->nrules; i++) {
-		if (strcmp(first, rule_sig(m, r, &r->rules[i])) == 0)
+		if (strcmp(first, rule_sig(a, r, &r->rules[i])) == 0)
 			continue;
 		*why = kb_sprintf(&m->arena,
 				  "%s; rules 0 and %zu send requests to different backends (give each backend set its own listener)",
@@ -210,7 +210,10 @@ static void judge_parent(const struct vx_ctx *c, struct kb_route *r, size_t pi, 
 {
 	struct kb_model *m = c->m;
 	const struct kb_parent_ref *pr = &r->parents[pi];
-	struct kb_parent_status *ps = kb_parent_status(m, &r->meta, kb_parent_key(m, r, pr));
+	char key[256];
+	/* kb_parent_status keeps its own copy of the key: made here on the stack when it fits. */
+	int n = kb_parent_key_buf(key, sizeof(key), r, pr);
+	struct kb_parent_status *ps = kb_parent_status(m, &r->meta, n >= 0 && (size_t)n < sizeof(key) ? key : kb_parent_key(m, r, pr));
 	const char *ns = pr->namespace ? pr->namespace : vx_ns(&r->meta);
 	const char *reason, *msg;
 	const struct kb_gateway *g;
@@ -262,15 +265,17 @@ static void judge_parent(const struct vx_ctx *c, struct kb_route *r, size_t pi, 
 void vx_routes(struct vx_ctx *c)
 {
 	struct kb_model *m = c->m;
-	struct route_state *st = kb_alloc(&m->arena, (m->nroutes + 1) * sizeof(*st));
-	const char **l4why = kb_alloc(&m->arena, (m->nroutes + 1) * sizeof(*l4why));
+	/* The judging's own bookkeeping goes with it: kept in the model, it stayed with the state (MiBs at 10,000 routes). */
+	struct kb_arena tmp = { 0 };
+	struct route_state *st = kb_alloc(&tmp, (m->nroutes + 1) * sizeof(*st));
+	const char **l4why = kb_alloc(&tmp, (m->nroutes + 1) * sizeof(*l4why));
 
 	for (size_t ri = 0; ri < m->nroutes; ri++) {
 		/* A route not judged again claims nothing: the daemon judges every route of a listener together. */
 		if (m->routes[ri]->meta.skip_judge)
 			continue;
-		st[ri].sig = route_sig(c, m->routes[ri], &l4why[ri]);
-		st[ri].conflict = kb_alloc(&m->arena, (m->routes[ri]->nparents + 1) * sizeof(*st[ri].conflict));
+		st[ri].sig = route_sig(c, &tmp, m->routes[ri], &l4why[ri]);
+		st[ri].conflict = kb_alloc(&tmp, (m->routes[ri]->nparents + 1) * sizeof(*st[ri].conflict));
 	}
 	find_conflicts(c, st);
 	for (size_t ri = 0; ri < m->nroutes; ri++) {
@@ -303,4 +308,5 @@ void vx_routes(struct vx_ctx *c)
 						 "Resolved all the Object references for the Route");
 		}
 	}
+	kb_arena_free(&tmp);
 }
