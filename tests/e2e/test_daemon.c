@@ -465,6 +465,17 @@ static int daemon_hugepage_advised(void)
 	return n;
 }
 
+/* A fresh daemon started with GLIBC_TUNABLES=value and given a state (its heap grows): its advised mappings. */
+static int daemon_with_tunables(const char *value)
+{
+	daemon_kill();
+	setenv("GLIBC_TUNABLES", value, 1);
+	if (daemon_start())
+		fail_msg("the daemon did not start with GLIBC_TUNABLES=%s", value);
+	apply_weights(1, 1, 0);
+	return daemon_hugepage_advised();
+}
+
 /*
  * The daemon execs itself once with glibc.malloc.hugetlb=1 (OPERATIONS.md,
  * "Memory, and the heap on huge pages"): it keeps its pid and arguments,
@@ -484,13 +495,7 @@ static void test_heap_on_huge_pages(void **state)
 	(void)state;
 	if (thp)
 		thp[strcspn(thp, "\n")] = '\0';
-	daemon_kill();
-	setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=4", 1);
-	if (daemon_start())
-		fail_msg("the daemon did not start");
-	/* Its heap grows with a state: a few hundred objects make malloc map more. */
-	apply_weights(1, 1, 0);
-	advised = daemon_hugepage_advised();
+	advised = daemon_with_tunables("glibc.malloc.arena_max=4");
 	printf("# with GLIBC_TUNABLES=glibc.malloc.arena_max=4: %d mapping(s) advised for huge pages (THP %s)\n", advised,
 	       thp ? thp : "absent");
 	/* glibc advises only where the kernel waits to be asked ([madvise]); [always] gives them anyway. */
@@ -510,12 +515,7 @@ static void test_heap_on_huge_pages(void **state)
 	assert_true(e2e_reply_ok(st));
 	json_object_put(st);
 
-	daemon_kill();
-	setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0", 1);
-	if (daemon_start())
-		fail_msg("the daemon did not start with hugetlb=0");
-	apply_weights(1, 1, 0);
-	advised = daemon_hugepage_advised();
+	advised = daemon_with_tunables("glibc.malloc.hugetlb=0");
 	printf("# with GLIBC_TUNABLES=glibc.malloc.hugetlb=0: %d mapping(s) advised\n", advised);
 	assert_int_equal(advised, 0);
 

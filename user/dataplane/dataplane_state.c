@@ -571,6 +571,13 @@ static int adopt_run(int slfd, struct kb_fe_state *fs)
  * free after an RCU grace period, else after the one-second grace (without
  * which the first apply after a restart waits for that second).
  */
+/* A pinned frontend whose run and id lie inside this daemon's maps (an older process's bad entry does not). */
+static bool pinned_fits(const struct kb_bpf_dataplane *d, const struct kb_frontend *v)
+{
+	return v->nslots <= d->max_slots && v->slot_base <= d->max_slots - v->nslots &&
+	       v->frontend_id < d->max_frontends;
+}
+
 int kb_adopt_state(struct kb_bpf_dataplane *d)
 {
 	int fefd = bpf_map__fd(d->skel->maps.frontends), slfd = bpf_map__fd(d->skel->maps.slots);
@@ -590,14 +597,14 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 		goto out_read;
 	/* The runs in one pass over the used part of slots, where it is not mostly gaps; else run by run. */
 	for (i = 0; i < n; i++) {
-		if (vals[i].nslots > d->max_slots || vals[i].slot_base > d->max_slots - vals[i].nslots)
+		if (!pinned_fits(d, &vals[i]))
 			continue;
 		used += vals[i].nslots;
 		if (vals[i].slot_base + vals[i].nslots > top)
 			top = vals[i].slot_base + vals[i].nslots;
 	}
-	if (top && top <= 2 * used + ADOPT_BATCH && read_slot_prefix(slfd, top, &prefix))
-		prefix = NULL;
+	if (top && top <= 2 * used + ADOPT_BATCH)
+		read_slot_prefix(slfd, (__u32)top, &prefix);	/* failed: prefix stays NULL, runs are read one by one */
 	d->fes = calloc(n ? n : 1, sizeof(*d->fes));
 	if (!d->fes) {
 		err = -ENOMEM;
@@ -608,8 +615,7 @@ int kb_adopt_state(struct kb_bpf_dataplane *d)
 
 		fs->key = keys[i];
 		fs->val = vals[i];
-		if (fs->val.nslots > d->max_slots || fs->val.slot_base > d->max_slots - fs->val.nslots ||
-		    fs->val.frontend_id >= d->max_frontends) {
+		if (!pinned_fits(d, &fs->val)) {
 			kb_log_info("pinned frontend with a bad slot run or id dropped from the mirror");
 			memset(fs, 0, sizeof(*fs));
 			err = kb_stale_push(d, &keys[i]);

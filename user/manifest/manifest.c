@@ -147,7 +147,7 @@ static void set_labels(struct ctx *c, struct kb_meta *obj, const struct ynode *l
 
 		if (k->t != YN_SCALAR || v->t != YN_SCALAR || mf_is_null(v))
 			continue;
-		obj->labels[2 * obj->nlabels] = mf_intern(c, k->s);
+		obj->labels[2 * obj->nlabels] = (char *)kb_model_intern(c->m, k->s);
 		obj->labels[2 * obj->nlabels + 1] = kb_strdup(&c->m->arena, v->s);
 		obj->nlabels++;
 	}
@@ -233,7 +233,7 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 		if (name && name->t == YN_SCALAR && !mf_is_null(name))
 			obj->name = kb_strdup(&c->m->arena, name->s);
 		if (ns && ns->t == YN_SCALAR && !mf_is_null(ns) && *ns->s)
-			obj->namespace = mf_intern(c, ns->s);
+			obj->namespace = (char *)kb_model_intern(c->m, ns->s);
 		set_labels(c, obj, mf_map_get(md, "labels", NULL));
 	}
 	if (k == KB_KIND_ENDPOINT_SLICE)
@@ -244,7 +244,7 @@ static void process_object(struct ctx *c, const struct ynode *root, int doc_inde
 	mf_record(c, "kind", kind);
 	if (av) {
 		mf_record(c, "apiVersion", av);
-		obj->api_version = mf_intern(c, av->s);
+		obj->api_version = (char *)kb_model_intern(c->m, av->s);
 		if (k != KB_KIND_FOREIGN)
 			check_api_version(c, ki, av, k);
 		else if (known != KB_KIND_UNKNOWN)

@@ -61,8 +61,6 @@ void mf_record(struct ctx *c, const char *path, const struct ynode *n);
 const char *mf_pjoin(struct ctx *c, const char *base, const char *key);	/* "base.key" */
 const char *mf_pidx(struct ctx *c, const char *base, size_t i);		/* "base[i]" */
 const char *mf_desc(struct ctx *c, const struct ynode *n);
-/* s, copied once into the model (kb_model_intern): a string many objects repeat, read-only after. */
-char *mf_intern(struct ctx *c, const char *s);
 
 bool mf_is_null(const struct ynode *n);
 bool mf_get_str(struct ctx *c, const struct ynode *n, const char *path, const char **out);

@@ -76,11 +76,6 @@ const char *mf_pjoin(struct ctx *c, const char *base, const char *key)
 	return p;
 }
 
-char *mf_intern(struct ctx *c, const char *s)
-{
-	return (char *)kb_model_intern(c->m, s);
-}
-
 const char *mf_pidx(struct ctx *c, const char *base, size_t i)
 {
 	char digits[24];
@@ -331,7 +326,7 @@ void mf_walk_seq(struct ctx *c, const struct ynode *v, const char *path, const s
 		if (sp->init)
 			sp->init(c, e);
 		if (sp->path_off)
-			*(char **)(e + sp->path_off - 1) = mf_intern(c, ip);	/* "spec.endpoints[3]" in every Backend */
+			*(char **)(e + sp->path_off - 1) = (char *)kb_model_intern(c->m, ip);	/* "spec.endpoints[3]" in every Backend */
 		if (sp->item)
 			sp->item(c, NULL, it, ip, e);
 		else
