@@ -69,6 +69,8 @@ static inline bool kb_str_same(const char *a, const char *b)
 long kb_now_ms(void);
 /* CLOCK_MONOTONIC in microseconds (stage timings). */
 long long kb_now_us(void);
+/* This process's resident memory in bytes (/proc/self/statm), or -1. */
+long kb_rss_bytes(void);
 
 /* Logging: one line per event on stderr. */
 extern int kb_verbosity;	/* 0 default, 1 -v, 2 -vv */

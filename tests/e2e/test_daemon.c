@@ -445,88 +445,6 @@ static void test_kill9_and_restart(void **state)
 	assert_int_equal(s.ok[2], 50);
 }
 
-/* Mappings of the daemon that carry madvise(MADV_HUGEPAGE) ("hg" among their VmFlags in /proc/PID/smaps). */
-static int daemon_hugepage_advised(void)
-{
-	char path[64], *smaps, *p;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)E.daemon);
-	smaps = e2e_read_text(path);
-	assert_non_null(smaps);
-	for (p = smaps; (p = strstr(p, "VmFlags:")); p++) {
-		char *eol = strchr(p, '\n');
-		char *hg = strstr(p, " hg");
-
-		if (hg && (!eol || hg < eol))
-			n++;
-	}
-	free(smaps);
-	return n;
-}
-
-/* A fresh daemon started with GLIBC_TUNABLES=value and given a state (its heap grows): its advised mappings. */
-static int daemon_with_tunables(const char *value)
-{
-	daemon_kill();
-	setenv("GLIBC_TUNABLES", value, 1);
-	if (daemon_start())
-		fail_msg("the daemon did not start with GLIBC_TUNABLES=%s", value);
-	apply_weights(1, 1, 0);
-	return daemon_hugepage_advised();
-}
-
-/*
- * The daemon execs itself once with glibc.malloc.hugetlb=1 (OPERATIONS.md,
- * "Memory, and the heap on huge pages"): it keeps its pid and arguments,
- * serves, and its heap is advised for huge pages; an operator's own
- * hugetlb setting is left alone (hugetlb=0: no mapping advised).
- */
-static void test_heap_on_huge_pages(void **state)
-{
-	const char *old = getenv("GLIBC_TUNABLES");
-	char cmd[4096];
-	struct json_object *st;
-	char *thp = e2e_read_text("/sys/kernel/mm/transparent_hugepage/enabled");
-	ssize_t n;
-	int fd, advised;
-
-	NEED_ENV();
-	(void)state;
-	if (thp)
-		thp[strcspn(thp, "\n")] = '\0';
-	advised = daemon_with_tunables("glibc.malloc.arena_max=4");
-	printf("# with GLIBC_TUNABLES=glibc.malloc.arena_max=4: %d mapping(s) advised for huge pages (THP %s)\n", advised,
-	       thp ? thp : "absent");
-	/* glibc advises only where the kernel waits to be asked ([madvise]); [always] gives them anyway. */
-	if (thp && strstr(thp, "[madvise]"))
-		assert_true(advised > 0);
-	/* The same process (the pid that was spawned) with the same arguments. */
-	snprintf(cmd, sizeof(cmd), "/proc/%d/cmdline", (int)E.daemon);
-	fd = open(cmd, O_RDONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	n = read(fd, cmd, sizeof(cmd) - 1);
-	close(fd);
-	assert_true(n > 0);
-	cmd[n] = '\0';
-	assert_string_equal(cmd, "kbackend");
-	assert_string_equal(cmd + strlen(cmd) + 1, "daemon");
-	st = ctl("status", 5000);
-	assert_true(e2e_reply_ok(st));
-	json_object_put(st);
-
-	advised = daemon_with_tunables("glibc.malloc.hugetlb=0");
-	printf("# with GLIBC_TUNABLES=glibc.malloc.hugetlb=0: %d mapping(s) advised\n", advised);
-	assert_int_equal(advised, 0);
-
-	daemon_kill();
-	if (old)
-		setenv("GLIBC_TUNABLES", old, 1);
-	else
-		unsetenv("GLIBC_TUNABLES");
-	free(thp);
-}
-
 /* `kbackend unload`: no pin, no program on the cgroup, no daemon, no steering. */
 static void test_unload_leaves_nothing(void **state)
 {
@@ -590,7 +508,6 @@ int main(void)
 		cmocka_unit_test_teardown(test_weights_90_10, test_teardown),
 		cmocka_unit_test_teardown(test_hammer_apply_under_load, test_teardown),
 		cmocka_unit_test_teardown(test_kill9_and_restart, test_teardown),
-		cmocka_unit_test_teardown(test_heap_on_huge_pages, test_teardown),
 		cmocka_unit_test_teardown(test_unload_leaves_nothing, test_teardown),
 	};
 

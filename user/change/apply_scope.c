@@ -326,18 +326,60 @@ void kb_scope_build(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model 
 		kb_model_absorb(sm, in);
 }
 
-void kb_scope_compile_model(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, struct kb_model *sm)
+static bool has_port(const uint16_t *ports, size_t n, int64_t port)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ports[i] == port)
+			return true;
+	return false;
+}
+
+/*
+ * Could r attach to a listener of g (Gateway ns/name) on one of ports? Only
+ * through a parentRef to g whose sectionName names such a listener (or is
+ * absent) and whose port is one of them (or absent). g NULL: it could.
+ */
+static bool reaches(const struct kb_route *r, const struct kb_gateway *g, const char *ns, const char *name,
+		    const uint16_t *ports, size_t nports)
+{
+	if (!g)
+		return true;
+	for (size_t i = 0; i < r->nparents; i++) {
+		const struct kb_parent_ref *pr = &r->parents[i];
+		bool listener = !pr->section_name;
+
+		if (!kb_parent_names_gateway(pr) || !kb_str_same(pr->name, name) ||
+		    strcmp(pr->namespace ? pr->namespace : ns_of(&r->meta), ns) != 0)
+			continue;
+		if (pr->has_port && !has_port(ports, nports, pr->port))
+			continue;
+		for (size_t k = 0; k < g->nlisteners && !listener; k++)
+			listener = kb_str_same(g->listeners[k].name, pr->section_name) &&
+				   has_port(ports, nports, g->listeners[k].port);
+		if (listener)
+			return true;
+	}
+	return false;
+}
+
+void kb_scope_compile_model(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, const uint16_t *ports,
+			    size_t nports, struct kb_model *sm)
 {
 	for (size_t g = 0; g < s->ngw; g++) {
 		const struct kb_olist *l = kb_smap_get(&ix->gw_routes, s->gwkeys[g]);
 		const char *slash = strchr(s->gwkeys[g], '/');
+		const char *ns = slash ? kb_strndup(&s->a, s->gwkeys[g], (size_t)(slash - s->gwkeys[g])) : NULL;
+		struct kb_meta *gw = slash ? find(ix, &s->a, "Gateway", ns, slash + 1) : NULL;
 
-		if (slash)
-			ctx(s, find(ix, &s->a, "Gateway", kb_strndup(&s->a, s->gwkeys[g], (size_t)(slash - s->gwkeys[g])),
-				    slash + 1));
+		ctx(s, gw);
 		for (size_t i = 0; l && i < l->n; i++) {
+			const struct kb_route *r = (const struct kb_route *)l->v[i];
+
+			if (ports && gw && gw->kind == KB_KIND_GATEWAY &&
+			    !reaches(r, (const struct kb_gateway *)gw, ns, slash + 1, ports, nports))
+				continue;
 			ctx(s, l->v[i]);
-			route_backends(s, ix, (const struct kb_route *)l->v[i]);
+			route_backends(s, ix, r);
 		}
 	}
 	add_globals(s, state);

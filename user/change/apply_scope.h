@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "change/state_index.h"
 #include "compile/compile.h"
@@ -65,9 +66,12 @@ void kb_scope_build(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model 
 /*
  * For a recompile without a change (DNS, health): sm gets what compiling the
  * Gateways in s reads: the Gateways, their routes and those routes' Backends,
- * and every policy and Namespace, in state order.
+ * and every policy and Namespace, in state order. ports (not NULL): only
+ * their frontends on these listener ports are compiled, so only the routes
+ * that could attach to such a listener are read.
  */
-void kb_scope_compile_model(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, struct kb_model *sm);
+void kb_scope_compile_model(struct kb_scope *s, struct kb_state_ix *ix, struct kb_model *state, const uint16_t *ports,
+			    size_t nports, struct kb_model *sm);
 /* Add the Gateway "ns/name" (a compiled frontend's gateway) to the Gateways compiled again. */
 void kb_scope_add_gateway(struct kb_scope *s, const char *ns_name);
 /* The change was refused: put the judged stored objects' status back. */

@@ -67,6 +67,34 @@ void kb_daemon_update_names(struct daemon *d)
 	kb_arena_free(&a);
 }
 
+/* Does fe ask for `host`, as an endpoint or as a name still pending? */
+static bool fe_asks(const struct kb_cfrontend *fe, const char *host)
+{
+	for (size_t e = 0; e < fe->neps; e++)
+		if (fe->eps[e].fqdn && strcmp(fe->eps[e].fqdn, host) == 0)
+			return true;
+	for (size_t l = 0; l < fe->nlocs; l++)
+		for (size_t p = 0; p < fe->locs[l].npending; p++)
+			if (strcmp(fe->locs[l].pending[p], host) == 0)
+				return true;
+	return false;
+}
+
+/* Does b ask the resolver for every name a asks for, with the same settings? */
+static bool asks_all_of(const struct kb_cfrontend *a, const struct kb_cfrontend *b)
+{
+	if (a->policy != b->policy)
+		return false;
+	for (size_t e = 0; e < a->neps; e++)
+		if (a->eps[e].fqdn && !fe_asks(b, a->eps[e].fqdn))
+			return false;
+	for (size_t l = 0; l < a->nlocs; l++)
+		for (size_t p = 0; p < a->locs[l].npending; p++)
+			if (!fe_asks(b, a->locs[l].pending[p]))
+				return false;
+	return true;
+}
+
 void kb_daemon_table_changed(struct daemon *d, const struct kb_cfrontend *old, const struct kb_cfrontend *now,
 			     size_t n, bool whole)
 {
@@ -75,9 +103,14 @@ void kb_daemon_table_changed(struct daemon *d, const struct kb_cfrontend *old, c
 	kb_daemon_reads_changed(d);
 	if (whole)
 		kb_table_ix_reset(&d->tix);
-	/* The resolver's list changes only when a replaced frontend used a name, or its successor does. */
+	/*
+	 * The resolver's list changes only when a replaced frontend used a name,
+	 * or its successor does, and they do not ask for the same names (a DNS
+	 * answer moves addresses, not names: the list is not rebuilt for it).
+	 */
 	for (size_t i = 0; i < n && !names; i++)
-		names = kb_fe_uses_names(&old[i]) || kb_fe_uses_names(&now[i]);
+		names = (kb_fe_uses_names(&old[i]) || kb_fe_uses_names(&now[i])) &&
+			!(asks_all_of(&old[i], &now[i]) && asks_all_of(&now[i], &old[i]));
 	if (names)
 		kb_daemon_update_names(d);
 	if (whole || kb_health_update(d->health, old, now, n))
@@ -136,19 +169,31 @@ void kb_daemon_recompile(struct daemon *d)
 }
 
 /*
- * Program part (the scoped Gateways' frontends, consumed) in place of their
- * old selves when they keep their keys: only they are compared and written.
- * 1: done; 0: not possible (a key came or went, or the dataplane cannot),
- * part untouched; -1: refused or failed, logged, part freed.
+ * Only some frontends of the scoped Gateways, compiled again: those at
+ * positions at[0..nat) in the table (a DNS answer's), or all of theirs (NULL).
  */
-static int program_in_place(struct daemon *d, struct kb_scope *scope, struct kb_compiled *part, const char *what)
+struct recompile_only {
+	const size_t *at;
+	size_t nat;
+};
+
+/*
+ * Program part (the scoped Gateways' frontends, or only->at's, consumed) in
+ * place of their old selves when they keep their keys: only they are
+ * compared and written. 1: done; 0: not possible (a key came or went, or the
+ * dataplane cannot), part untouched; -1: refused or failed, logged, part freed.
+ */
+static int program_in_place(struct daemon *d, struct kb_scope *scope, const struct recompile_only *only,
+			    struct kb_compiled *part, const char *what)
 {
 	size_t *pos = kb_alloc(&scope->a, (part->nfes + 1) * sizeof(*pos)), n;
 	struct kb_cfrontend *old, *now;
 	char why[512];
 	int err;
 
-	if (!d->dp->ops->update || !kb_table_ix_plan(&d->tix, &d->compiled, scope->gwkeys, scope->ngw, part, pos))
+	if (!d->dp->ops->update ||
+	    !(only ? kb_table_ix_plan_at(&d->compiled, only->at, only->nat, part, pos)
+		   : kb_table_ix_plan(&d->tix, &d->compiled, scope->gwkeys, scope->ngw, part, pos)))
 		return 0;
 	if (d->dp->ops->fits_update && d->dp->ops->fits_update(d->dp, part->fes, part->nfes, why, sizeof(why))) {
 		kb_err("failed to program %s: %s; keeping the current selection", what, why);
@@ -175,47 +220,71 @@ static int program_in_place(struct daemon *d, struct kb_scope *scope, struct kb_
 }
 
 /*
- * Recompile only the Gateways in scope, from a model of what they read
- * (kb_scope_compile_model), and program their frontends; the rest of the
- * table is kept and not read.
+ * Recompile only the Gateways in scope (or only->at's frontends of them),
+ * from a model of what they read (kb_scope_compile_model), and program their
+ * frontends; the rest of the table is kept and not read. 1: done (or
+ * refused, logged); 0: only->at's frontends could not be replaced in place
+ * (nothing changed): the caller recompiles their Gateways whole.
  */
-static void recompile_scoped(struct daemon *d, struct kb_scope *scope, const char *what)
+static int recompile_scoped(struct daemon *d, struct kb_scope *scope, const struct recompile_only *only,
+			    const char *what)
 {
 	struct kb_compile_env env = kb_daemon_compile_env(d);
 	struct kb_compiled part = { 0 }, c = { 0 };
+	struct kb_frontend_key *keys = NULL;
+	uint16_t *ports = NULL;
 	long long t0 = kb_now_us();
 	struct kb_model sm;
 	size_t replaced, nfes;
-	int done;
+	int done, err;
 
+	if (only) {
+		keys = kb_alloc(&scope->a, (only->nat + 1) * sizeof(*keys));
+		ports = kb_alloc(&scope->a, (only->nat + 1) * sizeof(*ports));
+		for (size_t i = 0; i < only->nat; i++) {
+			keys[i] = d->compiled.fes[only->at[i]].key;
+			ports[i] = d->compiled.fes[only->at[i]].port;
+		}
+	}
 	kb_state_ix_ensure(&d->six, &d->state);
-	kb_scope_compile_model(scope, &d->six, &d->state, &sm);
-	if (kb_compile_gateways(&sm, &env, &scope->gateways, &part)) {
+	kb_scope_compile_model(scope, &d->six, &d->state, ports, only ? only->nat : 0, &sm);
+	if (only) {
+		/* Into the table's own arena: what one answer recompiles does not hold a chunk of its own. */
+		err = kb_compile_frontends(&sm, &env, &scope->gateways, keys, only->nat, &d->compiled.arena, &part);
+	} else {
+		err = kb_compile_gateways(&sm, &env, &scope->gateways, &part);
+	}
+	if (err) {
 		kb_err("failed to recompile after %s; keeping the current selection", what);
 		kb_compiled_free(&part);
 		kb_scope_clear_marks(scope);
 		kb_model_free(&sm);
-		return;
+		return 1;
 	}
 	/* A compile's warnings (listeners that lost a frontend key) are said about no object: they join the state's. */
 	kb_state_ix_add_global(&d->six, &d->state, sm.diags, sm.ndiags);
 	kb_scope_clear_marks(scope);
 	kb_model_take_objects(&d->state, &sm);
 	nfes = part.nfes;
-	done = program_in_place(d, scope, &part, what);
+	d->garbage += 1024 * nfes;
+	done = program_in_place(d, scope, only, &part, what);
 	if (done < 0)
-		return;
+		return 1;
+	if (!done && only) {
+		kb_compiled_free(&part);
+		return 0;
+	}
 	if (done) {
 		replaced = nfes;
 	} else {
 		replaced = kb_scope_merge(scope, &d->compiled, &part, &c);
 		if (!swap_table(d, &c, true, what))
-			return;
+			return 1;
 	}
-	d->garbage += 1024 * replaced;
 	d->changes_scoped++;
 	kb_log_debug("recompiled %zu Gateway(s), %zu frontend(s) after %s, in %.2f ms", scope->ngw, replaced, what,
 		     (kb_now_us() - t0) / 1e3);
+	return 1;
 }
 
 /* Put the Gateway of every frontend among fes[pos[0..n)] for which uses() holds in scope. */
@@ -256,20 +325,41 @@ static bool health_moved(struct daemon *d, const struct kb_cfrontend *fe, void *
 	return false;
 }
 
-/* The DNS answers of `hosts` changed: recompile the Gateways whose frontends use one of them (the named ones only). */
+/*
+ * The DNS answers of `hosts` changed: recompile the frontends that use one of
+ * them (found among the named ones), not their Gateways' others. Should they
+ * not keep their keys, their Gateways are recompiled whole.
+ */
 static void recompile_names(struct daemon *d, const char *const *hosts, size_t n)
 {
 	struct kb_scope scope = { 0 };
 	struct kb_smap names = { .a = &scope.a };
+	struct recompile_only only = { 0 };
+	size_t *at;
 	char what[64];
 
 	for (size_t i = 0; i < n; i++)
 		kb_smap_put(&names, hosts[i], &names);
 	kb_table_ix_ensure(&d->tix, &d->compiled);
-	scope_frontends(d, &scope, d->tix.named, d->tix.nnamed, uses_name, &names);
+	at = kb_alloc(&scope.a, (d->tix.nnamed + 1) * sizeof(*at));
+	for (size_t i = 0; i < d->tix.nnamed; i++) {
+		const struct kb_cfrontend *fe = &d->compiled.fes[d->tix.named[i]];
+
+		if (!fe->gateway || !uses_name(d, fe, &names))
+			continue;
+		at[only.nat++] = d->tix.named[i];
+		if (!kb_smap_get(&scope.gateways, fe->gateway))
+			kb_scope_add_gateway(&scope, fe->gateway);
+	}
+	only.at = at;
 	snprintf(what, sizeof(what), "%zu DNS name(s) changed", n);
-	if (scope.ngw)
-		recompile_scoped(d, &scope, what);
+	if (scope.ngw && !recompile_scoped(d, &scope, &only, what)) {
+		struct kb_scope whole = { 0 };
+
+		scope_frontends(d, &whole, d->tix.named, d->tix.nnamed, uses_name, &names);
+		recompile_scoped(d, &whole, NULL, what);
+		kb_scope_free(&whole);
+	}
 	kb_scope_free(&scope);
 }
 
@@ -282,7 +372,7 @@ void kb_daemon_health_changed(struct daemon *d)
 		return;	/* degraded: the stored state is not programmed over the pins */
 	scope_frontends(d, &scope, NULL, d->compiled.nfes, health_moved, NULL);
 	if (scope.ngw)
-		recompile_scoped(d, &scope, "a health change");
+		recompile_scoped(d, &scope, NULL, "a health change");
 	kb_scope_free(&scope);
 }
 

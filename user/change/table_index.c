@@ -147,6 +147,46 @@ bool kb_table_ix_plan(struct kb_table_ix *ix, const struct kb_compiled *c, const
 	return ok;
 }
 
+/* A programmed frontend's key and place, sorted by key. */
+struct keyed {
+	struct kb_frontend_key key;
+	size_t pos;
+	bool taken;
+};
+
+static int keyed_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct kb_frontend_key));	/* the key comes first */
+}
+
+bool kb_table_ix_plan_at(const struct kb_compiled *c, const size_t *at, size_t nat, const struct kb_compiled *part,
+			 size_t *pos)
+{
+	struct keyed *old = part->nfes == nat ? calloc(nat + 1, sizeof(*old)) : NULL;
+	bool ok = old != NULL;
+
+	for (size_t i = 0; i < nat && ok; i++) {
+		old[i].key = c->fes[at[i]].key;
+		old[i].pos = at[i];
+	}
+	if (ok)
+		qsort(old, nat, sizeof(*old), keyed_cmp);
+	for (size_t i = 1; i < nat && ok; i++)
+		ok = keyed_cmp(&old[i], &old[i - 1]) != 0;
+	/* As many new as old, each an old key, none twice: one for one. */
+	for (size_t i = 0; i < nat && ok; i++) {
+		struct keyed *k = bsearch(&part->fes[i].key, old, nat, sizeof(*old), keyed_cmp);
+
+		ok = k && !k->taken;
+		if (ok) {
+			k->taken = true;
+			pos[i] = k->pos;
+		}
+	}
+	free(old);
+	return ok;
+}
+
 void kb_table_ix_replace(struct kb_table_ix *ix, struct kb_compiled *c, const size_t *pos, struct kb_compiled *part,
 			 struct kb_cfrontend *old)
 {

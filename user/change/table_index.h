@@ -44,6 +44,12 @@ bool kb_fe_checks_health(const struct kb_cfrontend *fe);
 bool kb_table_ix_plan(struct kb_table_ix *ix, const struct kb_compiled *c, const char *const *gws, size_t ngw,
 		      const struct kb_compiled *part, size_t *pos);
 /*
+ * The same for part made of the frontends at positions at[0..nat) in c
+ * compiled again (kb_compile_frontends): the same keys, each once.
+ */
+bool kb_table_ix_plan_at(const struct kb_compiled *c, const size_t *at, size_t nat, const struct kb_compiled *part,
+			 size_t *pos);
+/*
  * Put part's frontends at pos[] in c (their memory moves into c's arena; the
  * replaced frontends' stays until a whole rebuild). old[] receives copies of
  * the replaced frontends, for health and names. part is emptied.

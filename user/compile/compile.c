@@ -56,6 +56,10 @@ struct cx {
 	struct kb_smap slices;			/* "Kind/ns/name" of the owner -> struct slice_list */
 	/* NULL, or the Gateways ("ns/name") whose frontends are compiled; the rest of the model is context. */
 	const struct kb_smap *only;
+	/* NULL, or of these the frontends compiled (nkeys, sorted by key_cmp). */
+	const struct kb_frontend_key *keys;
+	size_t nkeys;
+	struct kb_arena *a;		/* what the frontends point to: out->arena, or the caller's */
 	/* Per frontend: the Backend behind each locality (NULL for a Service), parallel to fe->locs. */
 	const struct kb_backend **loc_backend;
 	size_t nloc_backend;
@@ -283,7 +287,7 @@ static bool push_ep(struct cx *c, struct kb_cfrontend *fe, size_t li, enum kb_ep
 
 static void add_fqdn(struct cx *c, struct kb_cfrontend *fe, size_t li, const char *host, __u16 port)
 {
-	struct kb_arena *a = &c->out->arena;
+	struct kb_arena *a = c->a;
 	__u8 fam[KB_MAX_RESOLVED];
 	__u32 ips[KB_MAX_RESOLVED][4];
 	size_t n = 0, added = 0;
@@ -316,7 +320,7 @@ static __u16 ep_port(const struct kb_endpoint *e, bool ref_has_port, int64_t ref
 static void add_backend_endpoints(struct cx *c, struct kb_cfrontend *fe, size_t li, const struct kb_backend *b,
 				  bool ref_has_port, int64_t ref_port)
 {
-	struct kb_arena *a = &c->out->arena;
+	struct kb_arena *a = c->a;
 
 	for (size_t i = 0; i < b->nendpoints; i++) {
 		const struct kb_endpoint *e = &b->endpoints[i];
@@ -365,7 +369,7 @@ static void add_service_fqdn(struct cx *c, struct kb_cfrontend *fe, size_t li, c
 static void add_slice_endpoints(struct cx *c, struct kb_cfrontend *fe, size_t li, const struct kb_service *svc,
 				const struct slice_list *l, int64_t ref_port)
 {
-	struct kb_arena *a = &c->out->arena;
+	struct kb_arena *a = c->a;
 	struct kb_slice_pick *picks;
 	size_t n;
 
@@ -381,7 +385,7 @@ static void add_slice_endpoints(struct cx *c, struct kb_cfrontend *fe, size_t li
 static size_t push_loc(struct cx *c, struct kb_cfrontend *fe, const struct kb_backend *b, char *label,
 		       char *ref_path, int64_t weight, unsigned prio)
 {
-	struct kb_clocality *loc = KB_PUSH(&c->out->arena, fe->locs, fe->nlocs);
+	struct kb_clocality *loc = KB_PUSH(c->a, fe->locs, fe->nlocs);
 
 	loc->backend = label;
 	loc->ref_path = ref_path;
@@ -393,7 +397,7 @@ static size_t push_loc(struct cx *c, struct kb_cfrontend *fe, const struct kb_ba
 
 static void add_ref(struct cx *c, struct kb_cfrontend *fe, const struct kb_route *r, const struct kb_backend_ref *ref)
 {
-	struct kb_arena *a = &c->out->arena;
+	struct kb_arena *a = c->a;
 	const char *ns = ref->namespace ? ref->namespace : ns_of(&r->meta);
 	int64_t weight = ref->has_weight ? ref->weight : 1;
 	char *label;
@@ -436,7 +440,7 @@ static void add_ref(struct cx *c, struct kb_cfrontend *fe, const struct kb_route
  */
 static void add_fallback_chain(struct cx *c, struct kb_cfrontend *fe)
 {
-	struct kb_arena *a = &c->out->arena;
+	struct kb_arena *a = c->a;
 
 	for (size_t i = 0; i < fe->nlocs; i++) {
 		const struct kb_backend *b = c->loc_backend[i], *t;
@@ -475,7 +479,7 @@ static unsigned panic_threshold(const struct kb_btp *p)
 
 static void compute_shares(struct cx *c, struct kb_cfrontend *fe, unsigned panic_pct)
 {
-	struct kb_arena *a = &c->out->arena;
+	struct kb_arena *a = c->a;
 	size_t healthy[KB_MAX_PRIORITIES] = { 0 }, total[KB_MAX_PRIORITIES] = { 0 };
 	double load[KB_MAX_PRIORITIES], eff[KB_MAX_PRIORITIES] = { 0 };
 	bool panic[KB_MAX_PRIORITIES];
@@ -613,7 +617,7 @@ static int listener_proto(const char *p)
 static void compile_frontend(struct cx *c, const struct kb_gateway *g, const struct kb_gw_address *ad, __u8 family,
 			     const __u32 ip[4], const struct kb_listener *l, int proto)
 {
-	struct kb_arena *a = &c->out->arena;
+	struct kb_arena *a = c->a;
 	struct kb_cfrontend *fe = KB_PUSH(&c->out->views, c->out->fes, c->out->nfes);
 	const struct kb_route *r;
 	const struct kb_btp *btp;
@@ -727,12 +731,37 @@ static void drop_duplicates(struct cx *c)
 	out->nfes = n;
 }
 
+static int key_sort_cmp(const void *a, const void *b)
+{
+	return key_cmp(a, b);
+}
+
+/* A frontend the compile makes: all of them, or one of c->keys. */
+static bool key_wanted(const struct cx *c, const __u32 ip[4], __u8 family, int port, int proto)
+{
+	struct kb_frontend_key k = { .port = htons((__u16)port), .family = family, .proto = (__u8)proto };
+
+	if (!c->keys)
+		return true;
+	memcpy(k.ip, ip, sizeof(k.ip));
+	return bsearch(&k, c->keys, c->nkeys, sizeof(k), key_sort_cmp) != NULL;
+}
+
 static int compile(struct kb_model *m, const struct kb_compile_env *env, const struct kb_smap *only,
-		   struct kb_compiled *out)
+		   const struct kb_frontend_key *keys, size_t nkeys, struct kb_arena *into, struct kb_compiled *out)
 {
 	struct cx c = { .m = m, .env = env, .out = out, .only = only };
 
 	memset(out, 0, sizeof(*out));
+	c.a = into ? into : &out->arena;
+	if (keys) {
+		struct kb_frontend_key *sorted = kb_alloc(&c.tmp, (nkeys + 1) * sizeof(*sorted));
+
+		memcpy(sorted, keys, nkeys * sizeof(*sorted));
+		qsort(sorted, nkeys, sizeof(*sorted), key_sort_cmp);
+		c.keys = sorted;
+		c.nkeys = nkeys;
+	}
 	c.backends.a = c.gw_routes.a = c.btps.a = c.services.a = c.slices.a = &c.tmp;
 	c.cluster_domain = env && env->cluster_domain && *env->cluster_domain ? env->cluster_domain : "cluster.local";
 	c.clusterset_domain = env && env->clusterset_domain && *env->clusterset_domain ? env->clusterset_domain
@@ -760,7 +789,7 @@ static int compile(struct kb_model *m, const struct kb_compile_env *env, const s
 				const struct kb_listener *l = &g->listeners[li];
 				int proto = listener_proto(l->protocol);
 
-				if (proto < 0 || l->port < 1 || l->port > 65535)
+				if (proto < 0 || l->port < 1 || l->port > 65535 || !key_wanted(&c, ip, family, l->port, proto))
 					continue;
 				compile_frontend(&c, g, ad, family, ip, l, proto);
 			}
@@ -788,13 +817,19 @@ static int compile(struct kb_model *m, const struct kb_compile_env *env, const s
 
 int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_compiled *out)
 {
-	return compile(m, env, NULL, out);
+	return compile(m, env, NULL, NULL, 0, NULL, out);
 }
 
 int kb_compile_gateways(struct kb_model *m, const struct kb_compile_env *env, const struct kb_smap *gateways,
 			struct kb_compiled *out)
 {
-	return compile(m, env, gateways, out);
+	return compile(m, env, gateways, NULL, 0, NULL, out);
+}
+
+int kb_compile_frontends(struct kb_model *m, const struct kb_compile_env *env, const struct kb_smap *gateways,
+			 const struct kb_frontend_key *keys, size_t nkeys, struct kb_arena *into, struct kb_compiled *out)
+{
+	return compile(m, env, gateways, keys, nkeys, into, out);
 }
 
 void kb_compiled_free(struct kb_compiled *c)

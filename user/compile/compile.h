@@ -136,6 +136,16 @@ int kb_compile(struct kb_model *m, const struct kb_compile_env *env, struct kb_c
  */
 int kb_compile_gateways(struct kb_model *m, const struct kb_compile_env *env, const struct kb_smap *gateways,
 			struct kb_compiled *out);
+/*
+ * kb_compile_gateways narrowed to the frontends whose key is one of
+ * keys[0..nkeys) (a DNS answer recompiles the frontends that use the name,
+ * not their Gateways' others). Their memory comes from `into` (the
+ * programmed table's arena, which keeps filling its current chunk) when not
+ * NULL: out->arena stays empty, so a small recompile does not pin a chunk of
+ * its own until the next rebuild.
+ */
+int kb_compile_frontends(struct kb_model *m, const struct kb_compile_env *env, const struct kb_smap *gateways,
+			 const struct kb_frontend_key *keys, size_t nkeys, struct kb_arena *into, struct kb_compiled *out);
 void kb_compiled_free(struct kb_compiled *c);
 
 /*

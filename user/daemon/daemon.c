@@ -286,35 +286,6 @@ static void *health_load(void *arg)
 	return NULL;
 }
 
-/*
- * The daemon's heap on transparent huge pages (glibc's malloc.hugetlb=1 has
- * malloc madvise(MADV_HUGEPAGE) what it maps): a restart at 10,000 Backends
- * touches some 100 MiB of fresh memory, and its 4 KiB page faults were a
- * third of the restart (about 150 ms of 1,000 on the test machine). glibc
- * reads tunables only at start, hence the one exec; the memory at rest is
- * the same (docs/BENCHMARKS.md). A GLIBC_TUNABLES that already names the
- * tunable is the operator's choice, kept as it is (hugetlb=0 turns it off).
- */
-void kb_daemon_exec_with_huge_pages(char **argv)
-{
-	const char *t = getenv("GLIBC_TUNABLES");
-	char *was = t ? strdup(t) : NULL, buf[4096];
-
-	if ((t && !was) || (t && strstr(t, "glibc.malloc.hugetlb"))) {
-		free(was);
-		return;
-	}
-	snprintf(buf, sizeof(buf), "%s%sglibc.malloc.hugetlb=1", was ? was : "", was && *was ? ":" : "");
-	if (!setenv("GLIBC_TUNABLES", buf, 1))
-		execv("/proc/self/exe", argv);
-	/* Not fatal: the daemon runs on small pages, as it did. */
-	if (was)
-		setenv("GLIBC_TUNABLES", was, 1);
-	else
-		unsetenv("GLIBC_TUNABLES");
-	free(was);
-}
-
 int kb_daemon_main(int argc, char **argv)
 {
 	struct daemon d = { .lfd = -1, .sigfd = -1 };

@@ -5,11 +5,5 @@
 
 /* `kbackend daemon ...`: runs until SIGTERM/SIGINT or an unload request. Exit code 0/1/2. */
 int kb_daemon_main(int argc, char **argv);
-/*
- * Before anything else runs: exec this program again (the whole argv) with
- * glibc's malloc.hugetlb tunable on, unless GLIBC_TUNABLES already names it.
- * Returns only when it did not exec (already set, or the exec failed).
- */
-void kb_daemon_exec_with_huge_pages(char **argv);
 
 #endif /* KB_DAEMON_H */

@@ -101,6 +101,7 @@ struct daemon {
 	struct kb_reads_index *reads;	/* reads.c: objects and frontends by name, label and reference */
 	unsigned long reads_gen;	/* bumped by every change of state or compiled (kb_daemon_reads_changed) */
 	long trim_at;			/* kb_now_ms() at which free heap pages go back to the system; 0: none due */
+	long rss_trimmed;		/* resident bytes after the last return of free heap pages */
 	struct kb_restore_read *restore_read;	/* daemon_state.c: the stored state being read at start, or NULL */
 	unsigned long clients_refused;	/* over the limit: answered `too many clients` */
 	unsigned long clients_dropped;	/* did not take their reply in time */

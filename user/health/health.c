@@ -169,10 +169,13 @@ static int health_due(void *ctx)
 	struct kb_health *h = ctx;
 	long now = kb_now_ms(), best = -1;
 
+	/* The tick walks the endpoints only from walk_at: the loop ticks every timer at every wake. */
+	h->walk_at = LONG_MAX;
+	if (!h->npolicy)
+		return h->dirty || h->ndoomed ? 0 : -1;	/* no check anywhere: nothing to time or walk */
+	h->walk_at = now;
 	if (h->dirty || h->ndoomed)
 		return 0;
-	if (!h->npolicy)
-		return -1;	/* no check anywhere: nothing to time, and 100,000 endpoints are not walked per loop turn */
 	for (size_t i = 0; i < h->neps; i++) {
 		const struct hep *e = h->eps[i];
 
@@ -183,6 +186,7 @@ static int health_due(void *ctx)
 		else if (e->multiplier)
 			best = min_due(best, e->next_decay, now);
 	}
+	h->walk_at = best < 0 ? LONG_MAX : now + best;
 	return best > INT32_MAX ? INT32_MAX : (int)best;
 }
 
@@ -192,7 +196,7 @@ static void health_tick(void *ctx)
 	struct kb_health *h = ctx;
 	long now = kb_now_ms();
 
-	for (size_t i = 0; i < h->neps; i++) {
+	for (size_t i = 0; now >= h->walk_at && i < h->neps; i++) {
 		hl_probe_tick(h, h->eps[i], now);
 		hl_eject_tick(h, h->eps[i], now);
 	}

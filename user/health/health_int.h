@@ -98,6 +98,7 @@ struct kb_health {
 	struct group *groups;
 	size_t ngroups;
 	size_t npolicy;		/* endpoints with an active or passive check: none, nothing is timed */
+	long walk_at;		/* kb_now_ms() from which the tick has an endpoint to serve (health_due's finding) */
 	bool dirty;		/* health changed since the last recompile */
 	struct kb_endpoint_key *doomed;	/* UDP endpoints whose connected sockets must go */
 	size_t ndoomed, capdoomed;
