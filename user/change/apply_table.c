@@ -287,14 +287,25 @@ static int recompile_scoped(struct daemon *d, struct kb_scope *scope, const stru
 	return 1;
 }
 
-/* Put the Gateway of every frontend among fes[pos[0..n)] for which uses() holds in scope. */
+/*
+ * Put the Gateway of every frontend among fes[pos[0..n)] for which uses()
+ * holds in scope; with `at`, also list every such frontend's position
+ * there (room for n; *nat counts them).
+ */
 static void scope_frontends(struct daemon *d, struct kb_scope *scope, const size_t *pos, size_t n,
-			    bool (*uses)(struct daemon *d, const struct kb_cfrontend *fe, void *ctx), void *ctx)
+			    bool (*uses)(struct daemon *d, const struct kb_cfrontend *fe, void *ctx), void *ctx,
+			    size_t *at, size_t *nat)
 {
 	for (size_t i = 0; i < n; i++) {
-		const struct kb_cfrontend *fe = &d->compiled.fes[pos ? pos[i] : i];
+		size_t p = pos ? pos[i] : i;
+		const struct kb_cfrontend *fe = &d->compiled.fes[p];
+		bool known = fe->gateway && kb_smap_get(&scope->gateways, fe->gateway);
 
-		if (fe->gateway && !kb_smap_get(&scope->gateways, fe->gateway) && uses(d, fe, ctx))
+		if (!fe->gateway || (known && !at) || !uses(d, fe, ctx))
+			continue;
+		if (at)
+			at[(*nat)++] = p;
+		if (!known)
 			kb_scope_add_gateway(scope, fe->gateway);
 	}
 }
@@ -342,21 +353,13 @@ static void recompile_names(struct daemon *d, const char *const *hosts, size_t n
 		kb_smap_put(&names, hosts[i], &names);
 	kb_table_ix_ensure(&d->tix, &d->compiled);
 	at = kb_alloc(&scope.a, (d->tix.nnamed + 1) * sizeof(*at));
-	for (size_t i = 0; i < d->tix.nnamed; i++) {
-		const struct kb_cfrontend *fe = &d->compiled.fes[d->tix.named[i]];
-
-		if (!fe->gateway || !uses_name(d, fe, &names))
-			continue;
-		at[only.nat++] = d->tix.named[i];
-		if (!kb_smap_get(&scope.gateways, fe->gateway))
-			kb_scope_add_gateway(&scope, fe->gateway);
-	}
+	scope_frontends(d, &scope, d->tix.named, d->tix.nnamed, uses_name, &names, at, &only.nat);
 	only.at = at;
 	snprintf(what, sizeof(what), "%zu DNS name(s) changed", n);
 	if (scope.ngw && !recompile_scoped(d, &scope, &only, what)) {
 		struct kb_scope whole = { 0 };
 
-		scope_frontends(d, &whole, d->tix.named, d->tix.nnamed, uses_name, &names);
+		scope_frontends(d, &whole, d->tix.named, d->tix.nnamed, uses_name, &names, NULL, NULL);
 		recompile_scoped(d, &whole, NULL, what);
 		kb_scope_free(&whole);
 	}
@@ -370,7 +373,7 @@ void kb_daemon_health_changed(struct daemon *d)
 
 	if (d->nunaccounted)
 		return;	/* degraded: the stored state is not programmed over the pins */
-	scope_frontends(d, &scope, NULL, d->compiled.nfes, health_moved, NULL);
+	scope_frontends(d, &scope, NULL, d->compiled.nfes, health_moved, NULL, NULL, NULL);
 	if (scope.ngw)
 		recompile_scoped(d, &scope, NULL, "a health change");
 	kb_scope_free(&scope);

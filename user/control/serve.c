@@ -241,13 +241,13 @@ void kb_daemon_trim_soon(struct daemon *d)
  */
 static void trim_if_due(struct daemon *d, long now)
 {
-	long rss;
+	long rss, grew_by = d->rss_trimmed / 8 > TRIM_GROWTH ? d->rss_trimmed / 8 : TRIM_GROWTH;
 
 	if (!d->trim_at || now < d->trim_at)
 		return;
 	d->trim_at = 0;
 	rss = kb_rss_bytes();
-	if (rss >= 0 && rss < d->rss_trimmed + (d->rss_trimmed / 8 > TRIM_GROWTH ? d->rss_trimmed / 8 : TRIM_GROWTH)) {
+	if (rss >= 0 && rss < d->rss_trimmed + grew_by) {
 		kb_log_debug("kept free heap pages: %ld KiB resident, %ld KiB after the last return", rss >> 10,
 			     d->rss_trimmed >> 10);
 		return;

@@ -563,6 +563,13 @@ static int adopt_run(int slfd, struct kb_fe_state *fs)
 	return 0;
 }
 
+/* A pinned frontend whose run and id lie inside this daemon's maps (an older process's bad entry does not). */
+static bool pinned_fits(const struct kb_bpf_dataplane *d, const struct kb_frontend *v)
+{
+	return v->nslots <= d->max_slots && v->slot_base <= d->max_slots - v->nslots &&
+	       v->frontend_id < d->max_frontends;
+}
+
 /*
  * Rebuild the user-space mirror from pinned maps, so that a restarted daemon
  * allocates around the runs that serve and the shadow an apply compares
@@ -571,13 +578,6 @@ static int adopt_run(int slfd, struct kb_fe_state *fs)
  * free after an RCU grace period, else after the one-second grace (without
  * which the first apply after a restart waits for that second).
  */
-/* A pinned frontend whose run and id lie inside this daemon's maps (an older process's bad entry does not). */
-static bool pinned_fits(const struct kb_bpf_dataplane *d, const struct kb_frontend *v)
-{
-	return v->nslots <= d->max_slots && v->slot_base <= d->max_slots - v->nslots &&
-	       v->frontend_id < d->max_frontends;
-}
-
 int kb_adopt_state(struct kb_bpf_dataplane *d)
 {
 	int fefd = bpf_map__fd(d->skel->maps.frontends), slfd = bpf_map__fd(d->skel->maps.slots);
